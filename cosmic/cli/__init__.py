@@ -1,0 +1,55 @@
+"""The ``cosmic`` command line.
+
+Each command family lives in its own module and registers a click group or
+command here, in :data:`_COMMAND_MODULES`; the group is assembled lazily when
+``main()`` runs, so importing this package has no side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from cosmic.errors import CosmicError
+
+# module path -> attribute holding a click command or group
+_COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("cosmic.cli.stack", "stack"),
+    ("cosmic.cli.topics", "topics"),
+    ("cosmic.cli.up", "up"),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cosmic-garden", prog_name="cosmic")
+def cli() -> None:
+    """Cosmic Garden event platform: run the local stack and the platform's services."""
+
+
+def build_cli() -> click.Group:
+    for module_name, attr in _COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        command = getattr(module, attr)
+        if command.name not in cli.commands:
+            cli.add_command(command)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``cosmic`` console script."""
+    group = build_cli()
+    try:
+        group.main(args=argv, prog_name="cosmic", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CosmicError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,140 @@
+"""Typed settings: the one place the platform reads its environment.
+
+Values come, highest priority first, from keyword arguments, ``COSMIC_*``
+environment variables (nested with ``__``, e.g. ``COSMIC_KAFKA__BOOTSTRAP_SERVERS``),
+an optional ``cosmic.toml`` (path overridable with ``COSMIC_CONFIG``), and the
+defaults below, which describe the embedded local stack on loopback.
+
+=====================================  ==========================================
+key (env)                              meaning
+=====================================  ==========================================
+COSMIC_STATE_DIR                       folder holding every local service's data
+COSMIC_CACHE_DIR                       folder caching downloaded Java artifacts
+COSMIC_KAFKA__BOOTSTRAP_SERVERS        Kafka bootstrap servers
+COSMIC_KAFKA__PORT / CONTROLLER_PORT   ports of the local KRaft broker
+COSMIC_KAFKA__DEFAULT_PARTITIONS       partitions for topics created here
+COSMIC_KAFKA__REPLICATION_FACTOR       replication factor for topics created here
+COSMIC_REGISTRY__URL                   Confluent-compatible schema registry URL
+COSMIC_REGISTRY__PORT                  port of the embedded registry
+COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials
+COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports)
+COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
+=====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cosmic"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cosmic"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    port: int = 19092
+    controller_port: int = 19093
+    version: str = "4.1.1"
+    heap: str = "512m"
+    default_partitions: int = 3
+    replication_factor: int = 1
+    client_id: str = "cosmic"
+
+
+class RegistrySettings(_Section):
+    url: str = "http://127.0.0.1:18081"
+    port: int = 18081
+    topic: str = "_schemas"
+
+
+class PostgresSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 15432
+    user: str = "cosmic"
+    password: SecretStr = SecretStr("cosmic")
+    database: str = "cosmic"
+
+    @property
+    def dsn(self) -> str:
+        pw = self.password.get_secret_value()
+        return f"postgresql://{self.user}:{pw}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def dsn_redacted(self) -> str:
+        return f"postgresql://{self.user}:***@{self.host}:{self.port}/{self.database}"
+
+
+class ClickHouseSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 19000
+    http_port: int = 18123
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    database: str = "cosmic"
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COSMIC_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    startup_timeout_s: float = 90.0
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    postgres: PostgresSettings = PostgresSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("COSMIC_CONFIG", "cosmic.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some top-level fields replaced (settings are frozen)."""
+        return self.model_copy(update=changes)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,108 @@
+"""The topic registry: every topic of the platform, declared once, as typed objects.
+
+Code refers to topics through the constants here (``topics.COMMANDS``), never
+through loose strings. ``cosmic topics create`` reconciles the cluster with
+this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cosmic.errors import TopicError
+
+CleanupPolicy = Literal["delete", "compact", "compact,delete"]
+
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
+FOREVER = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """One Kafka topic: its name, what its keys and values are, and how it is kept."""
+
+    name: str
+    key: str
+    value: str
+    doc: str
+    partitions: int = 3
+    replication: int = 1
+    cleanup_policy: CleanupPolicy = "delete"
+    retention_ms: int = 7 * _DAY_MS
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs as Kafka expects them."""
+        out = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        out.update(self.extra_config)
+        return out
+
+    def __str__(self) -> str:
+        return self.name
+
+
+COMMANDS = Topic(
+    "cosmic.commands.v1", key="world id", value="PlayerCommand",
+    doc="Player commands: the source of truth of every world.",
+    retention_ms=FOREVER,
+)
+PHYSICS_TICKS = Topic(
+    "cosmic.physics.ticks.v1", key="world id", value="PhysicsTick",
+    doc="One event per world tick: commands applied, energy, state hash, timings.",
+    retention_ms=FOREVER,
+)
+STATE_DELTAS = Topic(
+    "cosmic.state.deltas.v1", key="world id", value="StateDelta",
+    doc="Columnar changes of bodies, dead-reckoned, for frontends.",
+    retention_ms=6 * _HOUR_MS,
+)
+STATE_SNAPSHOTS = Topic(
+    "cosmic.state.snapshots.v1", key="world id", value="WorldSnapshot",
+    doc="Full columnar world state every K ticks; compacted to the latest per world.",
+    cleanup_policy="compact", retention_ms=FOREVER,
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "max.message.bytes": "67108864"},
+)
+ECOSYSTEM_EVENTS = Topic(
+    "cosmic.ecosystem.events.v1", key="planet id", value="EcosystemEvent",
+    doc="Population changes, extinctions and speciations.",
+    retention_ms=FOREVER,
+)
+CIVILIZATION_EVENTS = Topic(
+    "cosmic.civilization.events.v1", key="civilization id", value="CivilizationEvent",
+    doc="Foundings, technology advances, collapses and resource use.",
+    retention_ms=FOREVER,
+)
+METRICS = Topic(
+    "cosmic.metrics.v1", key="metric name", value="MetricPoint",
+    doc="Windowed metric points computed by the live-metrics job.",
+    retention_ms=_DAY_MS,
+)
+DLQ = Topic(
+    "cosmic.dlq.v1", key="original key", value="original bytes",
+    doc="Records that could not be processed; headers name the source and the error.",
+    retention_ms=FOREVER,
+)
+
+ALL: tuple[Topic, ...] = (
+    COMMANDS,
+    PHYSICS_TICKS,
+    STATE_DELTAS,
+    STATE_SNAPSHOTS,
+    ECOSYSTEM_EVENTS,
+    CIVILIZATION_EVENTS,
+    METRICS,
+    DLQ,
+)
+
+_BY_NAME = {t.name: t for t in ALL}
+
+
+def get(name: str) -> Topic:
+    """Look a topic up by name; raises :class:`TopicError` for an unknown one."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise TopicError(f"unknown topic {name!r}; known topics: {known}") from None

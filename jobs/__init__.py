@@ -1,0 +1,1 @@
+"""Batch and streaming jobs: ``flink/`` PyFlink jobs, ``spark/`` spark-submit jobs."""

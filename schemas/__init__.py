@@ -1,0 +1,1 @@
+"""Event contracts: Avro schemas (``*.avsc``), the Confluent wire-format serde, the registry."""
