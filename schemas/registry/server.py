@@ -1,0 +1,324 @@
+"""The embedded schema registry: the Confluent REST API subset, over stdlib HTTP.
+
+Serves the endpoints standard clients use (confluent-kafka's
+``SchemaRegistryClient``, kcat, our :class:`~schemas.registry.client.RegistryClient`)
+with Confluent's JSON shapes, error codes and content type. State lives in a
+:class:`~schemas.registry.core.Registry`; storage is pluggable (memory for
+tests, the compacted ``_schemas`` topic for the platform).
+
+Run it with ``python -m schemas.registry.server`` (binds 127.0.0.1 on
+``settings.registry.port``), or in-process::
+
+    with serve(Registry(MemoryStore()), port=0) as server:
+        url = server.url
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from schemas.errors import InvalidSchema, RegistryError
+from schemas.registry.compatibility import ParsedSchema
+from schemas.registry.core import Registry
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+Query = dict[str, str]
+Body = dict[str, Any]
+Handler = Callable[[Registry, list[str], Query, Body], Any]
+
+_ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    """Declare a handler for ``method`` on a path; ``{}`` matches one path segment."""
+    regex = re.compile("^" + pattern.replace("{}", "([^/]+)") + "/?$")
+
+    def register(fn: Handler) -> Handler:
+        _ROUTES.append((method, regex, fn))
+        return fn
+
+    return register
+
+
+def _flag(query: Query, name: str) -> bool:
+    return query.get(name, "false").lower() == "true"
+
+
+def _schema_from(body: Body) -> ParsedSchema:
+    schema_type = body.get("schemaType", "AVRO") or "AVRO"
+    if schema_type.upper() != "AVRO":
+        raise InvalidSchema(f"schemaType {schema_type!r} is not supported by this registry; only AVRO")
+    if body.get("references"):
+        raise InvalidSchema("schema references are not supported by this registry")
+    text = body.get("schema")
+    if not isinstance(text, str):
+        raise InvalidSchema("request body must have a 'schema' string")
+    return ParsedSchema(text)
+
+
+# -- subjects -----------------------------------------------------------------
+
+
+@route("GET", "/subjects")
+def _subjects(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.subjects(include_deleted=_flag(q, "deleted"))
+
+
+@route("GET", "/subjects/{}/versions")
+def _versions(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.versions(args[0], include_deleted=_flag(q, "deleted"))
+
+
+@route("POST", "/subjects/{}/versions")
+def _register(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {"id": reg.register(args[0], _schema_from(body)).id}
+
+
+@route("GET", "/subjects/{}/versions/{}")
+def _version(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.version(args[0], args[1], include_deleted=_flag(q, "deleted")).as_json()
+
+
+@route("GET", "/subjects/{}/versions/{}/schema")
+def _version_schema(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.version(args[0], args[1]).schema.raw
+
+
+@route("DELETE", "/subjects/{}/versions/{}")
+def _delete_version(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.delete_version(args[0], args[1], permanent=_flag(q, "permanent"))
+
+
+@route("POST", "/subjects/{}")
+def _lookup(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.lookup(args[0], _schema_from(body), include_deleted=_flag(q, "deleted")).as_json()
+
+
+@route("DELETE", "/subjects/{}")
+def _delete_subject(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.delete_subject(args[0], permanent=_flag(q, "permanent"))
+
+
+# -- schemas by id ------------------------------------------------------------
+
+
+def _id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1  # an id that never exists: answered with 40403 like any unknown id
+
+
+@route("GET", "/schemas/ids/{}")
+def _schema_by_id(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {"schema": reg.schema(_id(args[0])).text}
+
+
+@route("GET", "/schemas/ids/{}/schema")
+def _raw_schema_by_id(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return reg.schema(_id(args[0])).raw
+
+
+@route("GET", "/schemas/ids/{}/versions")
+def _id_versions(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return [{"subject": s, "version": v} for s, v in reg.usages(_id(args[0]))]
+
+
+@route("GET", "/schemas/ids/{}/subjects")
+def _id_subjects(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return sorted({s for s, _ in reg.usages(_id(args[0]))})
+
+
+@route("GET", "/schemas/types")
+def _types(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return ["AVRO"]
+
+
+# -- compatibility and config -------------------------------------------------
+
+
+def _compat_answer(problems: list[str], q: Query) -> Any:
+    answer: dict[str, Any] = {"is_compatible": not problems}
+    if _flag(q, "verbose"):
+        answer["messages"] = problems
+    return answer
+
+
+@route("POST", "/compatibility/subjects/{}/versions/{}")
+def _compat_version(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return _compat_answer(reg.problems(args[0], _schema_from(body), args[1]), q)
+
+
+@route("POST", "/compatibility/subjects/{}/versions")
+def _compat_all(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return _compat_answer(reg.problems(args[0], _schema_from(body)), q)
+
+
+@route("GET", "/config")
+def _get_config(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {"compatibilityLevel": reg.compatibility().value}
+
+
+@route("PUT", "/config")
+def _put_config(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {"compatibility": reg.set_compatibility(str(body.get("compatibility"))).value}
+
+
+@route("GET", "/config/{}")
+def _get_subject_config(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    if _flag(q, "defaultToGlobal"):
+        return {"compatibilityLevel": reg.compatibility(args[0]).value}
+    return {"compatibilityLevel": reg.own_compatibility(args[0]).value}
+
+
+@route("PUT", "/config/{}")
+def _put_subject_config(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {"compatibility": reg.set_compatibility(str(body.get("compatibility")), args[0]).value}
+
+
+@route("DELETE", "/config/{}")
+def _delete_subject_config(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {"compatibilityLevel": reg.delete_compatibility(args[0]).value}
+
+
+@route("GET", "")
+def _root(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
+    return {}
+
+
+# -- HTTP plumbing ------------------------------------------------------------
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: RegistryHTTPServer
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+
+    def _dispatch(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path = parts.path.rstrip("/")
+        try:
+            body = self._body()
+            for m, regex, handler in _ROUTES:
+                match = regex.match(path)
+                if match and m == method:
+                    args = [unquote(a) for a in match.groups()]
+                    self._send(HTTPStatus.OK, handler(self.server.registry, args, query, body))
+                    return
+            self._send(HTTPStatus.NOT_FOUND, {"error_code": 404, "message": f"HTTP 404 Not Found: {method} {path}"})
+        except RegistryError as exc:
+            self._send(exc.status or 500, {"error_code": exc.error_code or 50001, "message": str(exc)})
+
+    def _body(self) -> Body:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidSchema("request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidSchema("request body must be a JSON object")
+        return body
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class RegistryHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _RequestHandler)
+        self.registry = registry
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+@contextmanager
+def serve(registry: Registry, host: str = "127.0.0.1", port: int = 0) -> Iterator[RegistryHTTPServer]:
+    """Run the registry in a background thread for the duration of the block."""
+    server = RegistryHTTPServer(registry, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="schema-registry", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def build_server(settings: Any = None, store: str = "kafka") -> RegistryHTTPServer:
+    """The registry the platform runs: Kafka-backed, on 127.0.0.1:settings.registry.port."""
+    from cosmic.settings import get_settings
+    from schemas.registry.store import MemoryStore, Store
+
+    settings = settings or get_settings()
+    backing: Store
+    if store == "memory":
+        backing = MemoryStore()
+    else:
+        from schemas.registry.kafka_store import KafkaStore
+
+        backing = KafkaStore(settings)
+    return RegistryHTTPServer(Registry(backing), "127.0.0.1", settings.registry.port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m schemas.registry.server [--memory]``: serve until interrupted."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m schemas.registry.server", description=main.__doc__)
+    parser.add_argument("--memory", action="store_true", help="keep schemas in memory only (lost on exit)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    server = build_server(store="memory" if args.memory else "kafka")
+    log.info("schema registry listening on %s", server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.registry.close()
+
+
+if __name__ == "__main__":
+    main()
