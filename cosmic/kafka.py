@@ -7,6 +7,7 @@ guarantee: idempotent producers, manual offset commits, ``read_committed``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -14,6 +15,10 @@ from confluent_kafka.admin import AdminClient
 
 from cosmic.errors import ServiceUnavailable
 from cosmic.settings import Settings
+
+_SILENT = logging.getLogger("cosmic.kafka.probe")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
 
 
 def _base(settings: Settings, client_id: str | None) -> dict[str, Any]:
@@ -74,7 +79,8 @@ def admin(settings: Settings, **overrides: Any) -> AdminClient:
 
 def wait_for_cluster(settings: Settings, timeout_s: float = 10.0) -> int:
     """Ask the cluster for metadata; return its broker count or raise ServiceUnavailable."""
-    client = admin(settings)
+    # Connection refusals while a broker boots are expected: keep librdkafka quiet.
+    client = admin(settings, log_level=0, logger=_SILENT)
     try:
         md = client.list_topics(timeout=timeout_s)
     except KafkaException as exc:

@@ -39,11 +39,17 @@ from pydantic_settings import (
 
 
 def _default_state_dir() -> Path:
+    # As root, PostgreSQL runs as the unprivileged `postgres` user, which cannot
+    # enter /root: keep service data where system services keep theirs.
+    if os.geteuid() == 0:
+        return Path("/var/lib/cosmic")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "cosmic"
 
 
 def _default_cache_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/cache/cosmic")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cosmic"
 

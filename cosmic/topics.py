@@ -28,7 +28,8 @@ class Topic:
     value: str
     doc: str
     partitions: int = 3
-    replication: int = 1
+    # None: the cluster-wide factor from settings (1 locally, 3 on a real cluster).
+    replication: int | None = None
     cleanup_policy: CleanupPolicy = "delete"
     retention_ms: int = 7 * _DAY_MS
     extra_config: dict[str, str] = field(default_factory=dict)

@@ -19,6 +19,8 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic.cli.stack", "stack"),
     ("cosmic.cli.topics", "topics"),
     ("cosmic.cli.up", "up"),
+    ("cosmic.cli.schemas", "schemas"),
+    ("cosmic.cli.log", "log"),
 )
 
 

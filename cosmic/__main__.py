@@ -1,0 +1,3 @@
+from cosmic.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""``cosmic log tail``: print a topic's records, decoded through the schema registry, as JSON lines."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import click
+import orjson
+from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
+
+from cosmic import kafka, topics
+from cosmic.errors import SerializationError, TopicError
+from cosmic.settings import get_settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroDeserializer, SerializationContext
+
+
+def _jsonable(value: Any, bytes_mode: str) -> Any:
+    """Avro values as JSON: unions of records as {"type": name, ...}, bytes per ``bytes_mode``."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
+        return {"type": value[0].rsplit(".", 1)[-1], **_jsonable(value[1], bytes_mode)}
+    if isinstance(value, dict):
+        return {k: _jsonable(v, bytes_mode) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v, bytes_mode) for v in value]
+    if isinstance(value, bytes):
+        if bytes_mode == "base64":
+            return base64.b64encode(value).decode()
+        return f"<{len(value)} bytes>"
+    return value
+
+
+def _line(msg: Message, deserialize: AvroDeserializer | None, bytes_mode: str) -> bytes:
+    key = msg.key()
+    out: dict[str, Any] = {
+        "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+        "timestamp": msg.timestamp()[1],
+        "key": key.decode("utf-8", "replace") if key is not None else None,
+    }
+    if deserialize is None:
+        out["value"] = _jsonable(msg.value(), bytes_mode)
+        out["headers"] = {k: (v or b"").decode("utf-8", "replace") for k, v in msg.headers() or []}
+    else:
+        try:
+            out["value"] = _jsonable(deserialize(msg.value(), SerializationContext(msg.topic() or "")), bytes_mode)
+        except SerializationError as exc:
+            # A bad record is shown, not fatal: tail exists to look at what is there.
+            out["error"] = {"type": type(exc).__name__, "message": str(exc)}
+    return orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _start_offsets(consumer: Consumer, topic: str, n: int | None, from_beginning: bool) -> list[TopicPartition]:
+    metadata = consumer.list_topics(topic, timeout=10)
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None:
+        raise TopicError(f"topic {topic!r} does not exist")
+    assignment = []
+    for p in sorted(info.partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        start = low if from_beginning else max(low, high - (n or 0))
+        assignment.append(TopicPartition(topic, p, start if high > start or from_beginning else OFFSET_END))
+    return assignment
+
+
+@click.group()
+def log() -> None:
+    """Read the event log."""
+
+
+@log.command()
+@click.argument("topic")
+@click.option("-n", "n", type=click.IntRange(min=0), default=None, help="how many records (default 10; all with --from-beginning)")
+@click.option("--from-beginning", is_flag=True, help="start at the oldest record instead of the last N")
+@click.option("-f", "--follow", is_flag=True, help="keep printing new records until interrupted")
+@click.option("--bytes", "bytes_mode", type=click.Choice(["summary", "base64"]), default="summary",
+              help="how to print Avro bytes fields (columnar data): their length, or base64")
+@click.option("--registry-url", "url", default=None, metavar="URL", help="default: settings.registry.url")
+def tail(topic: str, n: int | None, from_beginning: bool, follow: bool, bytes_mode: str, url: str | None) -> None:
+    """Print TOPIC's records as JSON lines (the last N per partition, oldest first).
+
+    Values are decoded with the writer's schema from the registry; the DLQ
+    (raw bytes) is printed with its headers. Nothing is committed.
+    """
+    settings = get_settings()
+    name = topics.get(topic).name if not topic.startswith("_") else topic
+    if n is None and not from_beginning:
+        n = 10
+    consumer = kafka.consumer(settings, group_id=f"cosmic-log-tail-{uuid.uuid4().hex[:8]}", client_id="cosmic-log-tail")
+    client = RegistryClient(url or settings.registry.url)
+    deserialize = None if name == topics.DLQ.name or name.startswith("_") else AvroDeserializer(client)
+    try:
+        assignment = _start_offsets(consumer, name, n, from_beginning)
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assignment}
+        consumer.assign(assignment)
+        printed = 0
+        done = {tp.partition for tp in assignment if tp.offset == OFFSET_END or tp.offset >= ends[tp.partition]}
+        while follow or len(done) < len(assignment):
+            if from_beginning and n is not None and printed >= n:
+                break
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            click.echo(_line(msg, deserialize, bytes_mode))
+            printed += 1
+            if (msg.offset() or 0) + 1 >= ends.get(msg.partition() or 0, 0):
+                done.add(msg.partition() or 0)
+    finally:
+        consumer.close()
+        client.close()

@@ -1,0 +1,31 @@
+"""``cosmic topics``: create (idempotently, reconciling) and list the platform's topics."""
+
+from __future__ import annotations
+
+import click
+
+from cosmic import admin
+from cosmic.settings import get_settings
+
+
+@click.group()
+def topics() -> None:
+    """The platform's Kafka topics, as declared in cosmic.topics."""
+
+
+@topics.command()
+def create() -> None:
+    """Create missing topics; raise partition counts and fix configs of existing ones."""
+    for change in admin.reconcile_topics(get_settings()):
+        click.echo(change)
+
+
+@topics.command("list")
+def list_() -> None:
+    """Every declared topic with partitions, policy, retention and message count."""
+    rows = admin.describe_topics(get_settings())
+    click.echo(f"{'topic':<32}{'parts':>6}  {'cleanup':<15}{'retention':>12}{'messages':>12}")
+    for r in rows:
+        parts = "-" if r.partitions is None else str(r.partitions)
+        msgs = "-" if r.messages is None else str(r.messages)
+        click.echo(f"{r.name:<32}{parts:>6}  {r.cleanup_policy:<15}{r.retention:>12}{msgs:>12}")

@@ -1,0 +1,29 @@
+"""``cosmic up``: the main job — the stack, the topics, and the platform's services."""
+
+from __future__ import annotations
+
+import click
+
+from cosmic import admin
+from cosmic.runtime import PlatformService, run_services
+from cosmic.settings import Settings, get_settings
+from cosmic.smoke import SmokePipeline
+from cosmic.stack import Stack
+
+
+def build_services(settings: Settings) -> list[PlatformService]:
+    """Every service `cosmic up` runs; later layers add theirs here."""
+    return [SmokePipeline(settings)]
+
+
+@click.command()
+@click.option("--duration", type=float, default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+def up(duration: float | None) -> None:
+    """Bring the stack up, create topics, and run the platform in the foreground."""
+    settings = get_settings()
+    Stack(settings).up(on_event=lambda m: click.echo(m))
+    for line in admin.reconcile_topics(settings):
+        click.echo(f"topics: {line}")
+    run_services(build_services(settings), duration_s=duration, echo=click.echo)
+    click.echo("platform stopped cleanly")

@@ -1,0 +1,195 @@
+"""PostgreSQL from the system's binaries, in the state folder, on its own loopback port.
+
+``initdb``/``postgres`` refuse to run as root, so when we are root the server
+runs as the ``postgres`` system user over a data folder that user owns.
+TimescaleDB is enabled when the extension is installed; when it is not,
+``status`` says so and the connectors fall back to native partitioning.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cosmic.errors import DependencyMissing, StackError
+from cosmic.stack.service import LocalService
+
+_SERVICE_USER = "postgres"
+
+
+def pg_bindir() -> Path:
+    """Folder of the newest installed PostgreSQL server binaries."""
+    if pg_config := shutil.which("pg_config"):
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidate = Path(out.stdout.strip())
+        if (candidate / "postgres").exists():
+            return candidate
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if found:
+        return Path(found[-1]).parent
+    if initdb := shutil.which("initdb"):
+        return Path(initdb).resolve().parent
+    raise DependencyMissing("postgresql", "install it with `apt-get install postgresql`")
+
+
+class PostgresService(LocalService):
+    name = "postgres"
+
+    @property
+    def port(self) -> int:
+        return self.settings.postgres.port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "run"
+
+    def endpoint(self) -> dict[str, Any]:
+        pg = self.settings.postgres
+        return {"dsn": pg.dsn_redacted, "host": pg.host, "port": pg.port, "database": pg.database}
+
+    def run_as(self) -> tuple[str, str] | None:
+        return (_SERVICE_USER, _SERVICE_USER)
+
+    def _owner(self) -> tuple[int, int] | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(_SERVICE_USER)
+        except KeyError:
+            raise StackError(
+                f"running as root needs the '{_SERVICE_USER}' system user, which the "
+                "postgresql package creates: `apt-get install postgresql`"
+            ) from None
+        return entry.pw_uid, entry.pw_gid
+
+    def _chown_tree(self, path: Path, owner: tuple[int, int]) -> None:
+        os.chown(path, *owner)
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), *owner)
+
+    def prepare(self) -> None:
+        owner = self._owner()
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        if owner:
+            # The service user must reach its folder through the state folder.
+            for parent in [self.home, *self.home.parents]:
+                if parent == Path("/"):
+                    break
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    os.chmod(parent, mode | 0o001)
+            os.chown(self.home, *owner)
+            os.chown(self.socket_dir, *owner)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb(owner)
+        conf = self.data_dir / "postgresql.auto.conf"
+        conf.write_text(
+            "# written by cosmic stack; edits are overwritten on start\n"
+            f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+            f"unix_socket_directories = '{self.socket_dir}'\n"
+            "max_connections = 100\nshared_buffers = '128MB'\n"
+            "fsync = on\nsynchronous_commit = on\n"
+            "logging_collector = off\nlog_min_messages = warning\n"
+            + ("shared_preload_libraries = 'timescaledb'\n" if self._timescale_library() else "")
+        )
+        if owner:
+            os.chown(conf, *owner)
+
+    def _initdb(self, owner: tuple[int, int] | None) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(parents=True)
+        pwfile = self.home / ".pwfile"
+        pwfile.write_text(self.settings.postgres.password.get_secret_value() + "\n")
+        os.chmod(pwfile, 0o600)
+        if owner:
+            os.chown(self.data_dir, *owner)
+            os.chown(pwfile, *owner)
+        cmd = [
+            str(pg_bindir() / "initdb"), "-D", str(self.data_dir),
+            "-U", self.settings.postgres.user, f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256", "--auth-local=trust",
+            "-E", "UTF8", "--locale=C.UTF-8",
+        ]
+        try:
+            result = subprocess.run(
+                cmd, capture_output=True, text=True, check=False,
+                user=owner[0] if owner else None, group=owner[1] if owner else None,
+                cwd=self.home,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise StackError(f"initdb failed: {(result.stdout + result.stderr).strip()[-800:]}")
+
+    def command(self) -> list[str]:
+        return [str(pg_bindir() / "postgres"), "-D", str(self.data_dir)]
+
+    def executable(self) -> str:
+        return "postgres"
+
+    def _connect(self, database: str, timeout_s: float) -> psycopg.Connection[Any]:
+        pg = self.settings.postgres
+        return psycopg.connect(
+            host=pg.host, port=pg.port, user=pg.user,
+            password=pg.password.get_secret_value(), dbname=database,
+            connect_timeout=max(1, int(timeout_s)), autocommit=True,
+        )
+
+    def probe(self, timeout_s: float) -> None:
+        with self._connect("postgres", timeout_s) as conn:
+            conn.execute("SELECT 1")
+
+    def after_ready(self) -> None:
+        db = self.settings.postgres.database
+        with self._connect("postgres", 10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        if self.timescale_available():
+            with self._connect(db, 10) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+    def _timescale_library(self) -> bool:
+        pkglib = pg_bindir().parent / "lib"
+        return any(pkglib.glob("timescaledb*.so"))
+
+    def timescale_available(self) -> bool:
+        with self._connect("postgres", 5) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+        return row is not None and self._timescale_library()
+
+    def version(self) -> str | None:
+        with self._connect("postgres", 3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]).split()[0] if row else None
+
+    def notes(self) -> list[str]:
+        try:
+            present = self.timescale_available()
+        except psycopg.Error:
+            return []
+        if present:
+            return ["timescaledb extension enabled"]
+        return [
+            "timescaledb extension NOT installed: time-series tables use native "
+            "partitioning and date_bin() instead"
+        ]

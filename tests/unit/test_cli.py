@@ -1,0 +1,32 @@
+"""The console script's commands all resolve, and bad input gets a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from cosmic.cli import _COMMAND_MODULES, build_cli
+
+
+def test_every_registered_command_module_imports():
+    group = build_cli()
+    assert {attr for _, attr in _COMMAND_MODULES} <= set(group.commands)
+    for name in ("stack", "topics", "up"):
+        assert name in group.commands
+
+
+def test_help_lists_the_command_families():
+    result = CliRunner().invoke(build_cli(), ["--help"])
+    assert result.exit_code == 0
+    for name in ("stack", "topics", "up"):
+        assert name in result.output
+
+
+def test_unknown_service_is_reported_not_traced():
+    proc = subprocess.run([sys.executable, "-m", "cosmic", "stack", "logs", "zookeeper"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert "unknown service 'zookeeper'" in proc.stderr
+    assert "Traceback" not in proc.stderr

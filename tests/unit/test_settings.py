@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from cosmic.settings import Settings
+
+
+def test_defaults_describe_the_local_stack_on_loopback(monkeypatch: pytest.MonkeyPatch):
+    for var in ("COSMIC_KAFKA__BOOTSTRAP_SERVERS", "COSMIC_POSTGRES__PORT"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings()
+    assert s.kafka.bootstrap_servers.startswith("127.0.0.1:")
+    assert s.registry.url.startswith("http://127.0.0.1:")
+    assert s.postgres.dsn.startswith("postgresql://cosmic:")
+    assert "***" in s.postgres.dsn_redacted
+    secret = Settings(postgres={"password": "hunter2-s3cret"})
+    assert "hunter2-s3cret" not in repr(secret)
+    assert "hunter2-s3cret" in secret.postgres.dsn
+
+
+def test_environment_overrides_nested_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("COSMIC_KAFKA__BOOTSTRAP_SERVERS", "10.0.0.5:9092")
+    monkeypatch.setenv("COSMIC_POSTGRES__PORT", "6543")
+    monkeypatch.setenv("COSMIC_STATE_DIR", str(tmp_path))
+    s = Settings()
+    assert s.kafka.bootstrap_servers == "10.0.0.5:9092"
+    assert s.postgres.port == 6543
+    assert s.state_dir == tmp_path
+
+
+def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    toml = tmp_path / "cosmic.toml"
+    toml.write_text('[clickhouse]\nport = 9999\nhttp_port = 8999\n[kafka]\nheap = "1g"\n')
+    monkeypatch.setenv("COSMIC_CONFIG", str(toml))
+    monkeypatch.setenv("COSMIC_KAFKA__HEAP", "2g")
+    s = Settings()
+    assert s.clickhouse.port == 9999
+    assert s.clickhouse.http_port == 8999
+    assert s.kafka.heap == "2g"
+
+
+def test_settings_are_frozen_and_typed(monkeypatch: pytest.MonkeyPatch):
+    s = Settings()
+    with pytest.raises(ValidationError):
+        s.startup_timeout_s = 1  # type: ignore[misc]
+    monkeypatch.setenv("COSMIC_POSTGRES__PORT", "not-a-port")
+    with pytest.raises(ValidationError):
+        Settings()

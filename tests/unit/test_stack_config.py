@@ -1,0 +1,76 @@
+"""The local services' generated configuration, checked without starting anything."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from cosmic.errors import StackError
+from cosmic.settings import ClickHouseSettings, KafkaSettings, Settings
+from cosmic.stack import Stack
+from cosmic.stack.clickhouse import ClickHouseService
+from cosmic.stack.kafka import TOOLS, KafkaService
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Settings:
+    return Settings(
+        state_dir=tmp_path / "state", cache_dir=tmp_path / "cache",
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:39092", port=39092,
+                            controller_port=39093),
+        clickhouse=ClickHouseSettings(port=39000, http_port=38123),
+    )
+
+
+def test_kafka_runs_kraft_combined_on_loopback(private: Settings):
+    props = dict(
+        line.split("=", 1)
+        for line in KafkaService(private)._server_properties().splitlines()
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:39093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39092"
+    assert props["log.dirs"].startswith(str(private.state_dir))
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["auto.create.topics.enable"] == "false"
+
+
+def test_kafka_tool_names_map_to_kafka_classes(private: Settings, monkeypatch):
+    svc = KafkaService(private)
+    monkeypatch.setattr(svc, "classpath", lambda: "/x/*")
+    monkeypatch.setattr(svc, "_java_prefix", lambda heap="256m": ["java", "-cp", "/x/*"])
+    cmd = svc.tool_command("kafka-consumer-groups.sh", ["--list"])
+    assert cmd[-4:] == [TOOLS["consumer-groups"], "--bootstrap-server", "127.0.0.1:39092",
+                        "--list"]
+    perf = svc.tool_command("producer-perf-test", ["--topic", "t", "--num-records", "1"])
+    assert "--bootstrap-server" not in perf
+    with pytest.raises(StackError, match="known tools"):
+        svc.tool_command("no-such-tool", [])
+
+
+def test_clickhouse_config_is_loopback_xml_in_the_state_folder(private: Settings):
+    svc = ClickHouseService(private)
+    svc.home.mkdir(parents=True)
+    svc.prepare()
+    root = ET.parse(svc.home / "config.xml").getroot()
+    assert root.tag == "yandex"  # the root element both 18.16 and current releases accept
+    assert root.findtext("listen_host") == "127.0.0.1"
+    assert root.findtext("tcp_port") == "39000"
+    assert root.findtext("http_port") == "38123"
+    assert root.findtext("path", "").startswith(str(private.state_dir))
+    users = ET.parse(svc.home / "users.xml").getroot()
+    assert users.find("users/default/networks/ip") is not None
+
+
+def test_unknown_service_and_stale_pid_file(private: Settings):
+    st = Stack(private)
+    with pytest.raises(StackError, match="services: kafka, postgres, clickhouse"):
+        st.service("zookeeper")
+    ch = st.service("clickhouse")
+    ch.pid_file.parent.mkdir(parents=True)
+    ch.pid_file.write_text("999999999")  # no such process
+    assert ch.pid() is None
+    assert ch.stop() is False
+    assert not ch.pid_file.exists()
