@@ -9,6 +9,7 @@ start fails the tests that need it, with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -55,7 +56,6 @@ def topic_factory(settings: Settings, stack: Stack) -> Iterator[TopicFactory]:
     yield make
     if created:
         for fut in admin.delete_topics(created, operation_timeout=30).values():
-            try:
+            # Cleanup must not mask the tests' own results.
+            with contextlib.suppress(Exception):
                 fut.result(timeout=30)
-            except Exception:  # noqa: BLE001 - cleanup must not mask test results
-                pass
