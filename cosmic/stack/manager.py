@@ -9,12 +9,15 @@ from cosmic.settings import Settings
 from cosmic.stack.clickhouse import ClickHouseService
 from cosmic.stack.kafka import KafkaService
 from cosmic.stack.postgres import PostgresService
+from cosmic.stack.registry import RegistryService
 from cosmic.stack.service import LocalService, ServiceStatus
 
 ServiceFactory = Callable[[Settings], LocalService]
 
-# Start order; stopped in reverse. Later layers (the schema registry) append here.
-SERVICE_FACTORIES: list[ServiceFactory] = [KafkaService, PostgresService, ClickHouseService]
+# Start order; stopped in reverse. The registry keeps its schemas in Kafka.
+SERVICE_FACTORIES: list[ServiceFactory] = [
+    KafkaService, RegistryService, PostgresService, ClickHouseService,
+]
 
 
 class Stack:

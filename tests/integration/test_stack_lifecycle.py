@@ -14,7 +14,13 @@ import pytest
 
 from cosmic import kafka
 from cosmic.errors import ServiceUnavailable
-from cosmic.settings import ClickHouseSettings, KafkaSettings, PostgresSettings, Settings
+from cosmic.settings import (
+    ClickHouseSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RegistrySettings,
+    Settings,
+)
 from cosmic.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,6 +32,7 @@ def _private_settings(state: Path, shared: Settings) -> Settings:
         cache_dir=shared.cache_dir,
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:29092", port=29092,
                             controller_port=29093, heap="256m"),
+        registry=RegistrySettings(url="http://127.0.0.1:28081", port=28081),
         postgres=PostgresSettings(port=25432),
         clickhouse=ClickHouseSettings(port=29000, http_port=28123),
         startup_timeout_s=120,
@@ -39,6 +46,8 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "COSMIC_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "COSMIC_KAFKA__PORT": str(settings.kafka.port),
         "COSMIC_KAFKA__CONTROLLER_PORT": str(settings.kafka.controller_port),
+        "COSMIC_REGISTRY__PORT": str(settings.registry.port),
+        "COSMIC_REGISTRY__URL": settings.registry.url,
         "COSMIC_POSTGRES__PORT": str(settings.postgres.port),
         "COSMIC_CLICKHOUSE__PORT": str(settings.clickhouse.port),
         "COSMIC_CLICKHOUSE__HTTP_PORT": str(settings.clickhouse.http_port),
@@ -56,7 +65,8 @@ def test_stack_up_twice_stop_one_then_down(tmp_path: Path, settings: Settings):
         assert "kafka: started" in first.stdout
 
         status = json.loads(_cli(private, "stack", "status", "--json").stdout)
-        assert set(status) == {"kafka", "postgres", "clickhouse"}
+        assert set(status) == {"kafka", "registry", "postgres", "clickhouse"}
+        assert status["registry"]["endpoint"]["url"] == "http://127.0.0.1:28081"
         assert all(s["running"] for s in status.values())
         assert status["kafka"]["version"].startswith("4.")
         assert "KRaft" in status["kafka"]["version"]
@@ -68,7 +78,7 @@ def test_stack_up_twice_stop_one_then_down(tmp_path: Path, settings: Settings):
 
         again = _cli(private, "stack", "up")
         assert again.returncode == 0, again.stderr
-        assert again.stdout.count("already running") == 3
+        assert again.stdout.count("already running") == 4
         status2 = json.loads(_cli(private, "stack", "status", "--json").stdout)
         assert {n: s["pid"] for n, s in status2.items()} == pids
 

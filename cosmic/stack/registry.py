@@ -1,0 +1,53 @@
+"""The embedded schema registry: our Confluent-compatible REST server, backed by Kafka.
+
+It runs as its own process (``python -m schemas.registry.server``) after Kafka,
+with the stack's settings handed over through the environment, and keeps its
+schemas in the compacted ``_schemas`` topic so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import httpx
+
+from cosmic.stack.service import LocalService
+
+
+class RegistryService(LocalService):
+    name = "registry"
+
+    @property
+    def port(self) -> int:
+        return self.settings.registry.port
+
+    def endpoint(self) -> dict[str, Any]:
+        return {"url": f"http://127.0.0.1:{self.port}", "topic": self.settings.registry.topic}
+
+    def prepare(self) -> None:
+        """Nothing on disk: the registry's state lives in its Kafka topic."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "schemas.registry.server"]
+
+    def executable(self) -> str:
+        return sys.executable
+
+    def child_env(self) -> dict[str, str] | None:
+        s = self.settings
+        return {
+            "COSMIC_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
+            "COSMIC_REGISTRY__PORT": str(s.registry.port),
+            "COSMIC_REGISTRY__TOPIC": s.registry.topic,
+            "COSMIC_REGISTRY__URL": f"http://127.0.0.1:{s.registry.port}",
+        }
+
+    def probe(self, timeout_s: float) -> None:
+        response = httpx.get(f"http://127.0.0.1:{self.port}/subjects", timeout=timeout_s)
+        response.raise_for_status()
+
+    def version(self) -> str | None:
+        from cosmic import __version__
+
+        return f"cosmic {__version__}"
