@@ -1,0 +1,122 @@
+"""Tiled direct-sum gravity on the CPU (numba).
+
+Why the loops look the way they do: each thread owns a tile of ``TILE`` target
+bodies and streams every source body past it. The innermost loop runs over the
+tile's *targets*, so its iterations are independent and LLVM vectorizes it
+(AVX-512: 8 bodies per instruction) without being allowed to reorder any sum.
+Every body's force is therefore accumulated by one thread, over sources in
+index order 0..n-1: the result is bit-identical to the scalar loop, run after
+run and thread count after thread count. No ``fastmath``: reassociation would
+let the compiler pick a summation order, and fused multiply-adds would make the
+bits depend on the CPU.
+
+Pair forces use Plummer softening, ``a_i = G sum_j m_j d_ij / (|d_ij|^2 + eps^2)^1.5``.
+The self pair has ``d = 0`` and contributes nothing; with ``eps = 0`` the
+``r2 > 0`` select keeps it from becoming ``0 * inf``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .types import F64Array
+
+# 64 targets x 6 accumulators x 8 bytes = 3 KiB: stays in L1 next to the stream of sources.
+TILE = 64
+
+
+@njit(parallel=True, error_model="numpy", boundscheck=False, cache=True)
+def _accel_kernel(x, y, z, m, G, eps2, out):
+    n = x.shape[0]
+    ntiles = (n + TILE - 1) // TILE
+    for t in prange(ntiles):
+        i0 = t * TILE
+        i1 = min(i0 + TILE, n)
+        cnt = i1 - i0
+        xi = x[i0:i1].copy()
+        yi = y[i0:i1].copy()
+        zi = z[i0:i1].copy()
+        ax = np.zeros(cnt)
+        ay = np.zeros(cnt)
+        az = np.zeros(cnt)
+        for j in range(n):
+            xj = x[j]
+            yj = y[j]
+            zj = z[j]
+            mj = m[j]
+            for k in range(cnt):
+                dx = xj - xi[k]
+                dy = yj - yi[k]
+                dz = zj - zi[k]
+                r2 = dx * dx + dy * dy + dz * dz + eps2
+                inv = 1.0 / np.sqrt(r2)
+                w = mj * inv * inv * inv
+                w = w if r2 > 0.0 else 0.0
+                ax[k] += w * dx
+                ay[k] += w * dy
+                az[k] += w * dz
+        for k in range(cnt):
+            out[i0 + k, 0] = G * ax[k]
+            out[i0 + k, 1] = G * ay[k]
+            out[i0 + k, 2] = G * az[k]
+
+
+@njit(parallel=True, error_model="numpy", boundscheck=False, cache=True)
+def _potential_kernel(x, y, z, m, G, eps2, phi):
+    # phi_i = -G sum_{j != i} m_j / sqrt(r^2 + eps^2); the self pair is excluded by index
+    # (not by r2 > 0) because with softening it would add a spurious -G m_i / eps.
+    n = x.shape[0]
+    ntiles = (n + TILE - 1) // TILE
+    for t in prange(ntiles):
+        i0 = t * TILE
+        i1 = min(i0 + TILE, n)
+        cnt = i1 - i0
+        xi = x[i0:i1].copy()
+        yi = y[i0:i1].copy()
+        zi = z[i0:i1].copy()
+        acc = np.zeros(cnt)
+        for j in range(n):
+            xj = x[j]
+            yj = y[j]
+            zj = z[j]
+            mj = m[j]
+            for k in range(cnt):
+                dx = xj - xi[k]
+                dy = yj - yi[k]
+                dz = zj - zi[k]
+                r2 = dx * dx + dy * dy + dz * dz + eps2
+                w = mj / np.sqrt(r2)
+                w = w if (j != i0 + k and r2 > 0.0) else 0.0
+                acc[k] += w
+        for k in range(cnt):
+            phi[i0 + k] = -G * acc[k]
+
+
+def _columns(positions: F64Array) -> tuple[F64Array, F64Array, F64Array]:
+    # Three contiguous columns let the inner loop use plain vector loads (O(n) copy, O(n^2) work).
+    return (
+        np.ascontiguousarray(positions[:, 0]),
+        np.ascontiguousarray(positions[:, 1]),
+        np.ascontiguousarray(positions[:, 2]),
+    )
+
+
+def accelerations(positions: F64Array, masses: F64Array, G: float, softening: float) -> F64Array:
+    """Softened gravitational accelerations of every body, shape (n, 3)."""
+    out = np.empty((positions.shape[0], 3), dtype=np.float64)
+    if positions.shape[0] == 0:
+        return out
+    x, y, z = _columns(positions)
+    _accel_kernel(x, y, z, masses, float(G), float(softening) ** 2, out)
+    return out
+
+
+def potentials(positions: F64Array, masses: F64Array, G: float, softening: float) -> F64Array:
+    """Softened gravitational potential at every body from all the others, shape (n,)."""
+    phi = np.empty(positions.shape[0], dtype=np.float64)
+    if positions.shape[0] == 0:
+        return phi
+    x, y, z = _columns(positions)
+    _potential_kernel(x, y, z, masses, float(G), float(softening) ** 2, phi)
+    return phi
