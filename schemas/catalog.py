@@ -51,7 +51,8 @@ def load(name: str) -> dict[str, Any]:
 @cache
 def parsed(name: str) -> dict[str, Any]:
     """The schema ``name`` parsed by fastavro, cached; treat as read-only."""
-    result: dict[str, Any] = fastavro.parse_schema(load(name))
+    result = fastavro.parse_schema(load(name))
+    assert isinstance(result, dict)  # every shipped schema is a record
     return result
 
 

@@ -44,12 +44,23 @@ _OURS = frozenset({SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, SOURCE_TIMESTA
 # Kafka headers are not meant for essays; a stack-trace-sized message is cut.
 MAX_MESSAGE_BYTES = 4096
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def _original_headers(msg: Message) -> Headers:
+    """The message's headers as (name, bytes) pairs, whichever shape the client gave them in."""
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [
+        (str(k), v.encode() if isinstance(v, str) else (v or b""))
+        for k, v in pairs
+        if k not in _OURS
+    ]
 
 
 def dead_letter_headers(msg: Message, error: BaseException) -> Headers:
     """The original headers (ours from an earlier hop dropped) plus source and error headers."""
-    kept = [(k, v or b"") for k, v in (msg.headers() or []) if k not in _OURS]
+    kept = _original_headers(msg)
     ts_type, ts = msg.timestamp()
     ours: Headers = [
         (SOURCE_TOPIC, (msg.topic() or "").encode()),

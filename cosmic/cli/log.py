@@ -32,6 +32,11 @@ def _jsonable(value: Any, bytes_mode: str) -> Any:
     return value
 
 
+def _headers(msg: Message) -> list[tuple[str, str | bytes | None]]:
+    raw = msg.headers() or []
+    return list(raw.items()) if isinstance(raw, dict) else list(raw)
+
+
 def _line(msg: Message, deserialize: AvroDeserializer | None, bytes_mode: str) -> bytes:
     key = msg.key()
     out: dict[str, Any] = {
@@ -41,7 +46,10 @@ def _line(msg: Message, deserialize: AvroDeserializer | None, bytes_mode: str) -
     }
     if deserialize is None:
         out["value"] = _jsonable(msg.value(), bytes_mode)
-        out["headers"] = {k: (v or b"").decode("utf-8", "replace") for k, v in msg.headers() or []}
+        out["headers"] = {
+            k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+            for k, v in _headers(msg)
+        }
     else:
         try:
             out["value"] = _jsonable(deserialize(msg.value(), SerializationContext(msg.topic() or "")), bytes_mode)

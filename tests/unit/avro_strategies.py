@@ -19,7 +19,7 @@ from schemas.registry.compatibility import ParsedSchema
 _INT32 = st.integers(-(2**31), 2**31 - 1)
 _INT64 = st.integers(-(2**63), 2**63 - 1)
 _MILLIS = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)  # noqa: DTZ001 - hypothesis wants naive bounds
 ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
 
 

@@ -37,7 +37,7 @@ positive = st.floats(min_value=1e-300, max_value=1e300)
 nonneg = st.floats(min_value=0, max_value=1e300)
 int64 = st.integers(-(2**63), 2**63 - 1)
 aware = st.datetimes(
-    min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)  # noqa: DTZ001 - hypothesis wants naive bounds
 )
 vec3 = st.builds(Vec3, x=finite, y=finite, z=finite)
 
