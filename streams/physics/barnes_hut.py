@@ -41,7 +41,7 @@ def _groups(start, end, first_child, parent, group_size):
 
 @njit(parallel=True, error_model="numpy", boundscheck=False, cache=True)
 def _walk(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
-          groups, theta2, eps2, acc, phi):
+          groups, theta2, eps2, acc, phi, work):
     for gi in prange(groups.shape[0]):
         g = groups[gi]
         gs = start[g]
@@ -60,6 +60,7 @@ def _walk(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
         ay = np.zeros(cnt)
         az = np.zeros(cnt)
         pot = np.zeros(cnt)
+        pairs = 0  # body-cell and body-body terms, for the benchmark's interactions/s
         node = 0
         while node >= 0:
             cx = com[node, 0]
@@ -97,6 +98,7 @@ def _walk(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
                     ay[k] += f * dy - qy * inv5
                     az[k] += f * dz - qz * inv5
                     pot[k] += mc * inv + 0.5 * dqd * inv5
+                pairs += cnt
                 node = skip[node]
             elif first_child[node] < 0:
                 for j in range(start[node], end[node]):
@@ -117,6 +119,7 @@ def _walk(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
                         az[k] += w * dz
                         # The self pair is excluded from the potential by index.
                         pot[k] += mj * inv if (j != gs + k and r2 > 0.0) else 0.0
+                pairs += cnt * (end[node] - start[node])
                 node = skip[node]
             else:
                 node = first_child[node]
@@ -125,6 +128,7 @@ def _walk(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
             acc[gs + k, 1] = ay[k]
             acc[gs + k, 2] = az[k]
             phi[gs + k] = -pot[k]
+        work[gi] = pairs
 
 
 def forces(
@@ -138,21 +142,39 @@ def forces(
     group_size: int = GROUP_SIZE,
 ) -> tuple[F64Array, F64Array]:
     """Accelerations (n, 3) and potentials (n,) of every body, in the caller's body order."""
+    acc, phi, _ = forces_and_work(
+        positions, masses, G, softening, theta, leaf_size=leaf_size, group_size=group_size
+    )
+    return acc, phi
+
+
+def forces_and_work(
+    positions: F64Array,
+    masses: F64Array,
+    G: float,
+    softening: float,
+    theta: float,
+    *,
+    leaf_size: int = octree.LEAF_SIZE,
+    group_size: int = GROUP_SIZE,
+) -> tuple[F64Array, F64Array, int]:
+    """:func:`forces` plus the number of body-cell and body-body terms evaluated."""
     n = positions.shape[0]
     acc = np.empty((n, 3), dtype=np.float64)
     phi = np.empty(n, dtype=np.float64)
     if n == 0:
-        return acc, phi
+        return acc, phi, 0
     tree = octree.build(positions, masses, leaf_size)
     groups = _groups(tree.start, tree.end, tree.first_child, tree.parent, group_size)
     acc_sorted = np.empty((n, 3), dtype=np.float64)
     phi_sorted = np.empty(n, dtype=np.float64)
+    work = np.empty(groups.shape[0], dtype=np.int64)
     _walk(
         tree.pos, tree.mass, tree.start, tree.end, tree.first_child, tree.skip, tree.size,
         tree.node_mass, tree.com, tree.quad, groups, float(theta) ** 2,
-        float(softening) ** 2, acc_sorted, phi_sorted,
+        float(softening) ** 2, acc_sorted, phi_sorted, work,
     )
     # G is applied once here rather than per term: fewer multiplies, same bits every run.
     acc[tree.order] = acc_sorted * G
     phi[tree.order] = phi_sorted * G
-    return acc, phi
+    return acc, phi, int(work.sum())
