@@ -83,7 +83,7 @@ def run_rebound(n: int, solver: str, steps: int) -> Result | None:
         import rebound
     except ImportError:
         return None
-    ids, m, x, v = plummer_sphere(n, seed=1)
+    _, m, x, v = plummer_sphere(n, seed=1)
     e0 = exact_energy(m, x, v)
     sim = rebound.Simulation()
     sim.G = 1.0
@@ -104,7 +104,7 @@ def run_rebound(n: int, solver: str, steps: int) -> Result | None:
     t0 = time.perf_counter()
     sim.steps(steps)
     elapsed = time.perf_counter() - t0
-    if sim.N != n:
+    if n != sim.N:
         raise RuntimeError(f"REBOUND lost bodies out of its box: {sim.N} of {n}")
     pos = np.zeros((n, 3))
     vel = np.zeros((n, 3))
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             speedup_half = None if ref is None else ref.ms_per_step / (2.0 * half.ms_per_step)
             print(
                 f"{n:>6} {solver:>6} {steps:>5} | {ours.ms_per_step:>9.2f} "
-                f"{_fmt(ref and ref.ms_per_step, '>10.2f')} {_fmt(speedup, '>6.1f')}x | "
-                f"{ours.energy_error:>8.1e} {_fmt(ref and ref.energy_error, '>10.1e')} | "
+                f"{_fmt(ref.ms_per_step if ref else None, '>10.2f')} {_fmt(speedup, '>6.1f')}x | "
+                f"{ours.energy_error:>8.1e} {_fmt(ref.energy_error if ref else None, '>10.1e')} | "
                 f"{rate:>12.3e} {rate / args.peak:>7.1%} | "
                 f"{half.energy_error:>8.1e} {_fmt(speedup_half, '>11.1f')}x",
                 flush=True,

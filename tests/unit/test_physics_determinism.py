@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,9 +86,11 @@ def test_hash_covers_every_array_tick_and_params() -> None:
         else:
             w.set_params(merge_on_contact=True)
         variants.append(w.state_hash())
-    arrays = world.to_arrays()
+    arrays: dict[str, Any] = world.to_arrays()
     for key in ("ids", "masses", "radii", "positions", "velocities"):
-        snap = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in arrays.items()}
+        snap: dict[str, Any] = {
+            k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in arrays.items()
+        }
         snap[key].flat[-1] += 1
         variants.append(World.from_arrays(**snap).state_hash())
     variants.append(World.from_arrays(**{**arrays, "tick": 1}).state_hash())

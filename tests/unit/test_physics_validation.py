@@ -43,7 +43,9 @@ def test_errors_share_the_platform_root() -> None:
         ({"radii": [0.1, -0.1]}, InvalidBody, "negative_radius"),
     ],
 )
-def test_from_arrays_rejects_bad_bodies(kwargs: dict, error: type, reason: str) -> None:
+def test_from_arrays_rejects_bad_bodies(
+    kwargs: dict, error: type[PhysicsError], reason: str
+) -> None:
     args = {
         "ids": [1, 2],
         "masses": [1.0, 1.0],
