@@ -20,10 +20,6 @@ from schemas.errors import UnknownSchema
 SCHEMA_DIR = Path(__file__).resolve().parent
 NAMESPACE = "io.cosmicgarden"
 
-# Records that travel on no topic of their own yet (the topic registry has no
-# rejection topic); they are still contracts, registered under their own subject.
-UNMAPPED = ("CommandRejected",)
-
 
 def names() -> tuple[str, ...]:
     """Names of every shipped schema (file stem == record name)."""
@@ -81,5 +77,6 @@ def value_subject(topic: str | topics.Topic) -> str:
 def subjects() -> dict[str, str]:
     """Every subject the platform registers, mapped to its schema name."""
     out = {value_subject(t): s for t, s in TOPIC_SCHEMAS.items()}
-    out.update({f"{NAMESPACE}.{s}": s for s in UNMAPPED})
+    # A contract no topic carries yet is still registered, under its record name.
+    out.update({f"{NAMESPACE}.{s}": s for s in names() if s not in TOPIC_SCHEMAS.values()})
     return out
