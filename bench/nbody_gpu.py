@@ -26,19 +26,24 @@ FLOPS_PER_INTERACTION = 20
 # FP32 lanes per SM by compute capability (major, minor); Volta/Turing/GA100 have 64.
 FP32_LANES_PER_SM = {(7, 0): 64, (7, 5): 64, (8, 0): 64}
 DEFAULT_FP32_LANES = 128  # GA10x, Ada, Hopper, Blackwell
+CUDA_ATTR_CLOCK_RATE = 13  # cudaDevAttrClockRate, in kHz
 
 
 def fp32_peak_flops(cp: Any) -> tuple[str, float]:
-    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    device = cp.cuda.Device().id
+    props = cp.cuda.runtime.getDeviceProperties(device)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     lanes = FP32_LANES_PER_SM.get((props["major"], props["minor"]), DEFAULT_FP32_LANES)
-    clock_hz = props["clockRate"] * 1e3  # reported in kHz
+    clock_khz = props.get("clockRate") or cp.cuda.runtime.deviceGetAttribute(
+        CUDA_ATTR_CLOCK_RATE, device
+    )  # CUDA 13 dropped clockRate from the properties; the attribute remains
+    clock_hz = float(clock_khz) * 1e3
     return name, 2.0 * lanes * props["multiProcessorCount"] * clock_hz  # an FMA is 2 flops
 
 
 def time_kernel(backend: Any, cp: Any, pos: np.ndarray, m: np.ndarray, dtype: Any) -> float:
-    x, y, z = (cp.asarray(pos[:, c], dtype=dtype) for c in range(3))
-    mass = cp.asarray(m, dtype=dtype)
+    x, y, z = (cp.asarray(np.ascontiguousarray(pos[:, c], dtype=dtype)) for c in range(3))
+    mass = cp.asarray(np.ascontiguousarray(m, dtype=dtype))
     backend.launch(x, y, z, mass, 1e-4, False)  # warm-up (and first-launch costs)
     repeats = 3 if pos.shape[0] <= 262_144 else 1
     start, stop = cp.cuda.Event(), cp.cuda.Event()

@@ -39,7 +39,7 @@ void nbody_direct(const real* __restrict__ x, const real* __restrict__ y,
                   real* __restrict__ ax, real* __restrict__ ay, real* __restrict__ az,
                   real* __restrict__ phi, const int want_phi)
 {
-    extern __shared__ unsigned char smem[];
+    extern __shared__ __align__(16) unsigned char smem[];  /* 16: fits double */
     real* sx = (real*)smem;
     real* sy = sx + blockDim.x;
     real* sz = sy + blockDim.x;

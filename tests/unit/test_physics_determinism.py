@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 
@@ -58,6 +59,19 @@ def test_snapshot_restore_mid_run_continues_bit_identically() -> None:
     assert restored.state_hash() == head[-1]
     assert _run(restored, 10) == tail
     np.testing.assert_array_equal(restored.positions, live.positions)
+
+
+@pytest.mark.parametrize("solver", ["direct", "tree"])
+def test_forces_do_not_depend_on_the_thread_count(solver: str) -> None:
+    # Each body's sum belongs to one thread in a fixed order, so 1 thread == all threads.
+    world = _world(9000, solver)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = _run(world.copy(), 2, None)
+    finally:
+        numba.set_num_threads(before)
+    assert _run(world.copy(), 2, None) == single
 
 
 def test_copy_is_independent_and_identical() -> None:
