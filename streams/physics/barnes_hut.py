@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import octree
+from . import direct, octree
 from .types import F64Array
 
 GROUP_SIZE = 256  # bodies sharing one walk; measured fastest here (and larger groups are more accurate)
@@ -39,96 +39,112 @@ def _groups(start, end, first_child, parent, group_size):
     return np.nonzero(flags)[0]
 
 
-@njit(parallel=True, error_model="numpy", boundscheck=False, cache=True)
-def _walk(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
-          groups, theta2, eps2, acc, phi, work):
-    for gi in prange(groups.shape[0]):
-        g = groups[gi]
-        gs = start[g]
-        ge = end[g]
-        cnt = ge - gs
-        xi = pos[gs:ge, 0].copy()
-        yi = pos[gs:ge, 1].copy()
-        zi = pos[gs:ge, 2].copy()
-        bx0 = xi.min()
-        bx1 = xi.max()
-        by0 = yi.min()
-        by1 = yi.max()
-        bz0 = zi.min()
-        bz1 = zi.max()
-        ax = np.zeros(cnt)
-        ay = np.zeros(cnt)
-        az = np.zeros(cnt)
-        pot = np.zeros(cnt)
-        pairs = 0  # body-cell and body-body terms, for the benchmark's interactions/s
-        node = 0
-        while node >= 0:
-            cx = com[node, 0]
-            cy = com[node, 1]
-            cz = com[node, 2]
-            ddx = max(bx0 - cx, 0.0, cx - bx1)
-            ddy = max(by0 - cy, 0.0, cy - by1)
-            ddz = max(bz0 - cz, 0.0, cz - bz1)
-            d2 = ddx * ddx + ddy * ddy + ddz * ddz
-            s = size[node]
-            ancestor = start[node] <= gs and ge <= end[node]
-            if (not ancestor) and s * s < theta2 * d2:
-                mc = node_mass[node]
-                qxx = quad[node, 0]
-                qxy = quad[node, 1]
-                qxz = quad[node, 2]
-                qyy = quad[node, 3]
-                qyz = quad[node, 4]
-                qzz = quad[node, 5]
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _walk_group(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
+                groups, theta2, eps2, acc, phi, work, gi):
+    # One group's walk: every term it adds is summed by this call alone, in walk order.
+    g = groups[gi]
+    gs = start[g]
+    ge = end[g]
+    cnt = ge - gs
+    xi = pos[gs:ge, 0].copy()
+    yi = pos[gs:ge, 1].copy()
+    zi = pos[gs:ge, 2].copy()
+    bx0 = xi.min()
+    bx1 = xi.max()
+    by0 = yi.min()
+    by1 = yi.max()
+    bz0 = zi.min()
+    bz1 = zi.max()
+    ax = np.zeros(cnt)
+    ay = np.zeros(cnt)
+    az = np.zeros(cnt)
+    pot = np.zeros(cnt)
+    pairs = 0  # body-cell and body-body terms, for the benchmark's interactions/s
+    node = 0
+    while node >= 0:
+        cx = com[node, 0]
+        cy = com[node, 1]
+        cz = com[node, 2]
+        ddx = max(bx0 - cx, 0.0, cx - bx1)
+        ddy = max(by0 - cy, 0.0, cy - by1)
+        ddz = max(bz0 - cz, 0.0, cz - bz1)
+        d2 = ddx * ddx + ddy * ddy + ddz * ddz
+        s = size[node]
+        ancestor = start[node] <= gs and ge <= end[node]
+        if (not ancestor) and s * s < theta2 * d2:
+            mc = node_mass[node]
+            qxx = quad[node, 0]
+            qxy = quad[node, 1]
+            qxz = quad[node, 2]
+            qyy = quad[node, 3]
+            qyz = quad[node, 4]
+            qzz = quad[node, 5]
+            for k in range(cnt):
+                dx = cx - xi[k]
+                dy = cy - yi[k]
+                dz = cz - zi[k]
+                r2 = dx * dx + dy * dy + dz * dz + eps2
+                inv = 1.0 / np.sqrt(r2)
+                inv2 = inv * inv
+                inv3 = inv * inv2
+                inv5 = inv3 * inv2
+                qx = qxx * dx + qxy * dy + qxz * dz
+                qy = qxy * dx + qyy * dy + qyz * dz
+                qz = qxz * dx + qyz * dy + qzz * dz
+                dqd = dx * qx + dy * qy + dz * qz
+                f = mc * inv3 + 2.5 * dqd * inv5 * inv2
+                ax[k] += f * dx - qx * inv5
+                ay[k] += f * dy - qy * inv5
+                az[k] += f * dz - qz * inv5
+                pot[k] += mc * inv + 0.5 * dqd * inv5
+            pairs += cnt
+            node = skip[node]
+        elif first_child[node] < 0:
+            for j in range(start[node], end[node]):
+                xj = pos[j, 0]
+                yj = pos[j, 1]
+                zj = pos[j, 2]
+                mj = mass[j]
                 for k in range(cnt):
-                    dx = cx - xi[k]
-                    dy = cy - yi[k]
-                    dz = cz - zi[k]
+                    dx = xj - xi[k]
+                    dy = yj - yi[k]
+                    dz = zj - zi[k]
                     r2 = dx * dx + dy * dy + dz * dz + eps2
                     inv = 1.0 / np.sqrt(r2)
-                    inv2 = inv * inv
-                    inv3 = inv * inv2
-                    inv5 = inv3 * inv2
-                    qx = qxx * dx + qxy * dy + qxz * dz
-                    qy = qxy * dx + qyy * dy + qyz * dz
-                    qz = qxz * dx + qyz * dy + qzz * dz
-                    dqd = dx * qx + dy * qy + dz * qz
-                    f = mc * inv3 + 2.5 * dqd * inv5 * inv2
-                    ax[k] += f * dx - qx * inv5
-                    ay[k] += f * dy - qy * inv5
-                    az[k] += f * dz - qz * inv5
-                    pot[k] += mc * inv + 0.5 * dqd * inv5
-                pairs += cnt
-                node = skip[node]
-            elif first_child[node] < 0:
-                for j in range(start[node], end[node]):
-                    xj = pos[j, 0]
-                    yj = pos[j, 1]
-                    zj = pos[j, 2]
-                    mj = mass[j]
-                    for k in range(cnt):
-                        dx = xj - xi[k]
-                        dy = yj - yi[k]
-                        dz = zj - zi[k]
-                        r2 = dx * dx + dy * dy + dz * dz + eps2
-                        inv = 1.0 / np.sqrt(r2)
-                        w = mj * inv * inv * inv
-                        w = w if r2 > 0.0 else 0.0
-                        ax[k] += w * dx
-                        ay[k] += w * dy
-                        az[k] += w * dz
-                        # The self pair is excluded from the potential by index.
-                        pot[k] += mj * inv if (j != gs + k and r2 > 0.0) else 0.0
-                pairs += cnt * (end[node] - start[node])
-                node = skip[node]
-            else:
-                node = first_child[node]
-        for k in range(cnt):
-            acc[gs + k, 0] = ax[k]
-            acc[gs + k, 1] = ay[k]
-            acc[gs + k, 2] = az[k]
-            phi[gs + k] = -pot[k]
-        work[gi] = pairs
+                    w = mj * inv * inv * inv
+                    w = w if r2 > 0.0 else 0.0
+                    ax[k] += w * dx
+                    ay[k] += w * dy
+                    az[k] += w * dz
+                    # The self pair is excluded from the potential by index.
+                    pot[k] += mj * inv if (j != gs + k and r2 > 0.0) else 0.0
+            pairs += cnt * (end[node] - start[node])
+            node = skip[node]
+        else:
+            node = first_child[node]
+    for k in range(cnt):
+        acc[gs + k, 0] = ax[k]
+        acc[gs + k, 1] = ay[k]
+        acc[gs + k, 2] = az[k]
+        phi[gs + k] = -pot[k]
+    work[gi] = pairs
+
+
+@njit(parallel=True, boundscheck=False, cache=True)
+def _walk_parallel(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
+                   groups, theta2, eps2, acc, phi, work):
+    for gi in prange(groups.shape[0]):
+        _walk_group(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
+                    groups, theta2, eps2, acc, phi, work, gi)
+
+
+@njit(boundscheck=False, cache=True)
+def _walk_serial(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
+                 groups, theta2, eps2, acc, phi, work):
+    for gi in range(groups.shape[0]):
+        _walk_group(pos, mass, start, end, first_child, skip, size, node_mass, com, quad,
+                    groups, theta2, eps2, acc, phi, work, gi)
 
 
 def forces(
@@ -169,7 +185,9 @@ def forces_and_work(
     acc_sorted = np.empty((n, 3), dtype=np.float64)
     phi_sorted = np.empty(n, dtype=np.float64)
     work = np.empty(groups.shape[0], dtype=np.int64)
-    _walk(
+    # Serial for small worlds: see direct.PARALLEL_MIN_BODIES (same bits either way).
+    walk = _walk_parallel if n >= direct.PARALLEL_MIN_BODIES else _walk_serial
+    walk(
         tree.pos, tree.mass, tree.start, tree.end, tree.first_child, tree.skip, tree.size,
         tree.node_mass, tree.com, tree.quad, groups, float(theta) ** 2,
         float(softening) ** 2, acc_sorted, phi_sorted, work,

@@ -26,71 +26,98 @@ from .types import F64Array
 TILE = 64
 
 
-@njit(parallel=True, error_model="numpy", boundscheck=False, cache=True)
-def _accel_kernel(x, y, z, m, G, eps2, out):
+# Below this many bodies a force evaluation takes tens of microseconds: waking the
+# thread pool costs as much, and on a busy machine a parallel region can wait a whole
+# scheduler tick (~4 ms) for its second thread. Small worlds therefore run serially;
+# the per-body arithmetic is the same function, so the bits are the same either way.
+PARALLEL_MIN_BODIES = 512
+
+
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _accel_tile(x, y, z, m, G, eps2, i0, i1, out):
     n = x.shape[0]
-    ntiles = (n + TILE - 1) // TILE
-    for t in prange(ntiles):
-        i0 = t * TILE
-        i1 = min(i0 + TILE, n)
-        cnt = i1 - i0
-        xi = x[i0:i1].copy()
-        yi = y[i0:i1].copy()
-        zi = z[i0:i1].copy()
-        ax = np.zeros(cnt)
-        ay = np.zeros(cnt)
-        az = np.zeros(cnt)
-        for j in range(n):
-            xj = x[j]
-            yj = y[j]
-            zj = z[j]
-            mj = m[j]
-            for k in range(cnt):
-                dx = xj - xi[k]
-                dy = yj - yi[k]
-                dz = zj - zi[k]
-                r2 = dx * dx + dy * dy + dz * dz + eps2
-                inv = 1.0 / np.sqrt(r2)
-                w = mj * inv * inv * inv
-                w = w if r2 > 0.0 else 0.0
-                ax[k] += w * dx
-                ay[k] += w * dy
-                az[k] += w * dz
+    cnt = i1 - i0
+    xi = x[i0:i1].copy()
+    yi = y[i0:i1].copy()
+    zi = z[i0:i1].copy()
+    ax = np.zeros(cnt)
+    ay = np.zeros(cnt)
+    az = np.zeros(cnt)
+    for j in range(n):
+        xj = x[j]
+        yj = y[j]
+        zj = z[j]
+        mj = m[j]
         for k in range(cnt):
-            out[i0 + k, 0] = G * ax[k]
-            out[i0 + k, 1] = G * ay[k]
-            out[i0 + k, 2] = G * az[k]
+            dx = xj - xi[k]
+            dy = yj - yi[k]
+            dz = zj - zi[k]
+            r2 = dx * dx + dy * dy + dz * dz + eps2
+            inv = 1.0 / np.sqrt(r2)
+            w = mj * inv * inv * inv
+            w = w if r2 > 0.0 else 0.0
+            ax[k] += w * dx
+            ay[k] += w * dy
+            az[k] += w * dz
+    for k in range(cnt):
+        out[i0 + k, 0] = G * ax[k]
+        out[i0 + k, 1] = G * ay[k]
+        out[i0 + k, 2] = G * az[k]
 
 
-@njit(parallel=True, error_model="numpy", boundscheck=False, cache=True)
-def _potential_kernel(x, y, z, m, G, eps2, phi):
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _potential_tile(x, y, z, m, G, eps2, i0, i1, phi):
     # phi_i = -G sum_{j != i} m_j / sqrt(r^2 + eps^2); the self pair is excluded by index
     # (not by r2 > 0) because with softening it would add a spurious -G m_i / eps.
     n = x.shape[0]
-    ntiles = (n + TILE - 1) // TILE
-    for t in prange(ntiles):
-        i0 = t * TILE
-        i1 = min(i0 + TILE, n)
-        cnt = i1 - i0
-        xi = x[i0:i1].copy()
-        yi = y[i0:i1].copy()
-        zi = z[i0:i1].copy()
-        acc = np.zeros(cnt)
-        for j in range(n):
-            xj = x[j]
-            yj = y[j]
-            zj = z[j]
-            mj = m[j]
-            for k in range(cnt):
-                dx = xj - xi[k]
-                dy = yj - yi[k]
-                dz = zj - zi[k]
-                r2 = dx * dx + dy * dy + dz * dz + eps2
-                w = mj / np.sqrt(r2)
-                w = w if (j != i0 + k and r2 > 0.0) else 0.0
-                acc[k] += w
+    cnt = i1 - i0
+    xi = x[i0:i1].copy()
+    yi = y[i0:i1].copy()
+    zi = z[i0:i1].copy()
+    acc = np.zeros(cnt)
+    for j in range(n):
+        xj = x[j]
+        yj = y[j]
+        zj = z[j]
+        mj = m[j]
         for k in range(cnt):
-            phi[i0 + k] = -G * acc[k]
+            dx = xj - xi[k]
+            dy = yj - yi[k]
+            dz = zj - zi[k]
+            r2 = dx * dx + dy * dy + dz * dz + eps2
+            w = mj / np.sqrt(r2)
+            w = w if (j != i0 + k and r2 > 0.0) else 0.0
+            acc[k] += w
+    for k in range(cnt):
+        phi[i0 + k] = -G * acc[k]
+
+
+@njit(parallel=True, boundscheck=False, cache=True)
+def _accel_parallel(x, y, z, m, G, eps2, out):
+    n = x.shape[0]
+    for t in prange((n + TILE - 1) // TILE):
+        _accel_tile(x, y, z, m, G, eps2, t * TILE, min(t * TILE + TILE, n), out)
+
+
+@njit(boundscheck=False, cache=True)
+def _accel_serial(x, y, z, m, G, eps2, out):
+    n = x.shape[0]
+    for t in range((n + TILE - 1) // TILE):
+        _accel_tile(x, y, z, m, G, eps2, t * TILE, min(t * TILE + TILE, n), out)
+
+
+@njit(parallel=True, boundscheck=False, cache=True)
+def _potential_parallel(x, y, z, m, G, eps2, phi):
+    n = x.shape[0]
+    for t in prange((n + TILE - 1) // TILE):
+        _potential_tile(x, y, z, m, G, eps2, t * TILE, min(t * TILE + TILE, n), phi)
+
+
+@njit(boundscheck=False, cache=True)
+def _potential_serial(x, y, z, m, G, eps2, phi):
+    n = x.shape[0]
+    for t in range((n + TILE - 1) // TILE):
+        _potential_tile(x, y, z, m, G, eps2, t * TILE, min(t * TILE + TILE, n), phi)
 
 
 def _columns(positions: F64Array) -> tuple[F64Array, F64Array, F64Array]:
@@ -108,7 +135,8 @@ def accelerations(positions: F64Array, masses: F64Array, G: float, softening: fl
     if positions.shape[0] == 0:
         return out
     x, y, z = _columns(positions)
-    _accel_kernel(x, y, z, masses, float(G), float(softening) ** 2, out)
+    kernel = _accel_parallel if positions.shape[0] >= PARALLEL_MIN_BODIES else _accel_serial
+    kernel(x, y, z, masses, float(G), float(softening) ** 2, out)
     return out
 
 
@@ -118,5 +146,6 @@ def potentials(positions: F64Array, masses: F64Array, G: float, softening: float
     if positions.shape[0] == 0:
         return phi
     x, y, z = _columns(positions)
-    _potential_kernel(x, y, z, masses, float(G), float(softening) ** 2, phi)
+    kernel = _potential_parallel if positions.shape[0] >= PARALLEL_MIN_BODIES else _potential_serial
+    kernel(x, y, z, masses, float(G), float(softening) ** 2, phi)
     return phi
