@@ -40,6 +40,9 @@ def producer_config(
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        # Java clients' partitioner: a key lands on the same partition whichever
+        # client (ours, kcat, a JVM service) produced it.
+        "partitioner": "murmur2_random",
     }
     if transactional_id:
         conf["transactional.id"] = transactional_id

@@ -49,6 +49,11 @@ COMMANDS = Topic(
     doc="Player commands: the source of truth of every world.",
     retention_ms=FOREVER,
 )
+COMMANDS_REJECTED = Topic(
+    "cosmic.commands.rejected.v1", key="world id", value="CommandRejected",
+    doc="Why a command was refused, for the frontend that sent it.",
+    retention_ms=7 * _DAY_MS,
+)
 PHYSICS_TICKS = Topic(
     "cosmic.physics.ticks.v1", key="world id", value="PhysicsTick",
     doc="One event per world tick: commands applied, energy, state hash, timings.",
@@ -88,6 +93,7 @@ DLQ = Topic(
 
 ALL: tuple[Topic, ...] = (
     COMMANDS,
+    COMMANDS_REJECTED,
     PHYSICS_TICKS,
     STATE_DELTAS,
     STATE_SNAPSHOTS,
