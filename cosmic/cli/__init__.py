@@ -19,6 +19,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic.cli.stack", "stack"),
     ("cosmic.cli.topics", "topics"),
     ("cosmic.cli.up", "up"),
+    ("cosmic.cli.physics", "physics"),
     ("cosmic.cli.schemas", "schemas"),
     ("cosmic.cli.log", "log"),
 )

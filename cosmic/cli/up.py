@@ -13,7 +13,10 @@ from cosmic.stack import Stack
 
 def build_services(settings: Settings) -> list[PlatformService]:
     """Every service `cosmic up` runs; later layers add theirs here."""
-    return [SmokePipeline(settings)]
+    from streams.physics.worker import build_worker
+    from streams.players import SyntheticPlayers
+
+    return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings)]
 
 
 @click.command()

@@ -1,0 +1,96 @@
+"""World state and tick outcomes to and from the records of the event contracts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from schemas import columnar
+
+from .simulation import Rejection, TickOutcome, WorldState
+from .world import World
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def tick_record(state: WorldState, outcome: TickOutcome, step_us: int, ts_ms: int) -> dict[str, Any]:
+    return {
+        "world_id": state.world_id,
+        "tick": outcome.tick,
+        "sim_time": outcome.sim_time,
+        "command_partition": state.partition if outcome.first_command_offset is not None else None,
+        "first_command_offset": outcome.first_command_offset,
+        "last_command_offset": outcome.last_command_offset,
+        "n_applied": outcome.n_applied,
+        "n_rejected": outcome.n_rejected,
+        "body_count": len(state.world),
+        "total_energy": state.world.total_energy(),
+        "state_hash": state.state_hash(),
+        "step_duration_us": int(step_us),
+        "ts": ts_ms,
+    }
+
+
+def rejection_record(state: WorldState, tick: int, rej: Rejection, ts_ms: int) -> dict[str, Any]:
+    return {
+        "command_id": str(rej.command["command_id"]),
+        "world_id": state.world_id,
+        "player_id": str(rej.command["player_id"]),
+        "reason": rej.reason,
+        "message": rej.message,
+        "tick": tick,
+        "command_offset": rej.offset,
+        "ts": ts_ms,
+    }
+
+
+def _params(state: WorldState) -> dict[str, Any]:
+    p = state.world.params
+    return {
+        "G": p.G, "softening": p.softening, "tick_rate_hz": state.tick_rate_hz,
+        "dt": state.dt, "merge_on_contact": p.merge_on_contact,
+        "snapshot_every": state.snapshot_every,
+    }
+
+
+def snapshot_record(state: WorldState, ts_ms: int) -> dict[str, Any]:
+    w = state.world
+    bodies = columnar.Bodies(
+        ids=w.ids, kinds=state.kinds_array(), masses=w.masses, radii=w.radii,
+        positions=w.positions, velocities=w.velocities,
+    )
+    return {
+        "world_id": state.world_id,
+        "tick": w.tick,
+        "sim_time": w.time,
+        "params": _params(state),
+        "command_partition": state.partition,
+        "last_command_offset": state.last_command_offset,
+        "body_count": len(w),
+        "state_hash": state.state_hash(),
+        **columnar.pack_bodies(bodies, "FLOAT64"),
+        "ts": ts_ms,
+    }
+
+
+def state_from_snapshot(record: dict[str, Any], partition: int) -> WorldState:
+    """Rebuild the exact state a snapshot holds (its hash is checked by the caller)."""
+    b = columnar.unpack_bodies(record)
+    p = record["params"]
+    world = World.from_arrays(
+        b.ids.copy(), b.masses.copy(), b.positions.copy(), b.velocities.copy(), b.radii.copy(),
+        G=p["G"], softening=p["softening"], merge_on_contact=bool(p["merge_on_contact"]),
+        tick=int(record["tick"]), time=float(record["sim_time"]),
+    )
+    return WorldState(
+        world_id=str(record["world_id"]),
+        partition=partition,
+        world=world,
+        kinds={int(i): int(k) for i, k in zip(b.ids, b.kinds, strict=True)},
+        tick_rate_hz=float(p["tick_rate_hz"]),
+        dt=float(p["dt"]),
+        snapshot_every=int(p["snapshot_every"]),
+        last_command_offset=record["last_command_offset"],
+    )

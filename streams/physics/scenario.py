@@ -1,0 +1,134 @@
+"""The built-in demo scenario: a star with planets, a moon and an asteroid belt.
+
+Units are astronomical: lengths in AU, time in years, masses in solar masses,
+so ``G = 4 pi^2`` and a circular orbit at ``a`` AU has speed ``2 pi / sqrt(a)``.
+Every body is created by a ``SpawnBody`` command, as a player would, so the
+scenario is just the opening of a world's command log.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+
+from schemas import models
+
+G_ASTRO = 4 * math.pi**2
+DAY = 1 / 365.25
+STAR_ID = 1
+PLANET_IDS = range(10, 15)
+MOON_ID = 100
+FIRST_ASTEROID_ID = 1000
+
+# name, semi-major axis (AU), mass (Msun), radius (AU)
+PLANETS = (
+    ("ember", 0.39, 1.7e-7, 1.6e-5),
+    ("veil", 0.72, 2.4e-6, 4.0e-5),
+    ("cradle", 1.00, 3.0e-6, 4.3e-5),
+    ("rust", 1.52, 3.2e-7, 2.3e-5),
+    ("titan", 5.20, 9.5e-4, 4.8e-4),
+)
+
+
+def _envelope(world_id: str, player_id: str, body: models.Command, now: datetime) -> models.PlayerCommand:
+    return models.PlayerCommand(
+        command_id=uuid.uuid4(), player_id=player_id, world_id=world_id,
+        client_ts=now, received_ts=now, command=body,
+    )
+
+
+def _vec(v: np.ndarray | tuple[float, float, float]) -> models.Vec3:
+    return models.Vec3(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
+def _orbit(a: float, phase: float, central_mass: float = 1.0,
+           inclination: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    speed = math.sqrt(G_ASTRO * central_mass / a)
+    pos = np.array([a * math.cos(phase), a * math.sin(phase) * math.cos(inclination),
+                    a * math.sin(phase) * math.sin(inclination)])
+    vel = np.array([-speed * math.sin(phase), speed * math.cos(phase) * math.cos(inclination),
+                    speed * math.cos(phase) * math.sin(inclination)])
+    return pos, vel
+
+
+def star_system(world_id: str, *, asteroids: int = 200, seed: int = 7,
+                tick_rate_hz: float = 30.0, dt: float = DAY / 4,
+                snapshot_every: int = 100, player_id: str = "scenario") -> list[models.PlayerCommand]:
+    """The opening commands of a demo world (deterministic for a given seed)."""
+    rng = np.random.default_rng(seed)
+    now = datetime.now(UTC)
+    out = [_envelope(world_id, player_id, models.SetWorldParams(
+        G=G_ASTRO, softening=1e-5, tick_rate_hz=tick_rate_hz, dt=dt,
+        merge_on_contact=True, snapshot_every=snapshot_every), now)]
+    out.append(_envelope(world_id, player_id, models.SpawnBody(
+        body_id=STAR_ID, kind=models.BodyKind.STAR, mass=1.0, radius=4.65e-3,
+        position=_vec((0, 0, 0)), velocity=_vec((0, 0, 0))), now))
+    titan = (np.zeros(3), np.zeros(3))
+    for body_id, (_, a, mass, radius) in zip(PLANET_IDS, PLANETS, strict=True):
+        pos, vel = _orbit(a, rng.uniform(0, 2 * math.pi))
+        if body_id == PLANET_IDS[-1]:
+            titan = (pos, vel)
+        out.append(_envelope(world_id, player_id, models.SpawnBody(
+            body_id=body_id, kind=models.BodyKind.PLANET, mass=mass, radius=radius,
+            position=_vec(pos), velocity=_vec(vel)), now))
+    mpos, mvel = _orbit(0.02, 0.0, central_mass=PLANETS[-1][2])
+    out.append(_envelope(world_id, player_id, models.SpawnBody(
+        body_id=MOON_ID, kind=models.BodyKind.MOON, mass=4.5e-8, radius=1.7e-5,
+        position=_vec(titan[0] + mpos), velocity=_vec(titan[1] + mvel)), now))
+    for k in range(asteroids):
+        pos, vel = _orbit(rng.uniform(2.2, 3.3), rng.uniform(0, 2 * math.pi),
+                          inclination=rng.normal(0, 0.05))
+        out.append(_envelope(world_id, player_id, models.SpawnBody(
+            body_id=FIRST_ASTEROID_ID + k, kind=models.BodyKind.ASTEROID,
+            mass=float(rng.uniform(1e-13, 1e-11)), radius=float(rng.uniform(1e-7, 1e-6)),
+            position=_vec(pos), velocity=_vec(vel)), now))
+    return out
+
+
+def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
+                    invalid_every: int = 20) -> Iterator[dict[str, object]]:
+    """An endless, seeded stream of what players do, as Avro-ready PlayerCommand records.
+
+    Mostly nudges to asteroids, sometimes a new asteroid or a removal, and every
+    ``invalid_every``-th command something a worker must refuse (an unknown body,
+    a non-positive mass), built raw since the API models would refuse it first.
+    """
+    rng = np.random.default_rng(seed)
+    next_id = FIRST_ASTEROID_ID + asteroids + 100_000 * (seed % 100_000)
+    players = [f"player-{i}" for i in range(8)]
+    n = 0
+    while True:
+        n += 1
+        now = datetime.now(UTC)
+        player = players[int(rng.integers(len(players)))]
+        target = FIRST_ASTEROID_ID + int(rng.integers(asteroids))
+        roll = rng.random()
+        body: models.Command
+        if invalid_every and n % invalid_every == 0:
+            envelope = _envelope(world_id, player, models.RemoveBody(body_id=target), now).to_avro()
+            if rng.random() < 0.5:
+                envelope["command"] = (models.RemoveBody.avro_name, {"body_id": -n})
+            else:
+                envelope["command"] = (models.SpawnBody.avro_name, {
+                    "body_id": next_id, "kind": "ASTEROID", "mass": -1.0, "radius": 1e-6,
+                    "position": {"x": 3.0, "y": 0.0, "z": 0.0},
+                    "velocity": {"x": 0.0, "y": 3.6, "z": 0.0}})
+                next_id += 1
+            yield envelope
+            continue
+        if roll < 0.8:
+            dv = rng.normal(0, 0.01, 3)
+            body = models.ApplyImpulse(body_id=target, dv=_vec(dv))
+        elif roll < 0.95:
+            pos, vel = _orbit(rng.uniform(2.2, 3.3), rng.uniform(0, 2 * math.pi))
+            body = models.SpawnBody(body_id=next_id, kind=models.BodyKind.ASTEROID,
+                                    mass=1e-12, radius=5e-7, position=_vec(pos),
+                                    velocity=_vec(vel))
+            next_id += 1
+        else:
+            body = models.RemoveBody(body_id=target)
+        yield _envelope(world_id, player, body, now).to_avro()

@@ -1,0 +1,191 @@
+"""One world as the worker runs it: the engine plus what commands and ticks need.
+
+Everything here is a pure function of (state, commands): the live worker, its
+recovery, and point-in-time replay all advance worlds through :func:`advance`,
+so the same snapshot and the same commands give the same state hash sequence.
+
+A command is decoded ``PlayerCommand`` data: an envelope dict whose
+``command`` is a ``(record name, record)`` pair, as the serde returns unions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import DuplicateBody, InvalidBody, InvalidParams, PhysicsError, UnknownBody
+from .world import World
+
+BODY_KINDS = ("STAR", "PLANET", "MOON", "ASTEROID")
+KIND_CODE = {name: code for code, name in enumerate(BODY_KINDS)}
+
+# Commands the physics worker does not act on: other services (the ecosystem and
+# civilization apps) read them from the same log.
+NOT_PHYSICS = frozenset({"SeedSpecies", "FoundCivilization"})
+
+DEFAULT_TICK_RATE_HZ = 30.0
+DEFAULT_DT = 1.0 / 365.25
+DEFAULT_SNAPSHOT_EVERY = 100
+# Positions beyond this distance from the origin are refused: bodies out there
+# would only fly away and cost force evaluations.
+WORLD_RADIUS = 1.0e6
+
+
+@dataclass
+class WorldState:
+    """A world with its worker-level parameters and its place in the command log."""
+
+    world_id: str
+    partition: int
+    world: World
+    kinds: dict[int, int] = field(default_factory=dict)
+    tick_rate_hz: float = DEFAULT_TICK_RATE_HZ
+    dt: float = DEFAULT_DT
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    # Offset (in `partition` of the command topic) of the last command this world
+    # consumed, applied or rejected; commands at or below it are never re-applied.
+    last_command_offset: int | None = None
+
+    @classmethod
+    def empty(cls, world_id: str, partition: int, **world_kwargs: Any) -> WorldState:
+        world = World.from_arrays(
+            np.empty(0, np.int64), np.empty(0), np.empty((0, 3)), np.empty((0, 3)),
+            np.empty(0), G=world_kwargs.pop("G", 4 * math.pi**2),
+            softening=world_kwargs.pop("softening", 1e-4), **world_kwargs,
+        )
+        return cls(world_id=world_id, partition=partition, world=world)
+
+    def kinds_array(self) -> np.ndarray:
+        ids = self.world.ids
+        return np.fromiter((self.kinds.get(int(i), 0) for i in ids), dtype=np.uint8,
+                           count=len(ids))
+
+    def state_hash(self) -> str:
+        return self.world.state_hash()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    offset: int
+    command: dict[str, Any]
+    reason: str  # a CommandRejected.reason symbol
+    message: str
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    """What one tick did: the facts its PhysicsTick event records."""
+
+    tick: int
+    sim_time: float
+    first_command_offset: int | None
+    last_command_offset: int | None
+    n_applied: int
+    n_rejected: int
+    rejections: tuple[Rejection, ...]
+    removed_ids: tuple[int, ...]  # by RemoveBody or absorbed in a merger
+    changed_ids: tuple[int, ...]  # spawned, or survivors of a merger (mass/radius changed)
+
+
+_REASONS: tuple[tuple[type[PhysicsError], str], ...] = (
+    (UnknownBody, "UNKNOWN_BODY"),
+    (DuplicateBody, "DUPLICATE_ID"),
+    (InvalidBody, "INVALID_ARGUMENT"),
+    (InvalidParams, "INVALID_ARGUMENT"),
+)
+
+
+def _reason(exc: PhysicsError) -> str:
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "INVALID_ARGUMENT"
+
+
+def _vec(v: dict[str, float]) -> tuple[float, float, float]:
+    return (float(v["x"]), float(v["y"]), float(v["z"]))
+
+
+def apply_command(state: WorldState, command: dict[str, Any]) -> tuple[str, str] | None:
+    """Apply one command; return ``(reason, message)`` if it was rejected (state unchanged)."""
+    name, body = command["command"]
+    name = name.rsplit(".", 1)[-1]
+    w = state.world
+    try:
+        if name == "SpawnBody":
+            pos = _vec(body["position"])
+            if math.isfinite(sum(pos)) and math.hypot(*pos) > WORLD_RADIUS:
+                return "OUT_OF_BOUNDS", f"position is beyond the world radius {WORLD_RADIUS:g}"
+            w.add_body(int(body["body_id"]), body["mass"], body["radius"], pos,
+                       _vec(body["velocity"]))
+            state.kinds[int(body["body_id"])] = KIND_CODE.get(str(body["kind"]), 0)
+        elif name == "ApplyImpulse":
+            w.apply_impulse(int(body["body_id"]), _vec(body["dv"]))
+        elif name == "RemoveBody":
+            w.remove_body(int(body["body_id"]))
+            state.kinds.pop(int(body["body_id"]), None)
+        elif name == "SetWorldParams":
+            _set_params(state, body)
+        else:
+            return "INVALID_ARGUMENT", f"unknown command {name}"
+    except PhysicsError as exc:
+        return _reason(exc), str(exc)
+    return None
+
+
+def _set_params(state: WorldState, body: dict[str, Any]) -> None:
+    rate, dt, every = float(body["tick_rate_hz"]), float(body["dt"]), int(body["snapshot_every"])
+    if not (math.isfinite(rate) and 0 < rate <= 10_000):
+        raise InvalidParams(f"tick_rate_hz must be in (0, 10000], got {rate!r}")
+    if not (math.isfinite(dt) and dt > 0):
+        raise InvalidParams(f"dt must be finite and > 0, got {dt!r}")
+    if every < 1:
+        raise InvalidParams(f"snapshot_every must be >= 1, got {every!r}")
+    # Validated by the engine first, so a bad G leaves every parameter as it was.
+    state.world.set_params(G=body["G"], softening=body["softening"],
+                           merge_on_contact=bool(body["merge_on_contact"]))
+    state.tick_rate_hz, state.dt, state.snapshot_every = rate, dt, every
+
+
+def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]]) -> TickOutcome:
+    """Apply ``commands`` (offset, command) in offset order, then step the world once."""
+    applied = 0
+    rejections: list[Rejection] = []
+    removed: list[int] = []
+    changed: list[int] = []
+    for offset, command in commands:
+        name = command["command"][0].rsplit(".", 1)[-1]
+        if name in NOT_PHYSICS:
+            continue
+        verdict = apply_command(state, command)
+        if verdict is None:
+            applied += 1
+            body = command["command"][1]
+            if name == "SpawnBody":
+                changed.append(int(body["body_id"]))
+            elif name == "RemoveBody":
+                removed.append(int(body["body_id"]))
+        else:
+            rejections.append(Rejection(offset, command, *verdict))
+    if commands:
+        state.last_command_offset = commands[-1][0]
+    for merge in state.world.step(state.dt):
+        changed.append(merge.survivor)
+        for gone in merge.absorbed:
+            removed.append(gone)
+            state.kinds.pop(gone, None)
+    return TickOutcome(
+        tick=state.world.tick,
+        sim_time=state.world.time,
+        first_command_offset=commands[0][0] if commands else None,
+        last_command_offset=commands[-1][0] if commands else None,
+        n_applied=applied,
+        n_rejected=len(rejections),
+        rejections=tuple(rejections),
+        removed_ids=tuple(removed),
+        changed_ids=tuple(changed),
+    )

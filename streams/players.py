@@ -1,0 +1,97 @@
+"""Synthetic players: a platform service that sends player commands at a steady rate.
+
+`cosmic up` runs it so a plain start shows living worlds: it opens a demo world
+with the built-in scenario (unless the world already has a snapshot) and then
+keeps sending nudges, spawns, removals and the odd invalid command.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from cosmic import kafka, topics
+from cosmic.settings import Settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
+from streams.physics import scenario
+from streams.physics.recovery import PartitionLog
+
+
+def world_exists(settings: Settings, registry: SchemaSource, world_id: str) -> bool:
+    """Whether any partition of the snapshot topic holds a snapshot of ``world_id``."""
+    for partition in range(topics.STATE_SNAPSHOTS.partitions):
+        if world_id in PartitionLog(settings, registry, partition).latest_snapshots():
+            return True
+    return False
+
+
+class SyntheticPlayers:
+    name = "players"
+
+    def __init__(self, settings: Settings, world_ids: tuple[str, ...] = ("garden-demo",),
+                 rate_hz: float = 20.0, seed: int | None = None,
+                 registry: SchemaSource | None = None) -> None:
+        self.settings = settings
+        self.world_ids = world_ids
+        self.rate_hz = rate_hz
+        # A fresh seed per run, so new body ids do not collide with an earlier run's.
+        self.seed = seed if seed is not None else time.time_ns() // 1_000_000 % 100_000
+        self.registry = registry or RegistryClient.from_settings(settings)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._guard(self._run), name="players", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def failure(self) -> BaseException | None:
+        return self._error
+
+    def progress(self) -> str:
+        return f"{self.sent} commands sent to {len(self.world_ids)} world(s)"
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - surfaced through failure()
+                self._error = exc
+        return run
+
+    def _run(self) -> None:
+        encode = AvroSerializer(self.registry, "PlayerCommand")
+        ctx = SerializationContext(topics.COMMANDS.name)
+        producer = kafka.producer(self.settings, client_id="cosmic-players")
+        try:
+            for world_id in self.world_ids:
+                if not world_exists(self.settings, self.registry, world_id):
+                    for cmd in scenario.star_system(world_id):
+                        producer.produce(topics.COMMANDS.name, key=world_id.encode(),
+                                         value=encode(cmd.to_avro(), ctx))
+                        self.sent += 1
+            streams = [scenario.player_commands(w, seed=self.seed * 1000 + i)
+                       for i, w in enumerate(self.world_ids)]
+            period = 1.0 / self.rate_hz
+            next_at = time.monotonic()
+            k = 0
+            while not self._stop.is_set():
+                world_id = self.world_ids[k % len(self.world_ids)]
+                record = next(streams[k % len(streams)])
+                producer.produce(topics.COMMANDS.name, key=world_id.encode(),
+                                 value=encode(record, ctx))
+                producer.poll(0)
+                self.sent += 1
+                k += 1
+                next_at += period
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        finally:
+            producer.flush(10)
