@@ -80,9 +80,9 @@ def _build(tmp_path: Path, dtype: type) -> ctypes.CDLL:
 def _emulate(lib: ctypes.CDLL, dtype: type, pos: np.ndarray, m: np.ndarray, eps: float,
              block: int) -> tuple[np.ndarray, np.ndarray]:
     n = pos.shape[0]
-    cols = [np.ascontiguousarray(pos[:, c], dtype=dtype) for c in range(3)]
-    mass = np.ascontiguousarray(m, dtype=dtype)
-    out = [np.full(n, np.nan, dtype=dtype) for _ in range(4)]
+    cols: list[np.ndarray] = [np.ascontiguousarray(pos[:, c], dtype=dtype) for c in range(3)]
+    mass: np.ndarray = np.ascontiguousarray(m, dtype=dtype)
+    out: list[np.ndarray] = [np.full(n, np.nan, dtype=dtype) for _ in range(4)]
     ctype = ctypes.c_double if dtype is np.float64 else ctypes.c_float
     ptr = [a.ctypes.data_as(ctypes.c_void_p) for a in (*cols, mass, *out)]
     lib.run(ctypes.c_int(n), ctypes.c_int(block), ctype(eps * eps), *ptr, ctypes.c_int(1))
