@@ -66,21 +66,28 @@ def state_delta(n: int = 10_000) -> dict[str, Any]:
             **columnar.delta_fields(bodies, np.arange(10, dtype=np.int64), "FLOAT32")}
 
 
-def rate(fn: Callable[[], object], seconds: float, repeats: int) -> float:
-    """Best events/s over ``repeats`` runs of about ``seconds`` each (best: least disturbed)."""
-    calls = 1
-    start = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - start, 1e-7)
-    calls = max(1, int(seconds / one / 10))  # batches of ~1/10 s keep the clock overhead negligible
-    best = 0.0
+def rates(fns: dict[str, Callable[[], object]], seconds: float, repeats: int) -> dict[str, float]:
+    """Best events/s of each function over ``repeats`` rounds of about ``seconds`` each.
+
+    Rounds are interleaved (a, b, c, a, b, c, ...) so drift in the machine's
+    state (frequency, caches, allocator) hits every implementation alike, and
+    the best round is kept as the least disturbed one.
+    """
+    batch: dict[str, int] = {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - start, 1e-7)
+        batch[name] = max(1, int(seconds / one / 10))  # ~1/10 s batches: clock reads negligible
+    best = dict.fromkeys(fns, 0.0)
     for _ in range(repeats):
-        done, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for _ in range(calls):
-                fn()
-            done += calls
-        best = max(best, done / (time.perf_counter() - t0))
+        for name, fn in fns.items():
+            calls, done, t0 = batch[name], 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                for _ in range(calls):
+                    fn()
+                done += calls
+            best[name] = max(best[name], done / (time.perf_counter() - t0))
     return best
 
 
@@ -112,8 +119,8 @@ def bench_record(name: str, schema: str, topic: str, record: dict[str, Any], url
             ("decode", (("raw fastavro", raw_decode), ("ours", lambda: ode(framed, ctx)),
                         ("confluent-kafka", lambda: cde(framed, cctx)))),
         ):
-            for impl, fn in impls:
-                rows.append((name, op, impl, rate(fn, seconds, repeats)))
+            measured = rates(dict(impls), seconds, repeats)
+            rows += [(name, op, impl, measured[impl]) for impl, _ in impls]
         return rows
 
 
