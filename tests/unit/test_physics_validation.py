@@ -101,3 +101,19 @@ def test_add_and_remove_keep_insertion_order() -> None:
     assert list(world.ids) == [2, 7]
     assert list(world.masses) == [2.0, 0.5]
     assert 7 in world and 1 not in world
+
+
+@pytest.mark.parametrize("solver", ["direct", "tree"])
+def test_empty_and_single_body_worlds_step_and_grow(solver: str) -> None:
+    world = World.from_arrays(
+        np.empty(0, dtype=np.int64), np.empty(0), np.empty((0, 3)), np.empty((0, 3)),
+        solver=solver, backend="cpu",
+    )
+    world.step(0.1, steps=2)
+    assert world.tick == 2 and world.total_energy() == 0.0
+    world.add_body(1, 1.0, 0.0, [0.0, 0, 0], [1.0, 0, 0])
+    world.step(0.5)
+    np.testing.assert_array_equal(world.positions, [[0.5, 0.0, 0.0]])  # no self-force
+    world.add_body(2, 1.0, 0.0, [1.0, 0, 0], [0.0, 0, 0])
+    world.step(0.01)
+    assert world.velocities[1, 0] < 0.0  # pulled toward body 1
