@@ -202,20 +202,23 @@ class World:
 
     # ---------------------------------------------------------------- dynamics
 
-    def _forces(self, positions: F64Array) -> F64Array:
+    def _compute(self, what: str, positions: F64Array, solver: str) -> F64Array:
+        # A GPU failing mid-run (driver reset, out of memory) must not take the world down:
+        # switch this world, and every later one, to the CPU and compute again.
         p = self._params
         try:
-            return self._backend.accelerations(
-                positions, self._masses, p.G, p.softening, self.solver, p.theta
-            )
+            fn = getattr(self._backend, what)
+            result: F64Array = fn(positions, self._masses, p.G, p.softening, solver, p.theta)
+            return result
         except BackendUnavailable as exc:
             if self._backend is backends.CPU:
                 raise
             backends.mark_gpu_failed(str(exc))
             self._backend = backends.CPU
-            return self._backend.accelerations(
-                positions, self._masses, p.G, p.softening, self.solver, p.theta
-            )
+            return self._compute(what, positions, solver)
+
+    def _forces(self, positions: F64Array) -> F64Array:
+        return self._compute("accelerations", positions, self.solver)
 
     def step(self, dt: float, steps: int = 1) -> list[merging.Merge]:
         """Advance ``steps`` leapfrog steps of ``dt``; returns the merges that happened."""
@@ -261,18 +264,7 @@ class World:
         """Gravitational potential energy; ``exact=True`` forces the O(n^2) direct sum."""
         if len(self) < 2:
             return 0.0
-        p = self._params
-        solver = "direct" if exact else self.solver
-        try:
-            phi = self._backend.potentials(
-                self._positions, self._masses, p.G, p.softening, solver, p.theta
-            )
-        except BackendUnavailable as exc:
-            backends.mark_gpu_failed(str(exc))
-            self._backend = backends.CPU
-            phi = self._backend.potentials(
-                self._positions, self._masses, p.G, p.softening, solver, p.theta
-            )
+        phi = self._compute("potentials", self._positions, "direct" if exact else self.solver)
         return float(0.5 * np.sum(self._masses * phi))
 
     def total_energy(self, *, exact: bool = False) -> float:

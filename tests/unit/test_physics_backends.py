@@ -18,8 +18,6 @@ def _gpu_usable() -> bool:
         backends.gpu_backend()
     except backends.BackendUnavailable:
         return False
-    finally:
-        pass
     return True
 
 
@@ -61,3 +59,34 @@ def test_gpu_and_cpu_forces_agree_and_gpu_runs_are_deterministic() -> None:
     again = World.from_arrays(ids, m, x, v, softening=0.01, solver="direct", backend="cuda")
     again.step(1 / 128, steps=20)
     assert again.state_hash() == gpu.state_hash()
+
+
+class _BrokenGpu:
+    """Stands in for a GPU whose driver fails mid-run."""
+
+    name = "cuda"
+
+    def accelerations(self, *args: object) -> np.ndarray:
+        raise backends.BackendUnavailable("CUDA device error: simulated driver reset")
+
+    potentials = accelerations
+
+    def auto_solver(self, n: int) -> str:
+        return "direct"
+
+
+def test_device_error_mid_run_falls_back_to_cpu_and_gives_cpu_results(
+    fresh_probe: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids, m, x, v = plummer_sphere(50, seed=1)
+    reference = World.from_arrays(ids, m, x, v, softening=0.01, backend="cpu")
+    world = World.from_arrays(ids, m, x, v, softening=0.01, backend="cpu")
+    world._backend = _BrokenGpu()  # as if the GPU had been picked at creation
+    with caplog.at_level(logging.WARNING, logger="streams.physics.backends"):
+        world.step(0.01, steps=3)
+    reference.step(0.01, steps=3)
+    assert world.backend == "cpu"
+    assert world.state_hash() == reference.state_hash()
+    assert sum("GPU backend failed" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(backends.BackendUnavailable):
+        backends.gpu_backend()  # later worlds go straight to the CPU
