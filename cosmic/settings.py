@@ -19,6 +19,8 @@ COSMIC_REGISTRY__PORT                  port of the embedded registry
 COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials
 COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports)
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
+COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
+COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
 =====================================  ==========================================
 """
 
@@ -29,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -101,6 +103,15 @@ class ClickHouseSettings(_Section):
     database: str = "cosmic"
 
 
+class ConnectorSettings(_Section):
+    batch_rows: int = 5000
+    batch_interval_s: float = 1.0
+    backoff_max_s: float = 10.0
+    # Test hook: SIGKILL the connector right after its Nth store write, before the
+    # offset commit, to prove a crash there loses and duplicates nothing. 0: never.
+    crash_after_write: int = 0
+
+
 class Settings(BaseSettings):
     """Everything the platform can be configured with."""
 
@@ -118,6 +129,14 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     postgres: PostgresSettings = PostgresSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    connectors: ConnectorSettings = ConnectorSettings()
+    # None is replaced by <state_dir>/lake when the settings are built.
+    lake_dir: Path = Field(default=None, validate_default=True)
+
+    @field_validator("lake_dir", mode="before")
+    @classmethod
+    def _default_lake_dir(cls, value: Any, info: ValidationInfo) -> Any:
+        return Path(info.data["state_dir"]) / "lake" if value is None else value
 
     @classmethod
     def settings_customise_sources(
