@@ -173,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     for solver in ("direct", "tree"):
         World.from_arrays(*warm, softening=SOFTENING, solver=solver, backend="cpu").step(DT)
 
+    import numba
+
+    rebound_version = "not installed"
+    try:
+        import rebound
+
+        rebound_version = rebound.__version__
+    except ImportError:
+        pass
+    print(f"ours: numba {numba.__version__}, {numba.get_num_threads()} threads "
+          f"({numba.threading_layer()}); REBOUND {rebound_version} (single thread)")
     print(f"Plummer sphere, G=1, softening={SOFTENING}, dt={DT:g}, theta={THETA}, "
           "leapfrog; energy error = |E_end/E_0 - 1| with one exact energy function")
     header = (f"{'N':>6} {'solver':>6} {'steps':>5} | {'ours ms':>9} {'REBOUND ms':>10} "
