@@ -70,6 +70,12 @@ STATE_SNAPSHOTS = Topic(
     cleanup_policy="compact", retention_ms=FOREVER,
     extra_config={"min.cleanable.dirty.ratio": "0.1", "max.message.bytes": "67108864"},
 )
+STATE_SNAPSHOT_HISTORY = Topic(
+    "cosmic.state.snapshots.history.v1", key="world id", value="WorldSnapshot",
+    doc="Every snapshot ever taken, kept by time: point-in-time replay starts from these.",
+    retention_ms=90 * _DAY_MS,
+    extra_config={"max.message.bytes": "67108864"},
+)
 ECOSYSTEM_EVENTS = Topic(
     "cosmic.ecosystem.events.v1", key="planet id", value="EcosystemEvent",
     doc="Population changes, extinctions and speciations.",
@@ -97,6 +103,7 @@ ALL: tuple[Topic, ...] = (
     PHYSICS_TICKS,
     STATE_DELTAS,
     STATE_SNAPSHOTS,
+    STATE_SNAPSHOT_HISTORY,
     ECOSYSTEM_EVENTS,
     CIVILIZATION_EVENTS,
     METRICS,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from cosmic import kafka
+from cosmic import admin, kafka
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 
@@ -30,9 +30,11 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Stack]:
-    """The running local stack; started here (and stopped at the end) if it was not up."""
+    """The running local stack with every declared topic; services that were not
+    running are started here and stopped at the end."""
     st = Stack(settings)
     started = [svc for svc in st.services if svc.start() == "started"]
+    admin.reconcile_topics(settings)
     yield st
     for svc in reversed(started):
         svc.stop()

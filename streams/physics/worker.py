@@ -100,7 +100,7 @@ class PhysicsWorker:
         self._encoders = {
             t.name: AvroSerializer(registry, t.value)
             for t in (topics.PHYSICS_TICKS, topics.STATE_DELTAS, topics.STATE_SNAPSHOTS,
-                      topics.COMMANDS_REJECTED)
+                      topics.STATE_SNAPSHOT_HISTORY, topics.COMMANDS_REJECTED)
         }
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -294,7 +294,7 @@ class PhysicsWorker:
         assert producer is not None
         ts = now_ms()
         if lw.new:
-            self._produce(topics.STATE_SNAPSHOTS, state, snapshot_record(state, ts), ts)
+            self._snapshot(state, ts)
             lw.new = False
         commands, lw.pending = lw.pending, []
         t0 = time.perf_counter_ns()
@@ -308,12 +308,19 @@ class PhysicsWorker:
             self._produce(topics.COMMANDS_REJECTED, state,
                           rejection_record(state, outcome.tick, rej, ts), ts)
         if outcome.tick % state.snapshot_every == 0:
-            self._produce(topics.STATE_SNAPSHOTS, state, snapshot_record(state, ts), ts)
+            self._snapshot(state, ts)
         s = self.stats
         s.ticks += 1
         s.commands += len(commands)
         s.rejected += outcome.n_rejected
         s.last_step_us = step_us
+
+    def _snapshot(self, state: WorldState, ts: int) -> None:
+        # The compacted topic keeps the latest per world for recovery; the history
+        # topic keeps every one, by time, for point-in-time replay.
+        record = snapshot_record(state, ts)
+        self._produce(topics.STATE_SNAPSHOTS, state, record, ts)
+        self._produce(topics.STATE_SNAPSHOT_HISTORY, state, record, ts)
 
     def _produce(self, topic: topics.Topic, state: WorldState, record: dict[str, Any],
                  ts: int) -> None:
