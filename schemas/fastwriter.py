@@ -47,12 +47,14 @@ def _varint(n: int) -> bytes:
     """Unsigned LEB128 of a non-negative int (the zig-zag is done by the caller)."""
     if n < 0x80:
         return _SMALL[n]
-    out = bytearray()
+    if n < 0x4000:  # two bytes: lengths of most strings and bytes fields
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    digits = []
     while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
+        digits.append(n & 0x7F | 0x80)
         n >>= 7
-    out.append(n)
-    return bytes(out)
+    digits.append(n)
+    return bytes(digits)
 
 
 def _zigzag(n: int) -> bytes:
@@ -120,7 +122,11 @@ def _timestamp_millis(value: Any, out: Parts) -> None:
         if value.tzinfo is None:
             raise Unsupported  # fastavro reads naive datetimes as local time
         delta = value - _EPOCH
-        value = (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
+        ms = (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
+        if not _MIN_LONG <= ms <= _MAX_LONG:
+            raise Unsupported
+        out.append(_varint((ms << 1) ^ (ms >> 63)))
+        return
     _long(value, out)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.errors import SerializationError, TopicError
@@ -32,6 +32,18 @@ def _jsonable(value: Any, bytes_mode: str) -> Any:
     return value
 
 
+def _raw_value(value: bytes | None, bytes_mode: str) -> Any:
+    """Undecoded values: base64 if asked, else text when UTF-8 (JSON in _schemas), else a summary."""
+    if value is None:
+        return None
+    if bytes_mode == "base64":
+        return _jsonable(value, bytes_mode)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return _jsonable(value, bytes_mode)
+
+
 def _headers(msg: Message) -> list[tuple[str, str | bytes | None]]:
     raw = msg.headers() or []
     return list(raw.items()) if isinstance(raw, dict) else list(raw)
@@ -45,7 +57,7 @@ def _line(msg: Message, deserialize: AvroDeserializer | None, bytes_mode: str) -
         "key": key.decode("utf-8", "replace") if key is not None else None,
     }
     if deserialize is None:
-        out["value"] = _jsonable(msg.value(), bytes_mode)
+        out["value"] = _raw_value(msg.value(), bytes_mode)
         out["headers"] = {
             k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
             for k, v in _headers(msg)
@@ -59,17 +71,24 @@ def _line(msg: Message, deserialize: AvroDeserializer | None, bytes_mode: str) -
     return orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS)
 
 
-def _start_offsets(consumer: Consumer, topic: str, n: int | None, from_beginning: bool) -> list[TopicPartition]:
+def _plan(
+    consumer: Consumer, topic: str, n: int | None, from_beginning: bool
+) -> tuple[list[TopicPartition], dict[int, int]]:
+    """Where to start reading each partition, and where its initial batch stops (exclusive)."""
     metadata = consumer.list_topics(topic, timeout=10)
     info = metadata.topics.get(topic)
     if info is None or info.error is not None:
         raise TopicError(f"topic {topic!r} does not exist")
-    assignment = []
+    assignment, stops = [], {}
     for p in sorted(info.partitions):
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        start = low if from_beginning else max(low, high - (n or 0))
-        assignment.append(TopicPartition(topic, p, start if high > start or from_beginning else OFFSET_END))
-    return assignment
+        if from_beginning:
+            start, stop = low, high if n is None else min(high, low + n)
+        else:
+            start, stop = max(low, high - (n or 0)), high
+        assignment.append(TopicPartition(topic, p, start))
+        stops[p] = stop
+    return assignment, stops
 
 
 @click.group()
@@ -84,36 +103,50 @@ def log() -> None:
 @click.option("-f", "--follow", is_flag=True, help="keep printing new records until interrupted")
 @click.option("--bytes", "bytes_mode", type=click.Choice(["summary", "base64"]), default="summary",
               help="how to print Avro bytes fields (columnar data): their length, or base64")
+@click.option("--raw", is_flag=True, help="do not decode values (implied for the DLQ and _schemas)")
 @click.option("--registry-url", "url", default=None, metavar="URL", help="default: settings.registry.url")
-def tail(topic: str, n: int | None, from_beginning: bool, follow: bool, bytes_mode: str, url: str | None) -> None:
-    """Print TOPIC's records as JSON lines (the last N per partition, oldest first).
+def tail(
+    topic: str, n: int | None, from_beginning: bool, follow: bool, bytes_mode: str, raw: bool, url: str | None
+) -> None:
+    """Print TOPIC's last N records (all partitions, by timestamp) as JSON lines.
 
     Values are decoded with the writer's schema from the registry; the DLQ
     (raw bytes) is printed with its headers. Nothing is committed.
     """
     settings = get_settings()
-    name = topics.get(topic).name if not topic.startswith("_") else topic
+    name = topic  # any topic may be tailed, declared or not (test topics, _schemas)
     if n is None and not from_beginning:
         n = 10
     consumer = kafka.consumer(settings, group_id=f"cosmic-log-tail-{uuid.uuid4().hex[:8]}", client_id="cosmic-log-tail")
     client = RegistryClient(url or settings.registry.url)
-    deserialize = None if name == topics.DLQ.name or name.startswith("_") else AvroDeserializer(client)
+    # The DLQ holds original bytes and _schemas JSON: shown raw, with headers.
+    raw = raw or name == topics.DLQ.name or name.startswith("_")
+    deserialize = None if raw else AvroDeserializer(client)
     try:
-        assignment = _start_offsets(consumer, name, n, from_beginning)
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assignment}
+        assignment, stops = _plan(consumer, name, n, from_beginning)
         consumer.assign(assignment)
-        printed = 0
-        done = {tp.partition for tp in assignment if tp.offset == OFFSET_END or tp.offset >= ends[tp.partition]}
-        while follow or len(done) < len(assignment):
-            if from_beginning and n is not None and printed >= n:
-                break
+        # The initial batch: up to N records of each partition, then the N
+        # oldest or newest of them all by timestamp, as `tail -n` would show.
+        batch: list[Message] = []
+        pending = {tp.partition for tp in assignment if tp.offset < stops[tp.partition]}
+        while pending:
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
+            p, offset = msg.partition() or 0, msg.offset() or 0
+            if offset < stops[p]:
+                batch.append(msg)
+            if offset + 1 >= stops[p]:
+                pending.discard(p)
+        batch.sort(key=lambda m: (m.timestamp()[1], m.partition(), m.offset()))
+        if n is not None:
+            batch = batch[:n] if from_beginning else batch[len(batch) - n:] if n else []
+        for msg in batch:
             click.echo(_line(msg, deserialize, bytes_mode))
-            printed += 1
-            if (msg.offset() or 0) + 1 >= ends.get(msg.partition() or 0, 0):
-                done.add(msg.partition() or 0)
+        while follow:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error() and (msg.offset() or 0) >= stops[msg.partition() or 0]:
+                click.echo(_line(msg, deserialize, bytes_mode))
     finally:
         consumer.close()
         client.close()

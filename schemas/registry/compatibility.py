@@ -100,6 +100,10 @@ def _kind(node: Schema) -> str:
     return str(node)
 
 
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
 def _describe(node: Schema) -> str:
     if isinstance(node, dict) and node.get("type") in _NAMED:
         return f"{node['type']} {node['name']}"
@@ -123,9 +127,13 @@ class _Resolver:
     def _deref(self, node: Schema, named: dict[str, Any]) -> Schema:
         while isinstance(node, str) and node not in _PRIMITIVES:
             node = named[node]
-        if isinstance(node, dict) and isinstance(node.get("type"), (dict, list, str)) and node["type"] not in _PRIMITIVES | _NAMED | {"array", "map"}:
-            # {"type": "some.Named"} or {"type": {...}} wrappers
-            return self._deref(node["type"], named)
+        if isinstance(node, dict) and "logicalType" not in node:
+            inner = node.get("type")
+            # {"type": {...}}, {"type": [...]} and {"type": "some.Named"} are wrappers.
+            if isinstance(inner, (dict, list)) or (
+                isinstance(inner, str) and inner not in _PRIMITIVES | _NAMED | {"array", "map"}
+            ):
+                return self._deref(inner, named)
         return node
 
     def check(self, r: Schema, w: Schema, path: str) -> list[str]:
@@ -159,10 +167,10 @@ class _Resolver:
 
     def _named(self, r: dict[str, Any], w: dict[str, Any], path: str) -> list[str]:
         rname, wname = r["name"], w["name"]
-        if rname != wname and wname not in r.get("aliases", ()):
-            short = wname.rsplit(".", 1)[-1]
-            if short != rname.rsplit(".", 1)[-1]:
-                return [f"{path}: {self.wl} names the type {wname} where {self.rl} expects {rname}"]
+        # Avro matches named types by unqualified name, or by the reader's aliases.
+        accepted = {_short(rname)} | {_short(a) for a in r.get("aliases", ())}
+        if _short(wname) not in accepted:
+            return [f"{path}: {self.wl} names the type {wname} where {self.rl} expects {rname}"]
         pair = (rname, wname)
         if pair in self._visiting:
             return []

@@ -110,14 +110,19 @@ class Registry:
 
     # -- reads ------------------------------------------------------------
 
+    # Reads take the lock too: the HTTP server answers from several threads, and
+    # iterating a dictionary while a write resizes it would fail.
+
     def subjects(self, include_deleted: bool = False) -> list[str]:
-        return sorted(
-            s for s, vs in self._subjects.items()
-            if include_deleted or any(not v.deleted for v in vs.values())
-        )
+        with self._lock:
+            return sorted(
+                s for s, vs in self._subjects.items()
+                if include_deleted or any(not v.deleted for v in vs.values())
+            )
 
     def _versions(self, subject: str, include_deleted: bool = False) -> list[SchemaVersion]:
-        versions = self._subjects.get(subject)
+        with self._lock:
+            versions = dict(self._subjects.get(subject) or {})
         if not versions:
             raise SubjectNotFound(f"Subject '{subject}' not found.")
         live = [v for _, v in sorted(versions.items()) if include_deleted or not v.deleted]
@@ -150,10 +155,11 @@ class Registry:
     def usages(self, schema_id: int) -> list[tuple[str, int]]:
         """(subject, version) pairs using an id; raises if the id is unknown."""
         self.schema(schema_id)
-        return [
-            (s, v.version) for s, vs in sorted(self._subjects.items())
-            for v in vs.values() if v.id == schema_id and not v.deleted
-        ]
+        with self._lock:
+            return [
+                (s, v.version) for s, vs in sorted(self._subjects.items())
+                for v in vs.values() if v.id == schema_id and not v.deleted
+            ]
 
     def lookup(self, subject: str, schema: ParsedSchema, include_deleted: bool = False) -> SchemaVersion:
         for v in reversed(self._versions(subject, include_deleted)):
