@@ -34,12 +34,15 @@ from fastavro.read import SchemaResolutionError
 
 from schemas import catalog
 from schemas.errors import (
+    IncompatibleRegistration,
     IncompatibleSchema,
     InvalidRecord,
     MalformedPayload,
     SchemaNotFound,
+    SubjectNotFound,
     TruncatedPayload,
     UnknownMagicByte,
+    UnknownSchema,
     UnknownSchemaId,
 )
 from schemas.fastwriter import Unsupported, compile_writer
@@ -141,10 +144,18 @@ class AvroSerializer:
 
     def _header_for(self, ctx: SerializationContext) -> bytes:
         subject = self._subject_name(ctx, self.schema)
-        if self._auto_register:
-            schema_id = self._registry.register(subject, self.schema)
-        else:
-            schema_id = self._registry.lookup(subject, self.schema).id
+        try:
+            if self._auto_register:
+                schema_id = self._registry.register(subject, self.schema)
+            else:
+                schema_id = self._registry.lookup(subject, self.schema).id
+        except IncompatibleRegistration as exc:
+            # The writer's schema breaks the subject's rule: no record of it may be written.
+            raise IncompatibleSchema(f"cannot write {_name(self.schema)} to {subject}: {exc}") from exc
+        except (SchemaNotFound, SubjectNotFound):
+            raise UnknownSchema(
+                f"{_name(self.schema)} is not registered under {subject} (and auto_register is off)"
+            ) from None
         built = header(schema_id)
         self._headers[(ctx.topic, ctx.field)] = built
         return built

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cosmic.errors import CosmicError
 from schemas.errors import InvalidSchema, RegistryError
 from schemas.registry.compatibility import ParsedSchema
 from schemas.registry.core import Registry
@@ -319,7 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory", action="store_true", help="keep schemas in memory only (lost on exit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    server = build_server(store="memory" if args.memory else "kafka")
+    try:
+        server = build_server(store="memory" if args.memory else "kafka")
+    except (CosmicError, OSError) as exc:
+        # Kafka unreachable or the port taken: one clear line, not a traceback.
+        log.error("schema registry cannot start: %s", exc)
+        raise SystemExit(1) from None
     log.info("schema registry listening on %s", server.url)
     try:
         server.serve_forever()

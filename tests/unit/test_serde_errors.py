@@ -156,3 +156,22 @@ def test_schema_ids_are_cached_per_subject() -> None:
         ser(_command(), CTX)
     ser(_command(), SerializationContext("other"))
     assert calls == ["cosmic.commands.v1-value", "other-value"]
+
+
+def test_writing_with_a_schema_the_subject_refuses_is_an_incompatible_schema_error() -> None:
+    registry = LocalRegistry()
+    ctx = SerializationContext("test.probe")
+    AvroSerializer(registry, V1)({"id": 1, "note": "a"}, ctx)
+    with pytest.raises(IncompatibleSchema, match="field 'score' is in the new schema without a default"):
+        AvroSerializer(registry, V2_NO_DEFAULT)({"id": 1, "note": "a", "score": 2.0}, ctx)
+
+
+def test_without_auto_register_an_unregistered_schema_is_refused() -> None:
+    from schemas.errors import UnknownSchema
+
+    registry = LocalRegistry()
+    ctx = SerializationContext("test.probe")
+    with pytest.raises(UnknownSchema, match="not registered"):
+        AvroSerializer(registry, V1, auto_register=False)({"id": 1, "note": "a"}, ctx)
+    AvroSerializer(registry, V1)({"id": 1, "note": "a"}, ctx)
+    assert AvroSerializer(registry, V1, auto_register=False)({"id": 1, "note": "a"}, ctx)[:5] == b"\x00\x00\x00\x00\x01"
