@@ -33,7 +33,8 @@ from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
 from streams.physics import scenario
-from streams.physics.recovery import PartitionLog, replay
+from streams.physics.logs import KafkaLog
+from streams.physics.recovery import read_commands, replay
 from streams.physics.simulation import WorldState, advance
 from streams.physics.worker import PhysicsWorker, WorkerConfig
 
@@ -131,11 +132,10 @@ def main() -> None:
     cmd_rate = (cmds1 - cmds0) / (t1 - t0)
 
     # Replay: rebuild the world from its first snapshot with the recorded ticks.
-    plog = PartitionLog(settings, registry, partition)
-    ticks = sorted(plog.ticks_since(0, lambda r: r["world_id"] == world), key=lambda r: r["tick"])
-    ranges = [(t["first_command_offset"], t["last_command_offset"]) for t in ticks
-              if t["first_command_offset"] is not None]
-    commands = plog.commands(min(a for a, _ in ranges), max(b for _, b in ranges), world)
+    log = KafkaLog(settings, registry)
+    ticks = sorted((r for _, _, r in log.read(topics.PHYSICS_TICKS.name, partition, key=world.encode())),
+                   key=lambda r: r["tick"])
+    commands = read_commands(log, partition, ticks, world)
     fresh = WorldState.empty(world, partition)
     t0 = time.perf_counter()
     replayed = replay(fresh, ticks, commands, verify=True)

@@ -147,12 +147,27 @@ class SetWorldParams(_Command):
     snapshot_every: Annotated[int, Field(gt=0, lt=2**31)]
 
 
+class AdoptSnapshot(_Command):
+    """Operator command (fork / restore): take a recorded snapshot's bodies and parameters."""
+
+    avro_name: ClassVar[str] = f"{NAMESPACE}.AdoptSnapshot"
+    type: Literal["AdoptSnapshot"] = "AdoptSnapshot"
+    snapshot_partition: Int32
+    snapshot_offset: Annotated[int, Field(ge=0, lt=2**63)]
+    state_hash: Annotated[str, Field(pattern=r"^[0-9a-f]+$")]
+    source_world_id: Annotated[str, Field(min_length=1)]
+    source_tick: Annotated[int, Field(ge=0, lt=2**63)]
+    reason: str
+
+
 Command = Annotated[
-    SpawnBody | ApplyImpulse | RemoveBody | SeedSpecies | FoundCivilization | SetWorldParams,
+    SpawnBody | ApplyImpulse | RemoveBody | SeedSpecies | FoundCivilization | SetWorldParams
+    | AdoptSnapshot,
     Field(discriminator="type"),
 ]
 COMMAND_TYPES: dict[str, type[_Command]] = {
-    c.avro_name: c for c in (SpawnBody, ApplyImpulse, RemoveBody, SeedSpecies, FoundCivilization, SetWorldParams)
+    c.avro_name: c for c in (SpawnBody, ApplyImpulse, RemoveBody, SeedSpecies, FoundCivilization, SetWorldParams,
+                             AdoptSnapshot)
 }
 
 

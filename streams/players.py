@@ -16,15 +16,15 @@ from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
 from streams.physics import scenario
-from streams.physics.recovery import PartitionLog
+from streams.physics.logs import KafkaLog
 
 
 def world_exists(settings: Settings, registry: SchemaSource, world_id: str) -> bool:
-    """Whether any partition of the snapshot topic holds a snapshot of ``world_id``."""
-    for partition in range(topics.STATE_SNAPSHOTS.partitions):
-        if world_id in PartitionLog(settings, registry, partition).latest_snapshots():
-            return True
-    return False
+    """Whether the snapshot topic holds a snapshot of ``world_id``."""
+    key = world_id.encode()
+    partition = kafka.partition_for(key, topics.STATE_SNAPSHOTS.partitions)
+    log = KafkaLog(settings, registry)
+    return any(True for _ in log.read(topics.STATE_SNAPSHOTS.name, partition, key=key))
 
 
 class SyntheticPlayers:

@@ -11,7 +11,7 @@ A command is decoded ``PlayerCommand`` data: an envelope dict whose
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,9 @@ KIND_CODE = {name: code for code, name in enumerate(BODY_KINDS)}
 # Commands the physics worker does not act on: other services (the ecosystem and
 # civilization apps) read them from the same log.
 NOT_PHYSICS = frozenset({"SeedSpecies", "FoundCivilization"})
+
+# (history partition, offset) -> the WorldSnapshot record there, or None.
+SnapshotFetcher = Callable[[int, int], "dict[str, Any] | None"]
 
 DEFAULT_TICK_RATE_HZ = 30.0
 DEFAULT_DT = 1.0 / 365.25
@@ -110,7 +113,8 @@ def _vec(v: dict[str, float]) -> tuple[float, float, float]:
     return (float(v["x"]), float(v["y"]), float(v["z"]))
 
 
-def apply_command(state: WorldState, command: dict[str, Any]) -> tuple[str, str] | None:
+def apply_command(state: WorldState, command: dict[str, Any],
+                  fetch_snapshot: SnapshotFetcher | None = None) -> tuple[str, str] | None:
     """Apply one command; return ``(reason, message)`` if it was rejected (state unchanged)."""
     name, body = command["command"]
     name = name.rsplit(".", 1)[-1]
@@ -130,6 +134,8 @@ def apply_command(state: WorldState, command: dict[str, Any]) -> tuple[str, str]
             state.kinds.pop(int(body["body_id"]), None)
         elif name == "SetWorldParams":
             _set_params(state, body)
+        elif name == "AdoptSnapshot":
+            return _adopt(state, body, fetch_snapshot)
         else:
             return "INVALID_ARGUMENT", f"unknown command {name}"
     except PhysicsError as exc:
@@ -151,8 +157,37 @@ def _set_params(state: WorldState, body: dict[str, Any]) -> None:
     state.tick_rate_hz, state.dt, state.snapshot_every = rate, dt, every
 
 
-def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]]) -> TickOutcome:
-    """Apply ``commands`` (offset, command) in offset order, then step the world once."""
+def _adopt(state: WorldState, body: dict[str, Any],
+           fetch_snapshot: SnapshotFetcher | None) -> tuple[str, str] | None:
+    """Replace bodies and parameters by a recorded snapshot's; tick and time go on."""
+    from .codec import state_from_snapshot
+
+    where = f"history partition {body['snapshot_partition']} offset {body['snapshot_offset']}"
+    record = None if fetch_snapshot is None else fetch_snapshot(
+        int(body["snapshot_partition"]), int(body["snapshot_offset"]))
+    if record is None:
+        return "INVALID_ARGUMENT", f"no snapshot at {where}"
+    source = state_from_snapshot(record, state.partition)
+    if source.state_hash() != body["state_hash"] or record["state_hash"] != body["state_hash"]:
+        return "INVALID_ARGUMENT", f"snapshot at {where} does not have hash {body['state_hash']}"
+    arrays = source.world.to_arrays()
+    current = state.world.params
+    arrays.update(tick=state.world.tick, time=state.world.time, solver=current.solver,
+                  theta=current.theta, backend=current.backend)
+    state.world = World.from_arrays(**arrays)
+    state.kinds = dict(source.kinds)
+    state.tick_rate_hz, state.dt, state.snapshot_every = (
+        source.tick_rate_hz, source.dt, source.snapshot_every)
+    return None
+
+
+def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]],
+            fetch_snapshot: SnapshotFetcher | None = None) -> TickOutcome:
+    """Apply ``commands`` (offset, command) in offset order, then step the world once.
+
+    ``fetch_snapshot`` resolves the snapshots ``AdoptSnapshot`` commands name;
+    without it such commands are rejected.
+    """
     applied = 0
     rejections: list[Rejection] = []
     removed: list[int] = []
@@ -161,7 +196,7 @@ def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]]) -
         name = command["command"][0].rsplit(".", 1)[-1]
         if name in NOT_PHYSICS:
             continue
-        verdict = apply_command(state, command)
+        verdict = apply_command(state, command, fetch_snapshot)
         if verdict is None:
             applied += 1
             body = command["command"][1]
@@ -169,6 +204,8 @@ def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]]) -
                 changed.append(int(body["body_id"]))
             elif name == "RemoveBody":
                 removed.append(int(body["body_id"]))
+            elif name == "AdoptSnapshot":
+                changed.extend(int(i) for i in state.world.ids)
         else:
             rejections.append(Rejection(offset, command, *verdict))
     if commands:

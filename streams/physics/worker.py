@@ -34,7 +34,8 @@ from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, Serial
 
 from .codec import now_ms, rejection_record, snapshot_record, tick_record
 from .deltas import DeadReckoner
-from .recovery import recover_partition
+from .logs import KafkaLog
+from .recovery import recover_partition, snapshot_fetcher
 from .simulation import WorldState, advance
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class PhysicsWorker:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._in_txn = False
+        self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
 
     # -- lifecycle (PlatformService) -------------------------------------------------
 
@@ -298,7 +300,7 @@ class PhysicsWorker:
             lw.new = False
         commands, lw.pending = lw.pending, []
         t0 = time.perf_counter_ns()
-        outcome = advance(state, commands)
+        outcome = advance(state, commands, self._fetch_snapshot)
         step_us = (time.perf_counter_ns() - t0) // 1000
         self._produce(topics.PHYSICS_TICKS, state, tick_record(state, outcome, step_us, ts), ts)
         delta = lw.reckoner.delta(state, outcome)

@@ -20,7 +20,8 @@ from schemas import dlq
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
 from streams.physics import scenario
-from streams.physics.recovery import PartitionLog, replay
+from streams.physics.logs import KafkaLog
+from streams.physics.recovery import read_commands, replay
 from streams.physics.simulation import WorldState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -129,10 +130,7 @@ def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack:
     # The hashes equal an uninterrupted run over the same commands: rebuild the world
     # from nothing, applying each recorded tick's commands, and compare every hash.
     partition = next(t["command_partition"] for t in ticks if t["command_partition"] is not None)
-    plog = PartitionLog(settings, registry, partition)
-    ranges = [(t["first_command_offset"], t["last_command_offset"]) for t in ticks
-              if t["first_command_offset"] is not None]
-    commands = plog.commands(min(a for a, _ in ranges), max(b for _, b in ranges), world)
+    commands = read_commands(KafkaLog(settings, registry), partition, ticks, world)
     reference = WorldState.empty(world, partition)
     assert replay(reference, ticks, commands, verify=True) == len(ticks)
     assert reference.state_hash() == ticks[-1]["state_hash"]

@@ -1,0 +1,227 @@
+"""Where replay reads the event log from: Kafka itself, or a log exported to files.
+
+Both sources hand out decoded records of one partition of a topic, with their
+original offsets, in offset order. Tick events name the commands they applied
+by offset, so a copy of the log is only useful if it keeps those offsets; an
+export does (Kafka topics cannot: a fresh topic renumbers from zero and
+transaction markers leave gaps), which is what lets an SRE tamper with, trim
+or inspect a copy and replay it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from cosmic import kafka, topics
+from cosmic.errors import SerializationError, StoreError
+from cosmic.settings import Settings
+from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
+
+Decoded = tuple[int, int, dict[str, Any]]  # (offset, timestamp ms, record)
+
+_IDLE_POLLS_AT_END = 8
+
+
+@dataclass(frozen=True)
+class LogTopics:
+    """The topics replay reads; a copy of the log may live under other names."""
+
+    commands: str = topics.COMMANDS.name
+    ticks: str = topics.PHYSICS_TICKS.name
+    snapshots: str = topics.STATE_SNAPSHOTS.name
+    history: str = topics.STATE_SNAPSHOT_HISTORY.name
+
+    def all(self) -> tuple[str, ...]:
+        return (self.commands, self.ticks, self.snapshots, self.history)
+
+
+class LogSource(Protocol):
+    topics: LogTopics
+
+    def partitions(self, topic: str) -> list[int]: ...
+
+    def read(self, topic: str, partition: int, start: int | None = None,
+             stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]: ...
+
+    def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None: ...
+
+
+class KafkaLog:
+    """Committed records straight from the cluster (``read_committed``)."""
+
+    def __init__(self, settings: Settings, registry: SchemaSource,
+                 log_topics: LogTopics | None = None) -> None:
+        self.settings = settings
+        self.topics = log_topics or LogTopics()
+        self._decode = AvroDeserializer(registry)
+
+    def _consumer(self) -> Consumer:
+        return kafka.consumer(self.settings, group_id=f"cosmic-replay-{uuid.uuid4().hex[:8]}")
+
+    def partitions(self, topic: str) -> list[int]:
+        md = kafka.admin(self.settings).list_topics(topic, timeout=30).topics.get(topic)
+        if md is None or md.error is not None:
+            raise StoreError(f"topic {topic} does not exist")
+        return sorted(md.partitions)
+
+    def read(self, topic: str, partition: int, start: int | None = None,
+             stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
+        """Records from ``start`` up to ``stop`` (inclusive) or the end; undecodable ones
+        are skipped, as the live path dead-letters them; ``key`` filters before decoding."""
+        consumer = self._consumer()
+        tp = TopicPartition(topic, partition)
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            end = high if stop is None else min(high, stop + 1)
+            begin = low if start is None or start == OFFSET_BEGINNING else max(start, low)
+            if begin >= end:
+                return
+            consumer.assign([TopicPartition(topic, partition, begin)])
+            ctx = SerializationContext(topic)
+            idle = 0
+            while idle < _IDLE_POLLS_AT_END:
+                msgs = consumer.consume(1000, timeout=0.25)
+                idle = 0 if msgs else idle + 1
+                for msg in msgs:
+                    if (err := msg.error()) is not None:
+                        raise KafkaException(err)
+                    offset = msg.offset() or 0
+                    if offset >= end:
+                        return
+                    if key is not None and msg.key() != key:
+                        continue
+                    try:
+                        record = self._decode(msg.value(), ctx)
+                    except SerializationError:
+                        continue
+                    yield offset, msg.timestamp()[1], record
+                (pos,) = consumer.position([tp])
+                if pos.offset >= end:
+                    return
+        finally:
+            consumer.close()
+
+    def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None:
+        consumer = self._consumer()
+        try:
+            (tp,) = consumer.offsets_for_times(
+                [TopicPartition(topic, partition, max(0, ts_ms))], timeout=30)
+        finally:
+            consumer.close()
+        return tp.offset if tp.offset >= 0 else None
+
+
+# One exported record: the raw bytes as they were on the topic, with their coordinates.
+EXPORT_SCHEMA = fastavro.parse_schema({
+    "type": "record", "name": "ExportedRecord", "namespace": "io.cosmicgarden.export",
+    "doc": "One Kafka record as it was on its topic, for offline replay.",
+    "fields": [
+        {"name": "topic", "type": "string", "doc": "Source topic."},
+        {"name": "partition", "type": "int", "doc": "Source partition."},
+        {"name": "offset", "type": "long", "doc": "Offset in the source partition."},
+        {"name": "timestamp", "type": "long", "doc": "Record timestamp, ms since the epoch."},
+        {"name": "key", "type": ["null", "bytes"], "doc": "Record key."},
+        {"name": "value", "type": ["null", "bytes"], "doc": "Record value (wire format)."},
+    ],
+})
+
+
+def export_file(directory: Path, topic: str) -> Path:
+    return directory / f"{topic}.avro"
+
+
+class ExportedLog:
+    """A log exported by ``cosmic log export``: one Avro container file per topic."""
+
+    def __init__(self, directory: Path, registry: SchemaSource,
+                 log_topics: LogTopics | None = None) -> None:
+        self.directory = Path(directory)
+        self.topics = log_topics or LogTopics()
+        self._decode = AvroDeserializer(registry)
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+
+    def _records(self, topic: str) -> list[dict[str, Any]]:
+        if topic not in self._cache:
+            path = export_file(self.directory, topic)
+            if not path.exists():
+                raise StoreError(f"exported log has no {path.name} in {self.directory}")
+            with path.open("rb") as f:
+                rows = [r for r in fastavro.reader(f, reader_schema=EXPORT_SCHEMA)
+                        if isinstance(r, dict)]
+            rows.sort(key=lambda r: (r["partition"], r["offset"]))
+            self._cache[topic] = rows
+        return self._cache[topic]
+
+    def partitions(self, topic: str) -> list[int]:
+        return sorted({r["partition"] for r in self._records(topic)})
+
+    def read(self, topic: str, partition: int, start: int | None = None,
+             stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
+        ctx = SerializationContext(topic)
+        for r in self._records(topic):
+            if r["partition"] != partition or (start is not None and r["offset"] < start):
+                continue
+            if stop is not None and r["offset"] > stop:
+                return
+            if key is not None and r["key"] != key:
+                continue
+            try:
+                record = self._decode(r["value"], ctx)
+            except SerializationError:
+                continue
+            yield r["offset"], r["timestamp"], record
+
+    def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None:
+        for r in self._records(topic):
+            if r["partition"] == partition and r["timestamp"] >= ts_ms:
+                return int(r["offset"])
+        return None
+
+
+def export_world(settings: Settings, world_id: str, directory: Path,
+                 log_topics: LogTopics | None = None) -> dict[str, int]:
+    """Copy one world's records (commands, ticks, snapshot history) with their offsets into
+    ``directory``, one Avro container file per topic; return records written per topic."""
+    log_topics = log_topics or LogTopics()
+    directory.mkdir(parents=True, exist_ok=True)
+    key = world_id.encode()
+    counts: dict[str, int] = {}
+    for topic in (log_topics.commands, log_topics.ticks, log_topics.history):
+        consumer = kafka.consumer(settings, group_id=f"cosmic-export-{uuid.uuid4().hex[:8]}")
+        n_parts = len(kafka.admin(settings).list_topics(topic, timeout=30).topics[topic].partitions)
+        partition = kafka.partition_for(key, n_parts)
+        tp = TopicPartition(topic, partition)
+        rows: list[dict[str, Any]] = []
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            if low < high:
+                consumer.assign([TopicPartition(topic, partition, low)])
+                idle = 0
+                while idle < _IDLE_POLLS_AT_END:
+                    msgs = consumer.consume(1000, timeout=0.25)
+                    idle = 0 if msgs else idle + 1
+                    for msg in msgs:
+                        if (err := msg.error()) is not None:
+                            raise KafkaException(err)
+                        if msg.key() == key:
+                            rows.append({"topic": topic, "partition": partition,
+                                         "offset": msg.offset(), "timestamp": msg.timestamp()[1],
+                                         "key": msg.key(), "value": msg.value()})
+                    (pos,) = consumer.position([tp])
+                    if pos.offset >= high:
+                        break
+        finally:
+            consumer.close()
+        tmp = export_file(directory, topic).with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            fastavro.writer(f, EXPORT_SCHEMA, rows)
+        tmp.replace(export_file(directory, topic))
+        counts[topic] = len(rows)
+    return counts
