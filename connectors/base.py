@@ -1,0 +1,334 @@
+"""The loop every connector shares: consume -> decode -> batch -> write -> commit.
+
+A :class:`Connector` owns one consumer group over a set of topics and one
+:class:`Sink` (the store side). Records are decoded with the catalog schema of
+what each topic carries; undecodable ones go to the DLQ and the loop carries
+on. A batch closes at ``batch_rows`` records or ``batch_interval_s`` seconds
+and is handed to the sink; offsets are committed only once the sink says the
+records are durable. Each sink keeps its own record of what it already holds
+(:meth:`Sink.resume_positions`), so a crash between write and commit neither
+loses nor duplicates: on assignment the consumer seeks to the store's
+position, and records below it are skipped.
+
+A store outage surfaces as :class:`~connectors.errors.StoreUnavailable`: the
+write is retried with capped exponential backoff, logged and counted, and
+nothing is consumed meanwhile, so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from connectors.errors import StoreUnavailable
+from connectors.metrics import ConnectorMetrics
+from cosmic import kafka
+from cosmic.errors import CosmicError
+from cosmic.settings import Settings
+from cosmic.topics import Topic
+from schemas.dlq import DeadLettered, DeadLetterQueue, decode_or_dead_letter
+from schemas.errors import RegistryError
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroDeserializer, SchemaSource
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+T = TypeVar("T")
+_LAG_EVERY_S = 5.0
+_FIRST_BACKOFF_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One decoded record and where it came from."""
+
+    topic: str          # the Kafka topic it was read from
+    carries: Topic      # what that topic carries (schema, table)
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: Any
+
+
+@dataclass
+class Batch:
+    items: list[Item] = field(default_factory=list)
+    # Next offset per partition past everything consumed, dead letters included:
+    # what the store records and what is committed once the batch is durable.
+    positions: dict[TP, int] = field(default_factory=dict)
+    opened: float = field(default_factory=time.monotonic)
+
+    def drop(self, gone: Collection[TP]) -> None:
+        self.items = [i for i in self.items if (i.topic, i.partition) not in gone]
+        for tp in gone:
+            self.positions.pop(tp, None)
+
+
+class Sink(ABC):
+    """The store side of a connector."""
+
+    name: str = "sink"
+
+    @abstractmethod
+    def open(self) -> str:
+        """Connect (and check the schema is in place); return one line saying how it stores."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def resume_positions(self, tps: Collection[TP]) -> dict[TP, int]:
+        """The next offset the store expects for each partition it holds records of."""
+
+    @abstractmethod
+    def write(self, batch: Batch) -> dict[TP, int]:
+        """Store the batch; return the positions now durable (safe to commit)."""
+
+    def poll_durable(self) -> dict[TP, int]:
+        """Positions that became durable without a write (time-based rollover)."""
+        return {}
+
+    def drain(self) -> dict[TP, int]:
+        """Make everything written durable before a clean stop."""
+        return {}
+
+    def release(self, tps: Collection[TP]) -> None:
+        """Forget partitions this process no longer owns (rebalance)."""
+        return None
+
+
+class _Stopping(CosmicError):
+    """Raised inside a backoff wait when the connector is told to stop."""
+
+
+class Connector:
+    """A platform service running one sink's consume-write-commit loop in a thread."""
+
+    def __init__(self, settings: Settings, sink: Sink, routes: Mapping[str, Topic], *,
+                 group_id: str, registry: SchemaSource | None = None,
+                 ignore: Callable[[Message], bool] | None = None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.name = sink.name
+        self.routes = dict(routes)
+        self.group_id = group_id
+        self.metrics = ConnectorMetrics(sink.name)
+        self.store_note = "starting"
+        self._store_line = ""
+        self._registry = registry
+        self._ignore = ignore
+        self._floor: dict[TP, int] = {}
+        self._pending = Batch()
+        self._writes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._consumer: Consumer | None = None
+
+    # -- PlatformService ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_guarded, name=f"connector-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def failure(self) -> BaseException | None:
+        return self._error
+
+    def progress(self) -> str:
+        return f"{self.metrics.summary()} [{self.store_note}]"
+
+    def metrics_text(self) -> str:
+        return self.metrics.prometheus_text()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            log.exception("connector %s failed", self.name)
+            self._error = exc
+
+    def run(self) -> None:
+        cfg = self.settings.connectors
+        registry = self._registry or RegistryClient.from_settings(self.settings)
+        decoders = {t: AvroDeserializer(registry, carries.value) for t, carries in self.routes.items()}
+        try:
+            self._store_line = self._retry(self.sink.open, "open the store")
+        except _Stopping:
+            return
+        self.store_note = self._store_line
+        log.info("connector %s: %s", self.name, self._store_line)
+        producer = kafka.producer(self.settings, client_id=f"cosmic-connector-{self.name}")
+        dlq = DeadLetterQueue(producer)
+        consumer = kafka.consumer(
+            self.settings, self.group_id, client_id=f"cosmic-connector-{self.name}",
+            # A store outage stops polling for as long as it lasts; without this the
+            # group would evict us after 5 minutes and rebalance for nothing.
+            **{"max.poll.interval.ms": 3_600_000},
+        )
+        self._consumer = consumer
+        consumer.subscribe(list(self.routes), on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        next_lag = 0.0
+        try:
+            while not self._stop.is_set():
+                room = max(1, cfg.batch_rows - len(self._pending.items))
+                for msg in consumer.consume(min(room, 1000), timeout=0.2):
+                    self._add(msg, decoders, dlq)
+                batch = self._pending
+                full = len(batch.items) >= cfg.batch_rows
+                due = time.monotonic() - batch.opened >= cfg.batch_interval_s
+                if batch.positions and (full or due):
+                    self._flush(consumer, producer)
+                elif not batch.positions:
+                    batch.opened = time.monotonic()
+                self._commit(consumer, self.sink.poll_durable())
+                if time.monotonic() >= next_lag:
+                    self._refresh_lag(consumer)
+                    next_lag = time.monotonic() + _LAG_EVERY_S
+            # A clean stop: what is pending is written once more, then made durable.
+            if self._pending.positions:
+                self._flush(consumer, producer)
+            self._commit(consumer, self.sink.drain())
+        except _Stopping:
+            log.info("connector %s stopped while the store was away; nothing committed", self.name)
+        finally:
+            self._consumer = None
+            consumer.close()
+            producer.flush(10)
+            self.sink.close()
+
+    def _add(self, msg: Message, decoders: dict[str, AvroDeserializer], dlq: DeadLetterQueue) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.fatal() or err.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(err)
+            return
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        tp = (topic, partition)
+        if offset < self._floor.get(tp, -1):
+            self.metrics.skipped += 1  # the store already has it
+            return
+        self._pending.positions[tp] = offset + 1
+        if msg.value() is None or (self._ignore is not None and self._ignore(msg)):
+            return
+        decode = decoders[topic]
+        result = self._retry(lambda: decode_or_dead_letter(msg, decode, dlq), "decode a record")
+        if isinstance(result, DeadLettered):
+            self.metrics.dead_letters += 1
+            log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, result.error)
+            return
+        self._pending.items.append(Item(topic, self.routes[topic], partition, offset,
+                                        msg.timestamp()[1], msg.key(), result.value))
+
+    def _flush(self, consumer: Consumer, producer: Any) -> None:
+        batch, self._pending = self._pending, Batch()
+        # Dead letters first: the store's position covers their offsets, so they
+        # must be in Kafka before the store says they were handled.
+        if producer.flush(30) > 0:
+            raise StoreUnavailable("dead-letter topic did not acknowledge within 30s")
+        attempts = 0
+
+        def write() -> dict[TP, int]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # The failed attempt may have landed (a lost reply to a commit):
+                # ask the store what it holds and write only the rest.
+                held = self.sink.resume_positions(list(batch.positions))
+                batch.items = [i for i in batch.items
+                               if i.offset >= held.get((i.topic, i.partition), -1)]
+            return self.sink.write(batch)
+
+        durable = self._retry(write, "write a batch")
+        self._writes += 1
+        self.metrics.rows_written += len(batch.items)
+        self.metrics.batches += 1
+        crash_at = self.settings.connectors.crash_after_write
+        if crash_at and self._writes >= crash_at:
+            # Test hook: die the hardest way between the write and the commit.
+            os.kill(os.getpid(), signal.SIGKILL)
+        for tp, pos in batch.positions.items():
+            self._floor[tp] = max(self._floor.get(tp, -1), pos)
+        self._commit(consumer, durable)
+
+    def _commit(self, consumer: Consumer, positions: dict[TP, int]) -> None:
+        if not positions:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+            self.metrics.commits += 1
+        except KafkaException as exc:
+            # Harmless: the store's own positions decide where a restart resumes.
+            log.warning("connector %s: offset commit failed: %s", self.name, exc)
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        delay = _FIRST_BACKOFF_S
+        while True:
+            try:
+                result = fn()
+                if delay > _FIRST_BACKOFF_S:
+                    self.store_note = self._store_line
+                    log.info("connector %s: store answered again", self.name)
+                return result
+            except (StoreUnavailable, RegistryError) as exc:
+                self.metrics.retries += 1
+                self.store_note = f"retrying: {exc}"
+                log.warning("connector %s could not %s (%s); retrying in %.1fs",
+                            self.name, what, exc, delay)
+                if self._stop.wait(delay):
+                    raise _Stopping(what) from None
+                delay = min(delay * 2, self.settings.connectors.backoff_max_s)
+
+    # -- rebalance -----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        resume = self._retry(lambda: self.sink.resume_positions(tps), "read resume positions")
+        for p in partitions:
+            pos = resume.get((p.topic, p.partition))
+            if pos is not None:
+                p.offset = pos  # the store knows best: it may be past the last commit
+                self._floor[(p.topic, p.partition)] = pos
+        log.info("connector %s assigned %s, resuming at %s", self.name, tps, resume)
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        # Pending records of these partitions were never committed: the next owner
+        # reads them again, and the store's positions keep that free of duplicates.
+        self._pending.drop(gone)
+        self.sink.release(gone)
+        for tp in gone:
+            self._floor.pop(tp, None)
+            self.metrics.lag.pop(tp, None)
+
+    def _refresh_lag(self, consumer: Consumer) -> None:
+        try:
+            assigned = consumer.assignment()
+            for tp in consumer.position(assigned) if assigned else []:
+                _, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                pos = tp.offset if tp.offset >= 0 else self._floor.get((tp.topic, tp.partition))
+                if pos is not None and high >= 0:
+                    self.metrics.lag[(tp.topic, tp.partition)] = max(0, high - pos)
+        except KafkaException as exc:
+            log.debug("lag refresh failed: %s", exc)

@@ -1,0 +1,133 @@
+"""ClickHouse sink: raw commands, ticks, ecosystem and civilization events for analysts.
+
+Rows go in as columnar inserts (one per table per batch). ClickHouse has no
+transactions, so each row carries ``_topic``, ``_partition`` and ``_offset``:
+on assignment (and before retrying a write whose fate is unknown) the sink
+reads ``max(_offset)`` per partition and the connector skips everything at or
+below it, so a crash between the insert and Kafka's commit duplicates nothing.
+Everything here runs on Debian's ClickHouse 18.16 as well as current releases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+
+from connectors.base import TP, Batch, Connector, Sink
+from connectors.errors import StoreError, StoreUnavailable
+from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
+from connectors.records import FLATTENERS
+from cosmic import topics
+from cosmic.settings import Settings
+from cosmic.topics import Topic
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = SQL_ROOT / "clickhouse"
+TOPICS: tuple[Topic, ...] = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.ECOSYSTEM_EVENTS,
+                             topics.CIVILIZATION_EVENTS)
+_SOURCE_COLUMNS = ("_topic", "_partition", "_offset")
+# What a dead or restarting server looks like through the driver.
+_UNAVAILABLE = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
+
+
+def client(settings: Settings) -> Client:
+    ch = settings.clickhouse
+    return Client(host=ch.host, port=ch.port, user=ch.user,
+                  password=ch.password.get_secret_value(), database=ch.database,
+                  connect_timeout=5, send_receive_timeout=60)
+
+
+def _call(cl: Client, query: str, params: Any = None, **kwargs: Any) -> Any:
+    try:
+        return cl.execute(query, params, **kwargs)
+    except _UNAVAILABLE as exc:
+        cl.disconnect()
+        raise StoreUnavailable(f"ClickHouse: {type(exc).__name__}: {exc}") from None
+    except ch_errors.Error as exc:
+        raise StoreError(f"ClickHouse refused {query.split('(')[0].strip()[:80]!r}: {exc}") from None
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Apply the DDL files not yet recorded in ``schema_migrations``; one line per file."""
+    cl = client(settings)
+    try:
+        _call(cl, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+                  "applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+        applied = {v for (v,) in _call(cl, "SELECT version FROM schema_migrations")}
+        done = []
+        for m in for_variant(discover(SQL_DIR), None):
+            if m.version in applied:
+                continue
+            for statement in split_statements(m.text):
+                _call(cl, statement)
+            _call(cl, "INSERT INTO schema_migrations (version, name) VALUES",
+                  [(m.version, m.name)])
+            done.append(f"applied {m.path.name}")
+        return done
+    finally:
+        cl.disconnect()
+
+
+class ClickHouseSink(Sink):
+    name = "clickhouse"
+
+    def __init__(self, settings: Settings, routes: Mapping[str, Topic]) -> None:
+        self.settings = settings
+        self.routes = dict(routes)
+        self._client: Client | None = None
+
+    def open(self) -> str:
+        for line in migrate(self.settings):
+            log.info("clickhouse migrations: %s", line)
+        version = _call(self._cl(), "SELECT version()")[0][0]
+        return f"ClickHouse {version}, MergeTree tables by month, dedup by _topic/_partition/_offset"
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client = None
+
+    def resume_positions(self, tps: Collection[TP]) -> dict[TP, int]:
+        by_table: dict[str, set[str]] = {}
+        for t, _ in tps:
+            by_table.setdefault(FLATTENERS[self.routes[t].name][0], set()).add(t)
+        wanted = set(tps)
+        out: dict[TP, int] = {}
+        for table, names in by_table.items():
+            rows = _call(self._cl(),
+                         f"SELECT _topic, _partition, max(_offset) FROM {table} "
+                         "WHERE _topic IN %(topics)s GROUP BY _topic, _partition",
+                         {"topics": tuple(sorted(names))})
+            out.update({(t, p): o + 1 for t, p, o in rows if (t, p) in wanted})
+        return out
+
+    def write(self, batch: Batch) -> dict[TP, int]:
+        by_table: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
+        for item in batch.items:
+            table, columns, build = FLATTENERS[item.carries.name]
+            row = build(item.value)
+            # DateTime columns take epoch seconds; ts_ms (column 1) keeps the milliseconds.
+            by_table.setdefault(table, (columns, []))[1].append(
+                (row[1] // 1000, *row[1:], item.topic, item.partition, item.offset))
+        for table, (columns, rows) in by_table.items():
+            names = ", ".join((*columns, *_SOURCE_COLUMNS))
+            _call(self._cl(), f"INSERT INTO {table} ({names}) VALUES",
+                  [list(col) for col in zip(*rows, strict=True)], columnar=True)
+        return dict(batch.positions)
+
+    def _cl(self) -> Client:
+        if self._client is None:
+            self._client = client(self.settings)
+        return self._client
+
+
+def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
+          group_id: str = "cosmic-connector-clickhouse") -> Connector:
+    """The ClickHouse connector over ``routes`` (Kafka topic -> what it carries)."""
+    routes = routes or {t.name: t for t in TOPICS}
+    return Connector(settings, ClickHouseSink(settings, routes), routes, group_id=group_id)

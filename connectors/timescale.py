@@ -1,0 +1,220 @@
+"""TimescaleDB sink: ticks, metric points, ecosystem and civilization events, by COPY.
+
+With the TimescaleDB extension the tables are hypertables with compression,
+retention and continuous aggregates per world per minute; without it (Debian
+ships no package) they are natively range-partitioned by day, partitions are
+created ahead and on demand, and the per-minute aggregates are plain views
+over ``date_bin``. The path is chosen when the database is first migrated and
+reported when the sink opens.
+
+Each batch is one transaction: a COPY per table plus the new position of
+every partition in ``connector_offsets``. A restart resumes from those
+positions, so a crash between the write and Kafka's commit duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from connectors.base import TP, Batch, Connector, Sink
+from connectors.errors import StoreUnavailable
+from connectors.migrate import (
+    SQL_ROOT,
+    Variant,
+    choose_variant,
+    discover,
+    for_variant,
+    split_statements,
+)
+from connectors.records import FLATTENERS, Row
+from cosmic import topics
+from cosmic.settings import Settings
+from cosmic.smoke import SMOKE_KEY
+from cosmic.topics import Topic
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = SQL_ROOT / "timescale"
+TOPICS: tuple[Topic, ...] = (topics.PHYSICS_TICKS, topics.METRICS, topics.ECOSYSTEM_EVENTS,
+                             topics.CIVILIZATION_EVENTS)
+# Any constant works; it only has to be the same for every migrating process.
+_MIGRATION_LOCK = 0x636F736D6963  # "cosmic"
+_DAYS_AHEAD = 3
+
+DESCRIPTIONS: dict[Variant, str] = {
+    "timescale": "TimescaleDB extension present: hypertables, compression and retention "
+                 "policies, continuous aggregates per world per minute",
+    "native": "TimescaleDB extension NOT available: fallback to native daily range "
+              "partitions and date_bin() views per world per minute",
+}
+
+_Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+def connect(settings: Settings) -> _Conn:
+    pg = settings.postgres
+    try:
+        return psycopg.connect(pg.dsn, connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"PostgreSQL at {pg.host}:{pg.port}: {exc}") from None
+
+
+def _extension_available(conn: _Conn) -> bool:
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+        return True
+    if not conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
+        return False
+    try:  # available is not loadable: it also needs shared_preload_libraries
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        log.warning("timescaledb is installed but cannot be enabled (%s); using the fallback", exc)
+        return False
+    return True
+
+
+def migrate(settings: Settings) -> tuple[Variant, list[str]]:
+    """Apply what is not yet applied; return the path taken and one line per action."""
+    with connect(settings) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, variant text, "
+                "applied_at timestamptz NOT NULL DEFAULT now())")
+            applied: dict[int, str | None] = {
+                v: var for v, var in conn.execute("SELECT version, variant FROM schema_migrations")}
+            recorded = next((v for v in applied.values() if v), None)
+            variant = choose_variant(recorded, _extension_available(conn))
+            done = []
+            for m in for_variant(discover(SQL_DIR), variant):
+                if m.version in applied:
+                    continue
+                record = ("INSERT INTO schema_migrations (version, name, variant) "
+                          "VALUES (%s, %s, %s)", (m.version, m.name, m.variant))
+                if m.no_transaction:
+                    for statement in split_statements(m.text):
+                        conn.execute(statement)
+                    conn.execute(*record)
+                else:
+                    with conn.transaction():
+                        for statement in split_statements(m.text):
+                            conn.execute(statement)
+                        conn.execute(*record)
+                done.append(f"applied {m.path.name}")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return variant, done
+
+
+def day_range(days: Collection[date]) -> list[date]:
+    """Every day from the first to the last (partitions are created for whole ranges)."""
+    if not days:
+        return []
+    first, last = min(days), max(days)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+class TimescaleSink(Sink):
+    name = "timescale"
+
+    def __init__(self, settings: Settings, routes: Mapping[str, Topic], connector_id: str) -> None:
+        self.settings = settings
+        self.routes = dict(routes)
+        self.connector_id = connector_id
+        self.variant: Variant | None = None
+        self._conn: _Conn | None = None
+        self._partitions: dict[str, set[date]] = {}
+
+    def open(self) -> str:
+        self.variant, done = migrate(self.settings)
+        for line in done:
+            log.info("timescale migrations: %s", line)
+        if self.variant == "native":
+            today = datetime.now(UTC).date()
+            with self._connection().transaction():
+                for table in self._tables():
+                    self._ensure_days(table, {today - timedelta(days=1),
+                                              today + timedelta(days=_DAYS_AHEAD)})
+        return f"{self.variant}: {DESCRIPTIONS[self.variant]}"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def resume_positions(self, tps: Collection[TP]) -> dict[TP, int]:
+        wanted = set(tps)
+        try:
+            rows = self._connection().execute(
+                "SELECT topic, kafka_partition, next_offset FROM connector_offsets "
+                "WHERE connector = %s AND topic = ANY(%s)",
+                (self.connector_id, sorted({t for t, _ in wanted}))).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise StoreUnavailable(f"PostgreSQL: {exc}") from None
+        return {(t, p): o for t, p, o in rows if (t, p) in wanted}
+
+    def write(self, batch: Batch) -> dict[TP, int]:
+        by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
+        for item in batch.items:
+            table, columns, build = FLATTENERS[item.carries.name]
+            by_table.setdefault(table, (columns, []))[1].append(build(item.value))
+        try:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                for table, (columns, rows) in by_table.items():
+                    if self.variant == "native":
+                        self._ensure_days(table, {r[0].astimezone(UTC).date() for r in rows})
+                    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                cur.executemany(
+                    "INSERT INTO connector_offsets (connector, topic, kafka_partition, next_offset) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (connector, topic, kafka_partition) "
+                    "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                    [(self.connector_id, t, p, o) for (t, p), o in batch.positions.items()])
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            # Partitions made in a rolled-back transaction are gone: forget them.
+            self._partitions.clear()
+            raise StoreUnavailable(f"PostgreSQL: {exc}") from None
+        return dict(batch.positions)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _connection(self) -> _Conn:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.settings)
+        return self._conn
+
+    def _tables(self) -> list[str]:
+        return sorted({FLATTENERS[t.name][0] for t in self.routes.values()})
+
+    def _ensure_days(self, table: str, days: set[date]) -> None:
+        known = self._partitions.setdefault(table, set())
+        missing = [d for d in day_range(days) if d not in known]
+        if not missing:
+            return
+        assert self._conn is not None
+        self._conn.execute("SELECT cosmic_ensure_day_partitions(%s::regclass, %s, %s)",
+                           (table, missing[0], missing[-1]))
+        known.update(day_range(missing))
+
+
+def _is_smoke(msg: Any) -> bool:
+    # The smoke pipeline's JSON heartbeats share the metrics topic; they are not ours.
+    return bool(msg.key() == SMOKE_KEY)
+
+
+def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
+          group_id: str = "cosmic-connector-timescale") -> Connector:
+    """The TimescaleDB connector over ``routes`` (Kafka topic -> what it carries)."""
+    routes = routes or {t.name: t for t in TOPICS}
+    sink = TimescaleSink(settings, routes, connector_id=group_id)
+    return Connector(settings, sink, routes, group_id=group_id, ignore=_is_smoke)
