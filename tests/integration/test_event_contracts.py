@@ -7,6 +7,10 @@ in a unique topic, so tests never touch the platform's ``_schemas``.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import ConfigResource
@@ -158,3 +163,54 @@ def test_bad_bytes_land_in_the_dlq_with_the_reason_and_good_ones_pass(
     assert all(h[dlq.SOURCE_TOPIC] == source.encode() and h[dlq.SOURCE_PARTITION] == b"0" for h in headers)
     assert [h[dlq.SOURCE_OFFSET] for h in headers] == [b"1", b"2", b"3"]
     assert b"1000000" in headers[2][dlq.ERROR_MESSAGE]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def registry_process(settings: Settings, store_topic: str, port: int) -> Iterator[str]:
+    """``python -m schemas.registry.server`` as its own process, as the stack runs it."""
+    env = {
+        **os.environ,
+        "COSMIC_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "COSMIC_REGISTRY__PORT": str(port),
+        "COSMIC_REGISTRY__TOPIC": store_topic,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "schemas.registry.server"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/subjects", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    pytest.fail(f"registry process did not come up: {err}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_registry_process_keeps_subjects_across_a_restart(settings: Settings, store_topic: str) -> None:
+    port = _free_port()
+    with registry_process(settings, store_topic, port) as url, RegistryClient(url) as client:
+        sid = client.register("cosmic.commands.v1-value", catalog.load("PlayerCommand"))
+        client.set_compatibility("FULL_TRANSITIVE", "cosmic.commands.v1-value")
+    with registry_process(settings, store_topic, port) as url, RegistryClient(url) as client:
+        latest = client.latest("cosmic.commands.v1-value")
+        assert (latest.id, latest.version) == (sid, 1)
+        assert latest.schema.raw == catalog.load("PlayerCommand")
+        assert client.compatibility("cosmic.commands.v1-value") == "FULL_TRANSITIVE"
