@@ -210,9 +210,10 @@ class Registry:
                     pass
             problems = self.problems(subject, schema)
             if problems:
+                # Each problem starts with the mode that refused it.
                 raise IncompatibleRegistration(
                     f"Schema being registered is incompatible with an earlier schema for subject "
-                    f"'{subject}' (compatibility {self.compatibility(subject).value}): " + "; ".join(problems)
+                    f"'{subject}': " + "; ".join(problems)
                 )
             sid = self._id_by_canonical.get(schema.canonical) or max(self._ids, default=0) + 1
             version = max(self._subjects.get(subject, {}), default=0) + 1
