@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from connectors.errors import StoreUnavailable
 from connectors.metrics import ConnectorMetrics
-from cosmic import kafka
+from cosmic import kafka, topics
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings
 from cosmic.topics import Topic
@@ -117,7 +117,8 @@ class Connector:
 
     def __init__(self, settings: Settings, sink: Sink, routes: Mapping[str, Topic], *,
                  group_id: str, registry: SchemaSource | None = None,
-                 ignore: Callable[[Message], bool] | None = None) -> None:
+                 ignore: Callable[[Message], bool] | None = None,
+                 dlq_topic: Topic = topics.DLQ) -> None:
         self.settings = settings
         self.sink = sink
         self.name = sink.name
@@ -128,6 +129,7 @@ class Connector:
         self._store_line = ""
         self._registry = registry
         self._ignore = ignore
+        self._dlq_topic = dlq_topic
         self._floor: dict[TP, int] = {}
         self._pending = Batch()
         self._writes = 0
@@ -177,7 +179,7 @@ class Connector:
         self.store_note = self._store_line
         log.info("connector %s: %s", self.name, self._store_line)
         producer = kafka.producer(self.settings, client_id=f"cosmic-connector-{self.name}")
-        dlq = DeadLetterQueue(producer)
+        dlq = DeadLetterQueue(producer, self._dlq_topic)
         consumer = kafka.consumer(
             self.settings, self.group_id, client_id=f"cosmic-connector-{self.name}",
             # A store outage stops polling for as long as it lasts; without this the
@@ -304,11 +306,22 @@ class Connector:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         resume = self._retry(lambda: self.sink.resume_positions(tps), "read resume positions")
+        try:
+            committed = {(c.topic, c.partition): c.offset
+                         for c in consumer.committed(partitions, timeout=10)}
+        except KafkaException as exc:
+            log.warning("connector %s: cannot read committed offsets: %s", self.name, exc)
+            committed = {}
         for p in partitions:
-            pos = resume.get((p.topic, p.partition))
+            tp = (p.topic, p.partition)
+            pos = resume.get(tp)
             if pos is not None:
-                p.offset = pos  # the store knows best: it may be past the last commit
-                self._floor[(p.topic, p.partition)] = pos
+                # The store knows best: it may be past the last commit (a crash in
+                # between). A commit past the store means records the store never
+                # keeps (dead letters, tombstones) ended the partition: skip them too.
+                pos = max(pos, committed.get(tp, -1))
+                p.offset = pos
+                self._floor[tp] = pos
         log.info("connector %s assigned %s, resuming at %s", self.name, tps, resume)
         consumer.assign(partitions)
 

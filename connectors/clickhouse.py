@@ -127,7 +127,8 @@ class ClickHouseSink(Sink):
 
 
 def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
-          group_id: str = "cosmic-connector-clickhouse") -> Connector:
+          group_id: str = "cosmic-connector-clickhouse", dlq_topic: Topic = topics.DLQ) -> Connector:
     """The ClickHouse connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
-    return Connector(settings, ClickHouseSink(settings, routes), routes, group_id=group_id)
+    return Connector(settings, ClickHouseSink(settings, routes), routes, group_id=group_id,
+                     dlq_topic=dlq_topic)

@@ -213,8 +213,9 @@ def _is_smoke(msg: Any) -> bool:
 
 
 def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
-          group_id: str = "cosmic-connector-timescale") -> Connector:
+          group_id: str = "cosmic-connector-timescale", dlq_topic: Topic = topics.DLQ) -> Connector:
     """The TimescaleDB connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
     sink = TimescaleSink(settings, routes, connector_id=group_id)
-    return Connector(settings, sink, routes, group_id=group_id, ignore=_is_smoke)
+    return Connector(settings, sink, routes, group_id=group_id, ignore=_is_smoke,
+                     dlq_topic=dlq_topic)

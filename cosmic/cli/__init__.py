@@ -22,6 +22,8 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic.cli.physics", "physics"),
     ("cosmic.cli.schemas", "schemas"),
     ("cosmic.cli.log", "log"),
+    ("cosmic.cli.db", "db"),
+    ("cosmic.cli.connectors", "connectors"),
 )
 
 

@@ -1,0 +1,65 @@
+"""``cosmic connectors``: run the Kafka -> store connectors in the foreground."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from cosmic import topics
+from cosmic.runtime import PlatformService, run_services
+from cosmic.settings import get_settings
+
+
+@click.group()
+def connectors() -> None:
+    """Sinks from Kafka into TimescaleDB, ClickHouse and the archive lake."""
+
+
+def _routes(pairs: tuple[str, ...]) -> dict[str, topics.Topic] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        name, sep, carries = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected KAFKA_TOPIC=REGISTERED_TOPIC")
+        out[name] = topics.get(carries)
+    return out
+
+
+@connectors.command()
+@click.argument("which", type=click.Choice(["timescale", "clickhouse", "archive", "all"]),
+                default="all")
+@click.option("--route", "routes", multiple=True, metavar="TOPIC=REGISTERED_TOPIC",
+              help="Read TOPIC as the registered topic's events (default: the connector's own "
+                   "topics). Repeatable.")
+@click.option("--group-id", default=None, help="Consumer group (default: one per connector).")
+@click.option("--dlq-topic", default=None, help="Dead-letter topic (default: cosmic.dlq.v1).")
+@click.option("--roll-bytes", type=int, default=None, help="Archive: close files at this size.")
+@click.option("--roll-seconds", type=float, default=None, help="Archive: close files this old.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def run(which: str, routes: tuple[str, ...], group_id: str | None, dlq_topic: str | None,
+        roll_bytes: int | None, roll_seconds: float | None, duration: float | None) -> None:
+    """Consume, write in batches, commit after the store has them; Ctrl-C stops cleanly."""
+    import connectors as sinks
+    from connectors.lake import RolloverPolicy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = get_settings()
+    names = sinks.NAMES if which == "all" else (which,)
+    services: list[PlatformService] = []
+    for name in names:
+        options: dict[str, object] = {"routes": _routes(routes)}
+        if group_id:
+            options["group_id"] = group_id if len(names) == 1 else f"{group_id}-{name}"
+        if dlq_topic:
+            options["dlq_topic"] = topics.Topic(dlq_topic, key="original key",
+                                                value="original bytes", doc="dead letters")
+        if name == "archive" and (roll_bytes or roll_seconds):
+            default = RolloverPolicy()
+            options["policy"] = RolloverPolicy(roll_bytes or default.max_bytes,
+                                               roll_seconds or default.max_age_s)
+        services.append(sinks.build(name, settings, **options))
+    run_services(services, duration_s=duration, echo=click.echo)
