@@ -13,10 +13,12 @@ from cosmic.stack import Stack
 
 def build_services(settings: Settings) -> list[PlatformService]:
     """Every service `cosmic up` runs; later layers add theirs here."""
+    import connectors
     from streams.physics.worker import build_worker
     from streams.players import SyntheticPlayers
 
-    return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings)]
+    return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
+            *(connectors.build(name, settings) for name in connectors.NAMES)]
 
 
 @click.command()
