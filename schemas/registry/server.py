@@ -28,9 +28,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cosmic.errors import CosmicError
+from cosmic.settings import Settings, get_settings
 from schemas.errors import InvalidSchema, RegistryError
 from schemas.registry.compatibility import ParsedSchema
 from schemas.registry.core import Registry
+from schemas.registry.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -296,16 +298,14 @@ def serve(registry: Registry, host: str = "127.0.0.1", port: int = 0) -> Iterato
         thread.join(timeout=5)
 
 
-def build_server(settings: Any = None, store: str = "kafka") -> RegistryHTTPServer:
+def build_server(settings: Settings | None = None, store: str = "kafka") -> RegistryHTTPServer:
     """The registry the platform runs: Kafka-backed, on 127.0.0.1:settings.registry.port."""
-    from cosmic.settings import get_settings
-    from schemas.registry.store import MemoryStore, Store
-
     settings = settings or get_settings()
     backing: Store
     if store == "memory":
         backing = MemoryStore()
     else:
+        # Imported here: the memory-only registry (tests) needs no Kafka client.
         from schemas.registry.kafka_store import KafkaStore
 
         backing = KafkaStore(settings)
