@@ -21,6 +21,7 @@ COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP port
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
 COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
+COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem pacing
 =====================================  ==========================================
 """
 
@@ -112,6 +113,18 @@ class ConnectorSettings(_Section):
     crash_after_write: int = 0
 
 
+class LivingSettings(_Section):
+    """The Faust apps (ecosystem, civilization): ids, pacing and test isolation."""
+
+    ecosystem_app_id: str = "cosmic-ecosystem"
+    civilization_app_id: str = "cosmic-civilization"
+    # Prepended to every topic the apps read or write: tests run them on private topics.
+    topic_prefix: str = ""
+    step_every: int = 10  # physics ticks per ecosystem step
+    time_scale: float = 50.0  # ecological years per simulated orbital year
+    session_timeout_s: float = 10.0
+
+
 class Settings(BaseSettings):
     """Everything the platform can be configured with."""
 
@@ -130,6 +143,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     connectors: ConnectorSettings = ConnectorSettings()
+    living: LivingSettings = LivingSettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 

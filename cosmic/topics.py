@@ -86,6 +86,11 @@ CIVILIZATION_EVENTS = Topic(
     doc="Foundings, technology advances, collapses and resource use.",
     retention_ms=FOREVER,
 )
+PLANET_STATUS = Topic(
+    "cosmic.living.planets.v1", key="world id / planet id", value="PlanetStatus",
+    doc="Internal: planet life after each ecosystem step, for the civilization app.",
+    retention_ms=_DAY_MS,
+)
 METRICS = Topic(
     "cosmic.metrics.v1", key="metric name", value="MetricPoint",
     doc="Windowed metric points computed by the live-metrics job.",
@@ -106,6 +111,7 @@ ALL: tuple[Topic, ...] = (
     STATE_SNAPSHOT_HISTORY,
     ECOSYSTEM_EVENTS,
     CIVILIZATION_EVENTS,
+    PLANET_STATUS,
     METRICS,
     DLQ,
 )
