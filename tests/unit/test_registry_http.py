@@ -188,3 +188,28 @@ def test_every_shipped_schema_registers(client: RegistryClient) -> None:
     by_name = {name: ids[subject] for subject, name in subjects.items()}
     assert len(set(by_name.values())) == len(by_name) == len(catalog.names())
     assert all(ids[subject] == by_name[name] for subject, name in subjects.items())
+
+
+def test_concurrent_registrations_get_consistent_ids(server: RegistryHTTPServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def schema(i: int) -> dict[str, Any]:
+        return {"type": "record", "name": f"R{i}", "fields": [{"name": "x", "type": "long"}]}
+
+    def work(worker: int) -> list[tuple[int, int]]:
+        with RegistryClient(server.url) as c:
+            # each worker registers the same 10 schemas under its own subject and a shared one
+            return [(i, c.register(s, schema(i))) for i in range(10) for s in (f"w{worker}", "shared")]
+
+    with RegistryClient(server.url) as c:
+        c.set_compatibility("NONE")  # unrelated records in one subject
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for batch in pool.map(work, range(8)) for r in batch]
+    ids_by_schema: dict[int, set[int]] = {}
+    for i, sid in results:
+        ids_by_schema.setdefault(i, set()).add(sid)
+    assert all(len(ids) == 1 for ids in ids_by_schema.values())  # one id per schema, whoever asked
+    assert len({min(v) for v in ids_by_schema.values()}) == 10
+    with RegistryClient(server.url) as c:
+        assert c.versions("shared") == list(range(1, 11))  # no schema registered twice in a race
+        assert all(c.versions(f"w{w}") == list(range(1, 11)) for w in range(8))
