@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
@@ -150,3 +151,21 @@ def tail(
     finally:
         consumer.close()
         client.close()
+
+
+@log.command("export")
+@click.option("--world", "world_id", required=True, help="World whose records to export.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the export (one Avro container file per topic).")
+def export(world_id: str, out_dir: Path) -> None:
+    """Copy a world's commands, ticks and snapshot history, with their offsets, to files.
+
+    `cosmic replay --log-dir OUT` replays such a copy exactly as it replays Kafka,
+    so a copy can be inspected, trimmed or tampered with offline.
+    """
+    from streams.physics.logs import export_world
+
+    counts = export_world(get_settings(), world_id, out_dir)
+    for topic, n in counts.items():
+        click.echo(f"{topic}: {n} records")
+    click.echo(f"exported world {world_id} to {out_dir}")

@@ -47,6 +47,8 @@ class LogSource(Protocol):
 
     def partitions(self, topic: str) -> list[int]: ...
 
+    def world_partition(self, world_id: str) -> int: ...
+
     def read(self, topic: str, partition: int, start: int | None = None,
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]: ...
 
@@ -70,6 +72,10 @@ class KafkaLog:
         if md is None or md.error is not None:
             raise StoreError(f"topic {topic} does not exist")
         return sorted(md.partitions)
+
+    def world_partition(self, world_id: str) -> int:
+        """Where a world's records live: its key's partition, as every producer chooses it."""
+        return kafka.partition_for(world_id.encode(), len(self.partitions(self.topics.commands)))
 
     def read(self, topic: str, partition: int, start: int | None = None,
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
@@ -161,6 +167,13 @@ class ExportedLog:
 
     def partitions(self, topic: str) -> list[int]:
         return sorted({r["partition"] for r in self._records(topic)})
+
+    def world_partition(self, world_id: str) -> int:
+        key = world_id.encode()
+        for r in self._records(self.topics.commands):
+            if r["key"] == key:
+                return int(r["partition"])
+        raise StoreError(f"the exported log in {self.directory} has no commands of {world_id}")
 
     def read(self, topic: str, partition: int, start: int | None = None,
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:

@@ -57,10 +57,6 @@ class Rebuilt:
     seconds: float
 
 
-def world_partition(world_id: str, source: LogSource) -> int:
-    return kafka.partition_for(world_id.encode(), len(source.partitions(source.topics.commands)))
-
-
 def nearest_snapshot(source: LogSource, world_id: str, partition: int, *,
                      max_tick: int | None = None, max_ts: int | None = None) -> tuple[int, Record]:
     """(timestamp ms, record) of the world's newest history snapshot within the bounds."""
@@ -96,14 +92,21 @@ def recorded_ticks(source: LogSource, world_id: str, partition: int, *, after_ti
 
 
 def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
-            at_time: datetime | None = None, verify: bool = True,
+            at_time: datetime | None = None, from_tick: int | None = None, verify: bool = True,
             progress: Progress | None = None) -> Rebuilt:
     """The world's state at ``at_tick`` (or at its last tick at or before ``at_time``,
-    or at its latest tick); raises ReplayDivergence/TickGap when verification fails."""
+    or at its latest tick); raises ReplayDivergence/TickGap when verification fails.
+
+    Replay starts from the nearest snapshot at or before the target, or at or
+    before ``from_tick`` when given (``0``: audit the world's whole history).
+    """
     t0 = time.monotonic()
-    partition = world_partition(world_id, source)
+    partition = source.world_partition(world_id)
     at_ms = None if at_time is None else int(at_time.timestamp() * 1000)
-    snap_ts, snap = nearest_snapshot(source, world_id, partition, max_tick=at_tick, max_ts=at_ms)
+    start_tick = at_tick if from_tick is None else (
+        from_tick if at_tick is None else min(from_tick, at_tick))
+    snap_ts, snap = nearest_snapshot(source, world_id, partition, max_tick=start_tick,
+                                     max_ts=at_ms)
     state = restore_snapshot(snap, partition)
     todo = recorded_ticks(source, world_id, partition, after_tick=snap["tick"], since_ms=snap_ts,
                           max_tick=at_tick, max_ts=at_ms)
@@ -172,8 +175,10 @@ def adopt(settings: Settings, registry: SchemaSource, state: WorldState, *, into
     """
     n_parts = topics.STATE_SNAPSHOT_HISTORY.partitions
     partition = kafka.partition_for(into_world.encode(), n_parts)
+    # The record is what it is, the source world's state at the source tick, under a
+    # key of its own: replay's search for a world's snapshots never mistakes it for one.
     record = snapshot_record(state, now_ms())
-    record["world_id"] = into_world
+    key = f"adopt:{into_world}".encode()
     producer = kafka.producer(settings, client_id="cosmic-replay")
     delivered: dict[str, Any] = {}
 
@@ -182,7 +187,7 @@ def adopt(settings: Settings, registry: SchemaSource, state: WorldState, *, into
 
     encode_snap = AvroSerializer(registry, "WorldSnapshot")
     producer.produce(
-        topics.STATE_SNAPSHOT_HISTORY.name, key=into_world.encode(), partition=partition,
+        topics.STATE_SNAPSHOT_HISTORY.name, key=key, partition=partition,
         value=encode_snap(record, SerializationContext(topics.STATE_SNAPSHOT_HISTORY.name)),
         on_delivery=on_delivery)
     producer.flush(30)
