@@ -169,8 +169,17 @@ class Connector:
             self._error = exc
 
     def run(self) -> None:
+        """The loop, in the calling thread, until :meth:`stop` (or an error)."""
+        owned = RegistryClient.from_settings(self.settings) if self._registry is None else None
+        try:
+            self._run(owned or self._registry)
+        finally:
+            if owned is not None:
+                owned.close()
+
+    def _run(self, registry: SchemaSource | None) -> None:
+        assert registry is not None
         cfg = self.settings.connectors
-        registry = self._registry or RegistryClient.from_settings(self.settings)
         decoders = {t: AvroDeserializer(registry, carries.value) for t, carries in self.routes.items()}
         try:
             self._store_line = self._retry(self.sink.open, "open the store")
