@@ -1,0 +1,130 @@
+"""The ecosystem app (Faust): life on the planets of every world, advanced by physics ticks.
+
+Reads ``cosmic.commands.v1`` (``SeedSpecies``, ``FoundCivilization``),
+``cosmic.physics.ticks.v1``, ``cosmic.state.deltas.v1`` and
+``cosmic.state.snapshots.v1``, all keyed by world id, so one partition number
+holds everything about a world. Writes ``cosmic.ecosystem.events.v1``
+(PopulationChanged, SpeciesExtinct, SpeciesEmerged, PlanetDestroyed),
+``cosmic.commands.rejected.v1`` and the internal planet status stream the
+civilization app follows. Processing is exactly once: outputs, table
+changelogs and consumer offsets commit in one Kafka transaction.
+
+The rules live in :mod:`streams.living` and know nothing of Kafka; the agent
+loads a world's state from the tables, hands it the record and saves it.
+
+Run standalone with ``faust -A streams.ecosystem worker`` or ``python -m
+streams.ecosystem``; ``cosmic up`` runs it as a platform service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from cosmic import topics
+from cosmic.settings import Settings, get_settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import SchemaSource
+from streams.living import faustapp, records
+from streams.living.serde import Undecodable
+from streams.living.world import (
+    EcoEvent,
+    EcoParams,
+    EcosystemWorld,
+    Planet,
+    PlanetStatus,
+    planet_key,
+)
+
+
+def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust.App:
+    """The ecosystem Faust app, wired to the topics and tables ``settings`` name."""
+    registry = registry or RegistryClient.from_settings(settings)
+    app = faustapp.make_app(settings, settings.living.ecosystem_app_id)
+    params = EcoParams(step_every=settings.living.step_every,
+                       time_scale=settings.living.time_scale)
+    source = faustapp.in_topics(app, settings, registry, topics.COMMANDS, topics.PHYSICS_TICKS,
+                                topics.STATE_DELTAS, topics.STATE_SNAPSHOTS)
+    events = faustapp.out_topic(app, settings, registry, topics.ECOSYSTEM_EVENTS)
+    rejected = faustapp.out_topic(app, settings, registry, topics.COMMANDS_REJECTED)
+    status = faustapp.out_topic(app, settings, registry, topics.PLANET_STATUS)
+    dlq = faustapp.dlq_topic(app, settings)
+    # World (bodies, join buffers, clock) by world id; life by "world/planet".
+    worlds = app.Table("ecosystem-worlds", default=None, key_serializer="json",
+                       value_serializer="json")
+    planets = app.Table("ecosystem-planets", default=None, key_serializer="json",
+                        value_serializer="json")
+
+    def load(world_id: str) -> EcosystemWorld:
+        state = worlds.get(world_id)
+        ids = (state or {}).get("planets", [])
+        loaded = {pid: Planet.from_dict(d) for pid in ids
+                  if (d := planets.get(planet_key(world_id, pid))) is not None}
+        return EcosystemWorld(world_id, params, state, loaded)
+
+    def save(world: EcosystemWorld) -> None:
+        worlds[world.world_id] = world.to_dict()
+        for pid in sorted(world.dirty):
+            planets[planet_key(world.world_id, pid)] = world.planets[pid].to_dict()
+
+    async def handle(event: Any) -> None:
+        msg, record = event.message, event.value
+        if isinstance(record, Undecodable):
+            await faustapp.dead_letter(dlq, event, record.error)
+            return
+        value = record.value
+        world_id = str(value["world_id"])
+        world = load(world_id)
+        if record.name == "PlayerCommand":
+            outputs = world.on_command(msg.offset, value)
+        elif record.name == "PhysicsTick":
+            outputs = world.on_tick(value)
+        elif record.name == "StateDelta":
+            outputs = world.on_delta(value)
+        elif record.name == "WorldSnapshot":
+            world.on_snapshot(value)
+            outputs = []
+        else:
+            return  # a record type this app does not follow
+        save(world)
+        for out in outputs:
+            if isinstance(out, EcoEvent):
+                await events.send(key=str(out.planet_id).encode(),
+                                  value=records.ecosystem_event(world_id, out))
+            elif isinstance(out, PlanetStatus):
+                key = planet_key(world_id, out.record["planet_id"]).encode()
+                await status.send(key=key, value=out.record)
+            else:
+                await rejected.send(key=world_id.encode(), value=records.rejection(world_id, out))
+
+    @app.agent(source, name="ecosystem")
+    async def ecosystem(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(event)
+
+    return app
+
+
+_built: dict[str, faust.App] = {}
+
+
+def __getattr__(attr: str) -> Any:
+    # `faust -A streams.ecosystem worker` looks for a module-level `app`; build it only
+    # when asked, so importing this module has no side effects.
+    if attr == "app":
+        if "app" not in _built:
+            _built["app"] = build_app(get_settings())
+        return _built["app"]
+    raise AttributeError(attr)
+
+
+def main(settings: Settings | None = None) -> None:
+    """Run the ecosystem worker in the foreground until SIGINT/SIGTERM."""
+    from streams.living.service import run_worker
+
+    run_worker(build_app(settings or get_settings()))
+
+
+if __name__ == "__main__":
+    main()

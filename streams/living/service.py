@@ -1,0 +1,125 @@
+"""Faust workers as platform services: each app runs in its own process under ``cosmic up``.
+
+A Faust worker owns an asyncio loop, signal handlers and a Kafka consumer
+group; a child process keeps all of that apart from the platform's threads,
+and stopping it is a SIGTERM that Faust answers by leaving its group and
+committing. The child gets the parent's exact settings (as a JSON file), so
+tests and ``cosmic up`` can point it anywhere without touching the
+environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import SecretStr
+
+from cosmic.runtime import ServiceFailed
+from cosmic.settings import Settings
+
+
+def run_worker(app: Any, loglevel: str = "WARNING") -> None:
+    """Run a Faust app's worker in this process until it is told to stop."""
+    import faust
+
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot pass {type(value).__name__} to a worker process")
+
+
+def settings_file(settings: Settings, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings.model_dump(mode="python"), default=_plain))
+    return path
+
+
+class FaustService:
+    """A Faust app (module with ``main(settings)``) in a child process; a PlatformService."""
+
+    def __init__(self, name: str, module: str, settings: Settings) -> None:
+        self.name = name
+        self.module = module
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = settings.state_dir / "logs" / f"{name}.log"
+        self._log: IO[bytes] | None = None
+        self._stopping = False
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        path = settings_file(self.settings, self.settings.state_dir / "faust" / f"{self.name}.json")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._stopping = False
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.living.service", self.module, str(path)],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.started_at = time.monotonic()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL): no commit, no goodbye to the group. For recovery tests."""
+        self._stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def failure(self) -> BaseException | None:
+        if self.proc is None or self._stopping:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            return None
+        return ServiceFailed(f"{self.name} worker exited with status {rc} (see {self.log_path})")
+
+    def progress(self) -> str:
+        if self.proc is None:
+            return "not started"
+        rc = self.proc.poll()
+        state = "running" if rc is None else f"exited {rc}"
+        return f"faust worker {state}, pid {self.proc.pid}, up {time.monotonic() - self.started_at:.0f}s"
+
+
+def build_services(settings: Settings) -> list[FaustService]:
+    """The living-worlds services `cosmic up` runs."""
+    return [FaustService("ecosystem", "streams.ecosystem", settings),
+            FaustService("civilization", "streams.civilization", settings)]
+
+
+def _child(argv: list[str]) -> None:
+    module, path = argv
+    settings = Settings(**json.loads(Path(path).read_text()))
+    importlib.import_module(module).main(settings)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])
