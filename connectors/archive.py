@@ -219,9 +219,11 @@ class ArchiveSink(Sink):
 
 def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
           group_id: str = "cosmic-connector-archive", policy: RolloverPolicy | None = None,
-          lake: Path | None = None, dlq_topic: Topic = topics.DLQ) -> Connector:
+          lake: Path | None = None, dlq_topic: Topic = topics.DLQ,
+          instance_id: str | None = None) -> Connector:
     """The archive connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
     sink = ArchiveSink(settings, routes, policy, lake)
-    return Connector(settings, sink, routes, group_id=group_id, dlq_topic=dlq_topic)
+    return Connector(settings, sink, routes, group_id=group_id, dlq_topic=dlq_topic,
+                     instance_id=instance_id)
 

@@ -118,7 +118,7 @@ class Connector:
     def __init__(self, settings: Settings, sink: Sink, routes: Mapping[str, Topic], *,
                  group_id: str, registry: SchemaSource | None = None,
                  ignore: Callable[[Message], bool] | None = None,
-                 dlq_topic: Topic = topics.DLQ) -> None:
+                 dlq_topic: Topic = topics.DLQ, instance_id: str | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.name = sink.name
@@ -130,6 +130,7 @@ class Connector:
         self._registry = registry
         self._ignore = ignore
         self._dlq_topic = dlq_topic
+        self._instance_id = instance_id
         self._floor: dict[TP, int] = {}
         self._pending = Batch()
         self._writes = 0
@@ -189,11 +190,15 @@ class Connector:
         log.info("connector %s: %s", self.name, self._store_line)
         producer = kafka.producer(self.settings, client_id=f"cosmic-connector-{self.name}")
         dlq = DeadLetterQueue(producer, self._dlq_topic)
+        static = {"group.instance.id": self._instance_id} if self._instance_id else {}
         consumer = kafka.consumer(
             self.settings, self.group_id, client_id=f"cosmic-connector-{self.name}",
             # A store outage stops polling for as long as it lasts; without this the
             # group would evict us after 5 minutes and rebalance for nothing.
-            **{"max.poll.interval.ms": 3_600_000},
+            **{"max.poll.interval.ms": 3_600_000, "session.timeout.ms": 10_000},
+            # Static membership: a restarted instance takes its partitions back at
+            # once instead of waiting for its dead predecessor's session to expire.
+            **static,
         )
         self._consumer = consumer
         consumer.subscribe(list(self.routes), on_assign=self._on_assign,

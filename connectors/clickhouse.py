@@ -127,8 +127,10 @@ class ClickHouseSink(Sink):
 
 
 def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
-          group_id: str = "cosmic-connector-clickhouse", dlq_topic: Topic = topics.DLQ) -> Connector:
+          group_id: str = "cosmic-connector-clickhouse", dlq_topic: Topic = topics.DLQ,
+          instance_id: str | None = None) -> Connector:
     """The ClickHouse connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
     return Connector(settings, ClickHouseSink(settings, routes), routes, group_id=group_id,
-                     dlq_topic=dlq_topic)
+                     dlq_topic=dlq_topic,
+                     instance_id=instance_id)

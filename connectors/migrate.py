@@ -81,16 +81,25 @@ def for_variant(migrations: list[Migration], variant: Variant | None) -> list[Mi
     return chosen
 
 
-def choose_variant(recorded: str | None, extension_available: bool) -> Variant:
+def choose_variant(recorded: str | None, extension_available: bool,
+                   prefer: Variant | None = None) -> Variant:
     """Which TimescaleDB path a database takes.
 
     Once migrated, a database keeps its path: mixing them would leave
-    hypertables and native partitions side by side.
+    hypertables and native partitions side by side. ``prefer`` forces a path
+    for a new database (the fallback can be tested where the extension exists).
     """
     if recorded is not None:
         if recorded not in VARIANTS:
             raise MigrationError(f"schema_migrations records unknown variant {recorded!r}")
-        return "timescale" if recorded == "timescale" else "native"
+        chosen: Variant = "timescale" if recorded == "timescale" else "native"
+        if prefer is not None and prefer != chosen:
+            raise MigrationError(f"database already migrated for {chosen}, not {prefer}")
+        return chosen
+    if prefer == "timescale" and not extension_available:
+        raise MigrationError("the timescaledb extension is not available in this PostgreSQL")
+    if prefer is not None:
+        return prefer
     return "timescale" if extension_available else "native"
 
 

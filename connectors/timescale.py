@@ -78,7 +78,7 @@ def _extension_available(conn: _Conn) -> bool:
     return True
 
 
-def migrate(settings: Settings) -> tuple[Variant, list[str]]:
+def migrate(settings: Settings, prefer: Variant | None = None) -> tuple[Variant, list[str]]:
     """Apply what is not yet applied; return the path taken and one line per action."""
     with connect(settings) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
@@ -90,7 +90,8 @@ def migrate(settings: Settings) -> tuple[Variant, list[str]]:
             applied: dict[int, str | None] = {
                 v: var for v, var in conn.execute("SELECT version, variant FROM schema_migrations")}
             recorded = next((v for v in applied.values() if v), None)
-            variant = choose_variant(recorded, _extension_available(conn))
+            available = prefer != "native" and _extension_available(conn)
+            variant = choose_variant(recorded, available, prefer)
             done = []
             for m in for_variant(discover(SQL_DIR), variant):
                 if m.version in applied:
@@ -123,8 +124,10 @@ def day_range(days: Collection[date]) -> list[date]:
 class TimescaleSink(Sink):
     name = "timescale"
 
-    def __init__(self, settings: Settings, routes: Mapping[str, Topic], connector_id: str) -> None:
+    def __init__(self, settings: Settings, routes: Mapping[str, Topic], connector_id: str,
+                 prefer: Variant | None = None) -> None:
         self.settings = settings
+        self.prefer = prefer
         self.routes = dict(routes)
         self.connector_id = connector_id
         self.variant: Variant | None = None
@@ -132,7 +135,7 @@ class TimescaleSink(Sink):
         self._partitions: dict[str, set[date]] = {}
 
     def open(self) -> str:
-        self.variant, done = migrate(self.settings)
+        self.variant, done = migrate(self.settings, self.prefer)
         for line in done:
             log.info("timescale migrations: %s", line)
         if self.variant == "native":
@@ -213,9 +216,12 @@ def _is_smoke(msg: Any) -> bool:
 
 
 def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
-          group_id: str = "cosmic-connector-timescale", dlq_topic: Topic = topics.DLQ) -> Connector:
+          group_id: str = "cosmic-connector-timescale", dlq_topic: Topic = topics.DLQ,
+          instance_id: str | None = None,
+          prefer: Variant | None = None) -> Connector:
     """The TimescaleDB connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
-    sink = TimescaleSink(settings, routes, connector_id=group_id)
+    sink = TimescaleSink(settings, routes, connector_id=group_id, prefer=prefer)
     return Connector(settings, sink, routes, group_id=group_id, ignore=_is_smoke,
-                     dlq_topic=dlq_topic)
+                     dlq_topic=dlq_topic,
+                     instance_id=instance_id)

@@ -35,11 +35,14 @@ def _routes(pairs: tuple[str, ...]) -> dict[str, topics.Topic] | None:
               help="Read TOPIC as the registered topic's events (default: the connector's own "
                    "topics). Repeatable.")
 @click.option("--group-id", default=None, help="Consumer group (default: one per connector).")
+@click.option("--instance-id", default=None,
+              help="Stable identity in the group (static membership): a restart resumes at once.")
 @click.option("--dlq-topic", default=None, help="Dead-letter topic (default: cosmic.dlq.v1).")
 @click.option("--roll-bytes", type=int, default=None, help="Archive: close files at this size.")
 @click.option("--roll-seconds", type=float, default=None, help="Archive: close files this old.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-def run(which: str, routes: tuple[str, ...], group_id: str | None, dlq_topic: str | None,
+def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: str | None,
+        dlq_topic: str | None,
         roll_bytes: int | None, roll_seconds: float | None, duration: float | None) -> None:
     """Consume, write in batches, commit after the store has them; Ctrl-C stops cleanly."""
     import connectors as sinks
@@ -54,6 +57,8 @@ def run(which: str, routes: tuple[str, ...], group_id: str | None, dlq_topic: st
         options: dict[str, object] = {"routes": _routes(routes)}
         if group_id:
             options["group_id"] = group_id if len(names) == 1 else f"{group_id}-{name}"
+        if instance_id:
+            options["instance_id"] = f"{instance_id}-{name}"
         if dlq_topic:
             options["dlq_topic"] = topics.Topic(dlq_topic, key="original key",
                                                 value="original bytes", doc="dead letters")

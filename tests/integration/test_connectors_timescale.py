@@ -4,6 +4,7 @@ exact and nothing is left in the shared one."""
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 from collections.abc import Iterator
@@ -144,7 +145,8 @@ def test_sigkill_between_write_and_commit(pg_db: Settings, topic_factory, tmp_pa
     cs.produce(pg_db, topic, "PhysicsTick", _ticks(world, n))
     timescale.migrate(pg_db, prefer="native")
     args = ("timescale", "--route", f"{topic}={topics.PHYSICS_TICKS.name}",
-            "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--dlq-topic", t_dlq)
+            "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--dlq-topic", t_dlq,
+            "--instance-id", f"i-{uuid.uuid4().hex[:8]}")
     env = {"COSMIC_CONNECTORS__BATCH_ROWS": "40", "COSMIC_CONNECTORS__BATCH_INTERVAL_S": "0.3"}
     log = tmp_path / "connector.log"
     first = cs.start_cli(pg_db, log, *args, **env, COSMIC_CONNECTORS__CRASH_AFTER_WRITE="1")
@@ -180,9 +182,13 @@ def test_postgres_outage_backs_off_and_catches_up(settings: Settings, topic_fact
         cs.produce(private, topic, "PhysicsTick", _ticks(world, 40)[:20])
         cs.wait_for(lambda: conn.metrics.rows_written >= 20, 60, "rows before the outage",
                     conn.failure)
-        pg.stop()
+        # Fast shutdown (SIGINT): a plain SIGTERM waits for the connector to disconnect.
+        pid = pg.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGINT)
+        pg.stop(grace_s=10)
         cs.produce(private, topic, "PhysicsTick", _ticks(world, 40)[20:])
-        cs.wait_for(lambda: conn.metrics.retries >= 2, 30, "retries during the outage",
+        cs.wait_for(lambda: conn.metrics.retries >= 4, 30, "retries during the outage",
                     conn.failure)
         assert conn.metrics.rows_written == 20
         assert conn.failure() is None
