@@ -8,6 +8,7 @@ guarantee: idempotent producers, manual offset commits, ``read_committed``.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -106,6 +107,14 @@ def producer(settings: Settings, **kwargs: Any) -> Producer:
 
 def consumer(settings: Settings, group_id: str, **kwargs: Any) -> Consumer:
     return Consumer(consumer_config(settings, group_id, **kwargs))
+
+
+def reader(settings: Settings, purpose: str, **overrides: Any) -> Consumer:
+    """A throwaway consumer for reading a log by assignment (tail, stats, replay, export):
+    a unique group that never commits, and short fetch waits, since such readers
+    mostly wait at the end of a partition."""
+    conf = {"fetch.wait.max.ms": 20, "client.id": f"cosmic-{purpose}"} | overrides
+    return consumer(settings, f"cosmic-{purpose}-{uuid.uuid4().hex[:8]}", **conf)
 
 
 def admin(settings: Settings, **overrides: Any) -> AdminClient:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-import uuid
+from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,19 +107,34 @@ def log() -> None:
               help="how to print Avro bytes fields (columnar data): their length, or base64")
 @click.option("--raw", is_flag=True, help="do not decode values (implied for the DLQ and _schemas)")
 @click.option("--registry-url", "url", default=None, metavar="URL", help="default: settings.registry.url")
+@click.option("--key", default=None, help="only records with this key (read from its partition only)")
+@click.option("--world", "world_id", default=None,
+              help="only records of this world (keyed by it, or carrying it as world_id)")
+@click.option("--from-time", "from_time", default=None, metavar="ISO8601",
+              help="only records at or after this time")
+@click.option("--to-time", "to_time", default=None, metavar="ISO8601",
+              help="only records at or before this time")
 def tail(
-    topic: str, n: int | None, from_beginning: bool, follow: bool, bytes_mode: str, raw: bool, url: str | None
+    topic: str, n: int | None, from_beginning: bool, follow: bool, bytes_mode: str, raw: bool, url: str | None,
+    key: str | None, world_id: str | None, from_time: str | None, to_time: str | None,
 ) -> None:
     """Print TOPIC's last N records (all partitions, by timestamp) as JSON lines.
 
     Values are decoded with the writer's schema from the registry; the DLQ
-    (raw bytes) is printed with its headers. Nothing is committed.
+    (raw bytes) is printed with its headers. Nothing is committed. With
+    --key, --world, --from-time or --to-time, the records that match are
+    scanned for and the last N of them printed (the first N with
+    --from-beginning; all with --from-time and no -n).
     """
+    if key or world_id or from_time or to_time:
+        _tail_filtered(topic, n, from_beginning, bytes_mode, raw, url,
+                       key, world_id, _epoch_ms(from_time), _epoch_ms(to_time))
+        return
     settings = get_settings()
     name = topic  # any topic may be tailed, declared or not (test topics, _schemas)
     if n is None and not from_beginning:
         n = 10
-    consumer = kafka.consumer(settings, group_id=f"cosmic-log-tail-{uuid.uuid4().hex[:8]}", client_id="cosmic-log-tail")
+    consumer = kafka.reader(settings, "log-tail")
     client = RegistryClient(url or settings.registry.url)
     # The DLQ holds original bytes and _schemas JSON: shown raw, with headers.
     raw = raw or name == topics.DLQ.name or name.startswith("_")
@@ -151,6 +167,170 @@ def tail(
     finally:
         consumer.close()
         client.close()
+
+
+def _epoch_ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"give a time zone in {text!r}, e.g. Z or +00:00")
+    return int(moment.timestamp() * 1000)
+
+
+def _tail_filtered(
+    topic: str, n: int | None, from_beginning: bool, bytes_mode: str, raw: bool, url: str | None,
+    key: str | None, world_id: str | None, from_ms: int | None, to_ms: int | None,
+) -> None:
+    settings = get_settings()
+    consumer = kafka.reader(settings, "log-tail")
+    client = RegistryClient(url or settings.registry.url)
+    raw = raw or topic == topics.DLQ.name or topic.startswith("_")
+    deserialize = None if raw else AvroDeserializer(client)
+    wanted_key = key.encode() if key is not None else None
+    world_key = world_id.encode() if world_id is not None else None
+    if n is None and from_ms is None and not from_beginning:
+        n = 10
+    kept: deque[bytes] = deque(maxlen=n if (n and not from_beginning) else None)
+    try:
+        info = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if info is None or info.error is not None:
+            raise TopicError(f"topic {topic!r} does not exist")
+        parts = sorted(info.partitions)
+        if wanted_key is not None:
+            parts = [kafka.partition_for(wanted_key, len(parts))]
+        matches: list[tuple[int, int, int, bytes]] = []
+        for p in parts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start = low
+            if from_ms is not None:
+                (found,) = consumer.offsets_for_times([TopicPartition(topic, p, from_ms)], timeout=10)
+                start = found.offset if found.offset >= 0 else high
+            if start >= high:
+                continue
+            consumer.assign([TopicPartition(topic, p, start)])
+            done, idle = False, 0
+            # A batch call waits its whole timeout unless it fills up: poll in short
+            # slices and stop at the partition's end, or after a second of nothing.
+            while not done and idle < 20:
+                msgs = consumer.consume(500, timeout=0.05)
+                idle = 0 if msgs else idle + 1
+                for msg in msgs:
+                    offset = msg.offset() or 0
+                    done = done or offset + 1 >= high
+                    if msg.error() or offset >= high:
+                        continue
+                    ts = msg.timestamp()[1]
+                    if to_ms is not None and ts > to_ms:
+                        done = True
+                        break
+                    if wanted_key is not None and msg.key() != wanted_key:
+                        continue
+                    line = _line(msg, deserialize, bytes_mode)
+                    if world_key is not None and msg.key() != world_key:
+                        value = orjson.loads(line).get("value")
+                        if not (isinstance(value, dict) and value.get("world_id") == world_id):
+                            continue
+                    matches.append((ts, p, offset, line))
+        matches.sort()
+        if from_beginning and n is not None:
+            matches = matches[:n]
+        for *_, line in matches:
+            kept.append(line)
+        for line in kept:
+            click.echo(line)
+    finally:
+        consumer.close()
+        client.close()
+
+
+@log.command()
+@click.argument("topic")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def stats(topic: str, as_json: bool) -> None:
+    """Per partition of TOPIC: offsets, record count, first/last timestamps, and each
+    consumer group's committed offset and lag."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    settings = get_settings()
+    admin_client = kafka.admin(settings)
+    consumer = kafka.reader(settings, "log-stats",
+                              **{"isolation.level": "read_uncommitted"})
+    try:
+        info = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if info is None or info.error is not None:
+            raise TopicError(f"topic {topic!r} does not exist")
+        rows: list[dict[str, Any]] = []
+        for p in sorted(info.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            rows.append({"partition": p, "low": low, "high": high, "records": high - low,
+                         "first_ts": _ts_at(consumer, topic, p, low, high, first=True),
+                         "last_ts": _ts_at(consumer, topic, p, low, high, first=False),
+                         "groups": {}})
+        groups = admin_client.list_consumer_groups(request_timeout=10).result().valid
+        for listing in groups:
+            gid = listing.group_id
+            if gid.startswith(("cosmic-log-", "cosmic-replay-", "cosmic-export-", "cosmic-topics-")):
+                continue  # our own throwaway readers
+            request = [ConsumerGroupTopicPartitions(
+                gid, [TopicPartition(topic, r["partition"]) for r in rows])]
+            for fut in admin_client.list_consumer_group_offsets(request).values():
+                for tp in fut.result(timeout=10).topic_partitions:
+                    if tp.offset >= 0:
+                        row = rows[tp.partition]
+                        row["groups"][gid] = {"committed": tp.offset,
+                                              "lag": max(0, row["high"] - tp.offset)}
+    finally:
+        consumer.close()
+    if as_json:
+        click.echo(orjson.dumps({"topic": topic, "partitions": rows}, option=orjson.OPT_INDENT_2))
+        return
+    click.echo(f"{topic}")
+    click.echo(f"{'part':>4} {'low':>10} {'high':>10} {'records':>10}  {'first':<24} {'last':<24}")
+    for r in rows:
+        click.echo(f"{r['partition']:>4} {r['low']:>10} {r['high']:>10} {r['records']:>10}  "
+                   f"{_fmt_ts(r['first_ts']):<24} {_fmt_ts(r['last_ts']):<24}")
+    lags: dict[str, list[str]] = {}
+    for r in rows:
+        for gid, g in r["groups"].items():
+            lags.setdefault(gid, []).append(f"p{r['partition']}={g['lag']}")
+    if lags:
+        click.echo("consumer group lag (records behind the end, per partition):")
+        for gid, parts in sorted(lags.items()):
+            click.echo(f"  {gid}: {' '.join(parts)}")
+    else:
+        click.echo("no consumer group has committed offsets on this topic")
+
+
+def _ts_at(consumer: Consumer, topic: str, p: int, low: int, high: int, *, first: bool) -> int | None:
+    """Timestamp of the first or last data record (the very last offsets may be
+    transaction markers, so the tail is read from a few offsets back)."""
+    if low >= high:
+        return None
+    start = low if first else max(low, high - 20)
+    consumer.assign([TopicPartition(topic, p, start)])
+    last, idle = None, 0
+    while idle < 20:
+        msgs = consumer.consume(100, timeout=0.05)
+        idle = 0 if msgs else idle + 1
+        for msg in msgs:
+            if msg.error():
+                continue
+            if first:
+                return msg.timestamp()[1]
+            last = msg.timestamp()[1]
+            if (msg.offset() or 0) + 1 >= high:
+                return last
+    return last
+
+
+def _fmt_ts(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 @log.command("export")

@@ -10,7 +10,6 @@ or inspect a copy and replay it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,10 @@ from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
 
 Decoded = tuple[int, int, dict[str, Any]]  # (offset, timestamp ms, record)
 
-_IDLE_POLLS_AT_END = 8
+# Short polls (a batch call waits its whole timeout unless it fills up); this many
+# empty ones in a row end a read whose end is hidden behind transaction markers.
+_POLL_S = 0.05
+_IDLE_POLLS_AT_END = 40
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class KafkaLog:
         self._decode = AvroDeserializer(registry)
 
     def _consumer(self) -> Consumer:
-        return kafka.consumer(self.settings, group_id=f"cosmic-replay-{uuid.uuid4().hex[:8]}")
+        return kafka.reader(self.settings, "replay")
 
     def partitions(self, topic: str) -> list[int]:
         md = kafka.admin(self.settings).list_topics(topic, timeout=30).topics.get(topic)
@@ -93,7 +95,7 @@ class KafkaLog:
             ctx = SerializationContext(topic)
             idle = 0
             while idle < _IDLE_POLLS_AT_END:
-                msgs = consumer.consume(1000, timeout=0.25)
+                msgs = consumer.consume(1000, timeout=_POLL_S)
                 idle = 0 if msgs else idle + 1
                 for msg in msgs:
                     if (err := msg.error()) is not None:
@@ -207,7 +209,7 @@ def export_world(settings: Settings, world_id: str, directory: Path,
     key = world_id.encode()
     counts: dict[str, int] = {}
     for topic in (log_topics.commands, log_topics.ticks, log_topics.history):
-        consumer = kafka.consumer(settings, group_id=f"cosmic-export-{uuid.uuid4().hex[:8]}")
+        consumer = kafka.reader(settings, "export")
         n_parts = len(kafka.admin(settings).list_topics(topic, timeout=30).topics[topic].partitions)
         partition = kafka.partition_for(key, n_parts)
         tp = TopicPartition(topic, partition)
@@ -218,7 +220,7 @@ def export_world(settings: Settings, world_id: str, directory: Path,
                 consumer.assign([TopicPartition(topic, partition, low)])
                 idle = 0
                 while idle < _IDLE_POLLS_AT_END:
-                    msgs = consumer.consume(1000, timeout=0.25)
+                    msgs = consumer.consume(1000, timeout=_POLL_S)
                     idle = 0 if msgs else idle + 1
                     for msg in msgs:
                         if (err := msg.error()) is not None:
