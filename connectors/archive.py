@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from fastavro.write import Writer
 
@@ -70,7 +70,9 @@ class _OpenFile:
         return self.folder / f"{self.stem}.avro.tmp"
 
     def size(self) -> int:
-        return self.fh.tell()
+        # Written blocks plus the block being filled (uncompressed, so an upper bound).
+        pending: Any = self.writer.io  # a buffer with tell() at runtime; typed as an encoder
+        return self.fh.tell() + int(pending.tell())
 
 
 class ArchiveSink(Sink):
