@@ -326,6 +326,7 @@ class Connector:
         except KafkaException as exc:
             log.warning("connector %s: cannot read committed offsets: %s", self.name, exc)
             committed = {}
+        behind: dict[TP, int] = {}
         for p in partitions:
             tp = (p.topic, p.partition)
             pos = resume.get(tp)
@@ -333,11 +334,16 @@ class Connector:
                 # The store knows best: it may be past the last commit (a crash in
                 # between). A commit past the store means records the store never
                 # keeps (dead letters, tombstones) ended the partition: skip them too.
+                if pos > committed.get(tp, -1):
+                    behind[tp] = pos
                 pos = max(pos, committed.get(tp, -1))
                 p.offset = pos
                 self._floor[tp] = pos
         log.info("connector %s assigned %s, resuming at %s", self.name, tps, resume)
         consumer.assign(partitions)
+        # Catch the group's offsets up with the store, so lag reads true even for a
+        # partition that gets no new record.
+        self._commit(consumer, behind)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
