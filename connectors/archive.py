@@ -92,7 +92,7 @@ class ArchiveSink(Sink):
             self.lake.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"lake folder {self.lake}: {exc}") from None
-        return (f"lake {self.lake}, files roll at {self.policy.max_bytes} bytes or "
+        return (f"lake {self.lake}: files roll at {self.policy.max_bytes} bytes or "
                 f"{self.policy.max_age_s:g}s")
 
     def close(self) -> None:

@@ -127,6 +127,7 @@ class Connector:
         self.metrics = ConnectorMetrics(sink.name)
         self.store_note = "starting"
         self._store_line = ""
+        self._announced = False
         self._registry = registry
         self._ignore = ignore
         self._dlq_topic = dlq_topic
@@ -155,7 +156,12 @@ class Connector:
         return self._error
 
     def progress(self) -> str:
-        return f"{self.metrics.summary()} [{self.store_note}]"
+        note = self.store_note
+        if self._store_line and note == self._store_line:
+            if self._announced:
+                note = note.split(":", 1)[0]  # said in full once; the short form after
+            self._announced = True
+        return f"{self.metrics.summary()} [{note}]"
 
     def metrics_text(self) -> str:
         return self.metrics.prometheus_text()

@@ -85,7 +85,7 @@ class ClickHouseSink(Sink):
         for line in migrate(self.settings):
             log.info("clickhouse migrations: %s", line)
         version = _call(self._cl(), "SELECT version()")[0][0]
-        return f"ClickHouse {version}, MergeTree tables by month, dedup by _topic/_partition/_offset"
+        return f"ClickHouse {version}: MergeTree tables by month, dedup by _topic/_partition/_offset"
 
     def close(self) -> None:
         if self._client is not None:

@@ -40,19 +40,24 @@ def _routes(pairs: tuple[str, ...]) -> dict[str, topics.Topic] | None:
 @click.option("--dlq-topic", default=None, help="Dead-letter topic (default: cosmic.dlq.v1).")
 @click.option("--roll-bytes", type=int, default=None, help="Archive: close files at this size.")
 @click.option("--roll-seconds", type=float, default=None, help="Archive: close files this old.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: str | None,
         dlq_topic: str | None,
-        roll_bytes: int | None, roll_seconds: float | None, duration: float | None) -> None:
+        roll_bytes: int | None, roll_seconds: float | None, metrics_port: int | None,
+        duration: float | None) -> None:
     """Consume, write in batches, commit after the store has them; Ctrl-C stops cleanly."""
     import connectors as sinks
+    from connectors.base import Connector
     from connectors.lake import RolloverPolicy
+    from connectors.metrics import MetricsServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     names = sinks.NAMES if which == "all" else (which,)
-    services: list[PlatformService] = []
+    built: list[Connector] = []
     for name in names:
         options: dict[str, object] = {"routes": _routes(routes)}
         if group_id:
@@ -66,5 +71,15 @@ def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: 
             default = RolloverPolicy()
             options["policy"] = RolloverPolicy(roll_bytes or default.max_bytes,
                                                roll_seconds or default.max_age_s)
-        services.append(sinks.build(name, settings, **options))
-    run_services(services, duration_s=duration, echo=click.echo)
+        built.append(sinks.build(name, settings, **options))
+    server = None
+    if metrics_port is not None:
+        server = MetricsServer(lambda: "".join(c.metrics_text() for c in built), metrics_port)
+        server.start()
+        click.echo(f"metrics at http://127.0.0.1:{server.port}/metrics")
+    services: list[PlatformService] = list(built)
+    try:
+        run_services(services, duration_s=duration, echo=click.echo)
+    finally:
+        if server is not None:
+            server.stop()

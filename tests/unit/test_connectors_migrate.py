@@ -121,3 +121,22 @@ def test_prometheus_text():
     assert ('cosmic_connector_lag{connector="timescale",topic="cosmic.physics.ticks.v1",'
             'partition="1"} 5') in text
     assert m.total_lag == 5
+
+
+def test_metrics_endpoint_serves_prometheus_text():
+    import httpx
+
+    from connectors.metrics import MetricsServer
+
+    m = ConnectorMetrics("archive", batches=3)
+    server = MetricsServer(m.prometheus_text)
+    server.start()
+    try:
+        with httpx.Client() as client:
+            ok = client.get(f"http://127.0.0.1:{server.port}/metrics")
+            missing = client.get(f"http://127.0.0.1:{server.port}/other")
+    finally:
+        server.stop()
+    assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain")
+    assert 'cosmic_connector_batches_total{connector="archive"} 3' in ok.text
+    assert missing.status_code == 404
