@@ -32,50 +32,34 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     registry = registry or RegistryClient.from_settings(settings)
     app = faustapp.make_app(settings, settings.living.civilization_app_id)
     source = faustapp.in_topics(app, settings, registry, topics.PLANET_STATUS)
-    events = faustapp.out_topic(app, settings, registry, topics.CIVILIZATION_EVENTS)
-    rejected = faustapp.out_topic(app, settings, registry, topics.COMMANDS_REJECTED)
-    dlq = faustapp.dlq_topic(app, settings)
+    outbox = faustapp.Outbox(app, registry, settings)
     # Civilizations by "world/civilization"; living civilizations of a planet by "world/planet".
-    civs = app.Table("civilizations", default=None, key_serializer="json",
-                     value_serializer="json")
-    on_planet = app.Table("civilization-planets", default=None, key_serializer="json",
-                          value_serializer="json")
+    civs = app.Table("civilizations", default=None,
+                     schema=faustapp.table_schema())
+    on_planet = app.Table("civilization-planets", default=None,
+                          schema=faustapp.table_schema())
 
     async def handle(event: Any) -> None:
         record = event.value
         if isinstance(record, Undecodable):
-            await faustapp.dead_letter(dlq, event, record.error)
+            await outbox.dead_letter(event, record.error)
             return
         if record.name != "PlanetStatus":
             return
         status = record.value
-        world_id, pid, tick = str(status["world_id"]), int(status["planet_id"]), int(status["tick"])
-        ts = _ms(status["ts"])
-        changes: list[civ_rules.CivChange] = []
-        living: list[int] = list(on_planet.get(f"{world_id}/{pid}") or [])
-        if (req := status.get("found")) is not None:
-            civ_key = f"{world_id}/{req['civilization_id']}"
-            refused = civ_rules.judge_founding(status, civs.get(civ_key) is not None)
-            if refused is not None:
-                await rejected.send(key=world_id.encode(), value={
-                    "command_id": str(req["command_id"]), "world_id": world_id,
-                    "player_id": req["player_id"], "reason": refused.reason,
-                    "message": refused.message, "tick": tick,
-                    "command_offset": req["command_offset"], "ts": ts})
-            else:
-                founded = civ_rules.found(status)
-                changes.append(founded)
-                civs[civ_key] = founded.civilization.to_dict()
-                living.append(founded.civilization.civilization_id)
-        for cid in sorted(set(living)):
-            civ = civ_rules.Civilization.from_dict(civs[f"{world_id}/{cid}"])
-            changes += civ_rules.advance(civ, status)
-            civs[f"{world_id}/{cid}"] = civ.to_dict()
-        on_planet[f"{world_id}/{pid}"] = sorted(
-            cid for cid in set(living) if not civs[f"{world_id}/{cid}"]["collapsed"])
-        for change in changes:
-            await events.send(key=str(change.civilization.civilization_id).encode(),
-                              value=records.civilization_event(change, tick, ts))
+        world_id, tick, ts = str(status["world_id"]), int(status["tick"]), _ms(status["ts"])
+        outcome = civ_rules.on_status(status, civs, on_planet)
+        if outcome.refused is not None:
+            req = status["found"]
+            await outbox.send(event, topics.COMMANDS_REJECTED, world_id.encode(), {
+                "command_id": str(req["command_id"]), "world_id": world_id,
+                "player_id": req["player_id"], "reason": outcome.refused.reason,
+                "message": outcome.refused.message, "tick": tick,
+                "command_offset": req["command_offset"], "ts": ts})
+        for change in outcome.changes:
+            await outbox.send(event, topics.CIVILIZATION_EVENTS,
+                              str(change.civilization.civilization_id).encode(),
+                              records.civilization_event(change, tick, ts))
 
     @app.agent(source, name="civilization")
     async def civilization(stream: Any) -> None:
@@ -98,11 +82,11 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(attr)
 
 
-def main(settings: Settings | None = None) -> None:
+def main(settings: Settings | None = None, loglevel: str = "WARNING") -> None:
     """Run the civilization worker in the foreground until SIGINT/SIGTERM."""
     from streams.living.service import run_worker
 
-    run_worker(build_app(settings or get_settings()))
+    run_worker(build_app(settings or get_settings()), loglevel)
 
 
 if __name__ == "__main__":

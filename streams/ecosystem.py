@@ -46,15 +46,12 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
                        time_scale=settings.living.time_scale)
     source = faustapp.in_topics(app, settings, registry, topics.COMMANDS, topics.PHYSICS_TICKS,
                                 topics.STATE_DELTAS, topics.STATE_SNAPSHOTS)
-    events = faustapp.out_topic(app, settings, registry, topics.ECOSYSTEM_EVENTS)
-    rejected = faustapp.out_topic(app, settings, registry, topics.COMMANDS_REJECTED)
-    status = faustapp.out_topic(app, settings, registry, topics.PLANET_STATUS)
-    dlq = faustapp.dlq_topic(app, settings)
+    outbox = faustapp.Outbox(app, registry, settings)
     # World (bodies, join buffers, clock) by world id; life by "world/planet".
-    worlds = app.Table("ecosystem-worlds", default=None, key_serializer="json",
-                       value_serializer="json")
-    planets = app.Table("ecosystem-planets", default=None, key_serializer="json",
-                        value_serializer="json")
+    worlds = app.Table("ecosystem-worlds", default=None,
+                       schema=faustapp.table_schema())
+    planets = app.Table("ecosystem-planets", default=None,
+                        schema=faustapp.table_schema())
 
     def load(world_id: str) -> EcosystemWorld:
         state = worlds.get(world_id)
@@ -69,15 +66,15 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
             planets[planet_key(world.world_id, pid)] = world.planets[pid].to_dict()
 
     async def handle(event: Any) -> None:
-        msg, record = event.message, event.value
+        record = event.value
         if isinstance(record, Undecodable):
-            await faustapp.dead_letter(dlq, event, record.error)
+            await outbox.dead_letter(event, record.error)
             return
         value = record.value
         world_id = str(value["world_id"])
         world = load(world_id)
         if record.name == "PlayerCommand":
-            outputs = world.on_command(msg.offset, value)
+            outputs = world.on_command(event.message.offset, value)
         elif record.name == "PhysicsTick":
             outputs = world.on_tick(value)
         elif record.name == "StateDelta":
@@ -90,13 +87,14 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         save(world)
         for out in outputs:
             if isinstance(out, EcoEvent):
-                await events.send(key=str(out.planet_id).encode(),
-                                  value=records.ecosystem_event(world_id, out))
+                await outbox.send(event, topics.ECOSYSTEM_EVENTS, str(out.planet_id).encode(),
+                                  records.ecosystem_event(world_id, out))
             elif isinstance(out, PlanetStatus):
                 key = planet_key(world_id, out.record["planet_id"]).encode()
-                await status.send(key=key, value=out.record)
+                await outbox.send(event, topics.PLANET_STATUS, key, out.record)
             else:
-                await rejected.send(key=world_id.encode(), value=records.rejection(world_id, out))
+                await outbox.send(event, topics.COMMANDS_REJECTED, world_id.encode(),
+                                  records.rejection(world_id, out))
 
     @app.agent(source, name="ecosystem")
     async def ecosystem(stream: Any) -> None:
@@ -119,11 +117,11 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(attr)
 
 
-def main(settings: Settings | None = None) -> None:
+def main(settings: Settings | None = None, loglevel: str = "WARNING") -> None:
     """Run the ecosystem worker in the foreground until SIGINT/SIGTERM."""
     from streams.living.service import run_worker
 
-    run_worker(build_app(settings or get_settings()))
+    run_worker(build_app(settings or get_settings()), loglevel)
 
 
 if __name__ == "__main__":

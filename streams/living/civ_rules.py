@@ -13,6 +13,7 @@ species left). No clock and no dice: the same statuses give the same events.
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,3 +112,39 @@ def advance(civ: Civilization, status: dict[str, Any]) -> list[CivChange]:
         civ.advances += 1
         out.append(CivChange("TechAdvanced", civ, {"tech": tech, "level": level}))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatusOutcome:
+    changes: list[CivChange]
+    refused: FoundRefused | None
+
+
+def on_status(status: dict[str, Any], civs: MutableMapping[str, Any],
+              on_planet: MutableMapping[str, Any]) -> StatusOutcome:
+    """Apply one planet status to the civilization tables (any mutable mappings).
+
+    ``civs``: "world/civilization" -> Civilization dict; ``on_planet``:
+    "world/planet" -> ids of the living civilizations there.
+    """
+    world_id, pid = str(status["world_id"]), int(status["planet_id"])
+    changes: list[CivChange] = []
+    refused = None
+    living: list[int] = list(on_planet.get(f"{world_id}/{pid}") or [])
+    if (req := status.get("found")) is not None:
+        civ_key = f"{world_id}/{req['civilization_id']}"
+        refused = judge_founding(status, civs.get(civ_key) is not None)
+        if refused is None:
+            founded = found(status)
+            changes.append(founded)
+            civs[civ_key] = founded.civilization.to_dict()
+            living.append(founded.civilization.civilization_id)
+    still = []
+    for cid in sorted(set(living)):
+        civ = Civilization.from_dict(civs[f"{world_id}/{cid}"])
+        changes += advance(civ, status)
+        civs[f"{world_id}/{cid}"] = civ.to_dict()
+        if not civ.collapsed:
+            still.append(cid)
+    on_planet[f"{world_id}/{pid}"] = still
+    return StatusOutcome(changes, refused)

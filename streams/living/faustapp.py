@@ -43,26 +43,66 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
     )
 
 
-def out_topic(app: faust.App, settings: Settings, registry: SchemaSource,
-              topic: topics.Topic) -> Any:
-    name = topic_name(settings, topic)
-    return app.topic(name, key_type=bytes, key_serializer="raw",
-                     value_serializer=AvroCodec(registry, name, topic.value),
-                     partitions=topic.partitions, internal=False)
+def table_schema() -> faust.Schema:
+    """Table keys are strings ("world/planet"); values plain JSON-able rule state.
+
+    JSON keys, not raw bytes, so a key read back from the changelog equals the
+    string it was written with.
+    """
+    return faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
+
+
+class Outbox:
+    """Sends an agent's outputs inside the transaction of the record being processed.
+
+    Faust's own ``topic.send`` picks the transaction by the *destination*
+    topic's partition, and only for topics its consumer subscribes to; for
+    any other topic it sends outside every transaction, so a crash between
+    that send and the offset commit duplicates the output (the faust-streaming
+    exactly-once reports). Here the output joins the transaction that will
+    commit the source partition's offset and table changelog: all or nothing.
+    Outputs therefore go to the source's partition number, which keeps a
+    world's records together across topics, as the physics worker does.
+    """
+
+    def __init__(self, app: faust.App, registry: SchemaSource, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self._registry = registry
+        self._codecs: dict[str, AvroCodec] = {}
+
+    def _encode(self, topic: topics.Topic, value: Any) -> tuple[str, bytes]:
+        name = topic_name(self.settings, topic)
+        codec = self._codecs.get(name)
+        if codec is None:
+            codec = self._codecs[name] = AvroCodec(self._registry, name, topic.value)
+        return name, codec.dumps(value)
+
+    async def send(self, event: Any, topic: topics.Topic, key: bytes, value: Any) -> None:
+        name, data = self._encode(topic, value)
+        await self._send(event, name, key, data, None)
+
+    async def dead_letter(self, event: Any, error: BaseException) -> None:
+        """Copy the event's original bytes to the DLQ with the source and error headers."""
+        msg = event.message
+        await self._send(event, topic_name(self.settings, topics.DLQ), msg.key, msg.value,
+                         dead_letter_headers(msg, error))
+
+    async def _send(self, event: Any, name: str, key: bytes | None, value: bytes | None,
+                    headers: Any) -> None:
+        source = event.message.tp
+        app = self.app
+        if app.in_transaction:
+            group = app.assignor.group_for_topic(source.topic)
+            tid = f"{app.conf.id}-{group}-{source.partition}"
+            await app.consumer.transactions.producer.send(
+                name, key, value, source.partition, None, headers, transactional_id=tid)
+        else:
+            producer = await app.maybe_start_producer()
+            await producer.send(name, key, value, source.partition, None, headers)
 
 
 def in_topics(app: faust.App, settings: Settings, registry: SchemaSource,
               *sources: topics.Topic) -> Any:
     return app.topic(*(topic_name(settings, t) for t in sources), key_type=bytes,
                      key_serializer="raw", value_serializer=AvroCodec(registry))
-
-
-def dlq_topic(app: faust.App, settings: Settings) -> Any:
-    return app.topic(topic_name(settings, topics.DLQ), key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw")
-
-
-async def dead_letter(dlq: Any, event: Any, error: BaseException) -> None:
-    """Copy the event's original bytes to the DLQ, in the agent's transaction."""
-    msg = event.message
-    await dlq.send(key=msg.key, value=msg.value, headers=dead_letter_headers(msg, error))

@@ -49,8 +49,10 @@ def settings_file(settings: Settings, path: Path) -> Path:
 class FaustService:
     """A Faust app (module with ``main(settings)``) in a child process; a PlatformService."""
 
-    def __init__(self, name: str, module: str, settings: Settings) -> None:
+    def __init__(self, name: str, module: str, settings: Settings,
+                 loglevel: str = "WARNING") -> None:
         self.name = name
+        self.loglevel = loglevel
         self.module = module
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,7 +67,8 @@ class FaustService:
         self._log = self.log_path.open("ab")
         self._stopping = False
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.living.service", self.module, str(path)],
+            [sys.executable, "-m", "streams.living.service", self.module, str(path),
+             self.loglevel],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.started_at = time.monotonic()
@@ -116,9 +119,9 @@ def build_services(settings: Settings) -> list[FaustService]:
 
 
 def _child(argv: list[str]) -> None:
-    module, path = argv
+    module, path, loglevel = argv
     settings = Settings(**json.loads(Path(path).read_text()))
-    importlib.import_module(module).main(settings)
+    importlib.import_module(module).main(settings, loglevel)
 
 
 if __name__ == "__main__":
