@@ -6,6 +6,10 @@ on assignment (and before retrying a write whose fate is unknown) the sink
 reads ``max(_offset)`` per partition and the connector skips everything at or
 below it, so a crash between the insert and Kafka's commit duplicates nothing.
 Everything here runs on Debian's ClickHouse 18.16 as well as current releases.
+
+Known limit: one insert whose rows span two months writes two parts, and
+ClickHouse does not make them atomic together; a crash exactly between them,
+at a month boundary, could leave a gap below ``max(_offset)``.
 """
 
 from __future__ import annotations

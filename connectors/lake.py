@@ -166,17 +166,25 @@ def read_topic(lake: Path, topic: str, start: datetime | None = None,
         if m.first_offset <= last.get(m.partition, -1):
             raise LakeError(f"{path} overlaps an earlier file of partition {m.partition}")
         last[m.partition] = m.last_offset
-        data = path.with_name(m.file)
-        offsets = expand_runs(m.offsets)
-        try:
-            with data.open("rb") as fh:
-                values = list(fastavro.reader(fh, return_record_name=True))
-        except (OSError, ValueError, EOFError) as exc:
-            raise LakeError(f"cannot read {data}: {exc}") from None
-        if len(values) != len(offsets):
-            raise LakeError(f"{data} holds {len(values)} records, its manifest {len(offsets)}")
-        for offset, value in zip(offsets, values, strict=True):
-            yield LakeRecord(topic, m.partition, offset, value)
+        yield from _read_file(path.with_name(m.file), m)
+
+
+def _read_file(data: Path, m: Manifest) -> Iterator[LakeRecord]:
+    offsets = iter(expand_runs(m.offsets))
+    n = 0
+    try:
+        with data.open("rb") as fh:
+            # Streamed: a file may be tens of megabytes of snapshots.
+            for value in fastavro.reader(fh, return_record_name=True):
+                offset = next(offsets, None)
+                if offset is None:
+                    raise LakeError(f"{data} holds more records than its manifest's {m.count}")
+                n += 1
+                yield LakeRecord(m.topic, m.partition, offset, value)
+    except (OSError, ValueError, EOFError) as exc:
+        raise LakeError(f"cannot read {data}: {exc}") from None
+    if n != m.count:
+        raise LakeError(f"{data} holds {n} records, its manifest {m.count}")
 
 
 @dataclass(frozen=True, slots=True)

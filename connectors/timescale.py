@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from connectors.base import TP, Batch, Connector, Sink
-from connectors.errors import StoreUnavailable
+from connectors.errors import StoreError, StoreUnavailable
 from connectors.migrate import (
     SQL_ROOT,
     Variant,
@@ -142,8 +142,8 @@ class TimescaleSink(Sink):
             today = datetime.now(UTC).date()
             with self._connection().transaction():
                 for table in self._tables():
-                    self._ensure_days(table, {today - timedelta(days=1),
-                                              today + timedelta(days=_DAYS_AHEAD)})
+                    self._ensure_days(table, day_range({today - timedelta(days=1),
+                                                        today + timedelta(days=_DAYS_AHEAD)}))
         return f"{self.variant}: {DESCRIPTIONS[self.variant]}"
 
     def close(self) -> None:
@@ -187,6 +187,9 @@ class TimescaleSink(Sink):
             # Partitions made in a rolled-back transaction are gone: forget them.
             self._partitions.clear()
             raise StoreUnavailable(f"PostgreSQL: {exc}") from None
+        except psycopg.Error as exc:
+            self._partitions.clear()
+            raise StoreError(f"PostgreSQL refused a batch: {type(exc).__name__}: {exc}") from exc
         return dict(batch.positions)
 
     # -- internals -------------------------------------------------------------------
@@ -199,15 +202,15 @@ class TimescaleSink(Sink):
     def _tables(self) -> list[str]:
         return sorted({FLATTENERS[t.name][0] for t in self.routes.values()})
 
-    def _ensure_days(self, table: str, days: set[date]) -> None:
+    def _ensure_days(self, table: str, days: Collection[date]) -> None:
         known = self._partitions.setdefault(table, set())
-        missing = [d for d in day_range(days) if d not in known]
-        if not missing:
-            return
-        assert self._conn is not None
-        self._conn.execute("SELECT cosmic_ensure_day_partitions(%s::regclass, %s, %s)",
-                           (table, missing[0], missing[-1]))
-        known.update(day_range(missing))
+        # Day by day, not the span: one bogus far-future timestamp must not
+        # create decades of empty partitions.
+        for day in sorted(set(days) - known):
+            assert self._conn is not None
+            self._conn.execute("SELECT cosmic_ensure_day_partitions(%s::regclass, %s, %s)",
+                               (table, day, day))
+            known.add(day)
 
 
 def _is_smoke(msg: Any) -> bool:

@@ -167,3 +167,18 @@ def test_release_abandons_open_files(tmp_path: Path):
     sink.release([(topic, 0)])
     assert not list(sink.lake.rglob("*.tmp"))
     assert sink.drain() == {}
+
+
+def test_reader_refuses_a_file_that_disagrees_with_its_manifest(tmp_path: Path):
+    topic = f"t.{uuid.uuid4().hex[:6]}"
+    sink = _sink(tmp_path, max_bytes=10**9, max_age_s=3600)
+    sink.write(_batch(topic, [0, 1]))
+    sink.drain()
+    other = _sink(tmp_path / "other", max_bytes=10**9, max_age_s=3600)
+    other.write(_batch(topic, [0, 1, 2]))
+    other.drain()
+    (path, m), = manifests(sink.lake, topic)
+    (other_path, other_m), = manifests(other.lake, topic)
+    path.with_name(m.file).write_bytes(other_path.with_name(other_m.file).read_bytes())
+    with pytest.raises(LakeError, match="more records"):
+        list(read_topic(sink.lake, topic))
