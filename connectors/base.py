@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from connectors.errors import StoreUnavailable
+from connectors.errors import StoreRejected, StoreUnavailable
 from connectors.metrics import ConnectorMetrics
 from cosmic import kafka, topics
 from cosmic.errors import CosmicError
@@ -59,6 +59,7 @@ class Item:
     timestamp_ms: int
     key: bytes | None
     value: Any
+    message: Message | None = None  # the original, for the DLQ should the store refuse it
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Connector:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._consumer: Consumer | None = None
+        self._dlq: DeadLetterQueue | None = None
 
     # -- PlatformService ---------------------------------------------------------
 
@@ -195,7 +197,7 @@ class Connector:
         self.store_note = self._store_line
         log.info("connector %s: %s", self.name, self._store_line)
         producer = kafka.producer(self.settings, client_id=f"cosmic-connector-{self.name}")
-        dlq = DeadLetterQueue(producer, self._dlq_topic)
+        dlq = self._dlq = DeadLetterQueue(producer, self._dlq_topic)
         static = {"group.instance.id": self._instance_id} if self._instance_id else {}
         consumer = kafka.consumer(
             self.settings, self.group_id, client_id=f"cosmic-connector-{self.name}",
@@ -259,7 +261,7 @@ class Connector:
             log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, result.error)
             return
         self._pending.items.append(Item(topic, self.routes[topic], partition, offset,
-                                        msg.timestamp()[1], msg.key(), result.value))
+                                        msg.timestamp()[1], msg.key(), result.value, msg))
 
     def _flush(self, consumer: Consumer, producer: Any) -> None:
         batch, self._pending = self._pending, Batch()
@@ -278,7 +280,7 @@ class Connector:
                 held = self.sink.resume_positions(list(batch.positions))
                 batch.items = [i for i in batch.items
                                if i.offset >= held.get((i.topic, i.partition), -1)]
-            return self.sink.write(batch)
+            return self._write_isolating(batch, producer)
 
         durable = self._retry(write, "write a batch")
         self._writes += 1
@@ -291,6 +293,31 @@ class Connector:
         for tp, pos in batch.positions.items():
             self._floor[tp] = max(self._floor.get(tp, -1), pos)
         self._commit(consumer, durable)
+
+    def _write_isolating(self, batch: Batch, producer: Any) -> dict[TP, int]:
+        """Write the batch; if the store refuses values, bisect and dead-letter the culprits.
+
+        Halves are written in order, the left one with only its own positions,
+        so a partition's stored position never passes a record not yet stored.
+        """
+        try:
+            return self.sink.write(batch)
+        except StoreRejected as exc:
+            if len(batch.items) > 1:
+                mid = len(batch.items) // 2
+                left = Batch(batch.items[:mid], _positions(batch.items[:mid]))
+                self._write_isolating(left, producer)
+                return self._write_isolating(Batch(batch.items[mid:], batch.positions), producer)
+            for item in batch.items:
+                log.warning("store refused %s[%d]@%d; dead-lettered: %s",
+                            item.topic, item.partition, item.offset, exc)
+                if item.message is None or self._dlq is None:
+                    raise
+                self._dlq.send(item.message, exc)
+                self.metrics.dead_letters += 1
+            if producer.flush(30) > 0:
+                raise StoreUnavailable("dead-letter topic did not acknowledge within 30s") from None
+            return self.sink.write(Batch([], batch.positions))
 
     def _commit(self, consumer: Consumer, positions: dict[TP, int]) -> None:
         if not positions:
@@ -371,3 +398,10 @@ class Connector:
                     self.metrics.lag[(tp.topic, tp.partition)] = max(0, high - pos)
         except KafkaException as exc:
             log.debug("lag refresh failed: %s", exc)
+
+
+def _positions(items: list[Item]) -> dict[TP, int]:
+    out: dict[TP, int] = {}
+    for item in items:
+        out[(item.topic, item.partition)] = item.offset + 1
+    return out

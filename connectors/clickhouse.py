@@ -22,7 +22,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from connectors.base import TP, Batch, Connector, Sink
-from connectors.errors import StoreError, StoreUnavailable
+from connectors.errors import StoreError, StoreRejected, StoreUnavailable
 from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
 from connectors.records import FLATTENERS
 from cosmic import topics
@@ -37,6 +37,8 @@ TOPICS: tuple[Topic, ...] = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.ECOSY
 _SOURCE_COLUMNS = ("_topic", "_partition", "_offset")
 # What a dead or restarting server looks like through the driver.
 _UNAVAILABLE = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
+# What a value the column cannot hold looks like (raised client-side, while encoding).
+_REJECTED = (ch_errors.TypeMismatchError, ch_errors.CannotParseUuidError, ch_errors.TooLargeStringSize)
 
 
 def client(settings: Settings) -> Client:
@@ -52,6 +54,9 @@ def _call(cl: Client, query: str, params: Any = None, **kwargs: Any) -> Any:
     except _UNAVAILABLE as exc:
         cl.disconnect()
         raise StoreUnavailable(f"ClickHouse: {type(exc).__name__}: {exc}") from None
+    except _REJECTED as exc:
+        # The driver converts values before sending: nothing of the insert was sent.
+        raise StoreRejected(f"ClickHouse refused a value: {type(exc).__name__}: {exc}") from None
     except ch_errors.Error as exc:
         raise StoreError(f"ClickHouse refused {query.split('(')[0].strip()[:80]!r}: {exc}") from None
 

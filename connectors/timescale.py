@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from connectors.base import TP, Batch, Connector, Sink
-from connectors.errors import StoreError, StoreUnavailable
+from connectors.errors import StoreError, StoreRejected, StoreUnavailable
 from connectors.migrate import (
     SQL_ROOT,
     Variant,
@@ -187,6 +187,9 @@ class TimescaleSink(Sink):
             # Partitions made in a rolled-back transaction are gone: forget them.
             self._partitions.clear()
             raise StoreUnavailable(f"PostgreSQL: {exc}") from None
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            self._partitions.clear()
+            raise StoreRejected(f"PostgreSQL refused a value: {type(exc).__name__}: {exc}") from None
         except psycopg.Error as exc:
             self._partitions.clear()
             raise StoreError(f"PostgreSQL refused a batch: {type(exc).__name__}: {exc}") from exc

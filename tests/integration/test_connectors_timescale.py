@@ -116,6 +116,36 @@ def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
     assert f'cosmic_connector_rows_written_total{{connector="timescale"}} {n + 27}' in text
 
 
+def test_values_postgres_refuses_are_dead_lettered_alone(pg_db: Settings, topic_factory):
+    world = f"w-{uuid.uuid4().hex[:8]}"
+    topic, t_dlq = topic_factory(partitions=1), topic_factory()
+    ticks = [cs.tick(world, i) for i in range(30)]
+    ticks[17]["state_hash"] = "nul\x00inside"  # valid Avro, but no PostgreSQL text holds NUL
+    cs.produce(pg_db, topic, "PhysicsTick", ticks)
+    conn = timescale.build(pg_db, {topic: topics.PHYSICS_TICKS},
+                           group_id=f"g-{uuid.uuid4().hex[:8]}", prefer="native",
+                           dlq_topic=topics.Topic(t_dlq, key="k", value="v", doc="test"))
+    conn.start()
+    try:
+        cs.wait_for(lambda: conn.metrics.dead_letters >= 1 and conn.metrics.batches >= 1, 60,
+                    "the refused row to be dead-lettered", conn.failure)
+    finally:
+        conn.stop()
+    with psycopg.connect(pg_db.postgres.dsn) as c:
+        ticks_stored = [r[0] for r in c.execute(
+            "SELECT tick FROM physics_ticks WHERE world_id = %s ORDER BY tick", (world,))]
+        (position,) = c.execute("SELECT next_offset FROM connector_offsets WHERE topic = %s",
+                                (topic,)).fetchone() or (None,)
+    assert ticks_stored == [i for i in range(30) if i != 17]
+    assert position == 30
+    dead = [msg for msgs in cs.read_topic(pg_db, t_dlq, None, 1, timeout_s=10).values()
+            for _, msg in msgs]
+    assert len(dead) == 1
+    headers = dict(dead[0].headers() or [])
+    assert headers["cosmic.source.offset"] == b"17"
+    assert headers["cosmic.error.type"] == b"StoreRejected"
+
+
 def test_timescaledb_extension_path(pg_db: Settings, topic_factory):
     with psycopg.connect(pg_db.postgres.dsn) as c:
         available = c.execute(
