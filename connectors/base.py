@@ -243,8 +243,11 @@ class Connector:
     def _add(self, msg: Message, decoders: dict[str, AvroDeserializer], dlq: DeadLetterQueue) -> None:
         err = msg.error()
         if err is not None:
-            if err.fatal() or err.code() != KafkaError._PARTITION_EOF:
+            if err.fatal():
                 raise KafkaException(err)
+            if err.code() != KafkaError._PARTITION_EOF:
+                # e.g. a topic not created yet: the client retries by itself.
+                log.warning("connector %s: %s", self.name, err.str())
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         tp = (topic, partition)
