@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,20 @@ from cosmic.stack.clickhouse import ClickHouseService
 from tests.integration import connectors_support as cs
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ch_db(settings: Settings, stack: Stack) -> Iterator[Settings]:
+    """Settings pointing at a fresh private ClickHouse database, dropped afterwards."""
+    name = f"cosmic_t_{uuid.uuid4().hex[:10]}"
+    admin = clickhouse.client(settings)
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield _small(settings, clickhouse=settings.clickhouse.model_copy(
+            update={"database": name}))
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.disconnect()
 
 
 def _small(settings: Settings, **changes: Any) -> Settings:
@@ -41,8 +56,8 @@ def _count(s: Settings, table: str, topic: str) -> int:
         return -1
 
 
-def test_exactly_n_rows_with_commands_flattened(settings: Settings, stack: Stack, topic_factory):
-    s = _small(settings)
+def test_exactly_n_rows_with_commands_flattened(ch_db: Settings, topic_factory):
+    s = ch_db
     world = f"w-{uuid.uuid4().hex[:8]}"
     t_cmd, t_tick, t_eco, t_civ, t_dlq = (topic_factory() for _ in range(5))
     cs.produce(s, t_cmd, "PlayerCommand", [cs.command(world, i) for i in range(30)], garbage=1)
@@ -75,9 +90,8 @@ def test_exactly_n_rows_with_commands_flattened(settings: Settings, stack: Stack
     assert ticks == [(0, 49, 50)]
 
 
-def test_sigkill_between_insert_and_commit(settings: Settings, stack: Stack, topic_factory,
-                                           tmp_path: Path):
-    s = _small(settings)
+def test_sigkill_between_insert_and_commit(ch_db: Settings, topic_factory, tmp_path: Path):
+    s = ch_db
     world = f"w-{uuid.uuid4().hex[:8]}"
     topic, t_dlq = topic_factory(), topic_factory()
     n = 150
