@@ -268,15 +268,15 @@ class Connector:
 
     def _flush(self, consumer: Consumer, producer: Any) -> None:
         batch, self._pending = self._pending, Batch()
-        # Dead letters first: the store's position covers their offsets, so they
-        # must be in Kafka before the store says they were handled.
-        if producer.flush(30) > 0:
-            raise StoreUnavailable("dead-letter topic did not acknowledge within 30s")
         attempts = 0
 
         def write() -> dict[TP, int]:
             nonlocal attempts
             attempts += 1
+            # Dead letters first: the store's position covers their offsets, so they
+            # must be in Kafka before the store says they were handled.
+            if producer.flush(30) > 0:
+                raise StoreUnavailable("dead-letter topic did not acknowledge within 30s")
             if attempts > 1:
                 # The failed attempt may have landed (a lost reply to a commit):
                 # ask the store what it holds and write only the rest.
