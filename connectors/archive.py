@@ -22,11 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import fastavro
 from fastavro.write import Writer
 
 from connectors.base import TP, Batch, Connector, Item, Sink
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.lake import (
+    RAW_SCHEMA,
+    RAW_SCHEMA_NAME,
     Manifest,
     RolloverPolicy,
     file_stem,
@@ -45,9 +48,8 @@ from schemas import catalog
 
 log = logging.getLogger(__name__)
 
-# Long-retained topics whose values have a catalog schema (the DLQ holds raw bytes).
-TOPICS: tuple[Topic, ...] = tuple(
-    t for t in topics.ALL if t.retention_ms == FOREVER and t.name in catalog.TOPIC_SCHEMAS)
+# Every long-retained topic; the DLQ's raw bytes are kept as ArchivedMessage records.
+TOPICS: tuple[Topic, ...] = tuple(t for t in topics.ALL if t.retention_ms == FOREVER)
 
 
 @dataclass
@@ -157,12 +159,14 @@ class ArchiveSink(Sink):
         f.max_ts = max(f.max_ts, ts)
 
     def _start(self, item: Item, hour: datetime, ts: int) -> _OpenFile:
-        schema_name = item.carries.value
+        known = item.carries.name in catalog.TOPIC_SCHEMAS
+        schema_name = item.carries.value if known else RAW_SCHEMA_NAME
+        schema = catalog.parsed(schema_name) if known else fastavro.parse_schema(RAW_SCHEMA)
         folder = hour_dir(self.lake, item.topic, hour)
         folder.mkdir(parents=True, exist_ok=True)
         stem = file_stem(item.partition, item.offset)
         fh = (folder / f"{stem}.avro.tmp").open("wb")
-        writer = Writer(fh, catalog.parsed(schema_name), codec="deflate")
+        writer = Writer(fh, schema, codec="deflate")
         f = _OpenFile(item.topic, item.partition, schema_name, folder, stem, fh, writer, hour,
                       min_ts=ts, max_ts=ts)
         self._open[(item.topic, item.partition)] = f

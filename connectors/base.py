@@ -35,6 +35,7 @@ from cosmic import kafka, topics
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings
 from cosmic.topics import Topic
+from schemas import catalog
 from schemas.dlq import DeadLettered, DeadLetterQueue, decode_or_dead_letter
 from schemas.errors import RegistryError
 from schemas.registry.client import RegistryClient
@@ -189,7 +190,10 @@ class Connector:
     def _run(self, registry: SchemaSource | None) -> None:
         assert registry is not None
         cfg = self.settings.connectors
-        decoders = {t: AvroDeserializer(registry, carries.value) for t, carries in self.routes.items()}
+        # Topics without a value schema (the DLQ's raw bytes) are passed on undecoded.
+        decoders = {t: AvroDeserializer(registry, carries.value)
+                    if carries.name in catalog.TOPIC_SCHEMAS else None
+                    for t, carries in self.routes.items()}
         try:
             self._store_line = self._retry(self.sink.open, "open the store")
         except _Stopping:
@@ -240,7 +244,8 @@ class Connector:
             producer.flush(10)
             self.sink.close()
 
-    def _add(self, msg: Message, decoders: dict[str, AvroDeserializer], dlq: DeadLetterQueue) -> None:
+    def _add(self, msg: Message, decoders: dict[str, AvroDeserializer | None],
+             dlq: DeadLetterQueue) -> None:
         err = msg.error()
         if err is not None:
             if err.fatal():
@@ -258,6 +263,10 @@ class Connector:
         if msg.value() is None or (self._ignore is not None and self._ignore(msg)):
             return
         decode = decoders[topic]
+        if decode is None:
+            self._pending.items.append(Item(topic, self.routes[topic], partition, offset,
+                                            msg.timestamp()[1], msg.key(), raw_record(msg), msg))
+            return
         result = self._retry(lambda: decode_or_dead_letter(msg, decode, dlq), "decode a record")
         if isinstance(result, DeadLettered):
             self.metrics.dead_letters += 1
@@ -408,3 +417,14 @@ def _positions(items: list[Item]) -> dict[TP, int]:
     for item in items:
         out[(item.topic, item.partition)] = item.offset + 1
     return out
+
+
+def raw_record(msg: Message) -> dict[str, Any]:
+    """A message kept as it came: key, value and headers as bytes, its timestamp."""
+    headers = msg.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return {
+        "key": msg.key(), "value": msg.value(), "timestamp_ms": msg.timestamp()[1],
+        "headers": [{"name": str(k), "value": v.encode() if isinstance(v, str) else v}
+                    for k, v in pairs],
+    }

@@ -35,6 +35,21 @@ import fastavro
 from connectors.errors import LakeError
 
 MANIFEST_VERSION = 1
+# Files of topics without a value schema (the DLQ) hold each message as it came.
+RAW_SCHEMA_NAME = "ArchivedMessage"
+RAW_SCHEMA: dict[str, Any] = {
+    "type": "record", "name": RAW_SCHEMA_NAME, "namespace": "io.cosmicgarden.lake",
+    "doc": "A Kafka message archived as it came, for topics whose values have no schema.",
+    "fields": [
+        {"name": "key", "type": ["null", "bytes"], "default": None},
+        {"name": "value", "type": ["null", "bytes"], "default": None},
+        {"name": "timestamp_ms", "type": "long"},
+        {"name": "headers", "type": {"type": "array", "items": {
+            "type": "record", "name": "Header", "fields": [
+                {"name": "name", "type": "string"},
+                {"name": "value", "type": ["null", "bytes"], "default": None}]}}},
+    ],
+}
 _STEM = re.compile(r"^part-(\d{3,})-(\d{20})$")
 
 

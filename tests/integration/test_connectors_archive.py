@@ -58,10 +58,15 @@ def _lake_records(lake: Path, topic: str) -> dict[int, list[tuple[int, Any]]]:
     return out
 
 
+def _partitions(consumer: Any, topic: str) -> list[int]:
+    return sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
 def _committed(s: Settings, group: str, topic: str) -> dict[int, int]:
     consumer = kafka.consumer(s, group)
     try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+        tps = consumer.committed([TopicPartition(topic, p) for p in _partitions(consumer, topic)],
+                                 timeout=10)
         return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
     finally:
         consumer.close()
@@ -72,7 +77,7 @@ def _ends(s: Settings, topic: str) -> dict[int, int]:
     consumer = kafka.consumer(s, f"ends-{uuid.uuid4().hex[:6]}")
     try:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(3)}
+                for p in _partitions(consumer, topic)}
         return {p: end for p, end in ends.items() if end > 0}
     finally:
         consumer.close()
@@ -145,3 +150,30 @@ def test_sigkill_with_open_files_then_resume(settings: Settings, stack: Stack, t
     assert _lake_records(s.lake_dir, topic) == _kafka_records(s, topic, "PhysicsTick", n)
     assert not list(s.lake_dir.rglob("*.tmp"))
     assert _committed(s, group, topic) == _ends(s, topic)
+
+
+def test_dead_letters_are_archived_as_they_came(settings: Settings, stack: Stack, topic_factory,
+                                                tmp_path: Path):
+    s = settings.model_copy(update={
+        "lake_dir": tmp_path / "lake",
+        "connectors": ConnectorSettings(batch_rows=10, batch_interval_s=0.2)})
+    topic = topic_factory(partitions=1)
+    producer = kafka.producer(s)
+    sent = [(f"k{i}".encode(), bytes([i, 0, 255]) * i, [("cosmic.error.type", b"Bad")])
+            for i in range(12)]
+    for key, value, headers in sent:
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    conn = archive.build(s, {topic: topics.DLQ}, group_id=group,
+                         policy=RolloverPolicy(max_age_s=0.5))
+    conn.start()
+    try:
+        cs.wait_for(lambda: _committed(s, group, topic) == _ends(s, topic), 60,
+                    "offsets committed to the end", conn.failure)
+    finally:
+        conn.stop()
+    got = [(r.value["key"], r.value["value"], [(h["name"], h["value"]) for h in r.value["headers"]])
+           for r in read_topic(s.lake_dir, topic)]
+    assert got == [(k, v, h) for k, v, h in sent]
+    assert {m.schema for _, m in manifests(s.lake_dir, topic)} == {"ArchivedMessage"}
