@@ -6,8 +6,9 @@ Layout::
     <lake>/topic=<name>/date=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.json
 
 Each ``.avro`` is an Avro object container file of one Kafka partition's
-records, written with the catalog schema of what the topic carries; the
-``.json`` manifest next to it names the topic, partition, first/last offset
+records, written with the catalog schema of what the topic carries (for a
+topic without one, the DLQ, as ``ArchivedMessage`` records: key, value,
+headers, timestamp); the ``.json`` manifest next to it names the topic, partition, first/last offset
 and every offset the file holds (as runs, since transaction markers leave
 gaps). A file counts only once its manifest exists: the data file is renamed
 into place first, the manifest last. Folder date/hour come from the Kafka
