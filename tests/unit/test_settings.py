@@ -32,6 +32,8 @@ def test_environment_overrides_nested_keys(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    for var in ("COSMIC_CLICKHOUSE__PORT", "COSMIC_CLICKHOUSE__HTTP_PORT"):
+        monkeypatch.delenv(var, raising=False)
     toml = tmp_path / "cosmic.toml"
     toml.write_text('[clickhouse]\nport = 9999\nhttp_port = 8999\n[kafka]\nheap = "1g"\n')
     monkeypatch.setenv("COSMIC_CONFIG", str(toml))
