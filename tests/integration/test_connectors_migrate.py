@@ -47,7 +47,8 @@ def test_db_migrate_is_idempotent_and_reports_the_path(settings: Settings, stack
         tables = {t for (t,) in ch_admin.execute(f"SHOW TABLES FROM {name}")}
         assert {"commands", "physics_ticks", "ecosystem_events", "civilization_events",
                 "schema_migrations"} <= tables
-        assert ch_admin.execute(f"SELECT count() FROM {name}.schema_migrations") == [(1,)]
+        ch_files = len(list(clickhouse.SQL_DIR.glob("*.sql")))
+        assert ch_admin.execute(f"SELECT count() FROM {name}.schema_migrations") == [(ch_files,)]
     finally:
         ch_admin.execute(f"DROP DATABASE IF EXISTS {name}")
         ch_admin.disconnect()
