@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic.cli.log", "log"),
     ("cosmic.cli.db", "db"),
     ("cosmic.cli.connectors", "connectors"),
+    ("cosmic.cli.jobs", "jobs"),
 )
 
 

@@ -276,6 +276,9 @@ class WarehouseJob:
         from connectors import clickhouse
 
         settings = Settings(clickhouse=self.clickhouse)
+        # Idempotent, and the job then needs nothing prepared: the tables follow the code.
+        for line in clickhouse.migrate(settings):
+            log.info("clickhouse migrations: %s", line)
         cl = clickhouse.client(settings)
         rows: dict[str, int] = {}
         try:

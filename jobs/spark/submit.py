@@ -1,0 +1,80 @@
+"""spark-submit command lines for the Spark jobs, with their JARs resolved and cached.
+
+The Avro reader and Kafka source are Maven artifacts (``infra/local/spark-pom.xml``)
+resolved once into ``<cache_dir>/spark-<version>/jars`` at exactly the installed
+pyspark's version, and handed to spark-submit with ``--jars``: a submit never
+resolves anything over the network, and a cluster receives the same JARs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cosmic.errors import DependencyMissing
+from cosmic.settings import Settings
+from cosmic.stack import artifacts
+
+POM = artifacts.INFRA_LOCAL / "spark-pom.xml"
+JOBS_DIR = Path(__file__).resolve().parent
+DEFAULT_MASTER = "local[2]"
+
+
+def pyspark_home() -> tuple[Path, str]:
+    """(pyspark's folder, its version); pyspark's own bin/ finds SPARK_HOME by itself."""
+    try:
+        import pyspark
+    except ImportError:
+        raise DependencyMissing("pyspark", "pip install 'cosmic-garden[spark]' "
+                                "(or run infra/local/install.sh)") from None
+    return Path(pyspark.__file__).resolve().parent, pyspark.__version__
+
+
+def jars(settings: Settings) -> list[Path]:
+    """The Spark packages' JARs for the installed pyspark, resolved once and cached."""
+    _, version = pyspark_home()
+    folder = artifacts.resolve(POM, settings.cache_dir / f"spark-{version}" / "jars",
+                               {"spark.version": version})
+    return sorted(folder.glob("*.jar"))
+
+
+def command(settings: Settings, job: str, job_args: Sequence[str], *,
+            master: str = DEFAULT_MASTER, driver_memory: str = "1g",
+            conf: Sequence[str] = ()) -> list[str]:
+    """The spark-submit command line running ``jobs/spark/<job>.py`` with ``job_args``."""
+    home, _ = pyspark_home()
+    script = JOBS_DIR / f"{job}.py"
+    # The venv's interpreter on both sides: it has the project's package installed.
+    py = sys.executable
+    cmd = [str(home / "bin" / "spark-submit"), "--master", master, "--name", f"cosmic-{job}",
+           "--driver-memory", driver_memory,
+           "--jars", ",".join(str(j) for j in jars(settings)),
+           "--conf", f"spark.pyspark.python={py}",
+           "--conf", f"spark.pyspark.driver.python={py}",
+           "--conf", "spark.sql.session.timeZone=UTC",
+           "--conf", "spark.ui.enabled=false",
+           "--conf", "spark.sql.shuffle.partitions=4"]
+    for c in conf:
+        cmd += ["--conf", c]
+    return [*cmd, str(script), *job_args]
+
+
+def warehouse_args(settings: Settings, day: str, end_day: str | None = None,
+                   source: str = "lake") -> list[str]:
+    """The warehouse job's arguments: endpoints from ``settings``, passed explicitly so the
+    driver, wherever it runs, builds against what the caller sees."""
+    ch = settings.clickhouse
+    args = ["--date", day, "--lake", str(settings.lake_dir), "--source", source,
+            "--kafka-bootstrap", settings.kafka.bootstrap_servers,
+            "--clickhouse-host", ch.host, "--clickhouse-port", str(ch.port),
+            "--clickhouse-user", ch.user, "--clickhouse-database", ch.database]
+    if end_day:
+        args += ["--end-date", end_day]
+    return args
+
+
+def run(cmd: Sequence[str]) -> int:
+    """Run spark-submit in the foreground; its exit code."""
+    return subprocess.run(list(cmd), check=False).returncode
