@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connectors.errors import StoreRejected, StoreUnavailable
 from connectors.metrics import ConnectorMetrics
 from cosmic import kafka, topics
-from cosmic.errors import CosmicError
+from cosmic.errors import ConfigError, CosmicError
 from cosmic.settings import Settings
 from cosmic.topics import Topic
 from schemas import catalog
@@ -108,6 +108,15 @@ class Sink(ABC):
     def release(self, tps: Collection[TP]) -> None:
         """Forget partitions this process no longer owns (rebalance)."""
         return None
+
+
+def check_routes(connector: str, routes: Mapping[str, Topic], handled: Collection[Topic]) -> None:
+    """Refuse routes to topics this connector has no table for, naming the ones it has."""
+    names = {t.name for t in handled}
+    wrong = sorted(f"{k}={t.name}" for k, t in routes.items() if t.name not in names)
+    if wrong:
+        raise ConfigError(f"the {connector} connector cannot store {', '.join(wrong)}; "
+                          f"it stores {', '.join(sorted(names))}")
 
 
 class _Stopping(CosmicError):

@@ -21,7 +21,7 @@ from typing import Any
 from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
-from connectors.base import TP, Batch, Connector, Sink
+from connectors.base import TP, Batch, Connector, Sink, check_routes
 from connectors.errors import StoreError, StoreRejected, StoreUnavailable
 from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
 from connectors.records import FLATTENERS
@@ -140,6 +140,7 @@ def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
           instance_id: str | None = None) -> Connector:
     """The ClickHouse connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
+    check_routes("clickhouse", routes, TOPICS)
     return Connector(settings, ClickHouseSink(settings, routes), routes, group_id=group_id,
                      dlq_topic=dlq_topic,
                      instance_id=instance_id)

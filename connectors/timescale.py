@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from connectors.base import TP, Batch, Connector, Sink
+from connectors.base import TP, Batch, Connector, Sink, check_routes
 from connectors.errors import StoreError, StoreRejected, StoreUnavailable
 from connectors.migrate import (
     SQL_ROOT,
@@ -227,6 +227,7 @@ def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
           prefer: Variant | None = None) -> Connector:
     """The TimescaleDB connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
+    check_routes("timescale", routes, TOPICS)
     sink = TimescaleSink(settings, routes, connector_id=group_id, prefer=prefer)
     return Connector(settings, sink, routes, group_id=group_id, ignore=_is_smoke,
                      dlq_topic=dlq_topic,

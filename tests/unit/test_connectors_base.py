@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, cast
 
+import pytest
+
+from connectors import clickhouse, timescale
 from connectors.base import TP, Batch, Connector, Item, Sink
 from connectors.errors import StoreRejected
 from cosmic import topics
+from cosmic.errors import ConfigError
 from cosmic.settings import Settings
 
 
@@ -77,3 +81,11 @@ def test_revoked_partitions_leave_the_pending_batch():
     batch.drop({("t", 0)})
     assert [i.value for i in batch.items] == [4]
     assert batch.positions == {("t", 1): 1}
+
+
+def test_routes_to_topics_without_a_table_are_refused():
+    with pytest.raises(ConfigError, match=r"cannot store x=cosmic\.metrics\.v1"):
+        clickhouse.build(Settings(), {"x": topics.METRICS})
+    with pytest.raises(ConfigError, match="timescale connector cannot store"):
+        timescale.build(Settings(), {"y": topics.COMMANDS})
+    assert timescale.build(Settings(), {"z": topics.METRICS}).routes == {"z": topics.METRICS}
