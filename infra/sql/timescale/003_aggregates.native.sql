@@ -13,7 +13,7 @@ SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
        sum(n_applied)        AS commands_applied,
        sum(n_rejected)       AS commands_rejected
 FROM physics_ticks
-GROUP BY 1, world_id;
+GROUP BY bucket, world_id;
 
 CREATE OR REPLACE VIEW ecosystem_events_per_world_minute AS
 SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
@@ -21,7 +21,7 @@ SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
        count(*)        AS events,
        sum(population) AS population_sum
 FROM ecosystem_events
-GROUP BY 1, world_id, event_type;
+GROUP BY bucket, world_id, event_type;
 
 CREATE OR REPLACE VIEW civilization_events_per_world_minute AS
 SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
@@ -29,7 +29,7 @@ SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
        count(*)    AS events,
        sum(amount) AS resource_amount
 FROM civilization_events
-GROUP BY 1, world_id, event_type;
+GROUP BY bucket, world_id, event_type;
 
 CREATE OR REPLACE VIEW metric_points_per_world_minute AS
 SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
@@ -38,4 +38,4 @@ SELECT date_bin('1 minute', ts, timestamptz '2000-01-01 00:00:00+00') AS bucket,
        avg(value) AS avg_value,
        max(value) AS max_value
 FROM metric_points
-GROUP BY 1, world_id, name;
+GROUP BY bucket, world_id, name;

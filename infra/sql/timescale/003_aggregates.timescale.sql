@@ -15,7 +15,7 @@ SELECT time_bucket('1 minute', ts) AS bucket,
        sum(n_applied)        AS commands_applied,
        sum(n_rejected)       AS commands_rejected
 FROM physics_ticks
-GROUP BY 1, world_id
+GROUP BY bucket, world_id
 WITH NO DATA;
 SELECT add_continuous_aggregate_policy('physics_ticks_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
 
@@ -26,7 +26,7 @@ SELECT time_bucket('1 minute', ts) AS bucket,
        count(*)        AS events,
        sum(population) AS population_sum
 FROM ecosystem_events
-GROUP BY 1, world_id, event_type
+GROUP BY bucket, world_id, event_type
 WITH NO DATA;
 SELECT add_continuous_aggregate_policy('ecosystem_events_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
 
@@ -37,7 +37,7 @@ SELECT time_bucket('1 minute', ts) AS bucket,
        count(*)    AS events,
        sum(amount) AS resource_amount
 FROM civilization_events
-GROUP BY 1, world_id, event_type
+GROUP BY bucket, world_id, event_type
 WITH NO DATA;
 SELECT add_continuous_aggregate_policy('civilization_events_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
 
@@ -49,6 +49,6 @@ SELECT time_bucket('1 minute', ts) AS bucket,
        avg(value) AS avg_value,
        max(value) AS max_value
 FROM metric_points
-GROUP BY 1, world_id, name
+GROUP BY bucket, world_id, name
 WITH NO DATA;
 SELECT add_continuous_aggregate_policy('metric_points_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
