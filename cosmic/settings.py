@@ -22,6 +22,7 @@ COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
 COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
 COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem pacing
+COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
 =====================================  ==========================================
 """
 
@@ -126,6 +127,23 @@ class LivingSettings(_Section):
     session_timeout_s: float = 10.0
 
 
+class LiveMetricsSettings(_Section):
+    """The live-metrics PyFlink job (jobs/flink/live_metrics.py)."""
+
+    window_ms: int = 10_000
+    # The watermark trails the newest event time by this much: events this far out of
+    # order are on time.
+    out_of_orderness_ms: int = 2_000
+    # After a window has fired, late events still update it for this long (event time).
+    allowed_lateness_ms: int = 10_000
+    # A decoder subtask silent this long (wall clock) stops holding the watermark back.
+    # 0: off. Off by default: with PyFlink 2.2.1 it stalled the watermark (measured).
+    idle_timeout_ms: int = 0
+    checkpoint_interval_ms: int = 5_000
+    group_id: str = "cosmic-live-metrics"
+    parallelism: int = 1
+
+
 class Settings(BaseSettings):
     """Everything the platform can be configured with."""
 
@@ -145,6 +163,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     connectors: ConnectorSettings = ConnectorSettings()
     living: LivingSettings = LivingSettings()
+    live_metrics: LiveMetricsSettings = LiveMetricsSettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 
