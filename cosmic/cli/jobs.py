@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from pathlib import Path
 
 import click
 
@@ -63,3 +64,30 @@ def warehouse(day: str, end_day: str | None, source: str, master: str, driver_me
     rc = submit.run(cmd)
     if rc != 0:
         sys.exit(rc)
+
+
+@run.command("live-metrics")
+@click.option("--route", "routes", multiple=True, metavar="TOPIC=REGISTERED_TOPIC",
+              help="Read TOPIC as the registered topic's events (default: the five event "
+                   "topics). Repeatable.")
+@click.option("--group-id", default=None, help="Kafka consumer group (default from settings).")
+@click.option("--checkpoint-dir", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint folder (default: <state dir>/flink/live-metrics/checkpoints).")
+@click.option("--no-restore", is_flag=True, help="Start afresh, not from the newest checkpoint.")
+def live_metrics(routes: tuple[str, ...], group_id: str | None, checkpoint_dir: Path | None,
+                 no_restore: bool) -> None:
+    """PyFlink: per-world windowed metrics from the event topics into TimescaleDB.
+
+    Runs in PyFlink's local mini-cluster until stopped; resumes from its newest
+    checkpoint. The same module runs on a cluster with `flink run -py`.
+    """
+    from jobs.flink import live_metrics as job
+
+    args = [a for r in routes for a in ("--route", r)]
+    if group_id:
+        args += ["--group-id", group_id]
+    if checkpoint_dir:
+        args += ["--checkpoint-dir", str(checkpoint_dir)]
+    if no_restore:
+        args.append("--no-restore")
+    job.main(args)

@@ -11,24 +11,29 @@ from cosmic.smoke import SmokePipeline
 from cosmic.stack import Stack
 
 
-def build_services(settings: Settings) -> list[PlatformService]:
+def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[PlatformService]:
     """Every service `cosmic up` runs; later layers add theirs here."""
     import connectors
+    from jobs.process import JobProcess
     from streams.physics.worker import build_worker
     from streams.players import SyntheticPlayers
 
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
-            *(connectors.build(name, settings) for name in connectors.NAMES)]
+            *(connectors.build(name, settings) for name in connectors.NAMES),
+            # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
+            *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log") for name in with_jobs)]
 
 
 @click.command()
 @click.option("--duration", type=float, default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
-def up(duration: float | None) -> None:
+@click.option("--with", "with_jobs", multiple=True, type=click.Choice(["live-metrics"]),
+              help="Also run this streaming job (`cosmic jobs run NAME`). Repeatable.")
+def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     """Bring the stack up, create topics, and run the platform in the foreground."""
     settings = get_settings()
     Stack(settings).up(on_event=lambda m: click.echo(m))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
-    run_services(build_services(settings), duration_s=duration, echo=click.echo)
+    run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
     click.echo("platform stopped cleanly")

@@ -137,7 +137,7 @@ class DecodeEvents(FlatMapFunction):
         try:
             yield from self._decode(value[0], value[5])
         except SerializationError as exc:
-            self._dlq.send(_SourceRecord(value), exc)
+            self._dlq.send(_SourceRecord(value), exc)  # type: ignore[arg-type]  # duck-typed Message
             self._dead.inc()
 
 
