@@ -34,7 +34,7 @@ if [[ ! -x "$repo/.venv/bin/python" ]]; then
   "$python" -m venv "$repo/.venv"
 fi
 "$repo/.venv/bin/python" -m pip install -q --upgrade pip
-"$repo/.venv/bin/python" -m pip install -q -e "$repo[dev,spark]"
+"$repo/.venv/bin/python" -m pip install -q -e "$repo[dev,spark,flink]"
 
 echo "install: resolving Kafka JARs (cached after the first time)"
 "$repo/.venv/bin/cosmic" stack install --no-system
