@@ -21,10 +21,10 @@ from typing import Any
 from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
-from connectors.base import TP, Batch, Connector, Sink, check_routes
+from connectors.base import TP, Batch, Connector, Item, Sink, check_routes
 from connectors.errors import StoreError, StoreRejected, StoreUnavailable
 from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
-from connectors.records import FLATTENERS
+from connectors.records import COLUMN_BUILDERS, FLATTENERS, columns_of
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.topics import Topic
@@ -116,17 +116,20 @@ class ClickHouseSink(Sink):
         return out
 
     def write(self, batch: Batch) -> dict[TP, int]:
-        by_table: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
+        by_topic: dict[str, list[Item]] = {}
         for item in batch.items:
-            table, columns, build = FLATTENERS[item.carries.name]
-            row = build(item.value)
+            by_topic.setdefault(item.carries.name, []).append(item)
+        for carried, items in by_topic.items():
+            table, columns, build = FLATTENERS[carried]
+            values = [i.value for i in items]
+            fast = COLUMN_BUILDERS.get(carried)
+            data = fast(values) if fast else columns_of(build, values)
             # DateTime columns take epoch seconds; ts_ms (column 1) keeps the milliseconds.
-            by_table.setdefault(table, (columns, []))[1].append(
-                (row[1] // 1000, *row[1:], item.topic, item.partition, item.offset))
-        for table, (columns, rows) in by_table.items():
+            data[0] = [ms // 1000 for ms in data[1]]
+            data += [[i.topic for i in items], [i.partition for i in items],
+                     [i.offset for i in items]]
             names = ", ".join((*columns, *_SOURCE_COLUMNS))
-            _call(self._cl(), f"INSERT INTO {table} ({names}) VALUES",
-                  [list(col) for col in zip(*rows, strict=True)], columnar=True)
+            _call(self._cl(), f"INSERT INTO {table} ({names}) VALUES", data, columnar=True)
         return dict(batch.positions)
 
     def _cl(self) -> Client:

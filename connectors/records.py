@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -51,6 +52,12 @@ def tick_row(r: dict[str, Any]) -> Row:
             r["command_partition"], r["first_command_offset"], r["last_command_offset"],
             r["n_applied"], r["n_rejected"], r["body_count"], r["total_energy"],
             r["state_hash"], r["step_duration_us"])
+
+
+def tick_columns(values: list[dict[str, Any]]) -> list[list[Any]]:
+    """Ticks column by column: the busiest topic skips building a tuple per row."""
+    return [[v[name] for v in values] if name != "ts_ms" else [epoch_ms(v["ts"]) for v in values]
+            for name in TICK_COLUMNS]
 
 
 ECOSYSTEM_COLUMNS = (
@@ -112,6 +119,13 @@ def command_row(r: dict[str, Any]) -> Row:
             _json(body))
 
 
+def columns_of(build: Callable[[dict[str, Any]], Row],
+               values: list[dict[str, Any]]) -> list[list[Any]]:
+    """Rows built one by one, transposed (column by column: zip(*rows) is ~3x slower)."""
+    rows = [build(v) for v in values]
+    return [list(map(itemgetter(i), rows)) for i in range(len(rows[0]))] if rows else []
+
+
 # logical topic -> (table, columns, row builder)
 Flattener = tuple[str, tuple[str, ...], Callable[[dict[str, Any]], Row]]
 FLATTENERS: dict[str, Flattener] = {
@@ -121,4 +135,8 @@ FLATTENERS: dict[str, Flattener] = {
                                       civilization_row),
     topics.METRICS.name: ("metric_points", METRIC_COLUMNS, metric_row),
     topics.COMMANDS.name: ("commands", COMMAND_COLUMNS, command_row),
+}
+# Faster column builders where a family is busy enough to deserve one.
+COLUMN_BUILDERS: dict[str, Callable[[list[dict[str, Any]]], list[list[Any]]]] = {
+    topics.PHYSICS_TICKS.name: tick_columns,
 }

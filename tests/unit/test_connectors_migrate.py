@@ -141,3 +141,16 @@ def test_metrics_endpoint_serves_prometheus_text():
     assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain")
     assert 'cosmic_connector_batches_total{connector="archive"} 3' in ok.text
     assert missing.status_code == 404
+
+
+def test_tick_columns_match_tick_rows():
+    from connectors.records import TICK_COLUMNS, columns_of, tick_columns, tick_row
+
+    ts = datetime(2026, 1, 1, 0, 0, 0, 5000, tzinfo=UTC)
+    values = [{"world_id": f"w{i}", "tick": i, "sim_time": 0.5 * i, "command_partition": None,
+               "first_command_offset": None, "last_command_offset": i or None,
+               "n_applied": 1, "n_rejected": 0, "body_count": 3, "total_energy": -1.0,
+               "state_hash": "ab", "step_duration_us": 7, "ts": ts} for i in range(3)]
+    assert tick_columns(values) == columns_of(tick_row, values)
+    assert len(tick_columns(values)) == len(TICK_COLUMNS)
+    assert columns_of(tick_row, []) == []
