@@ -57,6 +57,9 @@ LOCAL_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.driver.memory": "1g",
     "spark.sql.avro.compression.codec": "deflate",
+    # The job lists the lake files itself (those with manifests); past 32 paths Spark would
+    # start a distributed job per read just to list them again (~1 s each).
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 INSERT_BATCH = 50_000
 
@@ -89,6 +92,8 @@ class WarehouseJob:
     source: str = "lake"
     kafka_bootstrap: str = "127.0.0.1:19092"
     session_gap: timedelta = SESSION_GAP
+    # Kafka source: the topic to read for a declared topic, where it differs (tests, copies).
+    kafka_topics: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
 
     # -- input -----------------------------------------------------------------------------
@@ -110,7 +115,7 @@ class WarehouseJob:
                 out.append(str(data))
         return out
 
-    def read(self, spark: Any, topic: topics.Topic, day: date) -> Any:
+    def read(self, spark: Any, topic: topics.Topic, day: date, empty_dir: Path) -> Any:
         """The topic's events around ``day`` as a DataFrame with the catalog schema."""
         schema = catalog.schema_text(topic.value)
         if self.source == "kafka":
@@ -122,8 +127,7 @@ class WarehouseJob:
         if not files:
             # spark-avro takes the columns from avroSchema, so an empty folder gives an
             # empty frame with the right columns (no files: Spark refuses to infer any).
-            empty = Path(tempfile.mkdtemp(prefix="cosmic-warehouse-empty-"))
-            return reader.load(str(empty))
+            return reader.load(str(empty_dir))
         return reader.load(files)
 
     def _read_kafka(self, spark: Any, topic: topics.Topic, schema: str) -> Any:
@@ -132,11 +136,13 @@ class WarehouseJob:
 
         raw = (spark.read.format("kafka")
                .option("kafka.bootstrap.servers", self.kafka_bootstrap)
-               .option("subscribe", topic.name)
+               .option("subscribe", self.kafka_topics.get(topic.name, topic.name))
                .option("startingOffsets", "earliest").option("endingOffsets", "latest")
                .option("isolation.level", "read_committed")
                .load())
-        # Confluent framing: magic byte and 4-byte schema id before the Avro body.
+        # Confluent framing: magic byte and 4-byte schema id before the Avro body. The body
+        # is read with the catalog schema, so this source assumes the topic was written with
+        # it (the lake keeps each file's writer schema and has no such limit).
         body = expr("substring(value, 6, length(value) - 5)")
         opts = {"mode": "PERMISSIVE", "enableStableIdentifiersForUnionType": "true"}
         return (raw.select(from_avro(body, schema, opts).alias("e"))
@@ -144,15 +150,15 @@ class WarehouseJob:
 
     # -- facts -----------------------------------------------------------------------------
 
-    def facts(self, spark: Any, day: date) -> dict[str, Any]:
-        """Day ``day``'s fact DataFrames, by table."""
+    def facts(self, spark: Any, day: date, empty_dir: Path) -> dict[str, Any]:
+        """Day ``day``'s fact DataFrames, by table (lazy: read while ``empty_dir`` exists)."""
         lo = f"TIMESTAMP '{day.isoformat()} 00:00:00'"
         hi = f"TIMESTAMP '{(day + timedelta(days=1)).isoformat()} 00:00:00'"
         gap_ms = int(self.session_gap.total_seconds() * 1000)
-        self.read(spark, topics.COMMANDS, day).createOrReplaceTempView("commands_raw")
-        self.read(spark, topics.PHYSICS_TICKS, day).createOrReplaceTempView("ticks_raw")
-        self.read(spark, topics.ECOSYSTEM_EVENTS, day).createOrReplaceTempView("eco_raw")
-        self.read(spark, topics.CIVILIZATION_EVENTS, day).createOrReplaceTempView("civ_raw")
+        for topic, view in ((topics.COMMANDS, "commands_raw"), (topics.PHYSICS_TICKS, "ticks_raw"),
+                            (topics.ECOSYSTEM_EVENTS, "eco_raw"),
+                            (topics.CIVILIZATION_EVENTS, "civ_raw")):
+            self.read(spark, topic, day, empty_dir).createOrReplaceTempView(view)
         spark.sql(f"""
             SELECT command_id, player_id, world_id, received_ts AS ts,
                    unix_millis(received_ts) AS ts_ms,
@@ -281,8 +287,9 @@ class WarehouseJob:
             log.info("clickhouse migrations: %s", line)
         cl = clickhouse.client(settings)
         rows: dict[str, int] = {}
+        empty = tempfile.TemporaryDirectory(prefix="cosmic-warehouse-")
         try:
-            for table, df in self.facts(spark, day).items():
+            for table, df in self.facts(spark, day, Path(empty.name)).items():
                 t0 = time.perf_counter()
                 rows[table] = self._replace(cl, table, day, _batches(df, INSERT_BATCH))
                 log.info("%s %s: %d rows in %.2fs", day, table, rows[table],
@@ -295,6 +302,9 @@ class WarehouseJob:
                     {"day": day})[0][0]
         finally:
             cl.disconnect()
+            empty.cleanup()
+            # Day after day in one session: the cached commands of this day are done with.
+            spark.catalog.clearCache()
         self.rows.update(rows)
         return rows
 
@@ -332,7 +342,8 @@ def _batches(df: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ..
 
 def build_job(settings: Settings | None = None, *, lake: Path | None = None,
               source: str = "lake", session_gap: timedelta = SESSION_GAP,
-              clickhouse: ClickHouseSettings | None = None) -> WarehouseJob:
+              clickhouse: ClickHouseSettings | None = None,
+              kafka_topics: dict[str, str] | None = None) -> WarehouseJob:
     """The warehouse job with endpoints from ``settings`` unless given."""
     settings = settings or get_settings()
     if source not in ("lake", "kafka"):
@@ -340,7 +351,7 @@ def build_job(settings: Settings | None = None, *, lake: Path | None = None,
     return WarehouseJob(lake=lake or settings.lake_dir,
                         clickhouse=clickhouse or settings.clickhouse, source=source,
                         kafka_bootstrap=settings.kafka.bootstrap_servers,
-                        session_gap=session_gap)
+                        session_gap=session_gap, kafka_topics=dict(kafka_topics or {}))
 
 
 def spark_session(master: str | None = None, conf: dict[str, str] | None = None) -> Any:
@@ -366,6 +377,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lake", type=Path, default=settings.lake_dir)
     p.add_argument("--source", choices=("lake", "kafka"), default="lake")
     p.add_argument("--kafka-bootstrap", default=settings.kafka.bootstrap_servers)
+    p.add_argument("--kafka-topic", action="append", default=[], metavar="DECLARED=ACTUAL",
+                   help="with --source kafka: read ACTUAL for the declared topic DECLARED")
     p.add_argument("--clickhouse-host", default=ch.host)
     p.add_argument("--clickhouse-port", type=int, default=ch.port)
     p.add_argument("--clickhouse-user", default=ch.user)
@@ -385,8 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "user": args.clickhouse_user, "database": args.clickhouse_database})
     settings = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.kafka_bootstrap})})
+    routes = dict(pair.split("=", 1) for pair in args.kafka_topic)
+    for declared in routes:
+        topics.get(declared)  # an unknown name fails here, not as an empty build
     job = build_job(settings, lake=args.lake, source=args.source, clickhouse=ch,
-                    session_gap=timedelta(minutes=args.session_gap_minutes))
+                    session_gap=timedelta(minutes=args.session_gap_minutes),
+                    kafka_topics=routes)
     end = args.end_date or args.date
     spark = spark_session()
     try:

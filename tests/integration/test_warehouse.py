@@ -75,8 +75,9 @@ def scenario() -> dict[str, list[t.Event]]:
             topics.ECOSYSTEM_EVENTS.name: eco, topics.CIVILIZATION_EVENTS.name: civ}
 
 
-def _build(private: Settings, first: date, last: date | None = None) -> str:
+def _build(private: Settings, first: date, last: date | None = None, *extra: str) -> str:
     args = ["--date", first.isoformat()] + (["--end-date", last.isoformat()] if last else [])
+    args += extra
     r = subprocess.run([sys.executable, "-m", "cosmic", "jobs", "run", "warehouse", *args],
                        env=cs.cli_env(private), capture_output=True, text=True, timeout=600,
                        check=False)
@@ -243,3 +244,30 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def test_kafka_source_builds_the_same_day(settings: Settings, stack: Stack, topic_factory):
+    """--source kafka: the same events read from (private) topics instead of the lake."""
+    routes = []
+    for declared, events in scenario().items():
+        actual = topic_factory(partitions=2)
+        cs.produce(settings, actual, topics.get(declared).value, events)
+        routes += ["--kafka-topic", f"{declared}={actual}"]
+    name = f"cosmic_whk_{uuid.uuid4().hex[:8]}"
+    private = settings.model_copy(update={
+        "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
+    admin = clickhouse.client(settings)
+    admin.execute(f"CREATE DATABASE {name}")
+    cl = clickhouse.client(private)
+    try:
+        _build(private, D0, D1, "--source", "kafka", *routes)
+        assert cl.execute("SELECT date, dau, wau, mau FROM wh_active_users ORDER BY date") == [
+            (D0, 2, 2, 2), (D1, 3, 3, 3)]
+        assert cl.execute("SELECT date, sessions, avg_length_s FROM wh_sessions_daily "
+                          "ORDER BY date") == [(D0, 3, 1400.0), (D1, 3, 800.0)]
+        assert cl.execute("SELECT species, population FROM wh_species_diversity "
+                          "WHERE date = %(d)s", {"d": D0}) == [(2, 400)]
+    finally:
+        cl.disconnect()
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.disconnect()
