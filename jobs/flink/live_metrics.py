@@ -131,11 +131,15 @@ class DecodeEvents(FlatMapFunction):
         self._producer.flush(10)
         self._registry.close()
 
-    def flat_map(self, value: Any) -> Iterable[W.Event]:
+    def flat_map(self, value: Any) -> Iterable[tuple[str, W.Event]]:
         from cosmic.errors import SerializationError
 
+        # Each event carries where it came from: the windows store it under that id, so a
+        # record read twice (a replay) overwrites itself instead of counting twice.
+        origin = f"{value[0]}:{value[1]}:{value[2]}"
         try:
-            yield from self._decode(value[0], value[5])
+            for n, event in enumerate(self._decode(value[0], value[5])):
+                yield f"{origin}:{n}", event
         except SerializationError as exc:
             self._dlq.send(_SourceRecord(value), exc)  # type: ignore[arg-type]  # duck-typed Message
             self._dead.inc()
@@ -143,7 +147,7 @@ class DecodeEvents(FlatMapFunction):
 
 class EventTime(TimestampAssigner):
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return int(value.ts_ms)
+        return int(value[1].ts_ms)
 
 
 # -- windows --------------------------------------------------------------------------
@@ -158,10 +162,10 @@ class WorldWindows(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         pickled = Types.PICKLED_BYTE_ARRAY()
-        # "window start:sequence" -> event: one put per event, whatever the window's size.
+        # "window start:topic:partition:offset:n" -> event: one put per event, whatever the
+        # window's size, and idempotent for a record seen again.
         self.events = runtime_context.get_map_state(
             MapStateDescriptor("events", Types.STRING(), pickled))
-        self.seq = runtime_context.get_state(ValueStateDescriptor("seq", Types.LONG()))
         self.dirty = runtime_context.get_state(ValueStateDescriptor("dirty", pickled))
         self.base = runtime_context.get_state(ValueStateDescriptor("gauges", pickled))
         # End of the newest purged window: records for it or earlier are too late, even
@@ -169,27 +173,28 @@ class WorldWindows(KeyedProcessFunction):
         self.final = runtime_context.get_state(ValueStateDescriptor("final_before", Types.LONG()))
         self.late = runtime_context.get_metrics_group().counter("late_dropped")
 
-    def process_element(self, value: W.Event, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+    def process_element(self, value: tuple[str, W.Event],
+                        ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        origin, event = value
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
-        start = W.window_start(value.ts_ms, self.size)
+        start = W.window_start(event.ts_ms, self.size)
         final = self.final.value()
         if (final is not None and start + self.size <= final) or W.is_too_late(
-                value.ts_ms, watermark, self.size, self.lateness):
+                event.ts_ms, watermark, self.size, self.lateness):
             self.late.inc()
             return
-        seq = (self.seq.value() or 0) + 1
-        self.seq.update(seq)
-        self.events.put(f"{start}:{seq}", value)
+        self.events.put(f"{start}:{origin}", event)
         dirty = self.dirty.value() or set()
         if start not in dirty:
+            # Timers once per window and firing, not per event (each is a call to the JVM).
             dirty.add(start)
             self.dirty.update(dirty)
-        last = start + self.size - 1
-        # On time: fire at the window's end. Late: at the next watermark, so a burst of
-        # late events costs one recomputation, not one each.
-        timers.register_event_time_timer(max(last, watermark + 1))
-        timers.register_event_time_timer(last + self.lateness)
+            last = start + self.size - 1
+            # On time: fire at the window's end. Late: at the next watermark, so a burst of
+            # late events costs one recomputation, not one each.
+            timers.register_event_time_timer(max(last, watermark + 1))
+            timers.register_event_time_timer(last + self.lateness)
         return
         yield  # a generator, as PyFlink expects of process functions
 
@@ -369,7 +374,7 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
                         output_type=pickled).name("decode").uid("decode")
               .assign_timestamps_and_watermarks(strategy).name("event-time").uid("event-time"))
     fired = (events
-             .key_by(lambda e: e.world_id, key_type=Types.STRING())
+             .key_by(lambda e: e[1].world_id, key_type=Types.STRING())
              .process(WorldWindows(lm.window_ms, lm.allowed_lateness_ms), output_type=pickled)
              .name("world-windows").uid("world-windows"))
     written = (fired.map(UpsertMetrics(settings.postgres.dsn), output_type=Types.INT())
