@@ -73,10 +73,6 @@ _ECO_TYPES = ("PopulationChanged", "SpeciesExtinct", "SpeciesEmerged", "PlanetDe
 _CIV_TYPES = ("CivilizationFounded", "TechAdvanced", "CivilizationCollapsed", "ResourceUsed")
 
 
-class WarehouseError(CosmicError):
-    """The warehouse build could not read its input or write a table."""
-
-
 def _union_type(column: str, names: Sequence[str]) -> str:
     """SQL naming which branch of an Avro union of records a row holds."""
     whens = " ".join(f"WHEN {column}.member_{n} IS NOT NULL THEN '{n}'" for n in names)
