@@ -135,6 +135,40 @@ def _committed_to_end(settings: Settings, group: str, names: list[str]) -> bool:
         consumer.close()
 
 
+def _dlq_ends(settings: Settings) -> list[TopicPartition]:
+    consumer = kafka.reader(settings, "test-live-dlq")
+    try:
+        parts = consumer.list_topics(topics.DLQ.name, timeout=10).topics[topics.DLQ.name].partitions
+        return [TopicPartition(topics.DLQ.name, p,
+                               consumer.get_watermark_offsets(TopicPartition(topics.DLQ.name, p),
+                                                              timeout=10)[1]) for p in parts]
+    finally:
+        consumer.close()
+
+
+def _dead_letters_from(settings: Settings, since: list[TopicPartition], topic: str) -> list[Any]:
+    """Dead letters whose source is ``topic``, among those written after ``since``."""
+    ends = {tp.partition: tp.offset for tp in _dlq_ends(settings)}
+    consumer = kafka.reader(settings, "test-live-dlq")
+    found = []
+    try:
+        consumer.assign(since)
+        left = {tp.partition for tp in since if ends[tp.partition] > tp.offset}
+        deadline = time.monotonic() + 30
+        while left and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=1.0):
+                if msg.error():
+                    continue
+                headers = dict(msg.headers() or [])
+                if headers.get("cosmic.source.topic") == topic.encode():
+                    found.append(msg)
+                if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                    left.discard(msg.partition() or 0)
+    finally:
+        consumer.close()
+    return found
+
+
 def _job(settings: Settings, tmp_path: Path, names: dict[str, str], group: str) -> JobProcess:
     routes = [a for kind, n in names.items() for a in ("--route", f"{n}={REGISTERED[kind].name}")]
     env = cli_env(settings,
@@ -174,10 +208,13 @@ def test_windows_are_exact_with_late_events_and_a_restart(settings, topic_factor
     s.civilization(13.0, 25, civ=2, founded=True)
     s.civilization(14.0, 26, civ=1, founded=False)
 
+    dlq_before = _dlq_ends(settings)
     job = _job(settings, tmp_path, names, group)
     job.start()
     try:
         s.send(settings, names)
+        # Bytes our serde cannot read: dead-lettered, and nothing else changes.
+        produce(settings, names["ticks"], SCHEMAS["ticks"], [], garbage=1)
         wait_for(lambda: _has_window(settings, world, t0 + 10_000), 120,
                  "window [10,20) to fire", job.failure)
 
@@ -223,6 +260,8 @@ def test_windows_are_exact_with_late_events_and_a_restart(settings, topic_factor
         job.stop()
 
     got = _rows(settings, world)
+    dead = _dead_letters_from(settings, dlq_before, names["ticks"])
+    assert [m.value() for m in dead] == [b"not avro at all"]
     # Spot checks by hand, so the test does not rest on the shared window math alone.
     assert got[("physics.ticks_per_s", "", t0)] == 2.0
     assert got[("players.active", "", t0)] == 3.0  # p8's too-late command is not counted
