@@ -142,6 +142,9 @@ class LiveMetricsSettings(_Section):
     checkpoint_interval_ms: int = 5_000
     group_id: str = "cosmic-live-metrics"
     parallelism: int = 1
+    # The Python the job's UDF workers run (None: the interpreter that submits the job,
+    # right for the local mini-cluster; on a cluster, the workers' own interpreter).
+    python_executable: str | None = None
 
 
 class Settings(BaseSettings):

@@ -338,7 +338,7 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
 
     conf = Configuration()
     # Python workers start `python` from PATH unless told: use this interpreter (and venv).
-    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.executable", lm.python_executable or sys.executable)
     conf.set_string("pipeline.jars", ";".join(p.resolve().as_uri() for p in jar_paths))
     conf.set_string("pipeline.name", JOB_NAME)
     conf.set_string("pipeline.auto-watermark-interval", "200 ms")
