@@ -146,9 +146,20 @@ def tail(
         # oldest or newest of them all by timestamp, as `tail -n` would show.
         batch: list[Message] = []
         pending = {tp.partition for tp in assignment if tp.offset < stops[tp.partition]}
-        while pending:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
+        idle = 0
+        # Transactional topics end in commit markers no message is returned for, so a
+        # partition is also done once the consumer's position has passed its stop,
+        # or after a stretch with nothing to read.
+        while pending and idle < 20:
+            msg = consumer.poll(0.1)
+            if msg is None:
+                idle += 1
+                for tp in consumer.position([TopicPartition(name, p) for p in pending]):
+                    if tp.offset >= stops[tp.partition]:
+                        pending.discard(tp.partition)
+                continue
+            idle = 0
+            if msg.error():
                 continue
             p, offset = msg.partition() or 0, msg.offset() or 0
             if offset < stops[p]:

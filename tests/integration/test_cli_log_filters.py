@@ -80,3 +80,18 @@ def test_stats_shows_offsets_times_and_group_lag(settings: Settings, topic_facto
 
     table = CliRunner().invoke(build_cli(), ["log", "stats", topic])
     assert f"{group}: p0=7" in table.output
+
+
+def test_tail_ends_on_a_transactional_topic(settings: Settings, topic_factory: Callable[..., str]):
+    """A transactional topic ends in commit markers that are never returned as records."""
+    topic = topic_factory(partitions=2)
+    producer = kafka.producer(settings, transactional_id=f"tail-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    for i in range(3):
+        producer.begin_transaction()
+        producer.produce(topic, key=f"k{i}".encode(), value=b"v", partition=i % 2,
+                         timestamp=T0 + i)
+        producer.commit_transaction(30)
+    res = CliRunner().invoke(build_cli(), ["log", "tail", topic, "-n", "2", "--raw"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["key"] for x in res.output.splitlines()] == ["k1", "k2"]
