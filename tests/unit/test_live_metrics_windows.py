@@ -176,3 +176,34 @@ def test_bad_bytes_and_unknown_topics_raise_typed_errors(wire):
     with pytest.raises(UnsupportedTopic):
         EventDecoder(LocalRegistry(), {"x": topics.STATE_DELTAS})
     assert decode(topics.PHYSICS_TICKS.name, None) == []  # a tombstone carries nothing
+
+
+# -- job wiring that needs no JVM ------------------------------------------------------
+
+
+def test_restarts_resume_from_the_newest_complete_checkpoint(tmp_path):
+    import os
+
+    from jobs.flink.live_metrics import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) is None
+    for i, (job, chk) in enumerate([("old-job", "chk-7"), ("new-job", "chk-2")]):
+        (tmp_path / job / chk).mkdir(parents=True)
+        meta = tmp_path / job / chk / "_metadata"
+        meta.write_bytes(b"x")
+        os.utime(meta, (1_000 + i, 1_000 + i))
+    # A checkpoint still being written has no _metadata yet: never resume from it.
+    (tmp_path / "new-job" / "chk-3").mkdir()
+    assert latest_checkpoint(tmp_path) == tmp_path / "new-job" / "chk-2"
+
+
+def test_the_source_reads_raw_bytes_of_every_routed_topic_read_committed():
+    from cosmic.settings import Settings
+    from jobs.flink.live_metrics import _source_ddl
+
+    ddl = _source_ddl(Settings(), {"a.ticks": topics.PHYSICS_TICKS, "b.cmds": topics.COMMANDS},
+                      "g1")
+    assert "'topic' = 'a.ticks;b.cmds'" in ddl
+    assert "'value.format' = 'raw'" in ddl
+    assert "'properties.isolation.level' = 'read_committed'" in ddl
+    assert "'properties.group.id' = 'g1'" in ddl
