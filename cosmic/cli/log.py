@@ -150,7 +150,7 @@ def tail(
         # Transactional topics end in commit markers no message is returned for, so a
         # partition is also done once the consumer's position has passed its stop,
         # or after a stretch with nothing to read.
-        while pending and idle < 20:
+        while pending and idle < 100:
             msg = consumer.poll(0.1)
             if msg is None:
                 idle += 1
@@ -225,10 +225,13 @@ def _tail_filtered(
             consumer.assign([TopicPartition(topic, p, start)])
             done, idle = False, 0
             # A batch call waits its whole timeout unless it fills up: poll in short
-            # slices and stop at the partition's end, or after a second of nothing.
-            while not done and idle < 20:
+            # slices and stop once the position (which steps over transaction markers)
+            # reaches the end, or after ten seconds of nothing.
+            while not done and idle < 200:
                 msgs = consumer.consume(500, timeout=0.05)
                 idle = 0 if msgs else idle + 1
+                (pos,) = consumer.position([TopicPartition(topic, p)])
+                done = pos.offset >= high
                 for msg in msgs:
                     offset = msg.offset() or 0
                     done = done or offset + 1 >= high

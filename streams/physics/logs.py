@@ -10,6 +10,7 @@ or inspect a copy and replay it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,12 @@ from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
 
 Decoded = tuple[int, int, dict[str, Any]]  # (offset, timestamp ms, record)
 
-# Short polls (a batch call waits its whole timeout unless it fills up); this many
-# empty ones in a row end a read whose end is hidden behind transaction markers.
+# Short polls: a batch call waits its whole timeout unless it fills up. A read ends
+# when the consumer's position reaches the end captured at its start (the position
+# also steps over transaction markers); nothing at all for this long means an open
+# transaction holds the partition back, and the read fails rather than stop short.
 _POLL_S = 0.05
-_IDLE_POLLS_AT_END = 40
+_STUCK_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,16 @@ class KafkaLog:
                 return
             consumer.assign([TopicPartition(topic, partition, begin)])
             ctx = SerializationContext(topic)
-            idle = 0
-            while idle < _IDLE_POLLS_AT_END:
+            last_progress = time.monotonic()
+            while True:
                 msgs = consumer.consume(1000, timeout=_POLL_S)
-                idle = 0 if msgs else idle + 1
+                if msgs:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > _STUCK_AFTER_S:
+                    (pos,) = consumer.position([tp])
+                    raise StoreError(
+                        f"reading {topic}[{partition}] stalled at offset {pos.offset} before its "
+                        f"end {end}: an open transaction may be holding it back")
                 for msg in msgs:
                     if (err := msg.error()) is not None:
                         raise KafkaException(err)
@@ -218,10 +227,13 @@ def export_world(settings: Settings, world_id: str, directory: Path,
             low, high = consumer.get_watermark_offsets(tp, timeout=30)
             if low < high:
                 consumer.assign([TopicPartition(topic, partition, low)])
-                idle = 0
-                while idle < _IDLE_POLLS_AT_END:
+                last_progress = time.monotonic()
+                while True:
                     msgs = consumer.consume(1000, timeout=_POLL_S)
-                    idle = 0 if msgs else idle + 1
+                    if msgs:
+                        last_progress = time.monotonic()
+                    elif time.monotonic() - last_progress > _STUCK_AFTER_S:
+                        raise StoreError(f"export of {topic}[{partition}] stalled before its end")
                     for msg in msgs:
                         if (err := msg.error()) is not None:
                             raise KafkaException(err)
