@@ -51,6 +51,8 @@ class LocalService(ABC):
     """One service of the local stack."""
 
     name: str = "service"
+    # The signal that asks this service for a prompt, clean shutdown.
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -232,19 +234,19 @@ class LocalService(ABC):
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        self._terminate(pid, grace_s)
+        self._terminate(pid, grace_s, self.stop_signal)
         self.pid_file.unlink(missing_ok=True)
         return True
 
     @staticmethod
-    def _terminate(pid: int, grace_s: float) -> None:
+    def _terminate(pid: int, grace_s: float, sig: signal.Signals = signal.SIGTERM) -> None:
         try:
             proc = psutil.Process(pid)
             children = proc.children(recursive=True)
         except psutil.NoSuchProcess:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         _gone, alive = psutil.wait_procs([proc], timeout=grace_s)
         for p in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
