@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -292,6 +293,17 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: p.joinpath("_metadata").stat().st_mtime) if done else None
 
 
+def prune_checkpoints(folder: Path, keep: Path) -> list[Path]:
+    """Remove the folders of earlier runs (one per Flink job id) but the one holding
+    ``keep``: each restart is a new job id, and nothing reads their checkpoints again."""
+    removed = []
+    for job_dir in folder.iterdir():
+        if job_dir.is_dir() and job_dir != keep.parent:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            removed.append(job_dir)
+    return removed
+
+
 def _source_ddl(settings: Settings, routes: Mapping[str, Topic], group_id: str) -> str:
     options = {
         "connector": "kafka",
@@ -353,6 +365,7 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
     if restore and (last := latest_checkpoint(folder)) is not None:
         log.info("live-metrics: resuming from %s", last)
         conf.set_string("execution.state-recovery.path", last.resolve().as_uri())
+        prune_checkpoints(folder, last)
 
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(env)

@@ -196,6 +196,11 @@ def test_restarts_resume_from_the_newest_complete_checkpoint(tmp_path):
     (tmp_path / "new-job" / "chk-3").mkdir()
     assert latest_checkpoint(tmp_path) == tmp_path / "new-job" / "chk-2"
 
+    from jobs.flink.live_metrics import prune_checkpoints
+
+    assert prune_checkpoints(tmp_path, tmp_path / "new-job" / "chk-2") == [tmp_path / "old-job"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "new-job" / "chk-2"
+
 
 def test_the_source_reads_raw_bytes_of_every_routed_topic_read_committed():
     from cosmic.settings import Settings
