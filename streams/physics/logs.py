@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import fastavro
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.errors import SerializationError, StoreError
@@ -60,6 +60,42 @@ class LogSource(Protocol):
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None: ...
 
 
+def raw_messages(settings: Settings, topic: str, partition: int, start: int | None = None,
+                 stop: int | None = None) -> Iterator[Message]:
+    """Committed messages of one partition from ``start`` up to ``stop`` (inclusive) or
+    the end as it was when the read began, undecoded, in offset order."""
+    consumer = kafka.reader(settings, "log")
+    tp = TopicPartition(topic, partition)
+    try:
+        low, high = consumer.get_watermark_offsets(tp, timeout=30)
+        end = high if stop is None else min(high, stop + 1)
+        begin = low if start is None or start == OFFSET_BEGINNING else max(start, low)
+        if begin >= end:
+            return
+        consumer.assign([TopicPartition(topic, partition, begin)])
+        last_progress = time.monotonic()
+        while True:
+            msgs = consumer.consume(1000, timeout=_POLL_S)
+            if msgs:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > _STUCK_AFTER_S:
+                (pos,) = consumer.position([tp])
+                raise StoreError(
+                    f"reading {topic}[{partition}] stalled at offset {pos.offset} before its "
+                    f"end {end}: an open transaction may be holding it back")
+            for msg in msgs:
+                if (err := msg.error()) is not None:
+                    raise KafkaException(err)
+                if (msg.offset() or 0) >= end:
+                    return
+                yield msg
+            (pos,) = consumer.position([tp])
+            if pos.offset >= end:
+                return
+    finally:
+        consumer.close()
+
+
 class KafkaLog:
     """Committed records straight from the cluster (``read_committed``)."""
 
@@ -68,9 +104,6 @@ class KafkaLog:
         self.settings = settings
         self.topics = log_topics or LogTopics()
         self._decode = AvroDeserializer(registry)
-
-    def _consumer(self) -> Consumer:
-        return kafka.reader(self.settings, "replay")
 
     def partitions(self, topic: str) -> list[int]:
         md = kafka.admin(self.settings).list_topics(topic, timeout=30).topics.get(topic)
@@ -86,47 +119,18 @@ class KafkaLog:
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
         """Records from ``start`` up to ``stop`` (inclusive) or the end; undecodable ones
         are skipped, as the live path dead-letters them; ``key`` filters before decoding."""
-        consumer = self._consumer()
-        tp = TopicPartition(topic, partition)
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=30)
-            end = high if stop is None else min(high, stop + 1)
-            begin = low if start is None or start == OFFSET_BEGINNING else max(start, low)
-            if begin >= end:
-                return
-            consumer.assign([TopicPartition(topic, partition, begin)])
-            ctx = SerializationContext(topic)
-            last_progress = time.monotonic()
-            while True:
-                msgs = consumer.consume(1000, timeout=_POLL_S)
-                if msgs:
-                    last_progress = time.monotonic()
-                elif time.monotonic() - last_progress > _STUCK_AFTER_S:
-                    (pos,) = consumer.position([tp])
-                    raise StoreError(
-                        f"reading {topic}[{partition}] stalled at offset {pos.offset} before its "
-                        f"end {end}: an open transaction may be holding it back")
-                for msg in msgs:
-                    if (err := msg.error()) is not None:
-                        raise KafkaException(err)
-                    offset = msg.offset() or 0
-                    if offset >= end:
-                        return
-                    if key is not None and msg.key() != key:
-                        continue
-                    try:
-                        record = self._decode(msg.value(), ctx)
-                    except SerializationError:
-                        continue
-                    yield offset, msg.timestamp()[1], record
-                (pos,) = consumer.position([tp])
-                if pos.offset >= end:
-                    return
-        finally:
-            consumer.close()
+        ctx = SerializationContext(topic)
+        for msg in raw_messages(self.settings, topic, partition, start, stop):
+            if key is not None and msg.key() != key:
+                continue
+            try:
+                record = self._decode(msg.value(), ctx)
+            except SerializationError:
+                continue
+            yield msg.offset() or 0, msg.timestamp()[1], record
 
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None:
-        consumer = self._consumer()
+        consumer = kafka.reader(self.settings, "log")
         try:
             (tp,) = consumer.offsets_for_times(
                 [TopicPartition(topic, partition, max(0, ts_ms))], timeout=30)
@@ -218,34 +222,13 @@ def export_world(settings: Settings, world_id: str, directory: Path,
     key = world_id.encode()
     counts: dict[str, int] = {}
     for topic in (log_topics.commands, log_topics.ticks, log_topics.history):
-        consumer = kafka.reader(settings, "export")
         n_parts = len(kafka.admin(settings).list_topics(topic, timeout=30).topics[topic].partitions)
         partition = kafka.partition_for(key, n_parts)
-        tp = TopicPartition(topic, partition)
-        rows: list[dict[str, Any]] = []
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=30)
-            if low < high:
-                consumer.assign([TopicPartition(topic, partition, low)])
-                last_progress = time.monotonic()
-                while True:
-                    msgs = consumer.consume(1000, timeout=_POLL_S)
-                    if msgs:
-                        last_progress = time.monotonic()
-                    elif time.monotonic() - last_progress > _STUCK_AFTER_S:
-                        raise StoreError(f"export of {topic}[{partition}] stalled before its end")
-                    for msg in msgs:
-                        if (err := msg.error()) is not None:
-                            raise KafkaException(err)
-                        if msg.key() == key:
-                            rows.append({"topic": topic, "partition": partition,
-                                         "offset": msg.offset(), "timestamp": msg.timestamp()[1],
-                                         "key": msg.key(), "value": msg.value()})
-                    (pos,) = consumer.position([tp])
-                    if pos.offset >= high:
-                        break
-        finally:
-            consumer.close()
+        rows = [
+            {"topic": topic, "partition": partition, "offset": msg.offset(),
+             "timestamp": msg.timestamp()[1], "key": msg.key(), "value": msg.value()}
+            for msg in raw_messages(settings, topic, partition) if msg.key() == key
+        ]
         tmp = export_file(directory, topic).with_suffix(".tmp")
         with tmp.open("wb") as f:
             fastavro.writer(f, EXPORT_SCHEMA, rows)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,11 +16,11 @@ from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas import dlq
 from schemas.registry.client import RegistryClient
-from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.physics import scenario
+from schemas.serde import AvroDeserializer, SerializationContext
 from streams.physics.logs import KafkaLog
 from streams.physics.recovery import read_commands, replay
 from streams.physics.simulation import WorldState
+from tests.liveworld import LiveWorld, start_worker, stop_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,62 +59,29 @@ class TickWatcher:
         self._consumer.close()
 
 
-def _start_worker(worker_id: str, group: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")  # noqa: SIM115 - handed to the child, closed with it
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cosmic", "physics", "worker", "--worker-id", worker_id,
-             "--group-id", group, "--world-prefix", prefix],
-            stdout=out, stderr=subprocess.STDOUT)
-    finally:
-        out.close()
-
-
 def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack: Stack,
                                                       tmp_path: Path):
     run = uuid.uuid4().hex[:10]
     world = f"test-kill-{run}"
     registry = RegistryClient.from_settings(settings)
-    encode = AvroSerializer(registry, "PlayerCommand")
-    ctx = SerializationContext(topics.COMMANDS.name)
-    producer = kafka.producer(settings)
     watcher = TickWatcher(settings, registry, world)
-
-    for cmd in scenario.star_system(world, asteroids=20, tick_rate_hz=40.0, snapshot_every=20):
-        producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(cmd.to_avro(), ctx))
-    producer.produce(topics.COMMANDS.name, key=world.encode(), value=b"definitely not avro")
-    assert producer.flush(30) == 0
-
-    stop_players = threading.Event()
-
-    def players() -> None:
-        stream = scenario.player_commands(world, seed=11, asteroids=20, invalid_every=5)
-        while not stop_players.is_set():
-            producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(next(stream), ctx))
-            producer.poll(0)
-            time.sleep(1 / 15)
-        producer.flush(30)
-
-    sender = threading.Thread(target=players, daemon=True)
-    sender.start()
+    live = LiveWorld(settings, registry, world)
+    live.open(asteroids=20, tick_rate_hz=40.0, snapshot_every=20)
+    live.send(b"definitely not avro")
+    live.play(rate_hz=15, seed=11, asteroids=20, invalid_every=5)
     log = tmp_path / "worker.log"
-    worker = _start_worker(f"kill-{run}", f"test-physics-{run}", world, log)
+    worker = start_worker(f"kill-{run}", f"test-physics-{run}", world, log)
     try:
         watcher.wait_for(60, 120, worker, log)
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
         killed_at = len(watcher.ticks)
         time.sleep(1.0)  # commands keep arriving while no worker runs
-        worker = _start_worker(f"kill-{run}", f"test-physics-{run}", world, log)
+        worker = start_worker(f"kill-{run}", f"test-physics-{run}", world, log)
         watcher.wait_for(killed_at + 100, 120, worker, log)
     finally:
-        stop_players.set()
-        sender.join(30)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        live.stop()
+        stop_worker(worker)
     time.sleep(0.5)
     watcher.poll()
     watcher.close()
@@ -158,4 +123,46 @@ def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack:
     assert found, "garbage command not dead-lettered"
     assert found[0][dlq.SOURCE_TOPIC] == topics.COMMANDS.name.encode()
     assert b"magic" in found[0][dlq.ERROR_MESSAGE].lower() or found[0][dlq.ERROR_TYPE]
+    registry.close()
+
+
+def test_a_fenced_zombie_cannot_write(settings: Settings, stack: Stack, tmp_path: Path):
+    """A worker frozen mid-run (alive, holding its producer and group membership) is
+    replaced by a new incarnation; when it wakes up it is fenced and writes nothing."""
+    run = uuid.uuid4().hex[:10]
+    world = f"test-zombie-{run}"
+    registry = RegistryClient.from_settings(settings)
+    watcher = TickWatcher(settings, registry, world)
+    live = LiveWorld(settings, registry, world)
+    live.open(asteroids=20, tick_rate_hz=40.0, snapshot_every=20)
+    live.play(rate_hz=15, seed=12, asteroids=20, invalid_every=0)
+    log_a, log_b = tmp_path / "zombie.log", tmp_path / "successor.log"
+    zombie = start_worker(f"zombie-{run}", f"test-zombie-{run}", world, log_a)
+    successor = None
+    try:
+        watcher.wait_for(40, 120, zombie, log_a)
+        zombie.send_signal(signal.SIGSTOP)
+        frozen_at = len(watcher.ticks)
+        successor = start_worker(f"zombie-{run}", f"test-zombie-{run}", world, log_b)
+        watcher.wait_for(frozen_at + 60, 120, successor, log_b)
+        zombie.send_signal(signal.SIGCONT)
+        code = zombie.wait(60)
+        assert code != 0, "the zombie went on as if nothing happened"
+        assert "fenced" in log_a.read_text().lower(), log_a.read_text()[-2000:]
+        more = len(watcher.ticks)
+        watcher.wait_for(more + 40, 120, successor, log_b)
+    finally:
+        live.stop()
+        zombie.send_signal(signal.SIGCONT)
+        stop_worker(zombie)
+        if successor is not None:
+            stop_worker(successor)
+    watcher.poll()
+    watcher.close()
+    numbers = [t["tick"] for t in watcher.ticks]
+    assert numbers == list(range(1, len(numbers) + 1))
+    ticks = sorted(watcher.ticks, key=lambda r: r["tick"])
+    partition = next(t["command_partition"] for t in ticks if t["command_partition"] is not None)
+    commands = read_commands(KafkaLog(settings, registry), partition, ticks, world)
+    assert replay(WorldState.empty(world, partition), ticks, commands, verify=True) == len(ticks)
     registry.close()

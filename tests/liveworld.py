@@ -1,0 +1,80 @@
+"""Test helpers for a live world: its opening commands, players, and a worker process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cosmic import kafka, topics
+from cosmic.settings import Settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroSerializer, SerializationContext
+from streams.physics import scenario
+
+
+class LiveWorld:
+    """Sends a world's commands: the scenario's opening, then players at a steady rate."""
+
+    def __init__(self, settings: Settings, registry: RegistryClient, world: str) -> None:
+        self.world = world
+        self.producer = kafka.producer(settings)
+        self._encode = AvroSerializer(registry, "PlayerCommand")
+        self._ctx = SerializationContext(topics.COMMANDS.name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send(self, record: dict[str, Any] | bytes) -> None:
+        value = record if isinstance(record, bytes) else self._encode(record, self._ctx)
+        self.producer.produce(topics.COMMANDS.name, key=self.world.encode(), value=value)
+        self.producer.poll(0)
+
+    def open(self, *, asteroids: int, tick_rate_hz: float, snapshot_every: int) -> None:
+        for cmd in scenario.star_system(self.world, asteroids=asteroids, tick_rate_hz=tick_rate_hz,
+                                        snapshot_every=snapshot_every):
+            self.send(cmd.to_avro())
+        assert self.producer.flush(30) == 0
+
+    def play(self, *, rate_hz: float, seed: int, asteroids: int, invalid_every: int,
+             extra: Iterator[dict[str, Any]] | None = None) -> None:
+        """Players in a background thread until :meth:`stop`; ``extra`` commands go first."""
+        def run() -> None:
+            stream = scenario.player_commands(self.world, seed=seed, asteroids=asteroids,
+                                              invalid_every=invalid_every)
+            while not self._stop.is_set():
+                self.send(next(extra, None) or next(stream) if extra else next(stream))
+                time.sleep(1 / rate_hz)
+            self.producer.flush(30)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+
+def start_worker(worker_id: str, group: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    """`cosmic physics worker` in its own process, owning the worlds named ``prefix…``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cosmic", "physics", "worker", "--worker-id", worker_id,
+             "--group-id", group, "--world-prefix", prefix],
+            stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> int | None:
+    """Ask for a clean stop, as Ctrl-C would; kill it if it does not stop in a minute."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        return worker.wait(60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return None
