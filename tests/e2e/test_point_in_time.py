@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,15 +14,15 @@ import fastavro
 import numpy as np
 import pytest
 
-from cosmic import kafka, topics
+from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.physics import scenario
 from streams.physics.logs import EXPORT_SCHEMA, KafkaLog
 from streams.physics.pointintime import read_snapshot_file
+from tests.liveworld import LiveWorld, start_worker, stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -78,39 +76,15 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
     registry = RegistryClient.from_settings(settings)
     encode = AvroSerializer(registry, "PlayerCommand")
     ctx = SerializationContext(topics.COMMANDS.name)
-    producer = kafka.producer(settings)
-
-    def send(record: dict) -> None:
-        producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(record, ctx))
-
-    for cmd in scenario.star_system(world, asteroids=40, tick_rate_hz=TICK_RATE,
-                                    snapshot_every=SNAPSHOT_EVERY):
-        send(cmd.to_avro())
-    producer.flush(30)
-
+    live = LiveWorld(settings, registry, world)
+    live.open(asteroids=40, tick_rate_hz=TICK_RATE, snapshot_every=SNAPSHOT_EVERY)
     log_path = tmp_path / "worker.log"
-    with log_path.open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "cosmic", "physics", "worker", "--worker-id", f"pitr-{run}",
-             "--group-id", f"pitr-{run}", "--world-prefix", "pitr-" + run],
-            stdout=out, stderr=subprocess.STDOUT)
-    stop_players = threading.Event()
-
-    def players() -> None:
-        stream = scenario.player_commands(world, seed=21, asteroids=40, invalid_every=6)
-        bait = _merge_bait(world, 5)
-        while not stop_players.is_set():
-            send(bait.pop() if bait and time.monotonic() % 1 < 0.05 else next(stream))
-            producer.poll(0)
-            time.sleep(1 / 40)
-        producer.flush(30)
-
-    sender = threading.Thread(target=players, daemon=True)
-    sender.start()
+    worker = start_worker(f"pitr-{run}", f"pitr-{run}", world, log_path)
+    live.play(rate_hz=40, seed=21, asteroids=40, invalid_every=6,
+              extra=iter(_merge_bait(world, 5)))
     try:
         _wait_ticks(settings, registry, world, 560, worker, log_path)
-        stop_players.set()
-        sender.join(30)
+        live.stop()
         ticks = _ticks(settings, registry, world)
 
         # The live run had everything the issue asks for.
@@ -142,10 +116,10 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         assert recorded, "the worker snapshots every 50 ticks"
         from streams.physics.codec import state_from_snapshot
 
-        live = state_from_snapshot(recorded[0], 0)
+        at_350 = state_from_snapshot(recorded[0], 0)
         for attr in ("ids", "masses", "radii", "positions", "velocities"):
-            np.testing.assert_array_equal(getattr(rebuilt.world, attr), getattr(live.world, attr))
-        assert rebuilt.kinds == live.kinds
+            np.testing.assert_array_equal(getattr(rebuilt.world, attr), getattr(at_350.world, attr))
+        assert rebuilt.kinds == at_350.kinds
 
         # 2. Tampering: one command changed in an exported copy of the log.
         export = tmp_path / "export"
@@ -211,10 +185,6 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         assert "verified" in res.stdout
         cosmic("replay", "--world", fork, "--verify")
     finally:
-        stop_players.set()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        live.stop()
+        stop_worker(worker)
         registry.close()

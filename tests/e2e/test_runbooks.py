@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -15,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cosmic import kafka, topics
+from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from schemas.serde import AvroSerializer, SerializationContext
-from streams.physics import scenario
 from streams.physics.logs import KafkaLog
+from tests.liveworld import LiveWorld, start_worker, stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,30 +53,11 @@ def test_every_runbook_runs_as_written(settings: Settings, stack: Stack, tmp_pat
     world, group = f"rb-{run}", f"rb-{run}"
     registry = RegistryClient.from_settings(settings)
     log = KafkaLog(settings, registry)
-    encode = AvroSerializer(registry, "PlayerCommand")
-    ctx = SerializationContext(topics.COMMANDS.name)
-    producer = kafka.producer(settings)
-    for cmd in scenario.star_system(world, asteroids=30, tick_rate_hz=60.0, snapshot_every=50):
-        producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(cmd.to_avro(), ctx))
-    producer.flush(30)
-    stop = threading.Event()
-
-    def players() -> None:
-        stream = scenario.player_commands(world, seed=5, asteroids=30, invalid_every=8)
-        while not stop.is_set():
-            producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(next(stream), ctx))
-            producer.poll(0)
-            time.sleep(1 / 20)
-        producer.flush(30)
-
-    sender = threading.Thread(target=players, daemon=True)
-    sender.start()
+    live = LiveWorld(settings, registry, world)
+    live.open(asteroids=30, tick_rate_hz=60.0, snapshot_every=50)
+    live.play(rate_hz=20, seed=5, asteroids=30, invalid_every=8)
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "cosmic", "physics", "worker", "--worker-id", f"rb-{run}",
-             "--group-id", group, "--world-prefix", world],
-            stdout=out, stderr=subprocess.STDOUT)
+    worker = start_worker(f"rb-{run}", group, world, worker_log)
     try:
         deadline = time.monotonic() + 180
         while len(ticks := _ticks(log, world)) < 250:
@@ -116,11 +94,6 @@ def test_every_runbook_runs_as_written(settings: Settings, stack: Stack, tmp_pat
         assert f"{group}:" in out  # lag line of the test workers' group
         assert "CONSUMER-ID" in out or "LAG" in out
     finally:
-        stop.set()
-        sender.join(30)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        live.stop()
+        stop_worker(worker)
         registry.close()
