@@ -48,7 +48,11 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
             return
         status = record.value
         world_id, tick, ts = str(status["world_id"]), int(status["tick"]), _ms(status["ts"])
-        outcome = civ_rules.on_status(status, civs, on_planet)
+        staged_civs = faustapp.StagedTable(civs, outbox)
+        staged_on_planet = faustapp.StagedTable(on_planet, outbox)
+        outcome = civ_rules.on_status(status, staged_civs, staged_on_planet)
+        await staged_civs.commit(event)
+        await staged_on_planet.commit(event)
         if outcome.refused is not None:
             req = status["found"]
             await outbox.send(event, topics.COMMANDS_REJECTED, world_id.encode(), {

@@ -18,6 +18,7 @@ streams.ecosystem``; ``cosmic up`` runs it as a platform service.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import faust
@@ -53,14 +54,16 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     planets = app.Table("ecosystem-planets", default=None,
                         schema=faustapp.table_schema())
 
-    def load(world_id: str) -> EcosystemWorld:
+    def load(world_id: str, worlds: MutableMapping[str, Any],
+             planets: MutableMapping[str, Any]) -> EcosystemWorld:
         state = worlds.get(world_id)
         ids = (state or {}).get("planets", [])
         loaded = {pid: Planet.from_dict(d) for pid in ids
                   if (d := planets.get(planet_key(world_id, pid))) is not None}
         return EcosystemWorld(world_id, params, state, loaded)
 
-    def save(world: EcosystemWorld) -> None:
+    def save(world: EcosystemWorld, worlds: MutableMapping[str, Any],
+             planets: MutableMapping[str, Any]) -> None:
         worlds[world.world_id] = world.to_dict()
         for pid in sorted(world.dirty):
             planets[planet_key(world.world_id, pid)] = world.planets[pid].to_dict()
@@ -72,7 +75,9 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
             return
         value = record.value
         world_id = str(value["world_id"])
-        world = load(world_id)
+        staged_worlds = faustapp.StagedTable(worlds, outbox)
+        staged_planets = faustapp.StagedTable(planets, outbox)
+        world = load(world_id, staged_worlds, staged_planets)
         if record.name == "PlayerCommand":
             outputs = world.on_command(event.message.offset, value)
         elif record.name == "PhysicsTick":
@@ -84,7 +89,9 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
             outputs = []
         else:
             return  # a record type this app does not follow
-        save(world)
+        save(world, staged_worlds, staged_planets)
+        await staged_worlds.commit(event)
+        await staged_planets.commit(event)
         for out in outputs:
             if isinstance(out, EcoEvent):
                 await outbox.send(event, topics.ECOSYSTEM_EVENTS, str(out.planet_id).encode(),

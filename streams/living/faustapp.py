@@ -7,6 +7,8 @@ topics on start, which is what makes a restarted worker whole again.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -22,9 +24,29 @@ def topic_name(settings: Settings, topic: topics.Topic) -> str:
     return f"{settings.living.topic_prefix}{topic.name}"
 
 
+def _recover_from_broker_offsets() -> None:
+    """Make exactly-once table recovery ask the broker where each changelog ends.
+
+    With transactions, faust-streaming 0.15 takes a changelog's end from the
+    consumer's cached last stable offset, which is unknown (-1) until that
+    partition's first fetch: a worker restarted quickly then believes its
+    changelogs are empty, skips recovery and carries on with empty tables
+    (seen here as wrong events after a crash). A ListOffsets request at
+    ``read_committed`` returns the same last stable offset, from the broker,
+    always known.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    async def _highwaters(self: Any, partitions: Any) -> Any:
+        return await self._ensure_consumer().end_offsets(list(partitions))
+
+    driver.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
+
 def make_app(settings: Settings, app_id: str) -> faust.App:
     servers = [f"kafka://{s.strip()}" for s in settings.kafka.bootstrap_servers.split(",")]
     timeout = settings.living.session_timeout_s
+    _recover_from_broker_offsets()
     return faust.App(
         app_id,
         broker=servers,
@@ -78,6 +100,9 @@ class Outbox:
             codec = self._codecs[name] = AvroCodec(self._registry, name, topic.value)
         return name, codec.dumps(value)
 
+    async def send_raw(self, event: Any, topic: str, key: bytes, value: bytes) -> None:
+        await self._send(event, topic, key, value, None)
+
     async def send(self, event: Any, topic: topics.Topic, key: bytes, value: Any) -> None:
         name, data = self._encode(topic, value)
         await self._send(event, name, key, data, None)
@@ -100,6 +125,53 @@ class Outbox:
         else:
             producer = await app.maybe_start_producer()
             await producer.send(name, key, value, source.partition, None, headers)
+
+
+class StagedTable(MutableMapping[str, Any]):
+    """A Faust table whose writes join the agent's transaction.
+
+    Faust sends a table's changelog records from a background buffer, so in
+    exactly-once mode they can land in the transaction *after* the one that
+    commits the offset of the event that made them: a crash in between
+    commits the input as consumed while its state change is lost (seen here
+    as wrong events after a restart). Writes here are staged; :meth:`commit`
+    sends each to the changelog through the :class:`Outbox` (same key/value
+    encoding as Faust's, so Faust's recovery replays them) and only then
+    sets the value in the table's store, bypassing Faust's own send.
+    """
+
+    def __init__(self, table: Any, outbox: Outbox) -> None:
+        self.table = table
+        self.outbox = outbox
+        self._staged: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._staged:
+            return self._staged[key]
+        value = self.table.data.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._staged[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("living tables never delete")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set(self.table.data.keys()) | set(self._staged))
+
+    def __len__(self) -> int:
+        return len(set(self.table.data.keys()) | set(self._staged))
+
+    async def commit(self, event: Any) -> None:
+        changelog = self.table.changelog_topic.get_topic_name()
+        for key, value in self._staged.items():
+            await self.outbox.send_raw(event, changelog, json.dumps(key).encode(),
+                                       json.dumps(value).encode())
+            self.table.data[key] = value
+        self._staged.clear()
 
 
 def in_topics(app: faust.App, settings: Settings, registry: SchemaSource,
