@@ -15,10 +15,12 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     """Every service `cosmic up` runs; later layers add theirs here."""
     import connectors
     from jobs.process import JobProcess
+    from streams import living
     from streams.physics.worker import build_worker
     from streams.players import SyntheticPlayers
 
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
+            *living.build_services(settings),
             *(connectors.build(name, settings) for name in connectors.NAMES),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log") for name in with_jobs)]

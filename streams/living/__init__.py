@@ -7,3 +7,7 @@ the Kafka side: :mod:`.serde` (Faust codec in our wire format), :mod:`.faustapp`
 (shared app wiring), :mod:`.service` (workers under ``cosmic up``). The apps
 themselves are :mod:`streams.ecosystem` and :mod:`streams.civilization`.
 """
+
+from .service import FaustService, build_services
+
+__all__ = ["FaustService", "build_services"]
