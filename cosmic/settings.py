@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -125,6 +125,9 @@ class LivingSettings(_Section):
     step_every: int = 10  # physics ticks per ecosystem step
     time_scale: float = 50.0  # ecological years per simulated orbital year
     session_timeout_s: float = 10.0
+    # Where a new consumer group starts: "latest" lets a live platform with a long
+    # history come alive at once; replays and tests read from "earliest".
+    start_from: Literal["earliest", "latest"] = "latest"
 
 
 class LiveMetricsSettings(_Section):

@@ -32,8 +32,9 @@ class SyntheticPlayers:
 
     def __init__(self, settings: Settings, world_ids: tuple[str, ...] = ("garden-demo",),
                  rate_hz: float = 20.0, seed: int | None = None,
-                 registry: SchemaSource | None = None) -> None:
+                 registry: SchemaSource | None = None, life_delay_s: float = 20.0) -> None:
         self.settings = settings
+        self.life_delay_s = life_delay_s
         self.world_ids = world_ids
         self.rate_hz = rate_hz
         # A fresh seed per run, so new body ids do not collide with an earlier run's.
@@ -82,8 +83,18 @@ class SyntheticPlayers:
                        for i, w in enumerate(self.world_ids)]
             period = 1.0 / self.rate_hz
             next_at = time.monotonic()
+            # Life is seeded once the worlds' physics (and the Faust apps) have had time
+            # to start, so the ecosystem knows the planets when the seeds arrive.
+            seed_life_at: float | None = next_at + self.life_delay_s
             k = 0
             while not self._stop.is_set():
+                if seed_life_at is not None and time.monotonic() >= seed_life_at:
+                    seed_life_at = None
+                    for world_id in self.world_ids:
+                        for cmd in scenario.life(world_id, seed=self.seed):
+                            producer.produce(topics.COMMANDS.name, key=world_id.encode(),
+                                             value=encode(cmd.to_avro(), ctx))
+                            self.sent += 1
                 world_id = self.world_ids[k % len(self.world_ids)]
                 record = next(streams[k % len(streams)])
                 producer.produce(topics.COMMANDS.name, key=world_id.encode(),

@@ -61,7 +61,7 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
         broker_session_timeout=timeout,
         broker_heartbeat_interval=max(1.0, timeout / 4),
         broker_commit_interval=1.0,
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=settings.living.start_from,
     )
 
 

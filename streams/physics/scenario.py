@@ -132,3 +132,31 @@ def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
         else:
             body = models.RemoveBody(body_id=target)
         yield _envelope(world_id, player, body, now).to_avro()
+
+
+# name, planet, diet, size (m), fertility (/yr), tolerated range (K): life that fits each
+# world of the demo system (ember ~450 K, veil ~330 K, cradle ~280 K, rust ~225 K).
+LIFE = (
+    ("moss", PLANET_IDS[2], models.Diet.PHOTOSYNTH, 0.05, 2.0, 250.0, 310.0),
+    ("grazer", PLANET_IDS[2], models.Diet.HERBIVORE, 1.0, 1.5, 240.0, 320.0),
+    ("stalker", PLANET_IDS[2], models.Diet.CARNIVORE, 1.2, 0.0, 240.0, 320.0),
+    ("thermophile", PLANET_IDS[1], models.Diet.HERBIVORE, 0.3, 1.2, 300.0, 360.0),
+    ("lichen", PLANET_IDS[3], models.Diet.PHOTOSYNTH, 0.01, 0.8, 190.0, 250.0),
+)
+
+
+def life(world_id: str, *, seed: int, player_id: str = "gardener") -> list[models.PlayerCommand]:
+    """Seed the demo system's planets with species and found a civilization on cradle.
+
+    Ids derive from ``seed`` so each run's species and civilization are new ones.
+    """
+    now = datetime.now(UTC)
+    base = 1_000_000 * (seed % 1_000_000)
+    out = [_envelope(world_id, player_id, models.SeedSpecies(
+        planet_id=planet, species_id=base + k, initial_population=20_000 if k < 2 else 500,
+        traits=models.SpeciesTraits(diet=diet, size=size, fertility=fert, temp_min_k=lo,
+                                    temp_max_k=hi)), now)
+        for k, (_, planet, diet, size, fert, lo, hi) in enumerate(LIFE)]
+    out.append(_envelope(world_id, player_id, models.FoundCivilization(
+        planet_id=PLANET_IDS[2], civilization_id=base, name=f"Cradle-{seed % 1000}"), now))
+    return out

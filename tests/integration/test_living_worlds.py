@@ -45,7 +45,8 @@ class Living:
         self.world = f"w-{u}"
         living = settings.living.model_copy(update={
             "topic_prefix": f"test.living.{u}.", "ecosystem_app_id": f"test-eco-{u}",
-            "civilization_app_id": f"test-civ-{u}", "step_every": 5, "session_timeout_s": 6.0})
+            "civilization_app_id": f"test-civ-{u}", "step_every": 5, "session_timeout_s": 6.0,
+            "start_from": "earliest"})
         self.settings = settings.model_copy(update={"living": living})
         self.registry = RegistryClient.from_settings(self.settings)
         self.admin = kafka.admin(self.settings)
