@@ -71,7 +71,7 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     async def handle(event: Any) -> None:
         record = event.value
         if isinstance(record, Undecodable):
-            await outbox.dead_letter(event, record.error)
+            await outbox.dead_letter(event, record)
             return
         value = record.value
         world_id = str(value["world_id"])

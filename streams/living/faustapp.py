@@ -17,7 +17,7 @@ from cosmic import topics
 from cosmic.settings import Settings
 from schemas.serde import SchemaSource
 
-from .serde import AvroCodec, dead_letter_headers
+from .serde import AvroCodec, Undecodable, dead_letter_headers
 
 
 def topic_name(settings: Settings, topic: topics.Topic) -> str:
@@ -107,11 +107,11 @@ class Outbox:
         name, data = self._encode(topic, value)
         await self._send(event, name, key, data, None)
 
-    async def dead_letter(self, event: Any, error: BaseException) -> None:
-        """Copy the event's original bytes to the DLQ with the source and error headers."""
+    async def dead_letter(self, event: Any, bad: Undecodable) -> None:
+        """Copy the record's original bytes to the DLQ with the source and error headers."""
         msg = event.message
-        await self._send(event, topic_name(self.settings, topics.DLQ), msg.key, msg.value,
-                         dead_letter_headers(msg, error))
+        await self._send(event, topic_name(self.settings, topics.DLQ), msg.key, bad.data,
+                         dead_letter_headers(msg, bad.error))
 
     async def _send(self, event: Any, name: str, key: bytes | None, value: bytes | None,
                     headers: Any) -> None:
