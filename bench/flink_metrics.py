@@ -20,6 +20,8 @@ Run: ``.venv/bin/python bench/flink_metrics.py [--events 100000] [--worlds 8]``
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -192,6 +194,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--worlds", type=int, default=8)
     args = parser.parse_args()
+    # A SIGTERM (timeout, Ctrl-C in a pipeline) must still reach the finally blocks that
+    # stop the job's process group: no JVM left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = get_settings()
     admin = kafka.admin(settings)
     suffix = uuid.uuid4().hex[:8]
