@@ -67,7 +67,7 @@ class FaustService:
         self._log = self.log_path.open("ab")
         self._stopping = False
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.living.service", self.module, str(path),
+            [sys.executable, "-m", "streams.living", self.module, str(path),
              self.loglevel],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
@@ -122,7 +122,3 @@ def _child(argv: list[str]) -> None:
     module, path, loglevel = argv
     settings = Settings(**json.loads(Path(path).read_text()))
     importlib.import_module(module).main(settings, loglevel)
-
-
-if __name__ == "__main__":
-    _child(sys.argv[1:])

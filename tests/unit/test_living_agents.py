@@ -21,8 +21,8 @@ from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
 from schemas.testing import LocalRegistry
 from streams import civilization, ecosystem
 from streams.living import faustapp
-from streams.living.serde import AvroCodec
 from streams.living import testing as script
+from streams.living.serde import AvroCodec
 
 W = "w-agents"
 
@@ -37,6 +37,16 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, bytes | No
 
     monkeypatch.setattr(faustapp.Outbox, "_send", capture)
     yield captured
+
+
+@pytest.fixture(autouse=True)
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh event loop per test: a Faust app binds to the current one when built."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pytest.fixture
@@ -62,7 +72,13 @@ def _run(app: Any, agent_name: str, registry: LocalRegistry, inputs: list[bytes]
             for data in inputs:
                 await ctx.put(codec.loads(data), key=W.encode())
 
-    asyncio.run(go())
+    try:
+        app.loop.run_until_complete(go())
+    finally:
+        # The consumer's thread owns a loop even when, as here, it never starts.
+        thread = getattr(app.consumer, "_thread", None)
+        if thread is not None:
+            thread.thread_loop.close()
 
 
 def _decoded(registry: LocalRegistry, sent: list[Any], topic: topics.Topic) -> list[Any]:
