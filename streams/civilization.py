@@ -42,7 +42,8 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     async def handle(event: Any) -> None:
         record = event.value
         if isinstance(record, Undecodable):
-            await outbox.dead_letter(event, record)
+            outbox.dead_letter(event, record)
+            await outbox.flush(event)
             return
         if record.name != "PlanetStatus":
             return
@@ -51,19 +52,20 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         staged_civs = faustapp.StagedTable(civs, outbox)
         staged_on_planet = faustapp.StagedTable(on_planet, outbox)
         outcome = civ_rules.on_status(status, staged_civs, staged_on_planet)
-        await staged_civs.commit(event)
-        await staged_on_planet.commit(event)
+        staged_civs.commit()
+        staged_on_planet.commit()
         if outcome.refused is not None:
             req = status["found"]
-            await outbox.send(event, topics.COMMANDS_REJECTED, world_id.encode(), {
+            outbox.send(topics.COMMANDS_REJECTED, world_id.encode(), {
                 "command_id": str(req["command_id"]), "world_id": world_id,
                 "player_id": req["player_id"], "reason": outcome.refused.reason,
                 "message": outcome.refused.message, "tick": tick,
                 "command_offset": req["command_offset"], "ts": ts})
         for change in outcome.changes:
-            await outbox.send(event, topics.CIVILIZATION_EVENTS,
-                              str(change.civilization.civilization_id).encode(),
-                              records.civilization_event(change, tick, ts))
+            outbox.send(topics.CIVILIZATION_EVENTS,
+                        str(change.civilization.civilization_id).encode(),
+                        records.civilization_event(change, tick, ts))
+        await outbox.flush(event)
 
     @app.agent(source, name="civilization")
     async def civilization(stream: Any) -> None:

@@ -71,7 +71,8 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     async def handle(event: Any) -> None:
         record = event.value
         if isinstance(record, Undecodable):
-            await outbox.dead_letter(event, record)
+            outbox.dead_letter(event, record)
+            await outbox.flush(event)
             return
         value = record.value
         world_id = str(value["world_id"])
@@ -90,18 +91,19 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         else:
             return  # a record type this app does not follow
         save(world, staged_worlds, staged_planets)
-        await staged_worlds.commit(event)
-        await staged_planets.commit(event)
+        staged_worlds.commit()
+        staged_planets.commit()
         for out in outputs:
             if isinstance(out, EcoEvent):
-                await outbox.send(event, topics.ECOSYSTEM_EVENTS, str(out.planet_id).encode(),
-                                  records.ecosystem_event(world_id, out))
+                outbox.send(topics.ECOSYSTEM_EVENTS, str(out.planet_id).encode(),
+                            records.ecosystem_event(world_id, out))
             elif isinstance(out, PlanetStatus):
                 key = planet_key(world_id, out.record["planet_id"]).encode()
-                await outbox.send(event, topics.PLANET_STATUS, key, out.record)
+                outbox.send(topics.PLANET_STATUS, key, out.record)
             else:
-                await outbox.send(event, topics.COMMANDS_REJECTED, world_id.encode(),
-                                  records.rejection(world_id, out))
+                outbox.send(topics.COMMANDS_REJECTED, world_id.encode(),
+                            records.rejection(world_id, out))
+        await outbox.flush(event)
 
     @app.agent(source, name="ecosystem")
     async def ecosystem(stream: Any) -> None:

@@ -92,6 +92,7 @@ class Outbox:
         self.settings = settings
         self._registry = registry
         self._codecs: dict[str, AvroCodec] = {}
+        self._staged: list[tuple[str, bytes | None, bytes | None, Any]] = []
 
     def _encode(self, topic: topics.Topic, value: Any) -> tuple[str, bytes]:
         name = topic_name(self.settings, topic)
@@ -100,31 +101,51 @@ class Outbox:
             codec = self._codecs[name] = AvroCodec(self._registry, name, topic.value)
         return name, codec.dumps(value)
 
-    async def send_raw(self, event: Any, topic: str, key: bytes, value: bytes) -> None:
-        await self._send(event, topic, key, value, None)
+    def send_raw(self, topic: str, key: bytes | None, value: bytes | None,
+                 headers: Any = None) -> None:
+        """Stage a record; :meth:`flush` sends everything staged for the event at once."""
+        self._staged.append((topic, key, value, headers))
 
-    async def send(self, event: Any, topic: topics.Topic, key: bytes, value: Any) -> None:
+    def send(self, topic: topics.Topic, key: bytes, value: Any) -> None:
         name, data = self._encode(topic, value)
-        await self._send(event, name, key, data, None)
+        self.send_raw(name, key, data)
 
-    async def dead_letter(self, event: Any, bad: Undecodable) -> None:
-        """Copy the record's original bytes to the DLQ with the source and error headers."""
+    def dead_letter(self, event: Any, bad: Undecodable) -> None:
+        """Stage the record's original bytes for the DLQ with the source and error headers."""
         msg = event.message
-        await self._send(event, topic_name(self.settings, topics.DLQ), msg.key, bad.data,
-                         dead_letter_headers(msg, bad.error))
+        self.send_raw(topic_name(self.settings, topics.DLQ), msg.key, bad.data,
+                      dead_letter_headers(msg, bad.error))
+
+    async def flush(self, event: Any) -> None:
+        """Send what the event produced, as one unit of the source partition's transaction.
+
+        Every ``await`` lets Faust's commit timer run; sent one by one, an event's
+        outputs could straddle a commit, and a crash right after it would keep half
+        of them while the event is processed again. Holding the transaction's lock
+        for the whole batch puts the commit before or after all of them.
+        """
+        staged, self._staged = self._staged, []
+        if not staged:
+            return
+        source = event.message.tp
+        app = self.app
+        if not app.in_transaction:
+            for name, key, value, headers in staged:
+                await self._send(event, name, key, value, headers)
+            return
+        group = app.assignor.group_for_topic(source.topic)
+        tid = f"{app.conf.id}-{group}-{source.partition}"
+        transport: Any = app.consumer.transactions.producer  # the aiokafka driver's Producer
+        async with transport._trn_locks[tid]:
+            producer = transport._transaction_producers[tid]
+            for name, key, value, headers in staged:
+                await producer.send(name, value, key=key, partition=source.partition,
+                                    headers=headers)
 
     async def _send(self, event: Any, name: str, key: bytes | None, value: bytes | None,
                     headers: Any) -> None:
-        source = event.message.tp
-        app = self.app
-        if app.in_transaction:
-            group = app.assignor.group_for_topic(source.topic)
-            tid = f"{app.conf.id}-{group}-{source.partition}"
-            await app.consumer.transactions.producer.send(
-                name, key, value, source.partition, None, headers, transactional_id=tid)
-        else:
-            producer = await app.maybe_start_producer()
-            await producer.send(name, key, value, source.partition, None, headers)
+        producer = await self.app.maybe_start_producer()
+        await producer.send(name, key, value, event.message.partition, None, headers)
 
 
 class StagedTable(MutableMapping[str, Any]):
@@ -138,6 +159,7 @@ class StagedTable(MutableMapping[str, Any]):
     sends each to the changelog through the :class:`Outbox` (same key/value
     encoding as Faust's, so Faust's recovery replays them) and only then
     sets the value in the table's store, bypassing Faust's own send.
+    The outbox then sends them with the event's outputs, in one batch.
     """
 
     def __init__(self, table: Any, outbox: Outbox) -> None:
@@ -165,11 +187,11 @@ class StagedTable(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(set(self.table.data.keys()) | set(self._staged))
 
-    async def commit(self, event: Any) -> None:
+    def commit(self) -> None:
+        """Stage every write for the changelog in the outbox and apply it to the store."""
         changelog = self.table.changelog_topic.get_topic_name()
         for key, value in self._staged.items():
-            await self.outbox.send_raw(event, changelog, json.dumps(key).encode(),
-                                       json.dumps(value).encode())
+            self.outbox.send_raw(changelog, json.dumps(key).encode(), json.dumps(value).encode())
             self.table.data[key] = value
         self._staged.clear()
 
