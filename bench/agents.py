@@ -1,0 +1,213 @@
+"""Ecosystem agent benchmark: events/s of the Faust worker beside a plain confluent-kafka loop.
+
+Both sides process the same input, a few scripted worlds (a seed command, then
+ticks and deltas), applying the same rule object (:class:`EcosystemWorld`),
+with the same serde, exactly once: outputs, the world state written to a
+changelog topic and the consumer offsets commit in Kafka transactions. The
+Faust side is the real ecosystem worker process (its tables, codec, outbox);
+the anchor is a hand-written consume-process-produce loop. Printed in one
+run: events/s per worker for each, and their ratio.
+
+Needs the local stack (`cosmic stack up`).
+
+    .venv/bin/python bench/agents.py [--worlds 6] [--ticks 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from cosmic import kafka, topics
+from cosmic.settings import Settings, get_settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
+from streams.living import records
+from streams.living import testing as script
+from streams.living.faustapp import topic_name
+from streams.living.service import FaustService
+from streams.living.world import EcoEvent, EcoParams, EcosystemWorld, PlanetStatus
+
+INPUTS = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.STATE_DELTAS)
+
+
+def _settings(base: Settings, tag: str) -> Settings:
+    living = base.living.model_copy(update={
+        "topic_prefix": f"bench.{tag}.", "ecosystem_app_id": f"bench-eco-{tag}",
+        "start_from": "earliest", "step_every": 10})
+    return base.model_copy(update={"living": living})
+
+
+def _feed(settings: Settings, registry: RegistryClient, worlds: int, ticks: int) -> int:
+    producer = kafka.producer(settings, **{"linger.ms": 20})
+    enc = {t.name: AvroSerializer(registry, t.value) for t in INPUTS}
+    n = 0
+    bodies = script.solar_system(2)
+
+    def send(topic: topics.Topic, key: str, record: dict[str, Any]) -> None:
+        name = topic_name(settings, topic)
+        producer.produce(name, key=key.encode(), value=enc[topic.name](record, SerializationContext(name)))
+
+    offsets: dict[str, int] = {}
+
+    def seeded(err: Any, msg: Any) -> None:
+        offsets[msg.key().decode()] = msg.offset()
+
+    for w in range(worlds):
+        world = f"bw-{w}"
+        name = topic_name(settings, topics.COMMANDS)
+        producer.produce(name, key=world.encode(), on_delivery=seeded,
+                         value=enc[topics.COMMANDS.name](script.seed(world, 10, 1, 5000),
+                                                         SerializationContext(name)))
+        n += 1
+    producer.flush(30)
+    for t in range(1, ticks + 1):
+        for w in range(worlds):
+            world = f"bw-{w}"
+            send(topics.PHYSICS_TICKS, world, script.tick(world, t, last_offset=offsets[world] if t == 2 else None))
+            send(topics.STATE_DELTAS, world, script.delta(world, t, bodies if t == 1 else {}))
+            n += 2
+        producer.poll(0)
+    producer.flush(60)
+    return n
+
+
+def _ends(settings: Settings) -> list[TopicPartition]:
+    c = kafka.consumer(settings, f"bench-probe-{uuid.uuid4().hex[:6]}")
+    out = []
+    for t in INPUTS:
+        for p in range(3):
+            _, high = c.get_watermark_offsets(TopicPartition(topic_name(settings, t), p), timeout=10)
+            out.append(TopicPartition(topic_name(settings, t), p, high))
+    c.close()
+    return out
+
+
+def _caught_up(settings: Settings, group: str, ends: list[TopicPartition]) -> bool:
+    c = kafka.consumer(settings, group)
+    try:
+        committed = c.committed([TopicPartition(tp.topic, tp.partition) for tp in ends], timeout=10)
+    finally:
+        c.close()
+    want = {(tp.topic, tp.partition): tp.offset for tp in ends}
+    return all(tp.offset >= want[(tp.topic, tp.partition)] for tp in committed
+               if want[(tp.topic, tp.partition)] > 0)
+
+
+def bench_faust(settings: Settings, registry: RegistryClient, worlds: int, ticks: int) -> float:
+    svc = FaustService("bench-ecosystem", "streams.ecosystem", settings)
+    svc.start()
+    try:
+        time.sleep(15)  # worker boot and group join, not what is measured
+        n = _feed(settings, registry, worlds, ticks)
+        t0 = time.perf_counter()
+        ends = _ends(settings)
+        while not _caught_up(settings, settings.living.ecosystem_app_id, ends):
+            if svc.failure() is not None:
+                raise RuntimeError(str(svc.failure()))
+            time.sleep(0.2)
+        return n / (time.perf_counter() - t0)
+    finally:
+        svc.stop()
+
+
+def bench_plain(settings: Settings, registry: RegistryClient, worlds: int, ticks: int) -> float:
+    """The anchor: consume, apply the rules, produce outputs + state + offsets per transaction."""
+    n = _feed(settings, registry, worlds, ticks)
+    group = f"bench-plain-{uuid.uuid4().hex[:6]}"
+    consumer = kafka.consumer(settings, group)
+    consumer.subscribe([topic_name(settings, t) for t in INPUTS])
+    producer = kafka.producer(settings, transactional_id=f"{group}-tx")
+    producer.init_transactions(30)
+    decode = AvroDeserializer(registry)
+    enc = {t.name: AvroSerializer(registry, t.value)
+           for t in (topics.ECOSYSTEM_EVENTS, topics.PLANET_STATUS, topics.COMMANDS_REJECTED)}
+    changelog = topic_name(settings, topics.DLQ) + ".plain-state"
+    live: dict[str, EcosystemWorld] = {}
+    params = EcoParams(step_every=10, time_scale=settings.living.time_scale)
+    names = {topic_name(settings, t): t.value for t in INPUTS}
+    done = 0
+    t0 = time.perf_counter()
+    while done < n:
+        msgs = consumer.consume(500, timeout=1.0)
+        if not msgs:
+            continue
+        producer.begin_transaction()
+        for msg in msgs:
+            if msg.error():
+                continue
+            value = decode(msg.value())
+            world_id = str(value["world_id"])
+            world = live.get(world_id) or live.setdefault(world_id, EcosystemWorld(world_id, params))
+            kind = names[str(msg.topic())]
+            outs = (world.on_command(msg.offset() or 0, value) if kind == "PlayerCommand" else
+                    world.on_tick(value) if kind == "PhysicsTick" else world.on_delta(value))
+            # The same state writes as the Faust side's two tables: world, changed planets.
+            state = {"world": world.to_dict(),
+                     "planets": {p: world.planets[p].to_dict() for p in sorted(world.dirty)}}
+            world.dirty.clear()
+            producer.produce(changelog, key=world_id.encode(), value=json.dumps(state).encode(),
+                             partition=msg.partition() or 0)
+            for o in outs:
+                topic, rec = ((topics.ECOSYSTEM_EVENTS, records.ecosystem_event(world_id, o))
+                              if isinstance(o, EcoEvent) else
+                              (topics.PLANET_STATUS, o.record) if isinstance(o, PlanetStatus) else
+                              (topics.COMMANDS_REJECTED, records.rejection(world_id, o)))
+                name = topic_name(settings, topic)
+                producer.produce(name, key=world_id.encode(), partition=msg.partition() or 0,
+                                 value=enc[topic.name](rec, SerializationContext(name)))
+            done += 1
+        producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                             consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+    rate = n / (time.perf_counter() - t0)
+    consumer.close()
+    return rate
+
+
+def _topics(settings: Settings, create: bool) -> None:
+    admin = kafka.admin(settings)
+    names = [topic_name(settings, t) for t in topics.ALL] + [topic_name(settings, topics.DLQ) + ".plain-state"]
+    if create:
+        for f in admin.create_topics([NewTopic(n, 3, 1) for n in names]).values():
+            f.result(30)
+        return
+    extra = [t for t in admin.list_topics(timeout=30).topics
+             if t.startswith(settings.living.ecosystem_app_id)]
+    for f in admin.delete_topics(names + extra, operation_timeout=30).values():
+        with contextlib.suppress(KafkaException):
+            f.result(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", type=int, default=6)
+    ap.add_argument("--ticks", type=int, default=1500)
+    args = ap.parse_args()
+    base = get_settings()
+    registry = RegistryClient.from_settings(base)
+    results = {}
+    for side, fn in (("faust", bench_faust), ("plain", bench_plain)):
+        settings = _settings(base, f"{side}{uuid.uuid4().hex[:6]}")
+        _topics(settings, create=True)
+        try:
+            results[side] = fn(settings, registry, args.worlds, args.ticks)
+        finally:
+            _topics(settings, create=False)
+    registry.close()
+    events = args.worlds * (2 * args.ticks + 1)
+    print(f"ecosystem agent, {args.worlds} worlds, {events} input events, exactly once, one worker each")
+    print(f"  faust worker (tables, outbox)     {results['faust']:10.0f} events/s")
+    print(f"  plain confluent-kafka loop        {results['plain']:10.0f} events/s")
+    print(f"  ratio faust / plain               {results['faust'] / results['plain']:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
