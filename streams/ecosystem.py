@@ -7,7 +7,11 @@ holds everything about a world. Writes ``cosmic.ecosystem.events.v1``
 (PopulationChanged, SpeciesExtinct, SpeciesEmerged, PlanetDestroyed),
 ``cosmic.commands.rejected.v1`` and the internal planet status stream the
 civilization app follows. Processing is exactly once: outputs, table
-changelogs and consumer offsets commit in one Kafka transaction.
+changelogs and consumer offsets commit in one Kafka transaction (see
+:class:`streams.living.faustapp.Outbox` for why the app sends them itself).
+Outputs keep the key the topic registry names (planet id, world id) but go
+to the partition number of the world they came from, like the physics
+worker's records: one world's life stays on one partition of every topic.
 
 The rules live in :mod:`streams.living` and know nothing of Kafka; the agent
 loads a world's state from the tables, hands it the record and saves it.
