@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -42,7 +43,11 @@ def _plain(value: Any) -> Any:
 
 def settings_file(settings: Settings, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings.model_dump(mode="python"), default=_plain))
+    # It holds the secrets too (the child needs them): readable by this user only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(settings.model_dump(mode="python"), default=_plain))
+    path.chmod(0o600)
     return path
 
 

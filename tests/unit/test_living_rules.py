@@ -155,3 +155,21 @@ def test_the_dice_depend_only_on_their_seed() -> None:
     assert rules.uniform("a", 1, 2) == rules.uniform("a", 1, 2)
     assert rules.uniform("a", 1, 2) != rules.uniform("a", 1, 3)
     assert all(0 <= rules.uniform(i) < 1 for i in range(1000))
+
+
+def test_demo_life_is_seeded_where_it_can_live() -> None:
+    from streams.physics import scenario
+
+    sun = [(1.0, (0.0, 0.0, 0.0))]
+    orbits = {pid: a for pid, (_, a, _, _) in zip(scenario.PLANET_IDS, scenario.PLANETS, strict=True)}
+    cmds = scenario.life("w", seed=42)
+    seeds = [c.command for c in cmds if c.command.type == "SeedSpecies"]
+    assert len({s.species_id for s in seeds}) == len(seeds) == len(scenario.LIFE)
+    for s in seeds:
+        temp = climate.temperature_k((orbits[s.planet_id], 0.0, 0.0), sun)
+        assert climate.fitness(temp, s.traits.temp_min_k, s.traits.temp_max_k) > 0.5, s
+    founding = [c.command for c in cmds if c.command.type == "FoundCivilization"]
+    assert len(founding) == 1 and founding[0].planet_id == scenario.PLANET_IDS[2]
+    # Ids are new each run (players pick a fresh seed), so a replayed log never collides.
+    assert {s.species_id for s in seeds}.isdisjoint(
+        {c.command.species_id for c in scenario.life("w", seed=43) if c.command.type == "SeedSpecies"})
