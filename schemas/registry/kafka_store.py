@@ -16,9 +16,10 @@ process writes the topic (the embedded default runs exactly one).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from cosmic import kafka
@@ -64,10 +65,7 @@ class KafkaStore:
         )
         try:
             tp = TopicPartition(self.topic, 0)
-            try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=self.timeout_s)
-            except KafkaException as exc:
-                raise StoreError(f"could not read registry topic {self.topic!r}: {exc}") from None
+            low, high = self._watermarks(consumer, tp)
             if high <= low:
                 return
             consumer.assign([TopicPartition(self.topic, 0, low)])
@@ -88,6 +86,22 @@ class KafkaStore:
         finally:
             consumer.close()
         yield from records
+
+    def _watermarks(self, consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+        # A topic created a moment ago may not be in this client's metadata yet
+        # ("unknown partition"): ask again until the timeout before giving up.
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=self.timeout_s)
+                return int(low), int(high)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                retriable = isinstance(err, KafkaError) and err.code() in (
+                    KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+                if not retriable or time.monotonic() > deadline:
+                    raise StoreError(f"could not read registry topic {self.topic!r}: {exc}") from None
+            time.sleep(0.2)
 
     @staticmethod
     def _decode(msg: Message) -> tuple[Record, Record | None] | None:
