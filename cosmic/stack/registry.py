@@ -34,6 +34,10 @@ class RegistryService(LocalService):
     def executable(self) -> str:
         return sys.executable
 
+    def owns(self, cmdline: list[str]) -> bool:
+        # The interpreter's name differs between venvs and launchers (python,
+        # python3, python3.11); the module it runs does not.
+        return "schemas.registry.server" in cmdline
     def child_env(self) -> dict[str, str] | None:
         s = self.settings
         return {

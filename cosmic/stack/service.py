@@ -116,13 +116,16 @@ class LocalService(ABC):
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             # A recycled PID would belong to some other program: check its command line.
-            marker = self.executable()
             cmdline = proc.cmdline()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
-        if cmdline and Path(cmdline[0]).name != Path(marker).name:
+        if cmdline and not self.owns(cmdline):
             return None
         return pid
+
+    def owns(self, cmdline: list[str]) -> bool:
+        """Whether a process with this command line is this service."""
+        return Path(cmdline[0]).name == Path(self.executable()).name
 
     def is_running(self) -> bool:
         return self.pid() is not None
