@@ -128,7 +128,6 @@ class Connector:
 
     def __init__(self, settings: Settings, sink: Sink, routes: Mapping[str, Topic], *,
                  group_id: str, registry: SchemaSource | None = None,
-                 ignore: Callable[[Message], bool] | None = None,
                  dlq_topic: Topic = topics.DLQ, instance_id: str | None = None) -> None:
         self.settings = settings
         self.sink = sink
@@ -140,7 +139,6 @@ class Connector:
         self._store_line = ""
         self._announced = False
         self._registry = registry
-        self._ignore = ignore
         self._dlq_topic = dlq_topic
         self._instance_id = instance_id
         self._floor: dict[TP, int] = {}
@@ -269,7 +267,7 @@ class Connector:
             self.metrics.skipped += 1  # the store already has it
             return
         self._pending.positions[tp] = offset + 1
-        if msg.value() is None or (self._ignore is not None and self._ignore(msg)):
+        if msg.value() is None:
             return
         decode = decoders[topic]
         if decode is None:

@@ -34,7 +34,6 @@ from connectors.migrate import (
 from connectors.records import FLATTENERS, Row
 from cosmic import topics
 from cosmic.settings import Settings
-from cosmic.smoke import SMOKE_KEY
 from cosmic.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -216,11 +215,6 @@ class TimescaleSink(Sink):
             known.add(day)
 
 
-def _is_smoke(msg: Any) -> bool:
-    # The smoke pipeline's JSON heartbeats share the metrics topic; they are not ours.
-    return bool(msg.key() == SMOKE_KEY)
-
-
 def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
           group_id: str = "cosmic-connector-timescale", dlq_topic: Topic = topics.DLQ,
           instance_id: str | None = None,
@@ -229,6 +223,5 @@ def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
     routes = routes or {t.name: t for t in TOPICS}
     check_routes("timescale", routes, TOPICS)
     sink = TimescaleSink(settings, routes, connector_id=group_id, prefer=prefer)
-    return Connector(settings, sink, routes, group_id=group_id, ignore=_is_smoke,
-                     dlq_topic=dlq_topic,
+    return Connector(settings, sink, routes, group_id=group_id, dlq_topic=dlq_topic,
                      instance_id=instance_id)

@@ -1,8 +1,10 @@
 """The smoke pipeline: heartbeats through Kafka into PostgreSQL and ClickHouse.
 
-It proves the stack works end to end before the real services exist: a
-producer sends numbered heartbeat events, a consumer group reads them and
-writes each batch to both stores, committing offsets only after both have it.
+It proves the stack works end to end, whatever else runs: a producer sends
+numbered heartbeats as ``MetricPoint`` records (metric ``cosmic.smoke.heartbeat``,
+the sequence number as value) through the registry, and a consumer group reads
+them and writes each batch to both stores, committing offsets only after both
+have it.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 
-import orjson
 import psycopg
 from clickhouse_driver import Client
 from confluent_kafka import KafkaError, KafkaException
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
 
-SMOKE_KEY = b"smoke.heartbeat"
+SMOKE_METRIC = "cosmic.smoke.heartbeat"
+SMOKE_KEY = SMOKE_METRIC.encode()
 _PG_DDL = """
 CREATE TABLE IF NOT EXISTS smoke_events (
     run_id uuid NOT NULL, seq bigint NOT NULL,
@@ -39,13 +44,19 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _epoch_ms(ts: datetime | int) -> int:
+    return int(ts.timestamp() * 1000) if isinstance(ts, datetime) else int(ts)
+
+
 class SmokePipeline:
     """A heartbeat producer and a store-writing consumer, each in its own thread."""
 
     name = "smoke"
 
-    def __init__(self, settings: Settings, rate_hz: float = 50.0, batch: int = 100) -> None:
+    def __init__(self, settings: Settings, rate_hz: float = 10.0, batch: int = 100,
+                 registry: SchemaSource | None = None) -> None:
         self.settings = settings
+        self.registry = registry or RegistryClient.from_settings(settings)
         self.rate_hz = rate_hz
         self.batch = batch
         self.run_id = uuid.uuid4()
@@ -109,13 +120,17 @@ class SmokePipeline:
 
     def _produce_loop(self) -> None:
         producer = kafka.producer(self.settings, client_id="cosmic-smoke-producer")
+        encode = AvroSerializer(self.registry, "MetricPoint")
+        ctx = SerializationContext(topics.METRICS.name)
         period = 1.0 / self.rate_hz
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():
-                payload = orjson.dumps(
-                    {"run_id": str(self.run_id), "seq": self.produced, "ts_ms": _now_ms()})
-                producer.produce(topics.METRICS.name, key=SMOKE_KEY, value=payload)
+                now = _now_ms()
+                point = {"name": SMOKE_METRIC, "world_id": None, "window_start": now,
+                         "window_end": now, "value": float(self.produced),
+                         "labels": {"run_id": str(self.run_id)}}
+                producer.produce(topics.METRICS.name, key=SMOKE_KEY, value=encode(point, ctx))
                 self.produced += 1
                 producer.poll(0)
                 next_at += period
@@ -127,6 +142,8 @@ class SmokePipeline:
     def _consume_loop(self) -> None:
         consumer = kafka.consumer(self.settings, group_id=f"cosmic-smoke-{self.run_id}")
         consumer.subscribe([topics.METRICS.name])
+        decode = AvroDeserializer(self.registry)
+        ctx = SerializationContext(topics.METRICS.name)
         pg = self._pg()
         ch = self._ch()
         db = self.settings.clickhouse.database
@@ -139,10 +156,10 @@ class SmokePipeline:
                         raise KafkaException(msg.error())
                     if msg.key() != SMOKE_KEY:
                         continue
-                    event = orjson.loads(msg.value() or b"{}")
-                    if event["run_id"] != str(self.run_id):
+                    point = decode(msg.value(), ctx)
+                    if point["labels"].get("run_id") != str(self.run_id):
                         continue
-                    rows.append((event["seq"], event["ts_ms"]))
+                    rows.append((int(point["value"]), _epoch_ms(point["window_start"])))
                 if rows:
                     stored = _now_ms()
                     with pg.cursor() as cur:
