@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
@@ -33,6 +32,7 @@ from connectors.errors import StoreRejected, StoreUnavailable
 from connectors.metrics import ConnectorMetrics
 from cosmic import kafka, topics
 from cosmic.errors import ConfigError, CosmicError
+from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from cosmic.topics import Topic
 from schemas import catalog
@@ -123,12 +123,13 @@ class _Stopping(CosmicError):
     """Raised inside a backoff wait when the connector is told to stop."""
 
 
-class Connector:
+class Connector(ThreadService):
     """A platform service running one sink's consume-write-commit loop in a thread."""
 
     def __init__(self, settings: Settings, sink: Sink, routes: Mapping[str, Topic], *,
                  group_id: str, registry: SchemaSource | None = None,
                  dlq_topic: Topic = topics.DLQ, instance_id: str | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.sink = sink
         self.name = sink.name
@@ -144,26 +145,10 @@ class Connector:
         self._floor: dict[TP, int] = {}
         self._pending = Batch()
         self._writes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterQueue | None = None
 
-    # -- PlatformService ---------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run_guarded, name=f"connector-{self.name}",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def failure(self) -> BaseException | None:
-        return self._error
+    # -- PlatformService (start/stop/failure come from ThreadService) ----------------
 
     def progress(self) -> str:
         note = self.store_note
@@ -177,13 +162,6 @@ class Connector:
         return self.metrics.prometheus_text()
 
     # -- the loop ------------------------------------------------------------------
-
-    def _run_guarded(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:
-            log.exception("connector %s failed", self.name)
-            self._error = exc
 
     def run(self) -> None:
         """The loop, in the calling thread, until :meth:`stop` (or an error)."""

@@ -7,6 +7,7 @@ steady rate, and stops them all on Ctrl-C, on ``duration``, or when one fails.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -26,6 +27,44 @@ class PlatformService(Protocol):
     def progress(self) -> str: ...
 
     def failure(self) -> BaseException | None: ...
+
+
+class ThreadService:
+    """A platform service whose work is one loop, :meth:`run`, in a background thread.
+
+    ``run`` returns when :attr:`_stop` is set; an exception it raises is kept
+    and reported by :meth:`failure` (``run_services`` then stops everything).
+    """
+
+    name = "service"
+    join_timeout_s = 60.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_guarded, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.join_timeout_s)
+
+    def failure(self) -> BaseException | None:
+        return self._error
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            logging.getLogger(type(self).__module__).exception("%s failed", self.name)
+            self._error = exc
 
 
 class ServiceFailed(CosmicError):

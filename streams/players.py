@@ -7,11 +7,10 @@ keeps sending nudges, spawns, removals and the odd invalid command.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 
 from cosmic import kafka, topics
+from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
@@ -27,12 +26,14 @@ def world_exists(settings: Settings, registry: SchemaSource, world_id: str) -> b
     return any(True for _ in log.read(topics.STATE_SNAPSHOTS.name, partition, key=key))
 
 
-class SyntheticPlayers:
+class SyntheticPlayers(ThreadService):
     name = "players"
+    join_timeout_s = 30.0
 
     def __init__(self, settings: Settings, world_ids: tuple[str, ...] = ("garden-demo",),
                  rate_hz: float = 20.0, seed: int | None = None,
                  registry: SchemaSource | None = None, life_delay_s: float = 20.0) -> None:
+        super().__init__()
         self.settings = settings
         self.life_delay_s = life_delay_s
         self.world_ids = world_ids
@@ -41,34 +42,11 @@ class SyntheticPlayers:
         self.seed = seed if seed is not None else time.time_ns() // 1_000_000 % 100_000
         self.registry = registry or RegistryClient.from_settings(settings)
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._guard(self._run), name="players", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-
-    def failure(self) -> BaseException | None:
-        return self._error
 
     def progress(self) -> str:
         return f"{self.sent} commands sent to {len(self.world_ids)} world(s)"
 
-    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # noqa: BLE001 - surfaced through failure()
-                self._error = exc
-        return run
-
-    def _run(self) -> None:
+    def run(self) -> None:
         encode = AvroSerializer(self.registry, "PlayerCommand")
         ctx = SerializationContext(topics.COMMANDS.name)
         producer = kafka.producer(self.settings, client_id="cosmic-players")

@@ -18,7 +18,6 @@ twice and nothing is lost.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cosmic import kafka, topics
+from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.dlq import DeadLetterQueue, Decoded, decode_or_dead_letter
 from schemas.registry.client import RegistryClient
@@ -81,7 +81,7 @@ class WorkerStats:
     started: float = field(default_factory=time.monotonic)
 
 
-class PhysicsWorker:
+class PhysicsWorker(ThreadService):
     """Owns the worlds of its assigned partitions and ticks them."""
 
     name = "physics"
@@ -91,12 +91,10 @@ class PhysicsWorker:
         self.settings = settings
         self.registry = registry
         self.config = config or WorkerConfig()
+        super().__init__()
         self.stats = WorkerStats()
         self.worlds: dict[str, _Live] = {}
         self._assigned: set[int] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._decode = AvroDeserializer(registry)
         self._encoders = {
             t.name: AvroSerializer(registry, t.value)
@@ -108,33 +106,13 @@ class PhysicsWorker:
         self._in_txn = False
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
 
-    # -- lifecycle (PlatformService) -------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run_guarded, name="physics-worker",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def failure(self) -> BaseException | None:
-        return self._error
+    # -- PlatformService (start/stop/failure come from ThreadService) -------------------
 
     def progress(self) -> str:
         s = self.stats
         rate = s.ticks / max(1e-9, time.monotonic() - s.started)
         return (f"{len(self.worlds)} worlds, {s.ticks} ticks ({rate:.0f}/s), "
                 f"{s.commands} commands, {s.rejected} rejected, step {s.last_step_us}us")
-
-    def _run_guarded(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:
-            log.exception("physics worker failed")
-            self._error = exc
 
     # -- the loop ------------------------------------------------------------------
 
