@@ -24,7 +24,8 @@ from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
 from streams.living import civ_rules, faustapp, records
 from streams.living.serde import Undecodable
-from streams.living.world import _ms
+from streams.living.service import lazy_app
+from streams.living.world import Rejection, _ms
 
 
 def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust.App:
@@ -56,11 +57,12 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         staged_on_planet.commit()
         if outcome.refused is not None:
             req = status["found"]
-            outbox.send(topics.COMMANDS_REJECTED, world_id.encode(), {
-                "command_id": str(req["command_id"]), "world_id": world_id,
-                "player_id": req["player_id"], "reason": outcome.refused.reason,
-                "message": outcome.refused.message, "tick": tick,
-                "command_offset": req["command_offset"], "ts": ts})
+            refusal = Rejection(
+                command={"command_id": str(req["command_id"]), "player_id": req["player_id"]},
+                offset=req["command_offset"], tick=tick, ts=ts,
+                reason=outcome.refused.reason, message=outcome.refused.message)
+            outbox.send(topics.COMMANDS_REJECTED, world_id.encode(),
+                        records.rejection(world_id, refusal))
         for change in outcome.changes:
             outbox.send(topics.CIVILIZATION_EVENTS,
                         str(change.civilization.civilization_id).encode(),
@@ -75,17 +77,8 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     return app
 
 
-_built: dict[str, faust.App] = {}
-
-
-def __getattr__(attr: str) -> Any:
-    # `faust -A streams.civilization worker` looks for a module-level `app`; build it
-    # only when asked, so importing this module has no side effects.
-    if attr == "app":
-        if "app" not in _built:
-            _built["app"] = build_app(get_settings())
-        return _built["app"]
-    raise AttributeError(attr)
+# `faust -A streams.civilization worker` finds `app` here, built on first access.
+__getattr__ = lazy_app(build_app)
 
 
 def main(settings: Settings | None = None, loglevel: str = "WARNING") -> None:

@@ -33,6 +33,7 @@ from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
 from streams.living import faustapp, records
 from streams.living.serde import Undecodable
+from streams.living.service import lazy_app
 from streams.living.world import (
     EcoEvent,
     EcoParams,
@@ -117,17 +118,8 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
     return app
 
 
-_built: dict[str, faust.App] = {}
-
-
-def __getattr__(attr: str) -> Any:
-    # `faust -A streams.ecosystem worker` looks for a module-level `app`; build it only
-    # when asked, so importing this module has no side effects.
-    if attr == "app":
-        if "app" not in _built:
-            _built["app"] = build_app(get_settings())
-        return _built["app"]
-    raise AttributeError(attr)
+# `faust -A streams.ecosystem worker` finds `app` here, built on first access.
+__getattr__ = lazy_app(build_app)
 
 
 def main(settings: Settings | None = None, loglevel: str = "WARNING") -> None:

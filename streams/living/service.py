@@ -33,6 +33,26 @@ def run_worker(app: Any, loglevel: str = "WARNING") -> None:
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
+def lazy_app(build_app: Any) -> Any:
+    """A module ``__getattr__`` that builds the module's Faust ``app`` on first access.
+
+    ``faust -A module worker`` looks for a module-level ``app``; building it only
+    when asked keeps importing the module free of side effects.
+    """
+    built: dict[str, Any] = {}
+
+    def module_getattr(attr: str) -> Any:
+        if attr != "app":
+            raise AttributeError(attr)
+        if "app" not in built:
+            from cosmic.settings import get_settings
+
+            built["app"] = build_app(get_settings())
+        return built["app"]
+
+    return module_getattr
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
