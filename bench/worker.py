@@ -32,11 +32,12 @@ from cosmic.settings import get_settings
 from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
-from streams.physics import scenario
-from streams.physics.logs import KafkaLog
-from streams.physics.recovery import read_commands, replay
-from streams.physics.simulation import WorldState, advance
-from streams.physics.worker import PhysicsWorker, WorkerConfig
+from streams.worlds import scenario
+from streams.worlds.commands import advance
+from streams.worlds.eventlog import KafkaLog
+from streams.worlds.recovery import read_commands, replay
+from streams.worlds.state import WorldState
+from streams.worlds.worker import PhysicsWorker, WorkerConfig
 
 LIVE_GOAL = 60.0
 REPLAY_GOAL_X = 20.0

@@ -14,8 +14,8 @@ from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
-from streams.physics import scenario
-from streams.physics.logs import KafkaLog
+from streams.worlds import scenario
+from streams.worlds.eventlog import KafkaLog
 
 
 def world_exists(settings: Settings, registry: SchemaSource, world_id: str) -> bool:

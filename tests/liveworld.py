@@ -15,7 +15,7 @@ from cosmic import kafka, topics
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
-from streams.physics import scenario
+from streams.worlds import scenario
 
 
 class LiveWorld:

@@ -357,7 +357,7 @@ def export(world_id: str, out_dir: Path) -> None:
     `cosmic replay --log-dir OUT` replays such a copy exactly as it replays Kafka,
     so a copy can be inspected, trimmed or tampered with offline.
     """
-    from streams.physics.logs import export_world
+    from streams.worlds.eventlog import export_world
 
     counts = export_world(get_settings(), world_id, out_dir)
     for topic, n in counts.items():

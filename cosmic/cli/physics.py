@@ -28,7 +28,7 @@ def physics() -> None:
 def worker(worker_id: str, group_id: str, world_prefix: str, unpaced: bool,
            duration: float | None, tolerance: float) -> None:
     """Consume commands, tick the worlds of the assigned partitions, produce their events."""
-    from streams.physics.worker import WorkerConfig, build_worker
+    from streams.worlds.worker import WorkerConfig, build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = WorkerConfig(worker_id=worker_id, group_id=group_id, world_prefix=world_prefix,

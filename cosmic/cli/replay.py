@@ -57,14 +57,14 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
       cosmic replay --world garden-demo --at-tick 500 --verify --restore --reason "bad deploy"
     """
     from schemas.registry.client import RegistryClient
-    from streams.physics.logs import ExportedLog, KafkaLog, LogSource
-    from streams.physics.pointintime import (
+    from streams.worlds.eventlog import ExportedLog, KafkaLog, LogSource
+    from streams.worlds.pointintime import (
         adopt,
         read_snapshot_file,
         rebuild,
         write_snapshot_file,
     )
-    from streams.physics.recovery import ReplayDivergence, TickGap
+    from streams.worlds.recovery import ReplayDivergence, TickGap
 
     if fork_into and restore:
         raise click.UsageError("choose --fork or --restore, not both")

@@ -16,8 +16,8 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     import connectors
     from jobs.process import JobProcess
     from streams import living
-    from streams.physics.worker import build_worker
     from streams.players import SyntheticPlayers
+    from streams.worlds.worker import build_worker
 
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
             *living.build_services(settings),

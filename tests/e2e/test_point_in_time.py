@@ -20,8 +20,8 @@ from cosmic.stack import Stack
 from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.physics.logs import EXPORT_SCHEMA, KafkaLog
-from streams.physics.pointintime import read_snapshot_file
+from streams.worlds.eventlog import EXPORT_SCHEMA, KafkaLog
+from streams.worlds.pointintime import read_snapshot_file
 from tests.liveworld import LiveWorld, start_worker, stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -114,7 +114,7 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
                                               log.world_partition(world), key=world.encode())
                     if r["tick"] == 350]
         assert recorded, "the worker snapshots every 50 ticks"
-        from streams.physics.codec import state_from_snapshot
+        from streams.worlds.events import state_from_snapshot
 
         at_350 = state_from_snapshot(recorded[0], 0)
         for attr in ("ids", "masses", "radii", "positions", "velocities"):

@@ -17,7 +17,7 @@ from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from streams.physics.logs import KafkaLog
+from streams.worlds.eventlog import KafkaLog
 from tests.liveworld import LiveWorld, start_worker, stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

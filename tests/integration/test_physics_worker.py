@@ -17,9 +17,9 @@ from cosmic.stack import Stack
 from schemas import dlq
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
-from streams.physics.logs import KafkaLog
-from streams.physics.recovery import read_commands, replay
-from streams.physics.simulation import WorldState
+from streams.worlds.eventlog import KafkaLog
+from streams.worlds.recovery import read_commands, replay
+from streams.worlds.state import WorldState
 from tests.liveworld import LiveWorld, start_worker, stop_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

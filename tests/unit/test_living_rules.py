@@ -158,7 +158,7 @@ def test_the_dice_depend_only_on_their_seed() -> None:
 
 
 def test_demo_life_is_seeded_where_it_can_live() -> None:
-    from streams.physics import scenario
+    from streams.worlds import scenario
 
     sun = [(1.0, (0.0, 0.0, 0.0))]
     orbits = {pid: a for pid, (_, a, _, _) in zip(scenario.PLANET_IDS, scenario.PLANETS, strict=True)}

@@ -11,10 +11,11 @@ import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import catalog
-from streams.physics import scenario
-from streams.physics.codec import snapshot_record, state_from_snapshot, tick_record
-from streams.physics.deltas import DeadReckoner, DeltaMirror
-from streams.physics.simulation import WORLD_RADIUS, WorldState, advance
+from streams.worlds import scenario
+from streams.worlds.commands import advance
+from streams.worlds.deltas import DeadReckoner, DeltaMirror
+from streams.worlds.events import snapshot_record, state_from_snapshot, tick_record
+from streams.worlds.state import WORLD_RADIUS, WorldState
 
 
 def _through_avro(schema: str, record: dict) -> dict:

@@ -11,88 +11,24 @@ A command is decoded ``PlayerCommand`` data: an envelope dict whose
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from streams.physics import World
+from streams.physics.errors import (
+    DuplicateBody,
+    InvalidBody,
+    InvalidParams,
+    PhysicsError,
+    UnknownBody,
+)
 
-from .errors import DuplicateBody, InvalidBody, InvalidParams, PhysicsError, UnknownBody
-from .world import World
-
-BODY_KINDS = ("STAR", "PLANET", "MOON", "ASTEROID")
-KIND_CODE = {name: code for code, name in enumerate(BODY_KINDS)}
+from .outcome import Rejection, TickOutcome
+from .state import KIND_CODE, WORLD_RADIUS, SnapshotFetcher, WorldState
 
 # Commands the physics worker does not act on: other services (the ecosystem and
 # civilization apps) read them from the same log.
 NOT_PHYSICS = frozenset({"SeedSpecies", "FoundCivilization"})
-
-# (history partition, offset) -> the WorldSnapshot record there, or None.
-SnapshotFetcher = Callable[[int, int], "dict[str, Any] | None"]
-
-DEFAULT_TICK_RATE_HZ = 30.0
-DEFAULT_DT = 1.0 / 365.25
-DEFAULT_SNAPSHOT_EVERY = 100
-# Positions beyond this distance from the origin are refused: bodies out there
-# would only fly away and cost force evaluations.
-WORLD_RADIUS = 1.0e6
-
-
-@dataclass
-class WorldState:
-    """A world with its worker-level parameters and its place in the command log."""
-
-    world_id: str
-    partition: int
-    world: World
-    kinds: dict[int, int] = field(default_factory=dict)
-    tick_rate_hz: float = DEFAULT_TICK_RATE_HZ
-    dt: float = DEFAULT_DT
-    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
-    # Offset (in `partition` of the command topic) of the last command this world
-    # consumed, applied or rejected; commands at or below it are never re-applied.
-    last_command_offset: int | None = None
-
-    @classmethod
-    def empty(cls, world_id: str, partition: int, **world_kwargs: Any) -> WorldState:
-        world = World.from_arrays(
-            np.empty(0, np.int64), np.empty(0), np.empty((0, 3)), np.empty((0, 3)),
-            np.empty(0), G=world_kwargs.pop("G", 4 * math.pi**2),
-            softening=world_kwargs.pop("softening", 1e-4), **world_kwargs,
-        )
-        return cls(world_id=world_id, partition=partition, world=world)
-
-    def kinds_array(self) -> np.ndarray:
-        ids = self.world.ids
-        return np.fromiter((self.kinds.get(int(i), 0) for i in ids), dtype=np.uint8,
-                           count=len(ids))
-
-    def state_hash(self) -> str:
-        return self.world.state_hash()
-
-
-@dataclass(frozen=True)
-class Rejection:
-    offset: int
-    command: dict[str, Any]
-    reason: str  # a CommandRejected.reason symbol
-    message: str
-
-
-@dataclass(frozen=True)
-class TickOutcome:
-    """What one tick did: the facts its PhysicsTick event records."""
-
-    tick: int
-    sim_time: float
-    first_command_offset: int | None
-    last_command_offset: int | None
-    n_applied: int
-    n_rejected: int
-    rejections: tuple[Rejection, ...]
-    removed_ids: tuple[int, ...]  # by RemoveBody or absorbed in a merger
-    changed_ids: tuple[int, ...]  # spawned, or survivors of a merger (mass/radius changed)
-
 
 _REASONS: tuple[tuple[type[PhysicsError], str], ...] = (
     (UnknownBody, "UNKNOWN_BODY"),
@@ -160,7 +96,7 @@ def _set_params(state: WorldState, body: dict[str, Any]) -> None:
 def _adopt(state: WorldState, body: dict[str, Any],
            fetch_snapshot: SnapshotFetcher | None) -> tuple[str, str] | None:
     """Replace bodies and parameters by a recorded snapshot's; tick and time go on."""
-    from .codec import state_from_snapshot
+    from .events import state_from_snapshot
 
     where = f"history partition {body['snapshot_partition']} offset {body['snapshot_offset']}"
     record = None if fetch_snapshot is None else fetch_snapshot(

@@ -32,11 +32,12 @@ from schemas.dlq import DeadLetterQueue, Decoded, decode_or_dead_letter
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
 
-from .codec import now_ms, rejection_record, snapshot_record, tick_record
+from .commands import advance
 from .deltas import DeadReckoner
-from .logs import KafkaLog
+from .eventlog import KafkaLog
+from .events import now_ms, rejection_record, snapshot_record, tick_record
 from .recovery import recover_partition, snapshot_fetcher
-from .simulation import WorldState, advance
+from .state import WorldState
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from schemas import columnar
 
-from .simulation import TickOutcome, WorldState
+from .outcome import TickOutcome
+from .state import WorldState
 
 F32 = np.float32
 

@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 from schemas import columnar
+from streams.physics import World
 
-from .simulation import Rejection, TickOutcome, WorldState
-from .world import World
+from .outcome import Rejection, TickOutcome
+from .state import WorldState
 
 
 def now_ms() -> int:

@@ -19,11 +19,12 @@ from typing import Any
 
 from cosmic.settings import Settings
 from schemas.serde import SchemaSource
+from streams.physics.errors import PhysicsError
 
-from .codec import state_from_snapshot
-from .errors import PhysicsError
-from .logs import KafkaLog, LogSource
-from .simulation import SnapshotFetcher, WorldState, advance
+from .commands import advance
+from .eventlog import KafkaLog, LogSource
+from .events import state_from_snapshot
+from .state import SnapshotFetcher, WorldState
 
 log = logging.getLogger(__name__)
 

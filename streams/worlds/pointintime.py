@@ -27,8 +27,8 @@ from cosmic.settings import Settings
 from schemas import catalog, models
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
 
-from .codec import now_ms, snapshot_record
-from .logs import LogSource
+from .eventlog import LogSource
+from .events import now_ms, snapshot_record
 from .recovery import (
     CLOCK_MARGIN_MS,
     read_commands,
@@ -36,7 +36,7 @@ from .recovery import (
     restore_snapshot,
     snapshot_fetcher,
 )
-from .simulation import WorldState
+from .state import WorldState
 
 Record = dict[str, Any]
 Progress = Callable[[int, int], None]  # (ticks done, ticks total)
