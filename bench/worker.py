@@ -78,7 +78,8 @@ def main() -> None:
     settings = get_settings()
     admin.reconcile_topics(settings)
     registry = RegistryClient.from_settings(settings)
-    world = f"bench-{uuid.uuid4().hex[:8]}"
+    shard = f"bench-{uuid.uuid4().hex[:8]}"
+    world = f"{shard}:world"  # its own shard: no other worker on the stack touches it
     encode = AvroSerializer(registry, "PlayerCommand")
     ctx = SerializationContext(topics.COMMANDS.name)
     producer = kafka.producer(settings)
@@ -88,7 +89,7 @@ def main() -> None:
 
     # Anchor: the raw engine on the same world, no Kafka, no serde, no hashing.
     state = WorldState.empty(world, 0)
-    advance(state, [(k, c.to_avro()) for k, c in enumerate(opening(world, args.bodies))])
+    advance(state, list(enumerate(opening(world, args.bodies))))
     state.world.step(state.dt, steps=5)
     t0 = time.perf_counter()
     n_raw = 0
@@ -110,7 +111,7 @@ def main() -> None:
         producer.flush(30)
 
     worker = PhysicsWorker(settings, registry, WorkerConfig(
-        worker_id=f"bench-{world}", group_id=f"bench-{world}", world_prefix=world))
+        worker_id=shard, shard=shard))
     sender = threading.Thread(target=players, daemon=True)
     worker.start()
     sender.start()

@@ -101,6 +101,12 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def home_partition(world_id: str, partitions: int) -> int:
+    """A world's home: the one partition of the command topic (and of every topic the
+    worker writes for it) where its history lives, whichever client produced to it."""
+    return partition_for(world_id.encode(), partitions)
+
+
 def producer(settings: Settings, **kwargs: Any) -> Producer:
     return Producer(producer_config(settings, **kwargs))
 

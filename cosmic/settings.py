@@ -21,6 +21,7 @@ COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP port
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
 COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
+COSMIC_PHYSICS__WORKER_ID/SHARD/...    physics worker: identity, shard, hibernation, world cap
 COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem pacing
 COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
 =====================================  ==========================================
@@ -115,6 +116,25 @@ class ConnectorSettings(_Section):
     crash_after_write: int = 0
 
 
+class PhysicsSettings(_Section):
+    """The physics worker (`cosmic physics worker`, and the one `cosmic up` runs)."""
+
+    # Stable identity: a restarted worker with the same id fences its predecessor.
+    worker_id: str = "physics-0"
+    # Own only the worlds "<shard>:..." ("" : the worlds without a shard); each shard is
+    # its own consumer group, so shards never commit past each other's commands.
+    shard: str = ""
+    group_id: str = "cosmic-physics"  # the default shard's group; "<group>.<shard>" for others
+    delta_tolerance: float = 1e-3  # dead-reckoning tolerance of deltas, in length units
+    poll_timeout_s: float = 0.002
+    # A world with no command for this long takes a final snapshot and stops ticking
+    # until its next command. 0: never.
+    hibernate_after_s: float = 600.0
+    # Most worlds one worker ticks at once; commands that would create one more are
+    # rejected with WORLD_LIMIT.
+    max_worlds: int = 1000
+
+
 class LivingSettings(_Section):
     """The Faust apps (ecosystem, civilization): ids, pacing and test isolation."""
 
@@ -168,6 +188,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     connectors: ConnectorSettings = ConnectorSettings()
+    physics: PhysicsSettings = PhysicsSettings()
     living: LivingSettings = LivingSettings()
     live_metrics: LiveMetricsSettings = LiveMetricsSettings()
     # None is replaced by <state_dir>/lake when the settings are built.

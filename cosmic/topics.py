@@ -76,6 +76,12 @@ STATE_SNAPSHOT_HISTORY = Topic(
     retention_ms=90 * _DAY_MS,
     extra_config={"max.message.bytes": "67108864"},
 )
+WORLDS = Topic(
+    "cosmic.worlds.v1", key="world id", value="WorldStatus",
+    doc="Each world's lifecycle (active, hibernating, quarantined, retired); compacted to the latest.",
+    cleanup_policy="compact", retention_ms=FOREVER,
+    extra_config={"min.cleanable.dirty.ratio": "0.1"},
+)
 ECOSYSTEM_EVENTS = Topic(
     "cosmic.ecosystem.events.v1", key="planet id", value="EcosystemEvent",
     doc="Population changes, extinctions and speciations.",
@@ -109,6 +115,7 @@ ALL: tuple[Topic, ...] = (
     STATE_DELTAS,
     STATE_SNAPSHOTS,
     STATE_SNAPSHOT_HISTORY,
+    WORLDS,
     ECOSYSTEM_EVENTS,
     CIVILIZATION_EVENTS,
     PLANET_STATUS,

@@ -47,6 +47,10 @@ class IncompatibleSchema(SerializationError):
         self.problems = problems or []
 
 
+class FailedValidation(SerializationError):
+    """A record decodes but breaks a rule of its model (a negative mass, an empty id...)."""
+
+
 class InvalidRecord(SerializationError):
     """A record does not match the schema it is being encoded with."""
 

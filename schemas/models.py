@@ -63,6 +63,9 @@ class RejectReason(StrEnum):
     OUT_OF_BOUNDS = "OUT_OF_BOUNDS"
     DUPLICATE_COMMAND = "DUPLICATE_COMMAND"
     INTERNAL = "INTERNAL"
+    WORLD_RETIRED = "WORLD_RETIRED"
+    WORLD_QUARANTINED = "WORLD_QUARANTINED"
+    WORLD_LIMIT = "WORLD_LIMIT"
 
 
 class Vec3(_Record):
@@ -160,14 +163,22 @@ class AdoptSnapshot(_Command):
     reason: str
 
 
+class RetireWorld(_Command):
+    """Operator command: a final snapshot, then the world stops for good."""
+
+    avro_name: ClassVar[str] = f"{NAMESPACE}.RetireWorld"
+    type: Literal["RetireWorld"] = "RetireWorld"
+    reason: str
+
+
 Command = Annotated[
     SpawnBody | ApplyImpulse | RemoveBody | SeedSpecies | FoundCivilization | SetWorldParams
-    | AdoptSnapshot,
+    | AdoptSnapshot | RetireWorld,
     Field(discriminator="type"),
 ]
 COMMAND_TYPES: dict[str, type[_Command]] = {
     c.avro_name: c for c in (SpawnBody, ApplyImpulse, RemoveBody, SeedSpecies, FoundCivilization, SetWorldParams,
-                             AdoptSnapshot)
+                             AdoptSnapshot, RetireWorld)
 }
 
 

@@ -60,12 +60,13 @@ class LiveWorld:
             self._thread.join(30)
 
 
-def start_worker(worker_id: str, group: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    """`cosmic physics worker` in its own process, owning the worlds named ``prefix…``."""
+def start_worker(worker_id: str, shard: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`cosmic physics worker` in its own process, owning the worlds ``shard:...``
+    (its own consumer group, so no other worker on the stack touches them)."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "cosmic", "physics", "worker", "--worker-id", worker_id,
-             "--group-id", group, "--world-prefix", prefix],
+             "--shard", shard, *extra],
             stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -16,22 +16,29 @@ def physics() -> None:
 
 
 @physics.command()
-@click.option("--worker-id", default="physics-0", show_default=True,
-              help="Stable identity: a restarted worker with the same id fences its predecessor.")
-@click.option("--group-id", default="cosmic-physics", show_default=True,
-              help="Consumer group of the physics workers.")
-@click.option("--world-prefix", default="", help="Own only worlds whose id starts with this.")
+@click.option("--worker-id", help="Stable identity: a restarted worker with the same id fences its "
+                                  "predecessor. [default: settings.physics.worker_id]")
+@click.option("--shard", help='Own only the worlds "SHARD:..." (its own consumer group); without it, '
+                              "the worlds whose id has no shard. [default: settings.physics.shard]")
 @click.option("--unpaced", is_flag=True, help="Tick as fast as possible (replays, benchmarks).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--tolerance", type=float, default=1e-3, show_default=True,
+@click.option("--tolerance", type=float,
               help="Dead-reckoning tolerance of state deltas, in length units.")
-def worker(worker_id: str, group_id: str, world_prefix: str, unpaced: bool,
-           duration: float | None, tolerance: float) -> None:
-    """Consume commands, tick the worlds of the assigned partitions, produce their events."""
+@click.option("--hibernate-after", type=float,
+              help="Seconds without a command before a world hibernates (0: never).")
+@click.option("--max-worlds", type=int, help="Most worlds this worker ticks at once.")
+def worker(worker_id: str | None, shard: str | None, unpaced: bool, duration: float | None,
+           tolerance: float | None, hibernate_after: float | None, max_worlds: int | None) -> None:
+    """Consume commands, tick the worlds of the assigned partitions, produce their events.
+
+    Defaults come from the settings' ``physics`` section (COSMIC_PHYSICS__*).
+    """
     from streams.worlds.worker import WorkerConfig, build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = WorkerConfig(worker_id=worker_id, group_id=group_id, world_prefix=world_prefix,
-                          unpaced=unpaced, delta_tolerance=tolerance)
-    w = build_worker(get_settings(), config)
+    settings = get_settings()
+    config = WorkerConfig.from_settings(
+        settings, worker_id=worker_id, shard=shard, unpaced=unpaced or None,
+        delta_tolerance=tolerance, hibernate_after_s=hibernate_after, max_worlds=max_worlds)
+    w = build_worker(settings, config)
     run_services([w], duration_s=duration, echo=click.echo)

@@ -1,19 +1,24 @@
-"""One world as the worker runs it: the engine plus what commands and ticks need.
+"""How commands change a world, and one tick: the pure heart of the world service.
 
 Everything here is a pure function of (state, commands): the live worker, its
 recovery, and point-in-time replay all advance worlds through :func:`advance`,
 so the same snapshot and the same commands give the same state hash sequence.
 
-A command is decoded ``PlayerCommand`` data: an envelope dict whose
-``command`` is a ``(record name, record)`` pair, as the serde returns unions.
+Commands arrive as :class:`schemas.models.PlayerCommand` models (the intake
+has already resolved the writer's schema and validated the record). A command
+the world cannot take is a :class:`~.outcome.Rejection` with a reason from
+:data:`REASONS`; anything that goes wrong while applying one command, a bug
+included, rejects that command only and leaves the world as it was.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
-from typing import Any
 
+from schemas import models
+from schemas.models import RejectReason
 from streams.physics import World
 from streams.physics.errors import (
     DuplicateBody,
@@ -24,88 +29,116 @@ from streams.physics.errors import (
 )
 
 from .outcome import Rejection, TickOutcome
-from .state import KIND_CODE, WORLD_RADIUS, SnapshotFetcher, WorldState
+from .state import KIND_CODE, WORLD_RADIUS, SnapshotFetcher, SnapshotUnavailable, WorldState
+
+log = logging.getLogger(__name__)
 
 # Commands the physics worker does not act on: other services (the ecosystem and
 # civilization apps) read them from the same log.
-NOT_PHYSICS = frozenset({"SeedSpecies", "FoundCivilization"})
+NOT_PHYSICS: tuple[type[models.BaseModel], ...] = (models.SeedSpecies, models.FoundCivilization)
 
-_REASONS: tuple[tuple[type[PhysicsError], str], ...] = (
-    (UnknownBody, "UNKNOWN_BODY"),
-    (DuplicateBody, "DUPLICATE_ID"),
-    (InvalidBody, "INVALID_ARGUMENT"),
-    (InvalidParams, "INVALID_ARGUMENT"),
+# The one table of why the engine refuses a command.
+REASONS: tuple[tuple[type[PhysicsError], RejectReason], ...] = (
+    (UnknownBody, RejectReason.UNKNOWN_BODY),
+    (DuplicateBody, RejectReason.DUPLICATE_ID),
+    (InvalidBody, RejectReason.INVALID_ARGUMENT),
+    (InvalidParams, RejectReason.INVALID_ARGUMENT),
 )
 
+Verdict = tuple[RejectReason, str] | None
 
-def _reason(exc: PhysicsError) -> str:
-    for kind, reason in _REASONS:
+
+class CommandRefused(PhysicsError):
+    """A command that is well formed but that this world cannot take."""
+
+    def __init__(self, reason: RejectReason, message: str) -> None:
+        super().__init__(message, reason=reason.value)
+        self.reject_reason = reason
+
+
+def reason_for(exc: PhysicsError) -> RejectReason:
+    if isinstance(exc, CommandRefused):
+        return exc.reject_reason
+    for kind, reason in REASONS:
         if isinstance(exc, kind):
             return reason
-    return "INVALID_ARGUMENT"
+    return RejectReason.INVALID_ARGUMENT
 
 
-def _vec(v: dict[str, float]) -> tuple[float, float, float]:
-    return (float(v["x"]), float(v["y"]), float(v["z"]))
+def _vec(v: models.Vec3) -> tuple[float, float, float]:
+    return (v.x, v.y, v.z)
 
 
-def apply_command(state: WorldState, command: dict[str, Any],
-                  fetch_snapshot: SnapshotFetcher | None = None) -> tuple[str, str] | None:
+def apply_command(state: WorldState, command: models.PlayerCommand,
+                  fetch_snapshot: SnapshotFetcher | None = None) -> Verdict:
     """Apply one command; return ``(reason, message)`` if it was rejected (state unchanged)."""
-    name, body = command["command"]
-    name = name.rsplit(".", 1)[-1]
-    w = state.world
     try:
-        if name == "SpawnBody":
-            pos = _vec(body["position"])
-            if math.isfinite(sum(pos)) and math.hypot(*pos) > WORLD_RADIUS:
-                return "OUT_OF_BOUNDS", f"position is beyond the world radius {WORLD_RADIUS:g}"
-            w.add_body(int(body["body_id"]), body["mass"], body["radius"], pos,
-                       _vec(body["velocity"]))
-            state.kinds[int(body["body_id"])] = KIND_CODE.get(str(body["kind"]), 0)
-        elif name == "ApplyImpulse":
-            w.apply_impulse(int(body["body_id"]), _vec(body["dv"]))
-        elif name == "RemoveBody":
-            w.remove_body(int(body["body_id"]))
-            state.kinds.pop(int(body["body_id"]), None)
-        elif name == "SetWorldParams":
-            _set_params(state, body)
-        elif name == "AdoptSnapshot":
-            return _adopt(state, body, fetch_snapshot)
-        else:
-            return "INVALID_ARGUMENT", f"unknown command {name}"
+        _apply(state, command.command, fetch_snapshot)
     except PhysicsError as exc:
-        return _reason(exc), str(exc)
+        return reason_for(exc), str(exc)
+    except SnapshotUnavailable:
+        raise  # the log could not be read: retry the tick, never decide it
+    except Exception as exc:  # isolation: a bug rejects one command, not the world
+        log.exception("world %s: command %s failed", state.world_id, command.command_id)
+        return RejectReason.INTERNAL, f"{type(exc).__name__}: {exc}"
     return None
 
 
-def _set_params(state: WorldState, body: dict[str, Any]) -> None:
-    rate, dt, every = float(body["tick_rate_hz"]), float(body["dt"]), int(body["snapshot_every"])
-    if not (math.isfinite(rate) and 0 < rate <= 10_000):
-        raise InvalidParams(f"tick_rate_hz must be in (0, 10000], got {rate!r}")
-    if not (math.isfinite(dt) and dt > 0):
-        raise InvalidParams(f"dt must be finite and > 0, got {dt!r}")
-    if every < 1:
-        raise InvalidParams(f"snapshot_every must be >= 1, got {every!r}")
+def _apply(state: WorldState, body: models.Command, fetch_snapshot: SnapshotFetcher | None) -> None:
+    w = state.world
+    match body:
+        case models.SpawnBody():
+            pos = _vec(body.position)
+            if math.hypot(*pos) > WORLD_RADIUS:
+                raise CommandRefused(RejectReason.OUT_OF_BOUNDS,
+                                     f"position is beyond the world radius {WORLD_RADIUS:g}")
+            w.add_body(body.body_id, body.mass, body.radius, pos, _vec(body.velocity))
+            state.kinds[body.body_id] = KIND_CODE[body.kind.value]
+        case models.ApplyImpulse():
+            w.apply_impulse(body.body_id, _vec(body.dv))
+        case models.RemoveBody():
+            w.remove_body(body.body_id)
+            state.kinds.pop(body.body_id, None)
+        case models.SetWorldParams():
+            _set_params(state, body)
+        case models.AdoptSnapshot():
+            _adopt(state, body, fetch_snapshot)
+        case models.RetireWorld():
+            pass  # changes no state: the worker ends the world after this tick
+        case _:
+            raise CommandRefused(RejectReason.INVALID_ARGUMENT,
+                                 f"the physics worker does not take {type(body).__name__}")
+
+
+def _set_params(state: WorldState, body: models.SetWorldParams) -> None:
+    if not body.tick_rate_hz <= 10_000:
+        raise InvalidParams(f"tick_rate_hz must be in (0, 10000], got {body.tick_rate_hz!r}")
     # Validated by the engine first, so a bad G leaves every parameter as it was.
-    state.world.set_params(G=body["G"], softening=body["softening"],
-                           merge_on_contact=bool(body["merge_on_contact"]))
-    state.tick_rate_hz, state.dt, state.snapshot_every = rate, dt, every
+    state.world.set_params(G=body.G, softening=body.softening,
+                           merge_on_contact=body.merge_on_contact)
+    state.tick_rate_hz, state.dt, state.snapshot_every = (
+        body.tick_rate_hz, body.dt, body.snapshot_every)
 
 
-def _adopt(state: WorldState, body: dict[str, Any],
-           fetch_snapshot: SnapshotFetcher | None) -> tuple[str, str] | None:
+def _adopt(state: WorldState, body: models.AdoptSnapshot,
+           fetch_snapshot: SnapshotFetcher | None) -> None:
     """Replace bodies and parameters by a recorded snapshot's; tick and time go on."""
     from .events import state_from_snapshot
 
-    where = f"history partition {body['snapshot_partition']} offset {body['snapshot_offset']}"
+    where = f"history partition {body.snapshot_partition} offset {body.snapshot_offset}"
     record = None if fetch_snapshot is None else fetch_snapshot(
-        int(body["snapshot_partition"]), int(body["snapshot_offset"]))
+        body.snapshot_partition, body.snapshot_offset)
     if record is None:
-        return "INVALID_ARGUMENT", f"no snapshot at {where}"
-    source = state_from_snapshot(record, state.partition)
-    if source.state_hash() != body["state_hash"] or record["state_hash"] != body["state_hash"]:
-        return "INVALID_ARGUMENT", f"snapshot at {where} does not have hash {body['state_hash']}"
+        raise CommandRefused(RejectReason.INVALID_ARGUMENT, f"no snapshot at {where}")
+    try:
+        source = state_from_snapshot(record, state.partition)
+        source_hash = source.state_hash()
+    except (PhysicsError, ValueError, KeyError, TypeError) as exc:
+        raise CommandRefused(RejectReason.INVALID_ARGUMENT,
+                             f"the snapshot at {where} cannot be restored: {exc}") from None
+    if source_hash != body.state_hash or record["state_hash"] != body.state_hash:
+        raise CommandRefused(RejectReason.INVALID_ARGUMENT,
+                             f"snapshot at {where} does not have hash {body.state_hash}")
     arrays = source.world.to_arrays()
     current = state.world.params
     arrays.update(tick=state.world.tick, time=state.world.time, solver=current.solver,
@@ -114,36 +147,39 @@ def _adopt(state: WorldState, body: dict[str, Any],
     state.kinds = dict(source.kinds)
     state.tick_rate_hz, state.dt, state.snapshot_every = (
         source.tick_rate_hz, source.dt, source.snapshot_every)
-    return None
 
 
-def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]],
+def advance(state: WorldState, commands: Sequence[tuple[int, models.PlayerCommand]],
             fetch_snapshot: SnapshotFetcher | None = None) -> TickOutcome:
     """Apply ``commands`` (offset, command) in offset order, then step the world once.
 
     ``fetch_snapshot`` resolves the snapshots ``AdoptSnapshot`` commands name;
-    without it such commands are rejected.
+    without it such commands are rejected. An error in the step itself (the
+    engine, not a command) propagates: the caller quarantines the world.
     """
     applied = 0
     rejections: list[Rejection] = []
     removed: list[int] = []
     changed: list[int] = []
+    retire: str | None = None
     for offset, command in commands:
-        name = command["command"][0].rsplit(".", 1)[-1]
-        if name in NOT_PHYSICS:
+        body = command.command
+        if isinstance(body, NOT_PHYSICS):
             continue
-        verdict = apply_command(state, command, fetch_snapshot)
-        if verdict is None:
-            applied += 1
-            body = command["command"][1]
-            if name == "SpawnBody":
-                changed.append(int(body["body_id"]))
-            elif name == "RemoveBody":
-                removed.append(int(body["body_id"]))
-            elif name == "AdoptSnapshot":
-                changed.extend(int(i) for i in state.world.ids)
-        else:
+        verdict = (apply_command(state, command, fetch_snapshot) if retire is None
+                   else (RejectReason.WORLD_RETIRED, f"world {state.world_id} is retired"))
+        if verdict is not None:
             rejections.append(Rejection(offset, command, *verdict))
+            continue
+        applied += 1
+        if isinstance(body, models.SpawnBody):
+            changed.append(body.body_id)
+        elif isinstance(body, models.RemoveBody):
+            removed.append(body.body_id)
+        elif isinstance(body, models.AdoptSnapshot):
+            changed.extend(int(i) for i in state.world.ids)
+        elif isinstance(body, models.RetireWorld) and retire is None:
+            retire = body.reason or "retired"
     if commands:
         state.last_command_offset = commands[-1][0]
     for merge in state.world.step(state.dt):
@@ -161,4 +197,6 @@ def advance(state: WorldState, commands: Sequence[tuple[int, dict[str, Any]]],
         rejections=tuple(rejections),
         removed_ids=tuple(removed),
         changed_ids=tuple(changed),
+        backend=state.world.backend,
+        retire_reason=retire,
     )

@@ -42,6 +42,7 @@ class LogTopics:
     ticks: str = topics.PHYSICS_TICKS.name
     snapshots: str = topics.STATE_SNAPSHOTS.name
     history: str = topics.STATE_SNAPSHOT_HISTORY.name
+    worlds: str = topics.WORLDS.name
 
     def all(self) -> tuple[str, ...]:
         return (self.commands, self.ticks, self.snapshots, self.history)
@@ -104,6 +105,8 @@ class KafkaLog:
         self.settings = settings
         self.topics = log_topics or LogTopics()
         self._decode = AvroDeserializer(registry)
+        # Commands are read as the live worker reads them: resolved to PlayerCommand.
+        self._decode_command = AvroDeserializer(registry, "PlayerCommand")
 
     def partitions(self, topic: str) -> list[int]:
         md = kafka.admin(self.settings).list_topics(topic, timeout=30).topics.get(topic)
@@ -120,11 +123,12 @@ class KafkaLog:
         """Records from ``start`` up to ``stop`` (inclusive) or the end; undecodable ones
         are skipped, as the live path dead-letters them; ``key`` filters before decoding."""
         ctx = SerializationContext(topic)
+        decode = self._decode_command if topic == self.topics.commands else self._decode
         for msg in raw_messages(self.settings, topic, partition, start, stop):
             if key is not None and msg.key() != key:
                 continue
             try:
-                record = self._decode(msg.value(), ctx)
+                record = decode(msg.value(), ctx)
             except SerializationError:
                 continue
             yield msg.offset() or 0, msg.timestamp()[1], record
@@ -166,6 +170,7 @@ class ExportedLog:
         self.directory = Path(directory)
         self.topics = log_topics or LogTopics()
         self._decode = AvroDeserializer(registry)
+        self._decode_command = AvroDeserializer(registry, "PlayerCommand")
         self._cache: dict[str, list[dict[str, Any]]] = {}
 
     def _records(self, topic: str) -> list[dict[str, Any]]:
@@ -193,6 +198,7 @@ class ExportedLog:
     def read(self, topic: str, partition: int, start: int | None = None,
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
         ctx = SerializationContext(topic)
+        decode = self._decode_command if topic == self.topics.commands else self._decode
         for r in self._records(topic):
             if r["partition"] != partition or (start is not None and r["offset"] < start):
                 continue
@@ -201,7 +207,7 @@ class ExportedLog:
             if key is not None and r["key"] != key:
                 continue
             try:
-                record = self._decode(r["value"], ctx)
+                record = decode(r["value"], ctx)
             except SerializationError:
                 continue
             yield r["offset"], r["timestamp"], record

@@ -11,6 +11,9 @@ from streams.physics import World
 from .outcome import Rejection, TickOutcome
 from .state import WorldState
 
+# The state and the force arithmetic are float64 on every backend.
+PRECISION = "float64"
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -30,16 +33,18 @@ def tick_record(state: WorldState, outcome: TickOutcome, step_us: int, ts_ms: in
         "total_energy": state.world.total_energy(),
         "state_hash": state.state_hash(),
         "step_duration_us": int(step_us),
+        "backend": outcome.backend,
+        "precision": PRECISION,
         "ts": ts_ms,
     }
 
 
-def rejection_record(state: WorldState, tick: int, rej: Rejection, ts_ms: int) -> dict[str, Any]:
+def rejection_record(world_id: str, tick: int | None, rej: Rejection, ts_ms: int) -> dict[str, Any]:
     return {
-        "command_id": str(rej.command["command_id"]),
-        "world_id": state.world_id,
-        "player_id": str(rej.command["player_id"]),
-        "reason": rej.reason,
+        "command_id": str(rej.command.command_id),
+        "world_id": world_id,
+        "player_id": rej.command.player_id,
+        "reason": rej.reason.value,
         "message": rej.message,
         "tick": tick,
         "command_offset": rej.offset,
@@ -71,6 +76,7 @@ def snapshot_record(state: WorldState, ts_ms: int) -> dict[str, Any]:
         "last_command_offset": state.last_command_offset,
         "body_count": len(w),
         "state_hash": state.state_hash(),
+        "backend": w.backend,
         **columnar.pack_bodies(bodies, "FLOAT64"),
         "ts": ts_ms,
     }
@@ -84,6 +90,7 @@ def state_from_snapshot(record: dict[str, Any], partition: int) -> WorldState:
         b.ids.copy(), b.masses.copy(), b.positions.copy(), b.velocities.copy(), b.radii.copy(),
         G=p["G"], softening=p["softening"], merge_on_contact=bool(p["merge_on_contact"]),
         tick=int(record["tick"]), time=float(record["sim_time"]),
+        backend=record.get("backend", "cpu"),
     )
     return WorldState(
         world_id=str(record["world_id"]),
@@ -95,3 +102,25 @@ def state_from_snapshot(record: dict[str, Any], partition: int) -> WorldState:
         snapshot_every=int(p["snapshot_every"]),
         last_command_offset=record["last_command_offset"],
     )
+
+
+def status_record(world_id: str, partition: int, state: WorldState | None, status: str,
+                  reason: str, worker_id: str, ts_ms: int) -> dict[str, Any]:
+    """A WorldStatus; ``state`` is None for a world that could not even be rebuilt."""
+    try:
+        state_hash = "" if state is None else state.state_hash()
+    except Exception:  # noqa: BLE001 - a broken world's status must still be written
+        state_hash = ""
+    return {
+        "world_id": world_id,
+        "status": status,
+        "tick": -1 if state is None else state.world.tick,
+        "command_partition": partition,
+        "last_command_offset": None if state is None else state.last_command_offset,
+        "body_count": 0 if state is None else len(state.world),
+        "state_hash": state_hash,
+        "backend": "cpu" if state is None else state.world.backend,
+        "reason": reason[:2000],
+        "worker_id": worker_id,
+        "ts": ts_ms,
+    }

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from schemas import models
 
 
 @dataclass(frozen=True)
 class Rejection:
     offset: int
-    command: dict[str, Any]
-    reason: str  # a CommandRejected.reason symbol
+    command: models.PlayerCommand
+    reason: models.RejectReason
     message: str
 
 
@@ -27,3 +28,5 @@ class TickOutcome:
     rejections: tuple[Rejection, ...]
     removed_ids: tuple[int, ...]  # by RemoveBody or absorbed in a merger
     changed_ids: tuple[int, ...]  # spawned, or survivors of a merger (mass/radius changed)
+    backend: str = "cpu"  # where this tick's forces were computed
+    retire_reason: str | None = None  # a RetireWorld command was applied: the world ends

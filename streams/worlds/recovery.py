@@ -14,17 +14,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaException
+
+from cosmic.errors import CosmicError, SerializationError, StoreError
 from cosmic.settings import Settings
+from schemas import models
 from schemas.serde import SchemaSource
+from schemas.typed import to_model
 from streams.physics.errors import PhysicsError
 
 from .commands import advance
 from .eventlog import KafkaLog, LogSource
 from .events import state_from_snapshot
-from .state import SnapshotFetcher, WorldState
+from .state import SnapshotFetcher, SnapshotUnavailable, WorldState, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 CLOCK_MARGIN_MS = 60_000
 
 Record = dict[str, Any]
+Commands = dict[int, models.PlayerCommand]
 
 
 class ReplayDivergence(PhysicsError):
@@ -44,6 +50,18 @@ class ReplayDivergence(PhysicsError):
             reason="REPLAY_DIVERGENCE",
         )
         self.world_id, self.tick, self.expected, self.got = world_id, tick, expected, got
+
+
+class BackendMismatch(PhysicsError):
+    """The log's ticks were computed on another backend than this replay can use, so their
+    hashes cannot be reproduced here (float arithmetic differs between backends)."""
+
+    def __init__(self, world_id: str, tick: int, recorded: str, here: str) -> None:
+        super().__init__(
+            f"world {world_id}: tick {tick} was computed on the {recorded} backend, and this "
+            f"process computes on {here}: its hashes cannot be reproduced here",
+            reason="BACKEND_MISMATCH")
+        self.world_id, self.tick, self.recorded, self.here = world_id, tick, recorded, here
 
 
 class TickGap(PhysicsError):
@@ -64,6 +82,10 @@ class Recovered:
     worlds: dict[str, WorldState]
     ticks_replayed: int
     seconds: float
+    # Worlds that could not be rebuilt (a divergence, a gap, a backend it cannot run), why.
+    failed: dict[str, str] = field(default_factory=dict)
+    # The latest WorldStatus record of each world of the partition (all of its shard's).
+    statuses: dict[str, Record] = field(default_factory=dict)
 
 
 def restore_snapshot(record: Record, partition: int) -> WorldState:
@@ -75,23 +97,35 @@ def restore_snapshot(record: Record, partition: int) -> WorldState:
     return state
 
 
-def commands_of_tick(tick: Record, world_id: str, commands: dict[int, Record]) -> list[tuple[int, Record]]:
+def commands_of_tick(tick: Record, world_id: str, commands: Commands) -> list[tuple[int, models.PlayerCommand]]:
     """The commands a recorded tick applied: its offset range, this world's, in order."""
     first, last = tick["first_command_offset"], tick["last_command_offset"]
     if first is None or last is None:
         return []
     return [(o, commands[o]) for o in range(first, last + 1)
-            if o in commands and commands[o]["world_id"] == world_id]
+            if o in commands and commands[o].world_id == world_id]
 
 
-def replay(state: WorldState, ticks: list[Record], commands: dict[int, Record], *,
+def follow_backend(state: WorldState, tick: Record) -> None:
+    """Compute the next tick where the log says it was computed; raise when that cannot be."""
+    recorded = tick.get("backend") or "cpu"
+    if recorded == state.world.backend:
+        return
+    state.world.set_params(backend=recorded)  # falls back to the CPU when there is no GPU
+    if state.world.backend != recorded:
+        raise BackendMismatch(state.world_id, tick["tick"], recorded, state.world.backend)
+
+
+def replay(state: WorldState, ticks: list[Record], commands: Commands, *,
            verify: bool = True, fetch_snapshot: SnapshotFetcher | None = None,
            on_tick: Callable[[WorldState, Record], None] | None = None) -> int:
     """Re-apply recorded ``ticks`` (in tick order, those after ``state``'s tick) to ``state``.
 
-    Returns how many were applied. Raises :class:`TickGap` when a tick is missing
-    and, when ``verify`` is set, :class:`ReplayDivergence` at the first tick whose
-    hash differs from the recorded one.
+    Each tick is computed on the backend it records (a switch in the log is
+    followed). Returns how many were applied. Raises :class:`TickGap` when a
+    tick is missing and, when ``verify`` is set, :class:`BackendMismatch` when a
+    tick's backend is not available here and :class:`ReplayDivergence` at the
+    first tick whose hash differs from the recorded one.
     """
     done = 0
     for tick in ticks:
@@ -99,6 +133,13 @@ def replay(state: WorldState, ticks: list[Record], commands: dict[int, Record], 
             continue
         if tick["tick"] != state.world.tick + 1:
             raise TickGap(state.world_id, state.world.tick, tick["tick"])
+        try:
+            follow_backend(state, tick)
+        except BackendMismatch:
+            if verify:
+                raise
+            log.warning("world %s: tick %d was computed on %s, replayed on %s (hashes will differ)",
+                        state.world_id, tick["tick"], tick.get("backend"), state.world.backend)
         advance(state, commands_of_tick(tick, state.world_id, commands), fetch_snapshot)
         if verify and state.state_hash() != tick["state_hash"]:
             raise ReplayDivergence(state.world_id, tick["tick"], tick["state_hash"],
@@ -110,33 +151,60 @@ def replay(state: WorldState, ticks: list[Record], commands: dict[int, Record], 
 
 
 def read_commands(source: LogSource, partition: int, ticks: list[Record],
-                  world_id: str | None = None) -> dict[int, Record]:
-    """The commands the given ticks applied, by offset (one read of their offset span)."""
+                  world_id: str | None = None) -> Commands:
+    """The commands the given ticks applied, by offset (one read of their offset span).
+
+    Records that are not valid commands are left out, exactly as the live
+    worker dead-lettered them instead of applying them.
+    """
     ranges = [(t["first_command_offset"], t["last_command_offset"]) for t in ticks
               if t["first_command_offset"] is not None]
     if not ranges:
         return {}
     first, last = min(a for a, _ in ranges), max(b for _, b in ranges)
-    return {off: rec for off, _, rec in source.read(source.topics.commands, partition, first, last)
-            if world_id is None or rec["world_id"] == world_id}
+    out: Commands = {}
+    for off, _, rec in source.read(source.topics.commands, partition, first, last):
+        try:
+            command = to_model(models.PlayerCommand, rec)
+        except SerializationError:
+            continue
+        if world_id is None or command.world_id == world_id:
+            out[off] = command
+    return out
+
+
+def latest_statuses(source: LogSource, partition: int, shard: str) -> dict[str, Record]:
+    """The newest WorldStatus of each world of ``shard`` in one partition of the worlds topic."""
+    out: dict[str, Record] = {}
+    for _, _, rec in source.read(source.topics.worlds, partition):
+        if isinstance(rec, dict) and "status" in rec and shard_of(str(rec["world_id"])) == shard:
+            out[str(rec["world_id"])] = rec
+    return out
 
 
 def recover_partition(settings: Settings, registry: SchemaSource, partition: int,
-                      world_prefix: str = "", source: LogSource | None = None) -> Recovered:
-    """Rebuild every world of ``partition`` (whose id starts with ``world_prefix``)
-    to its last committed tick, verifying hashes."""
+                      shard: str = "", source: LogSource | None = None) -> Recovered:
+    """Rebuild every world of ``shard`` in ``partition`` to its last committed tick,
+    verifying hashes; a world that cannot be rebuilt is reported in ``failed``."""
     t0 = time.monotonic()
     source = source or KafkaLog(settings, registry)
     latest: dict[str, tuple[int, Record]] = {}
     for _, ts, rec in source.read(source.topics.snapshots, partition):
-        world = rec["world_id"]
-        if world.startswith(world_prefix) and (
-                world not in latest or rec["tick"] >= latest[world][1]["tick"]):
+        world = rec.get("world_id") if isinstance(rec, dict) else None
+        if not isinstance(world, str) or "state_hash" not in rec or shard_of(world) != shard:
+            continue
+        if world not in latest or rec["tick"] >= latest[world][1]["tick"]:
             latest[world] = (ts, rec)
-    worlds = {w: restore_snapshot(rec, partition) for w, (_, rec) in latest.items()}
+    worlds: dict[str, WorldState] = {}
+    failed: dict[str, str] = {}
+    for w, (_, rec) in latest.items():
+        try:
+            worlds[w] = restore_snapshot(rec, partition)
+        except (CosmicError, ValueError, KeyError, TypeError) as exc:
+            failed[w] = f"its latest snapshot (tick {rec.get('tick')}) cannot be restored: {exc}"
     replayed = 0
     if worlds:
-        since = min(ts for ts, _ in latest.values()) - CLOCK_MARGIN_MS
+        since = min(ts for w, (ts, _) in latest.items() if w in worlds) - CLOCK_MARGIN_MS
         start = source.offset_for_time(source.topics.ticks, partition, since)
         ticks = [rec for _, _, rec in source.read(source.topics.ticks, partition, start)
                  if rec["world_id"] in worlds and rec["tick"] > worlds[rec["world_id"]].world.tick]
@@ -147,20 +215,38 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
             by_world.setdefault(t["world_id"], []).append(t)
         for world_id, world_ticks in by_world.items():
             world_ticks.sort(key=lambda r: r["tick"])
-            replayed += replay(worlds[world_id], world_ticks, commands, fetch_snapshot=fetch)
+            try:
+                replayed += replay(worlds[world_id], world_ticks, commands, fetch_snapshot=fetch)
+            except PhysicsError as exc:
+                failed[world_id] = str(exc)
+                del worlds[world_id]
+    statuses = latest_statuses(source, partition, shard)
     seconds = time.monotonic() - t0
-    log.info("partition %d: recovered %d worlds, re-applied %d ticks in %.2fs",
-             partition, len(worlds), replayed, seconds)
-    return Recovered(partition, worlds, replayed, seconds)
+    log.info("partition %d: recovered %d worlds (%d failed), re-applied %d ticks in %.2fs",
+             partition, len(worlds), len(failed), replayed, seconds)
+    return Recovered(partition, worlds, replayed, seconds, failed, statuses)
 
 
 def snapshot_fetcher(source: LogSource) -> SnapshotFetcher:
-    """Looks up the snapshot an ``AdoptSnapshot`` command names, in the history topic."""
+    """Looks up the snapshot an ``AdoptSnapshot`` command names, in the history topic.
+
+    ``None`` when there is no snapshot there (no such partition, an offset
+    outside the log, a record that is not a snapshot): the command is refused.
+    A broker problem raises :class:`~.state.SnapshotUnavailable` instead.
+    """
+    known: list[int] = []
 
     def fetch(partition: int, offset: int) -> Record | None:
-        for off, _, rec in source.read(source.topics.history, partition, offset, offset):
-            if off == offset:
-                return rec
-        return None
+        try:
+            if not known:
+                known.extend(source.partitions(source.topics.history))
+            if partition not in known or offset < 0:
+                return None
+            for off, _, rec in source.read(source.topics.history, partition, offset, offset):
+                if off == offset and isinstance(rec, dict) and "state_hash" in rec:
+                    return rec
+            return None
+        except (KafkaException, StoreError) as exc:
+            raise SnapshotUnavailable(f"cannot read the snapshot history: {exc}") from None
 
     return fetch

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cosmic.errors import CosmicError
 from schemas.models import BodyKind
 from streams.physics import World
 
@@ -30,6 +31,20 @@ BODY_KINDS: tuple[BodyKind, ...] = tuple(BodyKind)
 KIND_CODE: dict[str, int] = {kind.value: code for code, kind in enumerate(BODY_KINDS)}
 
 HASH_FORMAT_TAG = b"cosmic-world-state/2"
+
+# A world id "name" belongs to the default shard; "shard:name" to the shard "shard".
+SHARD_SEPARATOR = ":"
+
+
+def shard_of(world_id: str) -> str:
+    """The shard that owns a world: the part of its id before the first ``:``, or ""."""
+    head, sep, _ = world_id.partition(SHARD_SEPARATOR)
+    return head if sep else ""
+
+
+class SnapshotUnavailable(CosmicError):
+    """The snapshot history could not be read just now (a broker problem, not a bad command):
+    the tick must be retried, never decided, or live and replay would disagree."""
 
 # (history partition, offset) -> the WorldSnapshot record there, or None.
 SnapshotFetcher = Callable[[int, int], "dict[str, Any] | None"]

@@ -1,43 +1,65 @@
 """The physics worker: commands in; ticks, deltas, snapshots and rejections out, exactly once.
 
-One consumer group reads ``cosmic.commands.v1``; each partition's worlds
-belong to one worker at a time. Per world, a fixed-rate tick loop applies the
-commands received since the last tick (in offset order), steps the engine,
-and produces the tick's events. Every loop iteration's ticks, across worlds,
-go out in one Kafka transaction together with the consumer offsets, so a
-crash either loses the whole iteration or none of it, and a fenced zombie
+One consumer group per shard reads ``cosmic.commands.v1``; each partition's
+worlds belong to one worker at a time. Per world, a fixed-rate tick loop
+applies the commands received since the last tick (in offset order), steps the
+engine, and produces the tick's events. Every loop iteration's output, across
+worlds, goes out in one Kafka transaction together with the consumer offsets,
+so a crash either loses the whole iteration or none of it, and a fenced zombie
 cannot write.
 
+Routing a record, in that transaction:
+
+- bytes that do not resolve to ``PlayerCommand`` or break its model's rules go
+  to the DLQ (original bytes, reason, source coordinates);
+- a command for a world of another shard is not ours; one that arrived on a
+  partition other than its world's home (another client's partitioner) is
+  forwarded to the home partition, once;
+- a command for a retired or quarantined world, or one that would create a
+  world past the cap, is a ``CommandRejected``;
+- anything else waits for its world's next tick.
+
 The committed offset of a partition is its *low watermark*: the first command
-that some world of the partition has not consumed yet. On (re)assignment the
-worker rebuilds the partition's worlds by replay (:mod:`.recovery`) and skips
-commands at or below each world's last consumed offset, so nothing is applied
-twice and nothing is lost.
+that some world of the partition has not consumed yet. Its metadata records how
+far routing's side effects (dead letters, forwards, rejections) are committed,
+so records read again after a restart are never dead-lettered, forwarded or
+rejected twice. On (re)assignment the worker rebuilds the partition's worlds by
+replay (:mod:`.recovery`) and skips commands at or below each world's last
+consumed offset, so nothing is applied twice and nothing is lost.
+
+A world is isolated from the others: a command that fails is rejected; a world
+whose tick fails (or that cannot be rebuilt) is quarantined — it stops, and a
+``WorldStatus`` says why; a world without commands for a while hibernates
+(final snapshot, no ticks) and wakes on its next command.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cosmic import kafka, topics
+from cosmic.errors import ConfigError, SerializationError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
-from schemas.dlq import DeadLetterQueue, Decoded, decode_or_dead_letter
+from schemas import models
+from schemas.dlq import DeadLetterQueue
+from schemas.errors import RegistryError
 from schemas.registry.client import RegistryClient
-from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
+from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
+from schemas.typed import ModelDeserializer
 
 from .commands import advance
 from .deltas import DeadReckoner
 from .eventlog import KafkaLog
-from .events import now_ms, rejection_record, snapshot_record, tick_record
+from .events import now_ms, rejection_record, snapshot_record, status_record, tick_record
+from .outcome import Rejection
 from .recovery import recover_partition, snapshot_fetcher
-from .state import WorldState
+from .state import SHARD_SEPARATOR, SnapshotUnavailable, WorldState, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +67,69 @@ GROUP_ID = "cosmic-physics"
 # A world that falls behind catches up by at most this many ticks per loop, so
 # one slow world cannot starve the others.
 _MAX_CATCH_UP = 8
+# Offset-commit metadata: routing's side effects are committed up to this offset.
+_ROUTED = "routed="
+FORWARDED_FROM = "cosmic.forwarded.from"
+
+Pending = list[tuple[int, models.PlayerCommand]]
 
 
 @dataclass
 class WorkerConfig:
     worker_id: str = "physics-0"
+    shard: str = ""
     group_id: str = GROUP_ID
-    # Own only worlds whose id starts with this (sharding by naming, isolated tests).
-    world_prefix: str = ""
     delta_tolerance: float = 1e-3
     # Replays and benchmarks: tick every world as fast as possible.
     unpaced: bool = False
     poll_timeout_s: float = 0.002
+    hibernate_after_s: float = 600.0
+    max_worlds: int = 1000
     max_ticks: int | None = None  # stop after this many ticks in total (tests, benches)
+
+    def __post_init__(self) -> None:
+        if SHARD_SEPARATOR in self.shard:
+            raise ConfigError(f"a shard name cannot contain {SHARD_SEPARATOR!r}: {self.shard!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
+        """The worker's configuration from ``settings.physics``; non-None overrides win."""
+        p = settings.physics
+        values: dict[str, Any] = {
+            "worker_id": p.worker_id, "shard": p.shard, "group_id": p.group_id,
+            "delta_tolerance": p.delta_tolerance, "poll_timeout_s": p.poll_timeout_s,
+            "hibernate_after_s": p.hibernate_after_s, "max_worlds": p.max_worlds,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def group(self) -> str:
+        """This shard's consumer group: shards never share one, so none commits past
+        commands another must still apply."""
+        return self.group_id if not self.shard else f"{self.group_id}.{self.shard}"
 
 
 @dataclass
 class _Live:
     state: WorldState
     reckoner: DeadReckoner
-    pending: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    pending: Pending = field(default_factory=list)
     next_tick_at: float = 0.0
     new: bool = False  # created from its first command: needs a tick-0 snapshot
+    last_active: float = field(default_factory=time.monotonic)
+    backend: str | None = None  # as the last tick recorded it
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A retired or quarantined world: it takes no more commands."""
+
+    status: str  # WorldLifecycle symbol
+    reason: str
+    partition: int
+    tick: int
+    last_command_offset: int | None
 
 
 @dataclass
@@ -75,7 +138,13 @@ class WorkerStats:
     commands: int = 0
     rejected: int = 0
     dead_letters: int = 0
+    forwarded: int = 0
+    quarantined: int = 0
+    hibernated: int = 0
+    woke: int = 0
+    refused_worlds: int = 0
     transactions: int = 0
+    aborts: int = 0
     recoveries: int = 0
     ticks_replayed: int = 0
     last_step_us: int = 0
@@ -83,7 +152,7 @@ class WorkerStats:
 
 
 class PhysicsWorker(ThreadService):
-    """Owns the worlds of its assigned partitions and ticks them."""
+    """Owns the worlds of its shard in its assigned partitions and ticks them."""
 
     name = "physics"
 
@@ -91,19 +160,24 @@ class PhysicsWorker(ThreadService):
                  config: WorkerConfig | None = None) -> None:
         self.settings = settings
         self.registry = registry
-        self.config = config or WorkerConfig()
+        self.config = config or WorkerConfig.from_settings(settings)
         super().__init__()
         self.stats = WorkerStats()
         self.worlds: dict[str, _Live] = {}
+        self.sleeping: dict[str, tuple[WorldState, DeadReckoner]] = {}
+        self.ended: dict[str, _Ended] = {}
         self._assigned: set[int] = set()
-        self._decode = AvroDeserializer(registry)
+        self._routed: dict[int, int] = {}
+        self._outbox: list[tuple[topics.Topic, str, int, dict[str, Any]]] = []
+        self._decode = ModelDeserializer(registry, models.PlayerCommand)
         self._encoders = {
             t.name: AvroSerializer(registry, t.value)
             for t in (topics.PHYSICS_TICKS, topics.STATE_DELTAS, topics.STATE_SNAPSHOTS,
-                      topics.STATE_SNAPSHOT_HISTORY, topics.COMMANDS_REJECTED)
+                      topics.STATE_SNAPSHOT_HISTORY, topics.COMMANDS_REJECTED, topics.WORLDS)
         }
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._n_partitions = 0
         self._in_txn = False
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
 
@@ -112,8 +186,11 @@ class PhysicsWorker(ThreadService):
     def progress(self) -> str:
         s = self.stats
         rate = s.ticks / max(1e-9, time.monotonic() - s.started)
+        extra = "".join(f", {n} {what}" for n, what in (
+            (len(self.sleeping), "hibernating"), (s.quarantined, "quarantined"),
+            (s.dead_letters, "dead letters"), (s.forwarded, "forwarded")) if n)
         return (f"{len(self.worlds)} worlds, {s.ticks} ticks ({rate:.0f}/s), "
-                f"{s.commands} commands, {s.rejected} rejected, step {s.last_step_us}us")
+                f"{s.commands} commands, {s.rejected} rejected{extra}, step {s.last_step_us}us")
 
     # -- the loop ------------------------------------------------------------------
 
@@ -127,7 +204,7 @@ class PhysicsWorker(ThreadService):
         # so recovery below reads a log no zombie can still add to.
         self._producer.init_transactions(60)
         self._consumer = kafka.consumer(
-            self.settings, cfg.group_id, client_id=f"cosmic-{cfg.worker_id}",
+            self.settings, cfg.group, client_id=f"cosmic-{cfg.worker_id}",
             **{"partition.assignment.strategy": "cooperative-sticky",
                "max.poll.interval.ms": 300_000,
                # Static membership: a restarted worker with the same id takes its
@@ -135,18 +212,27 @@ class PhysicsWorker(ThreadService):
                "group.instance.id": f"cosmic-physics-{cfg.worker_id}",
                "session.timeout.ms": 10_000},
         )
+        md = self._consumer.list_topics(topics.COMMANDS.name, timeout=30).topics[topics.COMMANDS.name]
+        self._n_partitions = len(md.partitions)
         self._dlq = DeadLetterQueue(self._producer)
         self._consumer.subscribe([topics.COMMANDS.name], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not self._stop.is_set():
                 msgs = self._consumer.consume(500, timeout=self._poll_timeout())
-                if msgs:
-                    # Dead letters are produced while routing: inside the transaction
-                    # that also commits past them.
-                    self._begin()
-                for msg in msgs:
-                    self._route(msg)
+                try:
+                    if msgs:
+                        # Dead letters, forwards and rejections are produced while
+                        # routing: inside the transaction that also commits past them.
+                        self._begin()
+                    for msg in msgs:
+                        self._route(msg)
+                except RegistryError as exc:
+                    # The registry is down, not the record bad: read it again later.
+                    log.warning("schema registry unavailable (%s); retrying", exc)
+                    self._abort()
+                    self._stop.wait(1.0)
+                    continue
                 self._tick_due()
                 if cfg.max_ticks is not None and self.stats.ticks >= cfg.max_ticks:
                     break
@@ -164,15 +250,33 @@ class PhysicsWorker(ThreadService):
     # -- rebalancing -----------------------------------------------------------------
 
     def _recover(self, partitions: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        for tp in self._consumer.committed(partitions, timeout=30):
+            self._routed[tp.partition] = _routed_from(tp.metadata)
         for tp in partitions:
             recovered = recover_partition(self.settings, self.registry, tp.partition,
-                                          self.config.world_prefix)
+                                          self.config.shard)
             self.stats.recoveries += 1
             self.stats.ticks_replayed += recovered.ticks_replayed
             now = time.monotonic()
+            for world_id, status in recovered.statuses.items():
+                if status["status"] in ("RETIRED", "QUARANTINED"):
+                    self.ended[world_id] = _Ended(
+                        status["status"], status["reason"], tp.partition, status["tick"],
+                        status["last_command_offset"])
             for world_id, state in recovered.worlds.items():
-                self.worlds[world_id] = _Live(state, DeadReckoner(self.config.delta_tolerance),
-                                              next_tick_at=now)
+                if world_id in self.ended:
+                    continue
+                reckoner = DeadReckoner(self.config.delta_tolerance)
+                if recovered.statuses.get(world_id, {}).get("status") == "HIBERNATING":
+                    self.sleeping[world_id] = (state, reckoner)
+                else:
+                    self.worlds[world_id] = _Live(state, reckoner, next_tick_at=now,
+                                                  backend=state.world.backend)
+            for world_id, why in recovered.failed.items():
+                if world_id not in self.ended:
+                    self._end_world(world_id, tp.partition, None, "QUARANTINED",
+                                    f"could not be rebuilt: {why}")
             self._assigned.add(tp.partition)
             log.info("partition %d: %d worlds, %d ticks re-applied in %.2fs",
                      tp.partition, len(recovered.worlds), recovered.ticks_replayed,
@@ -185,7 +289,11 @@ class PhysicsWorker(ThreadService):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions}
         self.worlds = {w: lw for w, lw in self.worlds.items() if lw.state.partition not in gone}
+        self.sleeping = {w: s for w, s in self.sleeping.items() if s[0].partition not in gone}
+        self.ended = {w: e for w, e in self.ended.items() if e.partition not in gone}
         self._assigned -= gone
+        for p in gone:
+            self._routed.pop(p, None)
         consumer.incremental_unassign(partitions)
 
     def _reset(self) -> None:
@@ -193,7 +301,11 @@ class PhysicsWorker(ThreadService):
         assert self._consumer is not None
         assignment = self._consumer.assignment()
         self.worlds.clear()
+        self.sleeping.clear()
+        self.ended.clear()
         self._assigned.clear()
+        self._routed.clear()
+        self._outbox.clear()
         for tp in self._consumer.committed(assignment, timeout=30):
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
         self._recover(assignment)
@@ -206,24 +318,85 @@ class PhysicsWorker(ThreadService):
                 return
             raise KafkaException(err)
         offset, partition = msg.offset() or 0, msg.partition() or 0
-        result = decode_or_dead_letter(msg, self._decode, self._dlq)
-        if not isinstance(result, Decoded):
-            self.stats.dead_letters += 1
+        # Read before, after a restart or an abort: its side effects are already committed.
+        seen = offset <= self._routed.get(partition, -1)
+        self._routed[partition] = max(offset, self._routed.get(partition, -1))
+        try:
+            command = self._decode(msg.value(), SerializationContext(msg.topic() or ""))
+        except SerializationError as exc:
+            if not seen:
+                self._dlq.send(msg, exc)
+                self.stats.dead_letters += 1
             return
-        command = result.value
-        world_id = str(command["world_id"])
-        if not world_id.startswith(self.config.world_prefix):
+        world_id = command.world_id
+        if shard_of(world_id) != self.config.shard:
+            return  # another shard's world: its own group applies it
+        home = kafka.home_partition(world_id, self._n_partitions)
+        if home != partition:
+            if not seen:
+                self._forward(msg, world_id, home)
             return
-        live = self.worlds.get(world_id)
+        if world_id in self.ended:
+            ended = self.ended[world_id]
+            if not seen and (ended.last_command_offset is None or offset > ended.last_command_offset):
+                reason = (models.RejectReason.WORLD_RETIRED if ended.status == "RETIRED"
+                          else models.RejectReason.WORLD_QUARANTINED)
+                self._reject(world_id, partition, ended.tick, offset, command, reason,
+                             f"world {world_id} is {ended.status.lower()}: {ended.reason}")
+            return
+        live = self.worlds.get(world_id) or self._wake(world_id, offset)
         if live is None:
+            if seen or world_id in self.sleeping:
+                return  # refused when first read
+            if len(self.worlds) >= self.config.max_worlds:
+                self.stats.refused_worlds += 1
+                self._reject(world_id, partition, None, offset, command,
+                             models.RejectReason.WORLD_LIMIT,
+                             f"worker {self.config.worker_id} already runs its limit of "
+                             f"{self.config.max_worlds} worlds")
+                return
             state = WorldState.empty(world_id, partition)
             live = _Live(state, DeadReckoner(self.config.delta_tolerance),
                          next_tick_at=time.monotonic(), new=True)
             self.worlds[world_id] = live
+            self._status(state, "ACTIVE", f"created by command {command.command_id}")
         last = live.state.last_command_offset
         if last is not None and offset <= last:
             return  # consumed before the last snapshot or tick: already in the state
         live.pending.append((offset, command))
+        live.last_active = time.monotonic()
+
+    def _forward(self, msg: Message, world_id: str, home: int) -> None:
+        """Move a command to its world's home partition, in this transaction: exactly once."""
+        assert self._producer is not None
+        original = cast(list[tuple[str, str | bytes | None]], list(msg.headers() or []))
+        where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()
+        headers = [*original, (FORWARDED_FROM, where)]
+        self._producer.produce(topics.COMMANDS.name, key=world_id.encode(), value=msg.value(),
+                               partition=home, headers=headers)
+        self._producer.poll(0)
+        self.stats.forwarded += 1
+
+    def _wake(self, world_id: str, offset: int) -> _Live | None:
+        if world_id not in self.sleeping:
+            return None
+        state, reckoner = self.sleeping[world_id]
+        if state.last_command_offset is not None and offset <= state.last_command_offset:
+            return None
+        del self.sleeping[world_id]
+        live = _Live(state, reckoner, next_tick_at=time.monotonic(), backend=state.world.backend)
+        self.worlds[world_id] = live
+        self.stats.woke += 1
+        self._status(state, "ACTIVE", f"woke on the command at offset {offset}")
+        log.info("world %s woke at tick %d", world_id, state.world.tick)
+        return live
+
+    def _reject(self, world_id: str, partition: int, tick: int | None, offset: int,
+                command: models.PlayerCommand, reason: models.RejectReason, message: str) -> None:
+        ts = now_ms()
+        record = rejection_record(world_id, tick, Rejection(offset, command, reason, message), ts)
+        self._produce_to(topics.COMMANDS_REJECTED, world_id, partition, record, ts)
+        self.stats.rejected += 1
 
     # -- ticking -----------------------------------------------------------------------
 
@@ -237,19 +410,31 @@ class PhysicsWorker(ThreadService):
             if lw.next_tick_at <= now:
                 behind = int((now - lw.next_tick_at) * lw.state.tick_rate_hz) + 1
                 due.append((lw, min(behind, _MAX_CATCH_UP)))
-        if not due and not self._in_txn:
+        idle_after = self.config.hibernate_after_s
+        idle = [lw for lw in self.worlds.values()
+                if idle_after > 0 and not lw.pending and not lw.new
+                and now - lw.last_active > idle_after]
+        if not due and not idle and not self._outbox and not self._in_txn:
             return
         assert self._producer is not None and self._consumer is not None
         producer = self._producer
         try:
             self._begin()
+            for topic, world_id, partition, record in self._outbox:
+                self._produce_to(topic, world_id, partition, record, now_ms())
+            self._outbox.clear()
             for lw, count in due:
                 for _ in range(count):
+                    if lw.state.world_id not in self.worlds:
+                        break  # quarantined or retired by the tick before
                     self._tick_one(lw)
                 period = 1.0 / lw.state.tick_rate_hz
                 lw.next_tick_at += count * period
                 if lw.next_tick_at < now - 1.0:  # more than a second behind: drop the debt
                     lw.next_tick_at = now + period
+            for lw in idle:
+                if lw.state.world_id in self.worlds:
+                    self._hibernate(lw, now)
             producer.send_offsets_to_transaction(
                 self._low_watermarks(), self._consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
@@ -260,9 +445,10 @@ class PhysicsWorker(ThreadService):
             if err.fatal() or not err.txn_requires_abort():
                 raise  # fenced or unrecoverable: this incarnation must stop
             log.warning("transaction aborted (%s); rebuilding worlds from the log", err.str())
-            producer.abort_transaction(30)
-            self._in_txn = False
-            self._reset()
+            self._abort()
+        except SnapshotUnavailable as exc:
+            log.warning("%s; the tick is retried", exc)
+            self._abort()
 
     def _begin(self) -> None:
         if not self._in_txn:
@@ -270,47 +456,124 @@ class PhysicsWorker(ThreadService):
             self._producer.begin_transaction()
             self._in_txn = True
 
+    def _abort(self) -> None:
+        assert self._producer is not None
+        if self._in_txn:
+            self._producer.abort_transaction(30)
+            self._in_txn = False
+        self.stats.aborts += 1
+        self._reset()
+
     def _tick_one(self, lw: _Live) -> None:
-        state, producer = lw.state, self._producer
-        assert producer is not None
+        state = lw.state
         ts = now_ms()
-        if lw.new:
-            self._snapshot(state, ts)
-            lw.new = False
         commands, lw.pending = lw.pending, []
-        t0 = time.perf_counter_ns()
-        outcome = advance(state, commands, self._fetch_snapshot)
-        step_us = (time.perf_counter_ns() - t0) // 1000
-        self._produce(topics.PHYSICS_TICKS, state, tick_record(state, outcome, step_us, ts), ts)
-        delta = lw.reckoner.delta(state, outcome)
-        delta.update(world_id=state.world_id, tick=outcome.tick, sim_time=outcome.sim_time, ts=ts)
-        self._produce(topics.STATE_DELTAS, state, delta, ts)
-        for rej in outcome.rejections:
-            self._produce(topics.COMMANDS_REJECTED, state,
-                          rejection_record(state, outcome.tick, rej, ts), ts)
-        if outcome.tick % state.snapshot_every == 0:
-            self._snapshot(state, ts)
+        out: list[tuple[topics.Topic, dict[str, Any]]] = []
+        try:
+            if lw.new:
+                out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts)))
+            t0 = time.perf_counter_ns()
+            outcome = advance(state, commands, self._fetch_snapshot)
+            step_us = (time.perf_counter_ns() - t0) // 1000
+            out.append((topics.PHYSICS_TICKS, tick_record(state, outcome, step_us, ts)))
+            delta = lw.reckoner.delta(state, outcome)
+            delta.update(world_id=state.world_id, tick=outcome.tick, sim_time=outcome.sim_time,
+                         ts=ts)
+            out.append((topics.STATE_DELTAS, delta))
+            out += [(topics.COMMANDS_REJECTED, rejection_record(state.world_id, outcome.tick, rej, ts))
+                    for rej in outcome.rejections]
+            if outcome.tick % state.snapshot_every == 0 or outcome.retire_reason is not None:
+                out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts)))
+            values = [(topic, self._encode(topic, record)) for topic, record in out]
+        except (KafkaException, SnapshotUnavailable):
+            raise
+        except Exception as exc:  # isolation: one world's failure stays its own
+            log.exception("world %s: tick %d failed", state.world_id, state.world.tick + 1)
+            self._quarantine(lw, commands, f"tick {state.world.tick + 1} failed: "
+                                           f"{type(exc).__name__}: {exc}")
+            return
+        for topic, value in values:
+            self._send(topic, state.world_id, state.partition, value, ts)
+            if topic is topics.STATE_SNAPSHOTS:  # every snapshot is kept in the history too
+                self._send(topics.STATE_SNAPSHOT_HISTORY, state.world_id, state.partition, value, ts)
+        lw.new = False
         s = self.stats
         s.ticks += 1
         s.commands += len(commands)
         s.rejected += outcome.n_rejected
         s.last_step_us = step_us
+        if lw.backend is not None and outcome.backend != lw.backend:
+            log.warning("world %s: backend switched from %s to %s at tick %d", state.world_id,
+                        lw.backend, outcome.backend, outcome.tick)
+            self._status(state, "ACTIVE", f"backend switched from {lw.backend} to "
+                                          f"{outcome.backend} at tick {outcome.tick}")
+        lw.backend = outcome.backend
+        if outcome.retire_reason is not None:
+            self._end_world(state.world_id, state.partition, state, "RETIRED", outcome.retire_reason)
 
-    def _snapshot(self, state: WorldState, ts: int) -> None:
-        # The compacted topic keeps the latest per world for recovery; the history
-        # topic keeps every one, by time, for point-in-time replay.
-        record = snapshot_record(state, ts)
-        self._produce(topics.STATE_SNAPSHOTS, state, record, ts)
-        self._produce(topics.STATE_SNAPSHOT_HISTORY, state, record, ts)
+    def _hibernate(self, lw: _Live, now: float) -> None:
+        state = lw.state
+        ts = now_ms()
+        if state.world.tick % state.snapshot_every != 0:
+            value = self._encode(topics.STATE_SNAPSHOTS, snapshot_record(state, ts))
+            self._send(topics.STATE_SNAPSHOTS, state.world_id, state.partition, value, ts)
+            self._send(topics.STATE_SNAPSHOT_HISTORY, state.world_id, state.partition, value, ts)
+        self._status(state, "HIBERNATING", f"no command for {now - lw.last_active:.0f}s")
+        del self.worlds[state.world_id]
+        self.sleeping[state.world_id] = (state, lw.reckoner)
+        self.stats.hibernated += 1
+        log.info("world %s hibernates at tick %d", state.world_id, state.world.tick)
 
-    def _produce(self, topic: topics.Topic, state: WorldState, record: dict[str, Any],
-                 ts: int) -> None:
+    def _quarantine(self, lw: _Live, commands: Pending, reason: str) -> None:
+        state = lw.state
+        for offset, command in commands:
+            self._reject(state.world_id, state.partition, state.world.tick, offset, command,
+                         models.RejectReason.WORLD_QUARANTINED, reason)
+        if commands:
+            state.last_command_offset = commands[-1][0]
+        self._end_world(state.world_id, state.partition, state, "QUARANTINED", reason)
+
+    def _end_world(self, world_id: str, partition: int, state: WorldState | None, status: str,
+                   reason: str) -> None:
+        """Stop a world for good (retired) or until an operator acts (quarantined)."""
+        self.worlds.pop(world_id, None)
+        self.sleeping.pop(world_id, None)
+        tick = -1 if state is None else state.world.tick
+        last = None if state is None else state.last_command_offset
+        self.ended[world_id] = _Ended(status, reason, partition, tick, last)
+        if status == "QUARANTINED":
+            self.stats.quarantined += 1
+            log.error("world %s quarantined: %s", world_id, reason)
+        else:
+            log.info("world %s retired: %s", world_id, reason)
+        record = status_record(world_id, partition, state, status, reason, self.config.worker_id,
+                               now_ms())
+        if self._in_txn:
+            self._produce_to(topics.WORLDS, world_id, partition, record, now_ms())
+        else:  # from a rebalance callback: written with the next transaction
+            self._outbox.append((topics.WORLDS, world_id, partition, record))
+
+    def _status(self, state: WorldState, status: str, reason: str) -> None:
+        record = status_record(state.world_id, state.partition, state, status, reason,
+                               self.config.worker_id, now_ms())
+        self._produce_to(topics.WORLDS, state.world_id, state.partition, record, now_ms())
+
+    # -- producing -----------------------------------------------------------------------
+
+    def _encode(self, topic: topics.Topic, record: dict[str, Any]) -> bytes:
+        return self._encoders[topic.name](record, SerializationContext(topic.name))
+
+    def _produce_to(self, topic: topics.Topic, world_id: str, partition: int,
+                    record: dict[str, Any], ts: int) -> None:
+        self._send(topic, world_id, partition, self._encode(topic, record), ts)
+
+    def _send(self, topic: topics.Topic, world_id: str, partition: int, value: bytes,
+              ts: int) -> None:
         assert self._producer is not None
-        value = self._encoders[topic.name](record, SerializationContext(topic.name))
-        # Same partition number as the world's commands: recovery reads one partition
-        # of each topic, whatever partitioner produced the commands.
-        self._producer.produce(topic.name, key=state.world_id.encode(), value=value,
-                               partition=state.partition, timestamp=ts)
+        # The world's home partition number on every topic: recovery reads one
+        # partition of each, whatever partitioner produced the commands.
+        self._producer.produce(topic.name, key=world_id.encode(), value=value,
+                               partition=partition, timestamp=ts)
         self._producer.poll(0)
 
     def _low_watermarks(self) -> list[TopicPartition]:
@@ -324,21 +587,21 @@ class PhysicsWorker(ThreadService):
             low = min(firsts) if firsts else tp.offset
             if low is None or low < 0:
                 continue  # nothing consumed yet from this partition
-            out.append(TopicPartition(tp.topic, tp.partition, low))
+            routed = self._routed.get(tp.partition, -1)
+            out.append(TopicPartition(tp.topic, tp.partition, low, metadata=f"{_ROUTED}{routed}"))
         return out
+
+
+def _routed_from(metadata: str | None) -> int:
+    if metadata and metadata.startswith(_ROUTED):
+        try:
+            return int(metadata[len(_ROUTED):])
+        except ValueError:
+            pass
+    return -1
 
 
 def build_worker(settings: Settings, config: WorkerConfig | None = None,
                  registry: SchemaSource | None = None) -> PhysicsWorker:
     """The worker `cosmic physics worker` and `cosmic up` run."""
     return PhysicsWorker(settings, registry or RegistryClient.from_settings(settings), config)
-
-
-def run_forever(worker: PhysicsWorker, echo: Callable[[str], None],
-                interval_s: float = 2.0) -> None:
-    """Run ``worker`` in this thread's foreground, printing progress until Ctrl-C."""
-    from cosmic.runtime import run_services
-
-    run_services([worker], duration_s=None, echo=echo, interval_s=interval_s)
-
-

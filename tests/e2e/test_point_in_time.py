@@ -72,14 +72,15 @@ def _merge_bait(world: str, n: int) -> list[dict]:
 
 def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_path: Path):
     run = uuid.uuid4().hex[:8]
-    world = f"pitr-{run}"
+    shard = f"pitr-{run}"
+    world = f"{shard}:world"
     registry = RegistryClient.from_settings(settings)
     encode = AvroSerializer(registry, "PlayerCommand")
     ctx = SerializationContext(topics.COMMANDS.name)
     live = LiveWorld(settings, registry, world)
     live.open(asteroids=40, tick_rate_hz=TICK_RATE, snapshot_every=SNAPSHOT_EVERY)
     log_path = tmp_path / "worker.log"
-    worker = start_worker(f"pitr-{run}", f"pitr-{run}", world, log_path)
+    worker = start_worker(f"pitr-{run}", shard, log_path)
     live.play(rate_hz=40, seed=21, asteroids=40, invalid_every=6,
               extra=iter(_merge_bait(world, 5)))
     try:

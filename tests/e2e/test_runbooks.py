@@ -50,14 +50,15 @@ def test_every_runbook_runs_as_written(settings: Settings, stack: Stack, tmp_pat
         "replay-and-verify.md", "fork-a-world.md", "restore-after-bad-deploy.md",
         "consumer-lag.md"}
     run = uuid.uuid4().hex[:8]
-    world, group = f"rb-{run}", f"rb-{run}"
+    shard = f"rb-{run}"
+    world, group = f"{shard}:world", f"cosmic-physics.{shard}"
     registry = RegistryClient.from_settings(settings)
     log = KafkaLog(settings, registry)
     live = LiveWorld(settings, registry, world)
     live.open(asteroids=30, tick_rate_hz=60.0, snapshot_every=50)
     live.play(rate_hz=20, seed=5, asteroids=30, invalid_every=8)
     worker_log = tmp_path / "worker.log"
-    worker = start_worker(f"rb-{run}", group, world, worker_log)
+    worker = start_worker(f"rb-{run}", shard, worker_log)
     try:
         deadline = time.monotonic() + 180
         while len(ticks := _ticks(log, world)) < 250:

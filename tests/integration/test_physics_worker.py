@@ -18,6 +18,7 @@ from schemas import dlq
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
 from streams.worlds.eventlog import KafkaLog
+from streams.worlds.commands import NOT_PHYSICS
 from streams.worlds.recovery import read_commands, replay
 from streams.worlds.state import WorldState
 from tests.liveworld import LiveWorld, start_worker, stop_worker
@@ -62,7 +63,8 @@ class TickWatcher:
 def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack: Stack,
                                                       tmp_path: Path):
     run = uuid.uuid4().hex[:10]
-    world = f"test-kill-{run}"
+    shard = f"test-kill-{run}"
+    world = f"{shard}:world"
     registry = RegistryClient.from_settings(settings)
     watcher = TickWatcher(settings, registry, world)
     live = LiveWorld(settings, registry, world)
@@ -70,14 +72,14 @@ def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack:
     live.send(b"definitely not avro")
     live.play(rate_hz=15, seed=11, asteroids=20, invalid_every=5)
     log = tmp_path / "worker.log"
-    worker = start_worker(f"kill-{run}", f"test-physics-{run}", world, log)
+    worker = start_worker(f"kill-{run}", shard, log)
     try:
         watcher.wait_for(60, 120, worker, log)
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
         killed_at = len(watcher.ticks)
         time.sleep(1.0)  # commands keep arriving while no worker runs
-        worker = start_worker(f"kill-{run}", f"test-physics-{run}", world, log)
+        worker = start_worker(f"kill-{run}", shard, log)
         watcher.wait_for(killed_at + 100, 120, worker, log)
     finally:
         live.stop()
@@ -107,8 +109,7 @@ def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack:
     assert {r["reason"] for r in watcher.rejections} <= {"UNKNOWN_BODY", "INVALID_ARGUMENT",
                                                          "DUPLICATE_ID", "OUT_OF_BOUNDS"}
     assert applied + rejected == sum(
-        1 for c in commands.values() if c["command"][0].rsplit(".", 1)[-1] not in
-        ("SeedSpecies", "FoundCivilization"))
+        1 for c in commands.values() if not isinstance(c.command, NOT_PHYSICS))
 
     # The garbage record went to the dead-letter queue, with its reason.
     dead = kafka.consumer(settings, f"dlq-{run}")
@@ -130,20 +131,21 @@ def test_a_fenced_zombie_cannot_write(settings: Settings, stack: Stack, tmp_path
     """A worker frozen mid-run (alive, holding its producer and group membership) is
     replaced by a new incarnation; when it wakes up it is fenced and writes nothing."""
     run = uuid.uuid4().hex[:10]
-    world = f"test-zombie-{run}"
+    shard = f"test-zombie-{run}"
+    world = f"{shard}:world"
     registry = RegistryClient.from_settings(settings)
     watcher = TickWatcher(settings, registry, world)
     live = LiveWorld(settings, registry, world)
     live.open(asteroids=20, tick_rate_hz=40.0, snapshot_every=20)
     live.play(rate_hz=15, seed=12, asteroids=20, invalid_every=0)
     log_a, log_b = tmp_path / "zombie.log", tmp_path / "successor.log"
-    zombie = start_worker(f"zombie-{run}", f"test-zombie-{run}", world, log_a)
+    zombie = start_worker(f"zombie-{run}", shard, log_a)
     successor = None
     try:
         watcher.wait_for(40, 120, zombie, log_a)
         zombie.send_signal(signal.SIGSTOP)
         frozen_at = len(watcher.ticks)
-        successor = start_worker(f"zombie-{run}", f"test-zombie-{run}", world, log_b)
+        successor = start_worker(f"zombie-{run}", shard, log_b)
         watcher.wait_for(frozen_at + 60, 120, successor, log_b)
         zombie.send_signal(signal.SIGCONT)
         code = zombie.wait(60)

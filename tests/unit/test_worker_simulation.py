@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas import catalog
+from cosmic.errors import SerializationError
+from schemas import catalog, models
+from schemas.errors import FailedValidation
+from schemas.typed import to_model
 from streams.worlds import scenario
 from streams.worlds.commands import advance
 from streams.worlds.deltas import DeadReckoner, DeltaMirror
@@ -28,15 +31,35 @@ def _through_avro(schema: str, record: dict) -> dict:
                              return_record_name_override=True)
 
 
-def _opening(world: str = "w", asteroids: int = 30) -> list[tuple[int, dict]]:
+def _typed(record: dict) -> models.PlayerCommand:
+    """What the worker's intake makes of a record: Avro, then the model's rules."""
+    return to_model(models.PlayerCommand, _through_avro("PlayerCommand", record))
+
+
+def _batch(offset: int, records: list[dict]) -> list[tuple[int, models.PlayerCommand]]:
+    """The commands of ``records`` that reach a tick (the rest are dead letters)."""
+    out = []
+    for k, record in enumerate(records):
+        try:
+            out.append((offset + k, _typed(record)))
+        except SerializationError:
+            continue
+    return out
+
+
+def _opening(world: str = "w", asteroids: int = 30) -> list[tuple[int, models.PlayerCommand]]:
     cmds = scenario.star_system(world, asteroids=asteroids, snapshot_every=25)
-    return [(k, _through_avro("PlayerCommand", c.to_avro())) for k, c in enumerate(cmds)]
+    return [(k, _typed(c.to_avro())) for k, c in enumerate(cmds)]
 
 
-def _command(body: tuple[str, dict], world: str = "w") -> dict:
+def _record(body: tuple[str, dict], world: str = "w") -> dict:
     return {"command_id": "5b8c1f5e-2a56-4a52-9d7a-9d1f3b6c2f10", "player_id": "p",
             "world_id": world, "client_ts": 0, "received_ts": 0,
             "command": (f"io.cosmicgarden.{body[0]}", body[1])}
+
+
+def _command(body: tuple[str, dict], world: str = "w") -> models.PlayerCommand:
+    return _typed(_record(body, world))
 
 
 def _spawn(body_id: int, mass: float = 1e-9, pos=(3.0, 0.0, 0.0), vel=(0.0, 3.6, 0.0)):
@@ -60,17 +83,11 @@ def test_opening_commands_build_the_star_system():
     [
         (("RemoveBody", {"body_id": 999_999}), "UNKNOWN_BODY"),
         (("ApplyImpulse", {"body_id": 999_999, "dv": {"x": 0, "y": 0, "z": 0}}), "UNKNOWN_BODY"),
-        (_spawn(7, mass=-1.0), "INVALID_ARGUMENT"),
-        (_spawn(7, mass=0.0), "INVALID_ARGUMENT"),
-        (_spawn(7, pos=(math.nan, 0, 0)), "INVALID_ARGUMENT"),
-        (_spawn(7, vel=(math.inf, 0, 0)), "INVALID_ARGUMENT"),
         (_spawn(7, pos=(2 * WORLD_RADIUS, 0, 0)), "OUT_OF_BOUNDS"),
         (_spawn(scenario.STAR_ID), "DUPLICATE_ID"),
-        (("ApplyImpulse", {"body_id": scenario.STAR_ID, "dv": {"x": math.nan, "y": 0, "z": 0}}),
-         "INVALID_ARGUMENT"),
-        (("SetWorldParams", {"G": -1.0, "softening": 0.0, "tick_rate_hz": 30.0, "dt": 0.01,
+        (("SetWorldParams", {"G": 0.0, "softening": 0.0, "tick_rate_hz": 30.0, "dt": 0.01,
                              "merge_on_contact": False, "snapshot_every": 10}), "INVALID_ARGUMENT"),
-        (("SetWorldParams", {"G": 1.0, "softening": 0.0, "tick_rate_hz": 0.0, "dt": 0.01,
+        (("SetWorldParams", {"G": 1.0, "softening": 0.0, "tick_rate_hz": 20_000.0, "dt": 0.01,
                              "merge_on_contact": False, "snapshot_every": 10}), "INVALID_ARGUMENT"),
     ],
 )
@@ -88,6 +105,72 @@ def test_invalid_commands_are_rejected_and_leave_the_world_unchanged(body, reaso
     before.step(state.dt)  # the rejected tick still stepped: compare against a plain step
     np.testing.assert_array_equal(state.world.ids, before.ids)
     assert state.world.state_hash() == before.state_hash()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _spawn(7, mass=-1.0),
+        _spawn(7, mass=0.0),
+        _spawn(7, pos=(math.nan, 0, 0)),
+        _spawn(7, vel=(math.inf, 0, 0)),
+        ("ApplyImpulse", {"body_id": scenario.STAR_ID, "dv": {"x": math.nan, "y": 0, "z": 0}}),
+        ("SetWorldParams", {"G": 1.0, "softening": 0.0, "tick_rate_hz": 0.0, "dt": 0.01,
+                            "merge_on_contact": False, "snapshot_every": 10}),
+        ("SetWorldParams", {"G": -1.0, "softening": 0.0, "tick_rate_hz": 30.0, "dt": 0.01,
+                            "merge_on_contact": False, "snapshot_every": 10}),
+    ],
+)
+def test_commands_that_break_the_model_never_reach_a_world(body):
+    with pytest.raises(FailedValidation) as err:
+        _command(body)
+    assert isinstance(err.value, SerializationError)  # so the intake dead-letters it
+    assert "not a valid PlayerCommand" in str(err.value)
+
+
+def test_retire_rejects_what_follows_in_its_tick():
+    state = WorldState.empty("w", 0)
+    advance(state, _opening(asteroids=3))
+    out = advance(state, [(60, _command(("RetireWorld", {"reason": "season over"}))),
+                          (61, _command(("RemoveBody", {"body_id": scenario.STAR_ID})))])
+    assert out.retire_reason == "season over"
+    assert (out.n_applied, out.n_rejected) == (1, 1)
+    assert out.rejections[0].reason == models.RejectReason.WORLD_RETIRED
+    assert scenario.STAR_ID in set(state.world.ids.tolist())
+
+
+def test_a_failing_command_is_rejected_as_internal_and_the_world_goes_on(monkeypatch):
+    state = WorldState.empty("w", 0)
+    advance(state, _opening(asteroids=3))
+    before = state.state_hash()
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(state.world, "apply_impulse", broken)
+    out = advance(state, [(70, _command(("ApplyImpulse", {"body_id": scenario.STAR_ID,
+                                                          "dv": {"x": 1, "y": 0, "z": 0}})))])
+    assert out.rejections[0].reason == models.RejectReason.INTERNAL
+    assert "ZeroDivisionError" in out.rejections[0].message
+    assert out.tick == 2 and state.state_hash() != before  # it still ticked
+
+
+def test_the_hash_covers_kinds_tick_rate_and_snapshot_interval():
+    state = WorldState.empty("w", 0)
+    advance(state, _opening(asteroids=3))
+    base = state.state_hash()
+    for change in ("kind", "rate", "every", "dt"):
+        other = state_from_snapshot(snapshot_record(state, 0), 0)
+        assert other.state_hash() == base
+        if change == "kind":
+            other.kinds[scenario.STAR_ID] = 3
+        elif change == "rate":
+            other.tick_rate_hz += 1
+        elif change == "every":
+            other.snapshot_every += 1
+        else:
+            other.dt *= 2
+        assert other.state_hash() != base, change
 
 
 def test_ecosystem_commands_are_not_physics():
@@ -108,7 +191,7 @@ def _run(n_ticks: int, seed: int = 3) -> tuple[list[str], WorldState]:
     hashes = []
     offset = 1000
     for _ in range(n_ticks):
-        batch = [(offset + k, _through_avro("PlayerCommand", next(stream))) for k in range(3)]
+        batch = _batch(offset, [next(stream) for _ in range(3)])
         offset += 3
         advance(state, batch)
         hashes.append(state.state_hash())
@@ -135,7 +218,7 @@ def test_snapshot_round_trip_restores_the_exact_state_and_continues_identically(
     assert restored.last_command_offset == state.last_command_offset
     stream = scenario.player_commands("w", seed=9, asteroids=30)
     for k in range(10):
-        batch = [(5000 + k, _through_avro("PlayerCommand", next(stream)))]
+        batch = _batch(5000 + k, [next(stream)])
         advance(state, batch)
         advance(restored, batch)
         assert restored.state_hash() == state.state_hash()
@@ -158,13 +241,12 @@ def test_frontend_applying_deltas_stays_within_tolerance_every_tick():
     reckoner = DeadReckoner(tolerance)
     frontend = DeltaMirror()
     stream = scenario.player_commands("w", seed=5, asteroids=30, invalid_every=0)
-    offsets = itertools.count(100)
+    offsets = itertools.count(100, 10)
     sent = []
     commands = _opening()
     for tick in range(400):
         out = advance(state, commands)
-        commands = [(next(offsets), _through_avro("PlayerCommand", next(stream)))
-                    for _ in range(tick % 3)]
+        commands = _batch(next(offsets), [next(stream) for _ in range(tick % 3)])
         fields = reckoner.delta(state, out)
         fields.update(world_id="w", tick=out.tick, sim_time=out.sim_time, ts=0)
         frontend.apply_record(_through_avro("StateDelta", fields))
