@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic.cli.up", "up"),
     ("cosmic.cli.physics", "physics"),
     ("cosmic.cli.replay", "replay"),
+    ("cosmic.cli.world", "world"),
     ("cosmic.cli.schemas", "schemas"),
     ("cosmic.cli.log", "log"),
     ("cosmic.cli.db", "db"),

@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Sequence
 
+from cosmic.errors import CosmicError
 from schemas import models
 from schemas.models import RejectReason
 from streams.physics import World
@@ -133,7 +134,7 @@ def _adopt(state: WorldState, body: models.AdoptSnapshot,
     try:
         source = state_from_snapshot(record, state.partition)
         source_hash = source.state_hash()
-    except (PhysicsError, ValueError, KeyError, TypeError) as exc:
+    except (CosmicError, ValueError, KeyError, TypeError) as exc:
         raise CommandRefused(RejectReason.INVALID_ARGUMENT,
                              f"the snapshot at {where} cannot be restored: {exc}") from None
     if source_hash != body.state_hash or record["state_hash"] != body.state_hash:

@@ -11,7 +11,8 @@ cannot write.
 Routing a record, in that transaction:
 
 - bytes that do not resolve to ``PlayerCommand`` or break its model's rules go
-  to the DLQ (original bytes, reason, source coordinates);
+  to the DLQ (original bytes, reason, source coordinates), by the shard its key
+  names;
 - a command for a world of another shard is not ours; one that arrived on a
   partition other than its world's home (another client's partitioner) is
   forwarded to the home partition, once;
@@ -324,7 +325,10 @@ class PhysicsWorker(ThreadService):
         try:
             command = self._decode(msg.value(), SerializationContext(msg.topic() or ""))
         except SerializationError as exc:
-            if not seen:
+            # No world id to go by: the record's key (a world id, by contract) says
+            # whose shard sets it aside, so each bad record is dead-lettered once.
+            key = (msg.key() or b"").decode("utf-8", "replace")
+            if not seen and shard_of(key) == self.config.shard:
                 self._dlq.send(msg, exc)
                 self.stats.dead_letters += 1
             return

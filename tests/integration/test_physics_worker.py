@@ -17,8 +17,8 @@ from cosmic.stack import Stack
 from schemas import dlq
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
-from streams.worlds.eventlog import KafkaLog
 from streams.worlds.commands import NOT_PHYSICS
+from streams.worlds.eventlog import KafkaLog
 from streams.worlds.recovery import read_commands, replay
 from streams.worlds.state import WorldState
 from tests.liveworld import LiveWorld, start_worker, stop_worker
