@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -92,7 +93,7 @@ def star_system(world_id: str, *, asteroids: int = 200, seed: int = 7,
 
 
 def _invalid(world_id: str, player: str, n: int, spawn_id: int, *, bad_spawn: bool,
-             now: datetime) -> dict[str, object]:
+             now: datetime) -> dict[str, Any]:
     """A command a worker must refuse: removing body ``-n`` (no body has a negative id),
     or spawning ``spawn_id`` with a negative mass. Built raw: the API models would
     refuse it before it reached the log."""
@@ -152,7 +153,7 @@ class Move:
     chooser stops aiming at it before the world confirms), and whether it was meant
     to be refused."""
 
-    record: dict[str, object]
+    record: dict[str, Any]
     removes: int | None = None
     invalid: bool = False
 

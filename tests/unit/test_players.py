@@ -107,7 +107,7 @@ def test_players_aim_only_at_asteroids_in_sight_and_spawn_untaken_ids() -> None:
     moves = [m for m in (players.next(in_sight, highest_seen=2_000_000) for _ in range(2000))
              if m is not None]
     for move in moves:
-        name, body = move.record["command"]  # type: ignore[misc]
+        name, body = move.record["command"]
         kinds[name.rsplit(".", 1)[-1] + ("!" if move.invalid else "")] += 1
         if move.invalid:
             assert body["body_id"] < 0 or body["mass"] < 0
@@ -126,7 +126,7 @@ def test_players_without_a_target_in_sight_only_spawn() -> None:
     moves = [players.next([], highest_seen=1199) for _ in range(200)]
     chosen = [m for m in moves if m is not None]
     assert 0 < len(chosen) < 100
-    assert {m.record["command"][0].rsplit(".", 1)[-1] for m in chosen} == {"SpawnBody"}  # type: ignore[index]
+    assert {m.record["command"][0].rsplit(".", 1)[-1] for m in chosen} == {"SpawnBody"}
 
 
 def test_a_second_run_on_the_same_world_is_refused_only_on_purpose() -> None:
