@@ -105,7 +105,6 @@ class SyntheticPlayers(ThreadService):
         self.life_delay_s = life_delay_s
         self.world_ids = world_ids
         self.rate_hz = rate_hz
-        self.invalid_every = invalid_every
         self.asteroids = asteroids  # in the opening of a new world
         # A fresh seed per run: species and civilizations get new ids each run.
         self.seed = seed if seed is not None else time.time_ns() // 1_000_000 % 100_000
@@ -121,10 +120,13 @@ class SyntheticPlayers(ThreadService):
         return sum(p.invalid for p in self.players.values())
 
     def progress(self) -> str:
-        share = self.invalid / self.sent if self.sent else 0.0
+        # The share is of the players' own commands: openings and life are always valid.
+        chosen = sum(p.chosen for p in self.players.values())
+        share = self.invalid / chosen if chosen else 0.0
         bodies = sum(len(s.mirror) for s in self.seen.values())
-        return (f"{self.sent} commands sent to {len(self.world_ids)} world(s), "
-                f"{self.invalid} deliberately invalid ({share:.1%}), {bodies} bodies in sight")
+        return (f"{self.sent} commands sent to {len(self.world_ids)} world(s), {chosen} by "
+                f"players, {self.invalid} of those deliberately invalid ({share:.1%}); "
+                f"{bodies} bodies in sight")
 
     def _follow(self, encode: AvroSerializer, producer: Producer) -> Consumer:
         """Load each world's latest snapshot (opening the world if it has none) and

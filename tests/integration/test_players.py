@@ -108,6 +108,8 @@ def test_a_second_run_is_refused_about_as_often_as_it_means_to_be(settings: Sett
     # The second run did not reopen the world: no opening body was spawned again.
     assert "DUPLICATE_ID" not in reasons[1]
     assert second.sent > 100 and second.invalid == second.sent // INVALID_EVERY
+    assert (f"{second.sent} by players, {second.invalid} of those deliberately invalid "
+            f"({second.invalid / second.sent:.1%})") in second.progress()
     for rs, players in zip(runs, (first, second), strict=True):
         # Every deliberate one was refused; races with the world add at most as many again.
         assert players.invalid <= len(rs) < 2 * players.invalid
