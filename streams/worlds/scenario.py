@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from schemas import models
 
@@ -89,6 +92,22 @@ def star_system(world_id: str, *, asteroids: int = 200, seed: int = 7,
     return out
 
 
+def _invalid(world_id: str, player: str, n: int, spawn_id: int, *, bad_spawn: bool,
+             now: datetime) -> dict[str, Any]:
+    """A command a worker must refuse: removing body ``-n`` (no body has a negative id),
+    or spawning ``spawn_id`` with a negative mass. Built raw: the API models would
+    refuse it before it reached the log."""
+    envelope = _envelope(world_id, player, models.RemoveBody(body_id=0), now).to_avro()
+    if bad_spawn:
+        envelope["command"] = (models.SpawnBody.avro_name, {
+            "body_id": spawn_id, "kind": "ASTEROID", "mass": -1.0, "radius": 1e-6,
+            "position": {"x": 3.0, "y": 0.0, "z": 0.0},
+            "velocity": {"x": 0.0, "y": 3.6, "z": 0.0}})
+    else:
+        envelope["command"] = (models.RemoveBody.avro_name, {"body_id": -n})
+    return envelope
+
+
 def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
                     invalid_every: int = 20) -> Iterator[dict[str, object]]:
     """An endless, seeded stream of what players do, as Avro-ready PlayerCommand records.
@@ -109,16 +128,10 @@ def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
         roll = rng.random()
         body: models.Command
         if invalid_every and n % invalid_every == 0:
-            envelope = _envelope(world_id, player, models.RemoveBody(body_id=target), now).to_avro()
-            if rng.random() < 0.5:
-                envelope["command"] = (models.RemoveBody.avro_name, {"body_id": -n})
-            else:
-                envelope["command"] = (models.SpawnBody.avro_name, {
-                    "body_id": next_id, "kind": "ASTEROID", "mass": -1.0, "radius": 1e-6,
-                    "position": {"x": 3.0, "y": 0.0, "z": 0.0},
-                    "velocity": {"x": 0.0, "y": 3.6, "z": 0.0}})
+            bad_spawn = rng.random() >= 0.5
+            yield _invalid(world_id, player, n, next_id, bad_spawn=bad_spawn, now=now)
+            if bad_spawn:
                 next_id += 1
-            yield envelope
             continue
         if roll < 0.8:
             dv = rng.normal(0, 0.01, 3)
@@ -132,6 +145,74 @@ def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
         else:
             body = models.RemoveBody(body_id=target)
         yield _envelope(world_id, player, body, now).to_avro()
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One command players chose: the Avro-ready record, the body it removes (so the
+    chooser stops aiming at it before the world confirms), and whether it was meant
+    to be refused."""
+
+    record: dict[str, Any]
+    removes: int | None = None
+    invalid: bool = False
+
+
+class Players:
+    """What players do next in a world, given the asteroids they can see in it.
+
+    The same mix as :func:`player_commands` (mostly nudges, sometimes a new asteroid
+    or a removal, every ``invalid_every``-th command refused on purpose), but aimed
+    only at bodies the world has: so a valid-looking command is refused only when
+    the world moved on between seeing and acting (a merger, say). New bodies get
+    ids above every id seen, so they never collide with an earlier run's bodies.
+    """
+
+    def __init__(self, world_id: str, *, seed: int, invalid_every: int = 20) -> None:
+        self.world_id = world_id
+        self.invalid_every = invalid_every
+        self._rng = np.random.default_rng(seed)
+        self._names = [f"player-{i}" for i in range(8)]
+        self._next_id = FIRST_ASTEROID_ID
+        self.chosen = 0
+        self.invalid = 0
+
+    def spawn_id(self, highest_seen: int) -> int:
+        """A body id no body of the world has had, as far as these players know."""
+        body_id = max(self._next_id, highest_seen + 1)
+        self._next_id = body_id + 1
+        return body_id
+
+    def next(self, asteroids: Sequence[int] | npt.NDArray[np.int64], highest_seen: int) -> Move | None:
+        """The next command, or None when the roll wants a target and none is in sight
+        (a world that has not shown its bodies yet)."""
+        rng, now = self._rng, datetime.now(UTC)
+        player = self._names[int(rng.integers(len(self._names)))]
+        roll = rng.random()
+        if self.invalid_every and (self.chosen + 1) % self.invalid_every == 0:
+            bad_spawn = rng.random() >= 0.5
+            spawn_id = self.spawn_id(highest_seen) if bad_spawn else 0
+            self.chosen += 1
+            self.invalid += 1
+            return Move(_invalid(self.world_id, player, self.chosen, spawn_id,
+                                 bad_spawn=bad_spawn, now=now), invalid=True)
+        body: models.Command
+        removes = None
+        if 0.8 <= roll < 0.95:
+            pos, vel = _orbit(rng.uniform(2.2, 3.3), rng.uniform(0, 2 * math.pi))
+            body = models.SpawnBody(body_id=self.spawn_id(highest_seen),
+                                    kind=models.BodyKind.ASTEROID, mass=1e-12, radius=5e-7,
+                                    position=_vec(pos), velocity=_vec(vel))
+        elif not len(asteroids):
+            return None
+        else:
+            target = int(asteroids[int(rng.integers(len(asteroids)))])
+            if roll < 0.8:
+                body = models.ApplyImpulse(body_id=target, dv=_vec(rng.normal(0, 0.01, 3)))
+            else:
+                body, removes = models.RemoveBody(body_id=target), target
+        self.chosen += 1
+        return Move(_envelope(self.world_id, player, body, now).to_avro(), removes=removes)
 
 
 # name, planet, diet, size (m), fertility (/yr), tolerated range (K): life that fits each
