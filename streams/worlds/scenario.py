@@ -20,6 +20,8 @@ import numpy.typing as npt
 
 from schemas import models
 
+from .state import WORLD_RADIUS
+
 G_ASTRO = 4 * math.pi**2
 DAY = 1 / 365.25
 STAR_ID = 1
@@ -94,18 +96,17 @@ def star_system(world_id: str, *, asteroids: int = 200, seed: int = 7,
 
 def _invalid(world_id: str, player: str, n: int, spawn_id: int, *, bad_spawn: bool,
              now: datetime) -> dict[str, Any]:
-    """A command a worker must refuse: removing body ``-n`` (no body has a negative id),
-    or spawning ``spawn_id`` with a negative mass. Built raw: the API models would
-    refuse it before it reached the log."""
-    envelope = _envelope(world_id, player, models.RemoveBody(body_id=0), now).to_avro()
+    """A well-formed command the world must refuse: removing body ``-n`` (no body has a
+    negative id), or spawning ``spawn_id`` beyond the world's radius. (Records that break
+    the model, such as a negative mass, never reach a world: they are dead letters.)"""
+    body: models.Command
     if bad_spawn:
-        envelope["command"] = (models.SpawnBody.avro_name, {
-            "body_id": spawn_id, "kind": "ASTEROID", "mass": -1.0, "radius": 1e-6,
-            "position": {"x": 3.0, "y": 0.0, "z": 0.0},
-            "velocity": {"x": 0.0, "y": 3.6, "z": 0.0}})
+        body = models.SpawnBody(
+            body_id=spawn_id, kind=models.BodyKind.ASTEROID, mass=1e-12, radius=1e-6,
+            position=_vec((2 * WORLD_RADIUS, 0.0, 0.0)), velocity=_vec((0.0, 3.6, 0.0)))
     else:
-        envelope["command"] = (models.RemoveBody.avro_name, {"body_id": -n})
-    return envelope
+        body = models.RemoveBody(body_id=-n)
+    return _envelope(world_id, player, body, now).to_avro()
 
 
 def player_commands(world_id: str, *, seed: int, asteroids: int = 200,

@@ -78,12 +78,11 @@ def _rejections(settings: Settings, registry: RegistryClient, world: str,
 def test_a_second_run_is_refused_about_as_often_as_it_means_to_be(settings: Settings,
                                                                    stack: Stack) -> None:
     run = uuid.uuid4().hex[:10]
-    world = f"test-players-{run}"
+    world = f"test-players-{run}:world"
     registry = RegistryClient.from_settings(settings)
     partition = KafkaLog(settings, registry).world_partition(world)
     worker = build_worker(settings, WorkerConfig(worker_id=f"players-{run}",
-                                                 group_id=f"test-physics-{run}",
-                                                 world_prefix=world), registry)
+                                                 shard=f"test-players-{run}"), registry)
     worker.start()
     try:
         first = _play(settings, registry, world, seed=1, worker=worker)

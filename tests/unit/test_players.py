@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas import catalog
+from schemas import catalog, models
+from schemas.typed import to_model
 from streams.players import SeenWorld
 from streams.worlds import scenario
 from streams.worlds.commands import advance
 from streams.worlds.deltas import DeadReckoner
 from streams.worlds.events import snapshot_record
-from streams.worlds.state import WorldState
+from streams.worlds.state import WORLD_RADIUS, WorldState
 
 
 def _through_avro(schema: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,8 @@ class World:
     def tick(self, commands: list[dict[str, Any]]) -> dict[str, Any]:
         batch = []
         for record in commands:
-            batch.append((self.offset, _through_avro("PlayerCommand", record)))
+            batch.append((self.offset, to_model(models.PlayerCommand,
+                                                _through_avro("PlayerCommand", record))))
             self.offset += 1
         outcome = advance(self.state, batch)
         self.reasons.update(r.reason for r in outcome.rejections)
@@ -110,7 +112,7 @@ def test_players_aim_only_at_asteroids_in_sight_and_spawn_untaken_ids() -> None:
         name, body = move.record["command"]
         kinds[name.rsplit(".", 1)[-1] + ("!" if move.invalid else "")] += 1
         if move.invalid:
-            assert body["body_id"] < 0 or body["mass"] < 0
+            assert body["body_id"] < 0 or body["position"]["x"] > WORLD_RADIUS
         elif name.endswith("SpawnBody"):
             spawned.append(body["body_id"])
         else:
@@ -147,4 +149,4 @@ def test_a_second_run_on_the_same_world_is_refused_only_on_purpose() -> None:
     second = scenario.Players("w", seed=2, invalid_every=10)
     sent = play(world, again, second, 600)
     assert sum(world.reasons.values()) == second.invalid == sent // 10
-    assert set(world.reasons) <= {"UNKNOWN_BODY", "INVALID_ARGUMENT"}
+    assert set(world.reasons) <= {"UNKNOWN_BODY", "OUT_OF_BOUNDS"}
