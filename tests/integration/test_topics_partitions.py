@@ -72,4 +72,4 @@ def test_an_unkeyed_topic_is_still_raised(settings: Settings, stack: Stack):
 def test_the_platforms_keyed_topics_are_all_but_the_dlq():
     from cosmic import topics
 
-    assert admin.UNKEYED == {topics.DLQ.name}
+    assert {topics.DLQ.name} == admin.UNKEYED
