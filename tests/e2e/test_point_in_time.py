@@ -71,6 +71,19 @@ def _merge_bait(world: str, n: int) -> list[dict]:
     return out
 
 
+def _spoil(path: Path, decode: AvroDeserializer, *, tick: int) -> int:
+    """Overwrite, in an exported file, the value of the record of ``tick`` with bytes that
+    are not Avro; return its offset."""
+    with path.open("rb") as f:
+        rows = [r for r in fastavro.reader(f) if isinstance(r, dict)]
+    victim = next(r for r in rows if decode(r["value"])["tick"] == tick)
+    victim["value"] = b"spoiled on disk"
+    buf = BytesIO()
+    fastavro.writer(buf, EXPORT_SCHEMA, rows)
+    path.write_bytes(buf.getvalue())
+    return int(victim["offset"])
+
+
 def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_path: Path):
     run = uuid.uuid4().hex[:8]
     world = f"pitr-{run}"
@@ -190,13 +203,7 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         # ... a snapshot that no longer decodes: a plain replay says it skipped it, a
         # verifying one refuses to vouch for the log.
         history_file = export / f"{topics.STATE_SNAPSHOT_HISTORY.name}.avro"
-        with history_file.open("rb") as f:
-            rows = list(fastavro.reader(f))
-        spoiled = next(r for r in rows if decode(r["value"])["tick"] == 250)
-        spoiled["value"] = b"spoiled on disk"
-        buf = BytesIO()
-        fastavro.writer(buf, EXPORT_SCHEMA, rows)
-        history_file.write_bytes(buf.getvalue())
+        spoiled = _spoil(history_file, decode, tick=250)
         res = cosmic("replay", "--world", world, "--at-tick", "500", "--from-tick", "0",
                      "--log-dir", str(export))
         assert "skipped 1 undecodable records (0 ticks, 1 snapshots)" in res.stdout
@@ -204,20 +211,14 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
                      "--verify", "--log-dir", str(export), check=False)
         assert res.returncode == 3, res.stdout + res.stderr
         assert "UNVERIFIABLE" in res.stderr and "do not decode" in res.stderr
-        assert f"@{spoiled['offset']}" in res.stderr
+        assert f"@{spoiled}" in res.stderr
         # ... and a tick that no longer decodes.
         cosmic("log", "export", "--world", world, "--out", str(export))
-        with ticks_file.open("rb") as f:
-            rows = list(fastavro.reader(f))
-        spoiled = next(r for r in rows if decode(r["value"])["tick"] == 470)
-        spoiled["value"] = b"spoiled on disk"
-        buf = BytesIO()
-        fastavro.writer(buf, EXPORT_SCHEMA, rows)
-        ticks_file.write_bytes(buf.getvalue())
+        spoiled = _spoil(ticks_file, decode, tick=470)
         res = cosmic("replay", "--world", world, "--at-tick", "500", "--verify",
                      "--log-dir", str(export), check=False)
         assert res.returncode == 3, res.stdout + res.stderr
-        assert "UNVERIFIABLE" in res.stderr and f"@{spoiled['offset']}" in res.stderr
+        assert "UNVERIFIABLE" in res.stderr and f"@{spoiled}" in res.stderr
 
         # 3. Fork: the new world runs on from tick 333's state; the original is unaffected.
         fork = f"pitr-{run}-fork"
