@@ -101,10 +101,6 @@ class Skipped:
     snapshots: int = 0
     commands: int = 0  # dead-lettered by the live worker too: never applied, so never replayed
 
-    @property
-    def total(self) -> int:
-        return self.ticks + self.snapshots + self.commands
-
 
 @dataclass
 class Rebuilt:
@@ -116,7 +112,6 @@ class Rebuilt:
     target_record: Record | None  # the recorded PhysicsTick of the target, if it was replayed
     seconds: float
     skipped: Skipped = field(default_factory=Skipped)
-    verified: bool = False  # every replayed tick and the target's recorded hash checked
 
 
 class _Damage:
@@ -125,12 +120,16 @@ class _Damage:
 
     def __init__(self, source: LogSource, world_id: str) -> None:
         self.source, self.world_id = source, world_id
-        self.bad: list[Undecodable] = []
+        # By coordinates: a replay may read a range twice (a second starting point).
+        self._bad: dict[tuple[str, int, int], Undecodable] = {}
 
     def __enter__(self) -> _Damage:
         self._previous = self.source.on_undecodable
-        self.source.on_undecodable = self.bad.append
+        self.source.on_undecodable = self._add
         return self
+
+    def _add(self, bad: Undecodable) -> None:
+        self._bad[(bad.topic, bad.partition, bad.offset)] = bad
 
     def __exit__(self, *_: object) -> None:
         self.source.on_undecodable = self._previous
@@ -142,7 +141,7 @@ class _Damage:
         return b.topic != self.source.topics.commands or b.key == self.world_id.encode()
 
     def integrity(self) -> list[Undecodable]:
-        return [b for b in self.bad
+        return [b for b in self._bad.values()
                 if b.topic != self.source.topics.commands and self._is_world(b)]
 
     def refuse(self) -> None:
@@ -152,7 +151,7 @@ class _Damage:
     def skipped(self) -> Skipped:
         t = self.source.topics
         out = Skipped()
-        for b in self.bad:
+        for b in self._bad.values():
             if not self._is_world(b):
                 continue
             if b.topic == t.ticks:
@@ -233,7 +232,7 @@ def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
                                        state.state_hash())
     return Rebuilt(state, partition, snap["tick"], replayed, target,
                    todo[-1] if todo else None, time.monotonic() - t0,
-                   skipped=damage.skipped(), verified=verify)
+                   skipped=damage.skipped())
 
 
 def world_exists(settings: Settings, world_id: str) -> bool:
