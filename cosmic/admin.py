@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,29 @@ from cosmic.topics import Topic
 
 _TIMEOUT_S = 30.0
 
+# Topics whose partition count may change. Every other topic is keyed by a world,
+# planet or civilization id, and a key's partition is murmur2(key) mod the count:
+# a new count sends each key to another partition, away from its history (replay
+# and recovery read one partition per world). The DLQ's records keep whatever key
+# they had, and nothing reads the DLQ by key.
+UNKEYED: frozenset[str] = frozenset({topics.DLQ.name})
+
+
+class PartitionCountMismatch(TopicError):
+    """A keyed topic's partition count differs from the declared one; reconciling refuses it."""
+
+    def __init__(self, mismatches: list[tuple[str, int, int]], done: list[str]) -> None:
+        lines = [
+            f"{name} has {have} partitions but {want} are declared: refusing to change it. "
+            "A world's home partition is murmur2(world id) mod the partition count, so a new "
+            "count remaps every world and orphans its history (see runbooks/partitions.md)"
+            for name, have, want in mismatches
+        ]
+        super().__init__("\n".join(lines))
+        self.mismatches, self.done = mismatches, done
+
+
+
 
 def _replication(settings: Settings, topic: Topic) -> int:
     return topic.replication or settings.kafka.replication_factor
@@ -38,12 +61,17 @@ def _wait(futures: Mapping[str, Future[Any]], what: str) -> None:
 
 
 def reconcile_topics(
-    settings: Settings, declared: Iterable[Topic] = topics.ALL
+    settings: Settings, declared: Iterable[Topic] = topics.ALL,
+    unkeyed: Collection[str] = UNKEYED,
 ) -> list[str]:
     """Make the cluster match the declared topics; return what was done, one line each.
 
-    Missing topics are created; too few partitions are raised (Kafka cannot
-    lower them, so too many is reported); configs that differ are set.
+    Missing topics are created and configs that differ are set. Partition counts
+    of keyed topics are never changed: when one differs from the declaration,
+    everything else is still reconciled, then :class:`PartitionCountMismatch`
+    is raised (it carries what was done). Unkeyed topics (the DLQ) are raised
+    to the declared count; Kafka cannot lower one, so too many is reported.
+    ``unkeyed`` names the topics whose count may change.
     """
     client = kafka.admin(settings)
     declared = list(declared)
@@ -61,11 +89,14 @@ def reconcile_topics(
         report += [f"created {t.name} ({t.partitions} partitions)" for t in missing]
 
     grow = []
+    refused: list[tuple[str, int, int]] = []
     for t in declared:
         if t.name not in existing:
             continue
         have = len(existing[t.name].partitions)
-        if have < t.partitions:
+        if have != t.partitions and t.name not in unkeyed:
+            refused.append((t.name, have, t.partitions))
+        elif have < t.partitions:
             grow.append(NewPartitions(t.name, t.partitions))
             report.append(f"raised {t.name} partitions {have} -> {t.partitions}")
         elif have > t.partitions:
@@ -96,6 +127,8 @@ def reconcile_topics(
             _wait({t.name: future}, "configure")
             report += [f"set {t.name} {k}={v}" for k, v in wrong.items()]
 
+    if refused:
+        raise PartitionCountMismatch(refused, report)
     if not report:
         report.append(f"all {len(declared)} topics up to date")
     return report

@@ -11,7 +11,8 @@ import click
 from cosmic.cli.progress import ProgressBar
 from cosmic.settings import get_settings
 
-EXIT_DIVERGED = 3
+EXIT_DIVERGED = 3  # the log does not prove the state: divergence, missing or unreadable tick
+EXIT_EXISTS = 4  # --fork into a world id that is taken
 
 
 def _parse_time(text: str) -> datetime:
@@ -31,12 +32,16 @@ def _parse_time(text: str) -> datetime:
 @click.option("--from-tick", type=int,
               help="Start from the snapshot at or before this tick (0: audit the whole history) "
                    "instead of the nearest one.")
-@click.option("--verify", is_flag=True, help="Check every replayed tick's hash against the log.")
+@click.option("--verify", is_flag=True,
+              help="Check every replayed tick's hash, and the target tick's, against the log; "
+                   "fail on missing or undecodable ticks and snapshots.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rebuilt state to this snapshot file (Avro container).")
 @click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from a snapshot file instead of the log.")
 @click.option("--fork", "fork_into", help="Start a new world with this id from the rebuilt state.")
+@click.option("--force", is_flag=True,
+              help="Fork even into a world id that already has ticks or commands.")
 @click.option("--restore", is_flag=True,
               help="Make --world continue from the rebuilt state (recorded in the log).")
 @click.option("--log-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -44,8 +49,8 @@ def _parse_time(text: str) -> datetime:
 @click.option("--reason", default="", help="Why (recorded with a fork or restore).")
 def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
            from_tick: int | None, verify: bool,
-           out_file: Path | None, from_file: Path | None, fork_into: str | None, restore: bool,
-           log_dir: Path | None, reason: str) -> None:
+           out_file: Path | None, from_file: Path | None, fork_into: str | None, force: bool,
+           restore: bool, log_dir: Path | None, reason: str) -> None:
     """Rebuild WORLD at a past tick or time from its nearest snapshot and the log.
 
     \b
@@ -59,9 +64,11 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
     from schemas.registry.client import RegistryClient
     from streams.worlds.eventlog import ExportedLog, KafkaLog, LogSource
     from streams.worlds.pointintime import (
+        UnreadableLog,
         adopt,
         read_snapshot_file,
         rebuild,
+        world_exists,
         write_snapshot_file,
     )
     from streams.worlds.recovery import ReplayDivergence, TickGap
@@ -74,11 +81,21 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
         raise click.UsageError("--world is required (or --from-file)")
     if restore and not world_id:
         raise click.UsageError("--restore needs --world: the world to restore")
+    if force and not fork_into:
+        raise click.UsageError("--force only applies to --fork")
     moment = _parse_time(at_time) if at_time else None
 
     settings = get_settings()
     registry = RegistryClient.from_settings(settings)
     try:
+        # Checked before the (possibly long) replay: adopting a state into a world that
+        # already runs would replace it, which is what --restore is for, not a fork.
+        if fork_into and not force and world_exists(settings, fork_into):
+            click.secho(f"refusing to fork into {fork_into}: that world already exists (it has "
+                        "ticks or commands in its home partition); choose a new id, use "
+                        "--restore to reset a world, or --force to adopt the state anyway",
+                        fg="red", err=True)
+            sys.exit(EXIT_EXISTS)
         if from_file is not None:
             state, record = read_snapshot_file(from_file)
             source_world, source_tick = state.world_id, int(record["tick"])
@@ -96,6 +113,10 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
                 bar.close()
                 click.secho(f"DIVERGED at tick {exc.tick}: {exc}", fg="red", err=True)
                 sys.exit(EXIT_DIVERGED)
+            except UnreadableLog as exc:
+                bar.close()
+                click.secho(f"UNVERIFIABLE: {exc}", fg="red", err=True)
+                sys.exit(EXIT_DIVERGED)
             bar.close()
             state = rebuilt.state
             source_world, source_tick = world_id, rebuilt.target_tick
@@ -106,9 +127,17 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
                 f"replayed in {rebuilt.seconds:.2f}s ({rate:.0f} ticks/s)")
             click.echo(f"  bodies {len(state.world)}, energy {state.world.total_energy():.9g}, "
                        f"hash {state.state_hash()}")
+            skipped = rebuilt.skipped
+            if skipped.ticks or skipped.snapshots:
+                click.secho(f"  warning: skipped {skipped.ticks + skipped.snapshots} undecodable "
+                            f"records ({skipped.ticks} ticks, {skipped.snapshots} snapshots); "
+                            "--verify refuses such a log", fg="yellow")
+            if skipped.commands:
+                click.echo(f"  skipped {skipped.commands} undecodable commands (dead-lettered "
+                           "live, never applied)")
             if verify:
                 click.echo(f"  verified: all {rebuilt.ticks_replayed} replayed ticks match the "
-                           "recorded state hashes")
+                           f"recorded state hashes, tick {rebuilt.target_tick} included")
         if out_file is not None:
             write_snapshot_file(state, out_file)
             click.echo(f"wrote {out_file}")

@@ -15,8 +15,19 @@ def topics() -> None:
 
 @topics.command()
 def create() -> None:
-    """Create missing topics; raise partition counts and fix configs of existing ones."""
-    for change in admin.reconcile_topics(get_settings()):
+    """Create missing topics and fix configs of existing ones.
+
+    A keyed topic whose partition count differs from the declared one is left
+    as it is and the command fails: changing the count would move every world
+    to another partition, away from its history (runbooks/partitions.md).
+    """
+    try:
+        changes = admin.reconcile_topics(get_settings())
+    except admin.PartitionCountMismatch as exc:
+        for change in exc.done:
+            click.echo(change)
+        raise click.ClickException(str(exc)) from None
+    for change in changes:
         click.echo(change)
 
 

@@ -11,7 +11,7 @@ or inspect a copy and replay it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,23 @@ from cosmic.settings import Settings
 from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
 
 Decoded = tuple[int, int, dict[str, Any]]  # (offset, timestamp ms, record)
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A record a read stepped over because its value would not decode."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    error: str
+
+
+# Called for every record a read skips. The live path dead-letters such records,
+# so skipping is right for commands; whether a skipped tick or snapshot is fatal
+# is the caller's call (a verifying replay must not stay silent about it).
+OnUndecodable = Callable[[Undecodable], None]
 
 # Short polls: a batch call waits its whole timeout unless it fills up. A read ends
 # when the consumer's position reaches the end captured at its start (the position
@@ -50,6 +67,7 @@ class LogTopics:
 
 class LogSource(Protocol):
     topics: LogTopics
+    on_undecodable: OnUndecodable | None
 
     def partitions(self, topic: str) -> list[int]: ...
 
@@ -59,6 +77,14 @@ class LogSource(Protocol):
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]: ...
 
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None: ...
+
+
+def partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions ``topic`` has on the cluster: what a key's partition depends on."""
+    md = kafka.admin(settings).list_topics(topic, timeout=30).topics.get(topic)
+    if md is None or md.error is not None:
+        raise StoreError(f"topic {topic} does not exist")
+    return len(md.partitions)
 
 
 def raw_messages(settings: Settings, topic: str, partition: int, start: int | None = None,
@@ -104,6 +130,7 @@ class KafkaLog:
                  log_topics: LogTopics | None = None) -> None:
         self.settings = settings
         self.topics = log_topics or LogTopics()
+        self.on_undecodable: OnUndecodable | None = None
         self._decode = AvroDeserializer(registry)
         # Commands are read as the live worker reads them: resolved to PlayerCommand.
         self._decode_command = AvroDeserializer(registry, "PlayerCommand")
@@ -121,17 +148,23 @@ class KafkaLog:
     def read(self, topic: str, partition: int, start: int | None = None,
              stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
         """Records from ``start`` up to ``stop`` (inclusive) or the end; undecodable ones
-        are skipped, as the live path dead-letters them; ``key`` filters before decoding."""
+        are skipped and reported to ``on_undecodable``; ``key`` filters before decoding."""
         ctx = SerializationContext(topic)
         decode = self._decode_command if topic == self.topics.commands else self._decode
         for msg in raw_messages(self.settings, topic, partition, start, stop):
             if key is not None and msg.key() != key:
                 continue
+            offset = msg.offset() or 0
             try:
                 record = decode(msg.value(), ctx)
-            except SerializationError:
+            except SerializationError as exc:
+                self._skipped(Undecodable(topic, partition, offset, msg.key(), str(exc)))
                 continue
-            yield msg.offset() or 0, msg.timestamp()[1], record
+            yield offset, msg.timestamp()[1], record
+
+    def _skipped(self, bad: Undecodable) -> None:
+        if self.on_undecodable is not None:
+            self.on_undecodable(bad)
 
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None:
         consumer = kafka.reader(self.settings, "log")
@@ -169,6 +202,7 @@ class ExportedLog:
                  log_topics: LogTopics | None = None) -> None:
         self.directory = Path(directory)
         self.topics = log_topics or LogTopics()
+        self.on_undecodable: OnUndecodable | None = None
         self._decode = AvroDeserializer(registry)
         self._decode_command = AvroDeserializer(registry, "PlayerCommand")
         self._cache: dict[str, list[dict[str, Any]]] = {}
@@ -208,7 +242,10 @@ class ExportedLog:
                 continue
             try:
                 record = decode(r["value"], ctx)
-            except SerializationError:
+            except SerializationError as exc:
+                if self.on_undecodable is not None:
+                    self.on_undecodable(
+                        Undecodable(topic, partition, r["offset"], r["key"], str(exc)))
                 continue
             yield r["offset"], r["timestamp"], record
 

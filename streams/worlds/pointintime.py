@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,11 @@ from cosmic.settings import Settings
 from schemas import catalog, models
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
 
-from .eventlog import LogSource
+from .eventlog import LogSource, LogTopics, Undecodable, partition_count, raw_messages
 from .events import now_ms, snapshot_record
 from .recovery import (
     CLOCK_MARGIN_MS,
+    ReplayDivergence,
     read_commands,
     replay,
     restore_snapshot,
@@ -44,17 +45,6 @@ Progress = Callable[[int, int], None]  # (ticks done, ticks total)
 
 class ReplayError(CosmicError):
     """The log does not hold what a replay needs (no such world, no snapshot, no such tick)."""
-
-
-@dataclass
-class Rebuilt:
-    state: WorldState
-    partition: int
-    from_snapshot_tick: int
-    ticks_replayed: int
-    target_tick: int
-    target_record: Record | None  # the recorded PhysicsTick of the target, if it was replayed
-    seconds: float
 
 
 def nearest_snapshot(source: LogSource, world_id: str, partition: int, *,
@@ -91,42 +81,174 @@ def recorded_ticks(source: LogSource, world_id: str, partition: int, *, after_ti
     return out
 
 
+class UnreadableLog(ReplayError):
+    """A verifying replay read tick or snapshot records of the world that do not decode:
+    it cannot prove anything about the ticks they held."""
+
+    def __init__(self, world_id: str, bad: list[Undecodable]) -> None:
+        where = ", ".join(f"{b.topic}[{b.partition}]@{b.offset}" for b in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        super().__init__(f"world {world_id}: {len(bad)} tick/snapshot record(s) do not decode "
+                         f"({where}{more}): {bad[0].error}")
+        self.world_id, self.bad = world_id, bad
+
+
+@dataclass
+class Skipped:
+    """Undecodable records of the world a replay stepped over, by kind."""
+
+    ticks: int = 0
+    snapshots: int = 0
+    commands: int = 0  # dead-lettered by the live worker too: never applied, so never replayed
+
+
+@dataclass
+class Rebuilt:
+    state: WorldState
+    partition: int
+    from_snapshot_tick: int
+    ticks_replayed: int
+    target_tick: int
+    target_record: Record | None  # the recorded PhysicsTick of the target, if it was replayed
+    seconds: float
+    skipped: Skipped = field(default_factory=Skipped)
+
+
+class _Damage:
+    """Collects what a source skips while a replay reads it, sorted into the world's ticks,
+    snapshots and commands (the command span also holds other worlds' records)."""
+
+    def __init__(self, source: LogSource, world_id: str) -> None:
+        self.source, self.world_id = source, world_id
+        # By coordinates: a replay may read a range twice (a second starting point).
+        self._bad: dict[tuple[str, int, int], Undecodable] = {}
+
+    def __enter__(self) -> _Damage:
+        self._previous = self.source.on_undecodable
+        self.source.on_undecodable = self._add
+        return self
+
+    def _add(self, bad: Undecodable) -> None:
+        self._bad[(bad.topic, bad.partition, bad.offset)] = bad
+
+    def __exit__(self, *_: object) -> None:
+        self.source.on_undecodable = self._previous
+
+    def _is_world(self, b: Undecodable) -> bool:
+        # Commands are read by offset span, so another world's bad record can be in it.
+        # Ticks and snapshots are read by the world's key, or (an adopted snapshot) by
+        # the exact offset one of the world's commands names: any of those is the world's.
+        return b.topic != self.source.topics.commands or b.key == self.world_id.encode()
+
+    def integrity(self) -> list[Undecodable]:
+        return [b for b in self._bad.values()
+                if b.topic != self.source.topics.commands and self._is_world(b)]
+
+    def refuse(self) -> None:
+        if bad := self.integrity():
+            raise UnreadableLog(self.world_id, bad)
+
+    def skipped(self) -> Skipped:
+        t = self.source.topics
+        out = Skipped()
+        for b in self._bad.values():
+            if not self._is_world(b):
+                continue
+            if b.topic == t.ticks:
+                out.ticks += 1
+            elif b.topic == t.commands:
+                out.commands += 1
+            else:
+                out.snapshots += 1
+        return out
+
+
+def _starting_point(source: LogSource, world_id: str, partition: int, *, bound: int | None,
+                    at_tick: int | None, at_ms: int | None) -> tuple[Record, list[Record]]:
+    """The snapshot at or before ``bound`` (and ``at_ms``), and the ticks after it up to
+    the target."""
+    snap_ts, snap = nearest_snapshot(source, world_id, partition, max_tick=bound, max_ts=at_ms)
+    todo = recorded_ticks(source, world_id, partition, after_tick=snap["tick"], since_ms=snap_ts,
+                          max_tick=at_tick, max_ts=at_ms)
+    return snap, todo
+
+
 def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
             at_time: datetime | None = None, from_tick: int | None = None, verify: bool = True,
             progress: Progress | None = None) -> Rebuilt:
     """The world's state at ``at_tick`` (or at its last tick at or before ``at_time``,
-    or at its latest tick); raises ReplayDivergence/TickGap when verification fails.
+    or at its latest tick); raises ReplayDivergence/TickGap/UnreadableLog when
+    verification fails.
 
     Replay starts from the nearest snapshot at or before the target, or at or
     before ``from_tick`` when given (``0``: audit the world's whole history).
+    A verifying replay starts strictly before the target, so that even a
+    snapshot tick is re-applied and checked against its recorded tick hash.
     """
     t0 = time.monotonic()
     partition = source.world_partition(world_id)
     at_ms = None if at_time is None else int(at_time.timestamp() * 1000)
-    start_tick = at_tick if from_tick is None else (
+    if verify and at_tick == 0:
+        raise ReplayError(f"tick 0 of world {world_id} is its first snapshot: no PhysicsTick "
+                          "records it, so there is no recorded hash to verify it against")
+    bound = at_tick if from_tick is None else (
         from_tick if at_tick is None else min(from_tick, at_tick))
-    snap_ts, snap = nearest_snapshot(source, world_id, partition, max_tick=start_tick,
-                                     max_ts=at_ms)
-    state = restore_snapshot(snap, partition)
-    todo = recorded_ticks(source, world_id, partition, after_tick=snap["tick"], since_ms=snap_ts,
-                          max_tick=at_tick, max_ts=at_ms)
-    target = at_tick if at_tick is not None else (todo[-1]["tick"] if todo else snap["tick"])
-    reached = todo[-1]["tick"] if todo else snap["tick"]
-    if reached < target:
-        raise ReplayError(f"world {world_id} has recorded ticks only up to {reached}, not {target}")
-    commands = read_commands(source, partition, todo, world_id)
-    done = 0
+    if verify and at_tick is not None:
+        bound = at_tick - 1 if bound is None else min(bound, at_tick - 1)
+    with _Damage(source, world_id) as damage:
+        snap, todo = _starting_point(source, world_id, partition, bound=bound, at_tick=at_tick,
+                                     at_ms=at_ms)
+        if verify and at_tick is None and not todo and snap["tick"] > 0:
+            # The target (the latest tick, or the last one before at_time) is this
+            # snapshot's own tick: start again from the snapshot before it.
+            snap, todo = _starting_point(source, world_id, partition, bound=snap["tick"] - 1,
+                                         at_tick=at_tick, at_ms=at_ms)
+        if verify:
+            damage.refuse()
+        state = restore_snapshot(snap, partition)
+        target = at_tick if at_tick is not None else (todo[-1]["tick"] if todo else snap["tick"])
+        reached = todo[-1]["tick"] if todo else snap["tick"]
+        if reached < target:
+            raise ReplayError(f"tick {target} of world {world_id} is not in the log: its recorded "
+                              f"ticks after the snapshot of tick {snap['tick']} reach {reached}")
+        if verify and not todo:
+            raise ReplayError(f"world {world_id} has no recorded tick {target} to verify against")
+        commands = read_commands(source, partition, todo, world_id)
+        done = 0
 
-    def on_tick(_: WorldState, __: Record) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, len(todo))
+        def on_tick(_: WorldState, __: Record) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, len(todo))
 
-    replayed = replay(state, todo, commands, verify=verify,
-                      fetch_snapshot=snapshot_fetcher(source), on_tick=on_tick)
+        replayed = replay(state, todo, commands, verify=verify,
+                          fetch_snapshot=snapshot_fetcher(source), on_tick=on_tick)
+        if verify:
+            damage.refuse()  # an adopted snapshot that would not decode
+            final = todo[-1]
+            if state.world.tick != final["tick"] or state.state_hash() != final["state_hash"]:
+                raise ReplayDivergence(world_id, final["tick"], final["state_hash"],
+                                       state.state_hash())
     return Rebuilt(state, partition, snap["tick"], replayed, target,
-                   todo[-1] if todo else None, time.monotonic() - t0)
+                   todo[-1] if todo else None, time.monotonic() - t0,
+                   skipped=damage.skipped())
+
+
+def world_exists(settings: Settings, world_id: str) -> bool:
+    """Whether any tick or command of ``world_id`` is in its home partition of the live log.
+
+    Raw records, not decoded ones: even a command that would not decode means
+    the id is taken (the worker created the world from it and dead-lettered it).
+    """
+    key = world_id.encode()
+    log_topics = LogTopics()
+    for topic in (log_topics.commands, log_topics.ticks):
+        partitions = partition_count(settings, topic)
+        partition = kafka.partition_for(key, partitions)
+        if any(msg.key() == key for msg in raw_messages(settings, topic, partition)):
+            return True
+    return False
 
 
 # ----------------------------------------------------------------- snapshot files
@@ -210,6 +332,6 @@ def adopt(settings: Settings, registry: SchemaSource, state: WorldState, *, into
 
 
 __all__ = [
-    "Adoption", "Rebuilt", "ReplayError", "adopt", "read_snapshot_file",
-    "rebuild", "write_snapshot_file",
+    "Adoption", "Rebuilt", "ReplayError", "Skipped", "UnreadableLog", "adopt",
+    "read_snapshot_file", "rebuild", "world_exists", "write_snapshot_file",
 ]

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TICK_RATE = 60.0
 SNAPSHOT_EVERY = 50
+GARBAGE = 3
 
 
 def cosmic(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -70,6 +71,19 @@ def _merge_bait(world: str, n: int) -> list[dict]:
     return out
 
 
+def _spoil(path: Path, decode: AvroDeserializer, *, tick: int) -> int:
+    """Overwrite, in an exported file, the value of the record of ``tick`` with bytes that
+    are not Avro; return its offset."""
+    with path.open("rb") as f:
+        rows = [r for r in fastavro.reader(f) if isinstance(r, dict)]
+    victim = next(r for r in rows if decode(r["value"])["tick"] == tick)
+    victim["value"] = b"spoiled on disk"
+    buf = BytesIO()
+    fastavro.writer(buf, EXPORT_SCHEMA, rows)
+    path.write_bytes(buf.getvalue())
+    return int(victim["offset"])
+
+
 def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_path: Path):
     run = uuid.uuid4().hex[:8]
     shard = f"pitr-{run}"
@@ -84,6 +98,10 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
     live.play(rate_hz=40, seed=21, asteroids=40, invalid_every=6,
               extra=iter(_merge_bait(world, 5)))
     try:
+        # Records that are not Avro at all: the worker dead-letters them, replay skips them.
+        for _ in range(GARBAGE):
+            live.send(b"this is not an avro record")
+        assert live.producer.flush(30) == 0
         _wait_ticks(settings, registry, world, 560, worker, log_path)
         live.stop()
         ticks = _ticks(settings, registry, world)
@@ -102,13 +120,26 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
                      "--out", str(out_file))
         assert f"at tick {interior}" in res.stdout
         assert "verified: all 33 replayed ticks match" in res.stdout
+        assert "snapshot of tick 300 + 33 ticks replayed" in res.stdout
         state, _ = read_snapshot_file(out_file)
         assert state.world.tick == interior
+        # Tick 333 is no snapshot tick: what the worker recorded of its own state then
+        # (full-state hash, body count, energy) is what the replay rebuilt.
         assert state.state_hash() == ticks[interior - 1]["state_hash"]
+        assert len(state.world) == ticks[interior - 1]["body_count"]
+        assert state.world.total_energy() == ticks[interior - 1]["total_energy"]
 
         # The rebuilt state equals the worker's own: compare with its snapshot of tick 350.
+        # Verifying a snapshot tick starts from the snapshot before it, so the 50 ticks
+        # from 300 are re-applied, and tick 350's own recorded hash is checked.
         res = cosmic("replay", "--world", world, "--at-tick", "350", "--verify",
                      "--out", str(tmp_path / "t350.avro"))
+        assert "snapshot of tick 300 + 50 ticks replayed" in res.stdout
+        assert ("verified: all 50 replayed ticks match the recorded state hashes, "
+                "tick 350 included") in res.stdout
+        # Without --verify the snapshot itself is the answer: nothing to re-apply.
+        res = cosmic("replay", "--world", world, "--at-tick", "350")
+        assert "snapshot of tick 350 + 0 ticks replayed" in res.stdout
         rebuilt, _ = read_snapshot_file(tmp_path / "t350.avro")
         log = KafkaLog(settings, registry)
         recorded = [r for _, _, r in log.read(topics.STATE_SNAPSHOT_HISTORY.name,
@@ -168,6 +199,27 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         res = cosmic("replay", "--world", world, "--at-tick", "500", "--from-tick", "0",
                      "--verify", "--log-dir", str(export))
         assert "verified: all 500 replayed ticks match" in res.stdout
+        assert f"skipped {GARBAGE} undecodable commands" in res.stdout
+
+        # ... a snapshot that no longer decodes: a plain replay says it skipped it, a
+        # verifying one refuses to vouch for the log.
+        history_file = export / f"{topics.STATE_SNAPSHOT_HISTORY.name}.avro"
+        spoiled = _spoil(history_file, decode, tick=250)
+        res = cosmic("replay", "--world", world, "--at-tick", "500", "--from-tick", "0",
+                     "--log-dir", str(export))
+        assert "skipped 1 undecodable records (0 ticks, 1 snapshots)" in res.stdout
+        res = cosmic("replay", "--world", world, "--at-tick", "500", "--from-tick", "0",
+                     "--verify", "--log-dir", str(export), check=False)
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert "UNVERIFIABLE" in res.stderr and "do not decode" in res.stderr
+        assert f"@{spoiled}" in res.stderr
+        # ... and a tick that no longer decodes.
+        cosmic("log", "export", "--world", world, "--out", str(export))
+        spoiled = _spoil(ticks_file, decode, tick=470)
+        res = cosmic("replay", "--world", world, "--at-tick", "500", "--verify",
+                     "--log-dir", str(export), check=False)
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert "UNVERIFIABLE" in res.stderr and f"@{spoiled}" in res.stderr
 
         # 3. Fork: the new world runs on from tick 333's state; the original is unaffected.
         fork = f"pitr-{run}-fork"
@@ -175,6 +227,13 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         res = cosmic("replay", "--world", world, "--at-tick", str(interior), "--verify",
                      "--fork", fork)
         assert f"forked into world {fork}" in res.stdout
+        # A world id that is taken is refused, the original's and the fork's alike.
+        for taken in (world, fork):
+            res = cosmic("replay", "--world", world, "--at-tick", str(interior), "--fork", taken,
+                         check=False)
+            assert res.returncode != 0, res.stdout + res.stderr
+            assert f"refusing to fork into {taken}: that world already exists" in res.stderr
+            assert "forked into" not in res.stdout
         fork_ticks = _wait_ticks(settings, registry, fork, 60, worker, log_path)
         adopted = next(t for t in fork_ticks if t["n_applied"])
         assert adopted["body_count"] == len(state.world)
@@ -182,6 +241,9 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         after = _ticks(settings, registry, world)
         assert len(after) > before  # the original runs on
         assert after[:len(ticks)] == ticks
+        # --force adopts into an existing world anyway; the fork replays cleanly after it.
+        res = cosmic("replay", "--world", world, "--at-tick", "200", "--fork", fork, "--force")
+        assert f"forked into world {fork}" in res.stdout
         res = cosmic("replay", "--world", world, "--verify")
         assert "verified" in res.stdout
         cosmic("replay", "--world", fork, "--verify")
