@@ -222,7 +222,7 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         assert "UNVERIFIABLE" in res.stderr and f"@{spoiled}" in res.stderr
 
         # 3. Fork: the new world runs on from tick 333's state; the original is unaffected.
-        fork = f"pitr-{run}-fork"
+        fork = f"{shard}:fork"
         before = len(_ticks(settings, registry, world))
         res = cosmic("replay", "--world", world, "--at-tick", str(interior), "--verify",
                      "--fork", fork)

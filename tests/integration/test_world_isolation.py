@@ -225,11 +225,11 @@ def test_hostile_records_dead_letter_or_reject_once_and_every_world_goes_on(
                 for m in _read_all(settings, topics.COMMANDS_REJECTED.name, rej_start,
                                    world.encode())]
     for command_id, why in adopt_ids.items():
-        mine = [r for r in rejected if r["command_id"] == command_id]
+        mine = [r for r in rejected if str(r["command_id"]) == command_id]
         assert len(mine) == 1, (why, mine)
         assert mine[0]["reason"] == "INVALID_ARGUMENT", (why, mine[0])
     assert "cannot be restored" in next(r["message"] for r in rejected
-                                        if adopt_ids.get(r["command_id"]) == "bad columns")
+                                        if adopt_ids.get(str(r["command_id"])) == "bad columns")
     assert not [r for r in rejected if r["reason"] == "DUPLICATE_ID"]
 
     # The misrouted bodies were forwarded home once and are in the world.
