@@ -41,7 +41,7 @@ import fastavro
 import numpy as np
 import pandas as pd
 
-from connectors import clickhouse
+from connectors import stores
 from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
 from cosmic.settings import Settings, get_settings
@@ -205,7 +205,7 @@ def ours(settings: Settings, lake: Path, database: str) -> tuple[float, float, d
     if r.returncode != 0:
         raise SystemExit(f"warehouse build failed:\n{r.stderr[-3000:]}")
     built = re.search(r"built in ([0-9.]+)s", r.stdout)
-    cl = clickhouse.client(private)
+    cl = stores.clickhouse_client(private)
     try:
         dau, wau, mau = cl.execute("SELECT dau, wau, mau FROM wh_active_users WHERE date = %(d)s",
                                    {"d": DAY})[0]
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[50_000, 200_000])
     args = parser.parse_args(argv)
     settings = get_settings()
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     submit.jars(settings)  # resolve once, outside the timings
     results = []
     try:

@@ -255,9 +255,9 @@ class UpsertMetrics(MapFunction):
         self.dsn = dsn
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        import psycopg
+        from connectors.stores import postgres_connect
 
-        self._conn = psycopg.connect(self.dsn, autocommit=True)
+        self._conn = postgres_connect(self.dsn)
         # Without TimescaleDB the table is partitioned by day (created on demand).
         self._partitioned = self._conn.execute(
             "SELECT 1 FROM pg_partitioned_table WHERE partrelid = %s::regclass",

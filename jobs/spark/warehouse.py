@@ -278,13 +278,13 @@ class WarehouseJob:
 
     def run(self, spark: Any, day: date) -> dict[str, int]:
         """Build ``day``: replace its partition of every warehouse table; rows per table."""
-        from connectors import clickhouse
+        from connectors import clickhouse, stores
 
         settings = Settings(clickhouse=self.clickhouse)
         # Idempotent, and the job then needs nothing prepared: the tables follow the code.
         for line in clickhouse.migrate(settings):
             log.info("clickhouse migrations: %s", line)
-        cl = clickhouse.client(settings)
+        cl = stores.clickhouse_client(settings)
         rows: dict[str, int] = {}
         empty = tempfile.TemporaryDirectory(prefix="cosmic-warehouse-")
         try:
@@ -295,8 +295,8 @@ class WarehouseJob:
                          time.perf_counter() - t0)
             for table, statement in marts.MARTS.items():
                 self._drop(cl, table, day)
-                clickhouse._call(cl, statement, {"day": day.isoformat()})
-                rows[table] = clickhouse._call(
+                stores.clickhouse_execute(cl, statement, {"day": day.isoformat()})
+                rows[table] = stores.clickhouse_execute(
                     cl, f"SELECT count() FROM {table} WHERE date = %(day)s",
                     {"day": day})[0][0]
         finally:
@@ -308,20 +308,20 @@ class WarehouseJob:
         return rows
 
     def _drop(self, cl: Any, table: str, day: date) -> None:
-        from connectors import clickhouse
+        from connectors.stores import clickhouse_execute
 
         # A partition that does not exist yet is no error: nothing to replace.
-        clickhouse._call(cl, f"ALTER TABLE {table} DROP PARTITION {day:%Y%m%d}")
+        clickhouse_execute(cl, f"ALTER TABLE {table} DROP PARTITION {day:%Y%m%d}")
 
     def _replace(self, cl: Any, table: str, day: date,
                  batches: Iterator[tuple[list[str], list[tuple[Any, ...]]]]) -> int:
-        from connectors import clickhouse
+        from connectors.stores import clickhouse_execute
 
         self._drop(cl, table, day)
         n = 0
         for columns, rows in batches:
-            clickhouse._call(cl, f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-                             [list(c) for c in zip(*rows, strict=True)], columnar=True)
+            clickhouse_execute(cl, f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                               [list(c) for c in zip(*rows, strict=True)], columnar=True)
             n += len(rows)
         return n
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors import clickhouse
+from connectors import stores
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
@@ -93,9 +93,9 @@ def built(settings: Settings, stack: Stack, tmp_path_factory: pytest.TempPathFac
     private = settings.model_copy(update={
         "lake_dir": lake, "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
     t.write_lake(lake, scenario(), partitions=2, settings=private)
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     admin.execute(f"CREATE DATABASE {name}")
-    cl = clickhouse.client(private)
+    cl = stores.clickhouse_client(private)
     try:
         out = _build(private, D0, D30)
         print(out)
@@ -256,9 +256,9 @@ def test_kafka_source_builds_the_same_day(settings: Settings, stack: Stack, topi
     name = f"cosmic_whk_{uuid.uuid4().hex[:8]}"
     private = settings.model_copy(update={
         "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     admin.execute(f"CREATE DATABASE {name}")
-    cl = clickhouse.client(private)
+    cl = stores.clickhouse_client(private)
     try:
         _build(private, D0, D1, "--source", "kafka", *routes)
         assert cl.execute("SELECT date, dau, wau, mau FROM wh_active_users ORDER BY date") == [
