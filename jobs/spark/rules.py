@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 SESSION_GAP = timedelta(minutes=30)
-RETENTION_DAYS = (1, 7, 30)
 # wh_retention keeps every day 0..30 for each cohort, so any curve can be drawn.
 RETENTION_HORIZON = 30
 
