@@ -52,6 +52,7 @@ DESCRIPTIONS: dict[Variant, str] = {
               "partitions and date_bin() views per world per minute",
 }
 
+
 def _extension_available(conn: PostgresConnection) -> bool:
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
         return True
