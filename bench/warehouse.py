@@ -45,6 +45,7 @@ from connectors import stores
 from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
 from cosmic.settings import Settings, get_settings
+from cosmic.timeutil import to_ms
 from jobs.spark import submit
 from jobs.spark import testing as t
 from jobs.spark.rules import SESSION_GAP
@@ -60,7 +61,7 @@ def synthetic_day(n_events: int, seed: int = 7) -> dict[str, list[t.Event]]:
     n_tick = int(n_events * 0.15)
     n_eco = n_events - n_cmd - n_tick
     players = max(1, n_events // 50)
-    day0 = t.ms(t.at(DAY))
+    day0 = to_ms(t.at(DAY))
     # Players play in bursts: a few sittings each, commands seconds to minutes apart.
     who = rng.integers(0, players, n_cmd)
     sitting = rng.integers(0, 4, n_cmd)

@@ -12,6 +12,7 @@ import time
 from cosmic import kafka, topics
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
+from cosmic.timeutil import now_ms
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
 from streams.worlds import scenario
@@ -39,7 +40,7 @@ class SyntheticPlayers(ThreadService):
         self.world_ids = world_ids
         self.rate_hz = rate_hz
         # A fresh seed per run, so new body ids do not collide with an earlier run's.
-        self.seed = seed if seed is not None else time.time_ns() // 1_000_000 % 100_000
+        self.seed = seed if seed is not None else now_ms() % 100_000
         self.registry = registry or RegistryClient.from_settings(settings)
         self.sent = 0
 

@@ -34,13 +34,13 @@ import logging
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cosmic import topics
 from cosmic.errors import DependencyMissing
 from cosmic.settings import Settings, get_settings
+from cosmic.timeutil import from_ms
 from cosmic.topics import Topic
 from jobs.flink import windows as W
 from jobs.flink.decode import TOPICS
@@ -244,10 +244,6 @@ UPSERT = (
 )
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 class UpsertMetrics(MapFunction):
     """Writes each firing's rows in one transaction; returns how many."""
 
@@ -268,7 +264,7 @@ class UpsertMetrics(MapFunction):
         self._conn.close()
 
     def map(self, rows: Sequence[W.MetricRow]) -> int:
-        params = [(_utc(r.window_start_ms), _utc(r.window_end_ms), r.name, r.world_id, r.label,
+        params = [(from_ms(r.window_start_ms), from_ms(r.window_end_ms), r.name, r.world_id, r.label,
                    r.value) for r in rows]
         with self._conn.transaction(), self._conn.cursor() as cur:
             if self._partitioned:

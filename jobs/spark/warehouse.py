@@ -43,6 +43,7 @@ from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
 from cosmic.errors import ConfigError, CosmicError, DependencyMissing
 from cosmic.settings import ClickHouseSettings, Settings, get_settings
+from cosmic.timeutil import span_ms
 from jobs.spark import marts
 from jobs.spark.rules import SESSION_GAP
 from schemas import catalog
@@ -150,7 +151,7 @@ class WarehouseJob:
         """Day ``day``'s fact DataFrames, by table (lazy: read while ``empty_dir`` exists)."""
         lo = f"TIMESTAMP '{day.isoformat()} 00:00:00'"
         hi = f"TIMESTAMP '{(day + timedelta(days=1)).isoformat()} 00:00:00'"
-        gap_ms = int(self.session_gap.total_seconds() * 1000)
+        gap_ms = span_ms(self.session_gap)
         for topic, view in ((topics.COMMANDS, "commands_raw"), (topics.PHYSICS_TICKS, "ticks_raw"),
                             (topics.ECOSYSTEM_EVENTS, "eco_raw"),
                             (topics.CIVILIZATION_EVENTS, "civ_raw")):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cosmic.timeutil import to_ms
 from schemas import columnar
 
 from . import rules
@@ -146,7 +147,7 @@ class EcosystemWorld:
         if self.last_tick is not None and tick <= self.last_tick:
             return []  # a replayed tick: already applied
         self.ticks.append([tick, record.get("last_command_offset"), float(record["sim_time"]),
-                           int(_ms(record["ts"]))])
+                           int(to_ms(record["ts"]))])
         return self._drain()
 
     def on_delta(self, record: dict[str, Any]) -> list[Output]:
@@ -354,10 +355,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _ms(ts: Any) -> int:
-    """A timestamp-millis field as decoded (datetime) or raw (int) -> epoch ms."""
-    if hasattr(ts, "timestamp"):
-        return round(ts.timestamp() * 1000)
-    return int(ts)

@@ -21,6 +21,7 @@ from connectors import stores
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
+from cosmic.timeutil import to_ms
 from jobs.spark import rules
 from jobs.spark import testing as t
 from jobs.spark.warehouse import TABLES
@@ -171,7 +172,7 @@ def test_sessions(built):
                           "WHERE date = %(d)s ORDER BY player_id, start_ms", {"d": D0})
     assert by_player == [("alice", 2400.0, 3), ("alice", 300.0, 2), ("bob", 1500.0, 2)]
     alice = [c["received_ts"] for c in scenario()[topics.COMMANDS.name]
-             if c["player_id"] == "alice" and c["received_ts"] < t.ms(t.at(D1))]
+             if c["player_id"] == "alice" and c["received_ts"] < to_ms(t.at(D1))]
     assert [s.length_s for s in rules.split_sessions(alice)] == [2400.0, 300.0]
 
 
