@@ -49,6 +49,7 @@ from cosmic.timeutil import to_ms
 from jobs.spark import submit
 from jobs.spark import testing as t
 from jobs.spark.rules import SESSION_GAP
+from schemas.catalog import short_name
 
 DAY = date(2026, 9, 1)
 WORLDS = 8
@@ -108,7 +109,7 @@ def _read(lake: Path, topic: str) -> list[dict[str, Any]]:
 
 
 def _kind(value: tuple[str, dict[str, Any]]) -> str:
-    return value[0].rsplit(".", 1)[-1]
+    return short_name(value[0])
 
 
 def anchor(lake: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import orjson
 
 from cosmic import topics
 from cosmic.timeutil import to_ms
+from schemas.catalog import short_name
 
 Row = tuple[Any, ...]
 
@@ -25,7 +26,7 @@ def _branch(value: Any) -> tuple[str, dict[str, Any]]:
     """(short record name, body) of a union-of-records value."""
     if isinstance(value, tuple):
         name, body = value
-        return str(name).rsplit(".", 1)[-1], body
+        return short_name(str(name)), body
     return "", value  # a reader that did not ask for record names
 
 

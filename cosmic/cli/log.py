@@ -16,6 +16,7 @@ from cosmic import kafka, topics
 from cosmic.errors import SerializationError, TopicError
 from cosmic.settings import get_settings
 from cosmic.timeutil import from_ms, to_ms
+from schemas.catalog import short_name
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
 
@@ -23,7 +24,7 @@ from schemas.serde import AvroDeserializer, SerializationContext
 def _jsonable(value: Any, bytes_mode: str) -> Any:
     """Avro values as JSON: unions of records as {"type": name, ...}, bytes per ``bytes_mode``."""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
-        return {"type": value[0].rsplit(".", 1)[-1], **_jsonable(value[1], bytes_mode)}
+        return {"type": short_name(value[0]), **_jsonable(value[1], bytes_mode)}
     if isinstance(value, dict):
         return {k: _jsonable(v, bytes_mode) for k, v in value.items()}
     if isinstance(value, list):

@@ -18,6 +18,7 @@ from cosmic.errors import SerializationError
 from cosmic.timeutil import to_ms
 from cosmic.topics import Topic
 from jobs.flink.windows import Civilization, Command, Event, Population, Rejection, Tick
+from schemas.catalog import short_name
 from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
 
 # The topics the job reads by default; a route maps a Kafka topic to what it carries.
@@ -32,7 +33,7 @@ class UnsupportedTopic(SerializationError):
 def _body(value: Any) -> tuple[str, dict[str, Any]]:
     # Unions of records decode as (full record name, record) pairs.
     name, body = value
-    return str(name).rsplit(".", 1)[-1], body
+    return short_name(str(name)), body
 
 
 def _tick(r: dict[str, Any]) -> list[Event]:

@@ -21,7 +21,7 @@ from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.timeutil import to_ms
 from cosmic.topics import Topic
-from schemas.catalog import NAMESPACE
+from schemas.catalog import full_name
 
 Event = dict[str, Any]
 TRAITS = {"diet": "PHOTOSYNTH", "size": 1.0, "fertility": 0.5, "temp_min_k": 250.0,
@@ -41,7 +41,7 @@ def command(player: str, world: str, ts: datetime, name: str = "ApplyImpulse",
     if body is None:
         body = {"body_id": 1, "dv": {"x": 0.0, "y": 0.0, "z": 0.0}}
     return {"command_id": _uuid(seed), "player_id": player, "world_id": world,
-            "client_ts": to_ms(ts), "received_ts": to_ms(ts), "command": (f"{NAMESPACE}.{name}", body)}
+            "client_ts": to_ms(ts), "received_ts": to_ms(ts), "command": (full_name(name), body)}
 
 
 def seed_species(player: str, world: str, ts: datetime, planet: int, species: int,
@@ -62,7 +62,7 @@ def tick(world: str, n: int, ts: datetime, bodies: int = 3, step_us: int = 100,
 def ecosystem(world: str, planet: int, ts: datetime, name: str, body: dict[str, Any],
               n: int = 0) -> Event:
     return {"event_id": _uuid(None), "world_id": world, "planet_id": planet, "tick": n,
-            "ts": to_ms(ts), "event": (f"{NAMESPACE}.{name}", body)}
+            "ts": to_ms(ts), "event": (full_name(name), body)}
 
 
 def population(world: str, planet: int, ts: datetime, species: int, previous: int,
@@ -86,7 +86,7 @@ def civilization(world: str, planet: int, civ: int, ts: datetime, name: str,
                  body: dict[str, Any], n: int = 0) -> Event:
     return {"event_id": _uuid(None), "world_id": world, "planet_id": planet,
             "civilization_id": civ, "tick": n, "ts": to_ms(ts),
-            "event": (f"{NAMESPACE}.{name}", body)}
+            "event": (full_name(name), body)}
 
 
 def founded(world: str, planet: int, civ: int, ts: datetime, name: str = "Ur",

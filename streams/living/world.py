@@ -23,6 +23,7 @@ import numpy as np
 
 from cosmic.timeutil import to_ms
 from schemas import columnar
+from schemas.catalog import short_name
 
 from . import rules
 from .climate import temperature_k
@@ -134,7 +135,7 @@ class EcosystemWorld:
 
     def on_command(self, offset: int, record: dict[str, Any]) -> list[Output]:
         name, body = record["command"]
-        name = str(name).rsplit(".", 1)[-1]
+        name = short_name(str(name))
         self.max_offset = max(self.max_offset, offset)
         if name in ("SeedSpecies", "FoundCivilization"):
             self.commands.append([offset, {

@@ -15,6 +15,7 @@ from cosmic import kafka, topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas import dlq
+from schemas.catalog import short_name
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
 from streams.worlds.eventlog import KafkaLog
@@ -107,7 +108,7 @@ def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack:
     assert {r["reason"] for r in watcher.rejections} <= {"UNKNOWN_BODY", "INVALID_ARGUMENT",
                                                          "DUPLICATE_ID", "OUT_OF_BOUNDS"}
     assert applied + rejected == sum(
-        1 for c in commands.values() if c["command"][0].rsplit(".", 1)[-1] not in
+        1 for c in commands.values() if short_name(c["command"][0]) not in
         ("SeedSpecies", "FoundCivilization"))
 
     # The garbage record went to the dead-letter queue, with its reason.
