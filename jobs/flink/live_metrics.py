@@ -392,14 +392,6 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
     return env
 
 
-def _routes(pairs: Sequence[str]) -> dict[str, Topic] | None:
-    out = {}
-    for pair in pairs:
-        name, sep, carries = pair.partition("=")
-        out[name] = topics.get(carries if sep else name)
-    return out or None
-
-
 def run(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
         group_id: str | None = None, checkpoints: Path | None = None,
         restore: bool = True) -> None:
@@ -425,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="start afresh instead of from the newest checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(get_settings(), routes=_routes(args.route), group_id=args.group_id,
+    run(get_settings(), routes=topics.parse_routes(args.route, bare=True) or None, group_id=args.group_id,
         checkpoints=args.checkpoint_dir, restore=not args.no_restore)
 
 

@@ -32,7 +32,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -89,8 +89,8 @@ class WarehouseJob:
     source: str = "lake"
     kafka_bootstrap: str = "127.0.0.1:19092"
     session_gap: timedelta = SESSION_GAP
-    # Kafka source: the topic to read for a declared topic, where it differs (tests, copies).
-    kafka_topics: dict[str, str] = field(default_factory=dict)
+    # Kafka source: Kafka topic -> the declared topic it carries, where they differ.
+    routes: dict[str, topics.Topic] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
 
     # -- input -----------------------------------------------------------------------------
@@ -127,13 +127,18 @@ class WarehouseJob:
             return reader.load(str(empty_dir))
         return reader.load(files)
 
+    def kafka_topic(self, topic: topics.Topic) -> str:
+        """The Kafka topic(s), comma-separated, that carry the declared ``topic``."""
+        routed = [name for name, carries in self.routes.items() if carries == topic]
+        return ",".join(sorted(routed)) or topic.name
+
     def _read_kafka(self, spark: Any, topic: topics.Topic, schema: str) -> Any:
         from pyspark.sql.avro.functions import from_avro
         from pyspark.sql.functions import col, expr
 
         raw = (spark.read.format("kafka")
                .option("kafka.bootstrap.servers", self.kafka_bootstrap)
-               .option("subscribe", self.kafka_topics.get(topic.name, topic.name))
+               .option("subscribe", self.kafka_topic(topic))
                .option("startingOffsets", "earliest").option("endingOffsets", "latest")
                .option("isolation.level", "read_committed")
                .load())
@@ -343,7 +348,7 @@ def _batches(df: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ..
 def build_job(settings: Settings | None = None, *, lake: Path | None = None,
               source: str = "lake", session_gap: timedelta = SESSION_GAP,
               clickhouse: ClickHouseSettings | None = None,
-              kafka_topics: dict[str, str] | None = None) -> WarehouseJob:
+              routes: Mapping[str, topics.Topic] | None = None) -> WarehouseJob:
     """The warehouse job with endpoints from ``settings`` unless given."""
     settings = settings or get_settings()
     if source not in ("lake", "kafka"):
@@ -351,7 +356,7 @@ def build_job(settings: Settings | None = None, *, lake: Path | None = None,
     return WarehouseJob(lake=lake or settings.lake_dir,
                         clickhouse=clickhouse or settings.clickhouse, source=source,
                         kafka_bootstrap=settings.kafka.bootstrap_servers,
-                        session_gap=session_gap, kafka_topics=dict(kafka_topics or {}))
+                        session_gap=session_gap, routes=dict(routes or {}))
 
 
 def spark_session(master: str | None = None, conf: dict[str, str] | None = None) -> Any:
@@ -377,8 +382,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lake", type=Path, default=settings.lake_dir)
     p.add_argument("--source", choices=("lake", "kafka"), default="lake")
     p.add_argument("--kafka-bootstrap", default=settings.kafka.bootstrap_servers)
-    p.add_argument("--kafka-topic", action="append", default=[], metavar="DECLARED=ACTUAL",
-                   help="with --source kafka: read ACTUAL for the declared topic DECLARED")
+    p.add_argument("--route", action="append", default=[], metavar="TOPIC=REGISTERED_TOPIC",
+                   help="with --source kafka: read Kafka topic TOPIC as the registered "
+                        "topic's records (repeatable)")
     p.add_argument("--clickhouse-host", default=ch.host)
     p.add_argument("--clickhouse-port", type=int, default=ch.port)
     p.add_argument("--clickhouse-user", default=ch.user)
@@ -398,12 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "user": args.clickhouse_user, "database": args.clickhouse_database})
     settings = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.kafka_bootstrap})})
-    routes = dict(pair.split("=", 1) for pair in args.kafka_topic)
-    for declared in routes:
-        topics.get(declared)  # an unknown name fails here, not as an empty build
+    routes = topics.parse_routes(args.route)  # an unknown name fails here, not as an empty build
     job = build_job(settings, lake=args.lake, source=args.source, clickhouse=ch,
                     session_gap=timedelta(minutes=args.session_gap_minutes),
-                    kafka_topics=routes)
+                    routes=routes)
     end = args.end_date or args.date
     spark = spark_session()
     try:

@@ -253,7 +253,7 @@ def test_kafka_source_builds_the_same_day(settings: Settings, stack: Stack, topi
     for declared, events in scenario().items():
         actual = topic_factory(partitions=2)
         cs.produce(settings, actual, topics.get(declared).value, events)
-        routes += ["--kafka-topic", f"{declared}={actual}"]
+        routes += ["--route", f"{actual}={declared}"]
     name = f"cosmic_whk_{uuid.uuid4().hex[:8]}"
     private = settings.model_copy(update={
         "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
