@@ -88,6 +88,12 @@ if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
     # state folder on other ports, so theirs are left alone.
     $sudo env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # postgresql-server-dev pulls PostgreSQL up to its own minor release; a server already
+    # running from the old binaries then fails to load the new libraries (plpgsql.so).
+    if pgrep -f "/usr/lib/postgresql/.*/bin/postgres" >/dev/null 2>&1; then
+      echo "install: PostgreSQL packages may have changed under a running server:" \
+           "restart it (cosmic stack down && cosmic stack up)" >&2
+    fi
   fi
 fi
 
