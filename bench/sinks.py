@@ -39,9 +39,9 @@ from psycopg import sql
 from connectors.archive import ArchiveSink
 from connectors.base import Batch, Item
 from connectors.clickhouse import ClickHouseSink
-from connectors.clickhouse import client as ch_client
 from connectors.lake import RolloverPolicy
 from connectors.records import TICK_COLUMNS, tick_row
+from connectors.stores import clickhouse_client as ch_client
 from connectors.timescale import TimescaleSink
 from cosmic import topics
 from cosmic.settings import Settings, get_settings

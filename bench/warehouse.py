@@ -41,13 +41,15 @@ import fastavro
 import numpy as np
 import pandas as pd
 
-from connectors import clickhouse
+from connectors import stores
 from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
 from cosmic.settings import Settings, get_settings
+from cosmic.timeutil import to_ms
 from jobs.spark import submit
 from jobs.spark import testing as t
 from jobs.spark.rules import SESSION_GAP
+from schemas.catalog import short_name
 
 DAY = date(2026, 9, 1)
 WORLDS = 8
@@ -60,7 +62,7 @@ def synthetic_day(n_events: int, seed: int = 7) -> dict[str, list[t.Event]]:
     n_tick = int(n_events * 0.15)
     n_eco = n_events - n_cmd - n_tick
     players = max(1, n_events // 50)
-    day0 = t.ms(t.at(DAY))
+    day0 = to_ms(t.at(DAY))
     # Players play in bursts: a few sittings each, commands seconds to minutes apart.
     who = rng.integers(0, players, n_cmd)
     sitting = rng.integers(0, 4, n_cmd)
@@ -107,7 +109,7 @@ def _read(lake: Path, topic: str) -> list[dict[str, Any]]:
 
 
 def _kind(value: tuple[str, dict[str, Any]]) -> str:
-    return value[0].rsplit(".", 1)[-1]
+    return short_name(value[0])
 
 
 def anchor(lake: Path) -> dict[str, Any]:
@@ -205,7 +207,7 @@ def ours(settings: Settings, lake: Path, database: str) -> tuple[float, float, d
     if r.returncode != 0:
         raise SystemExit(f"warehouse build failed:\n{r.stderr[-3000:]}")
     built = re.search(r"built in ([0-9.]+)s", r.stdout)
-    cl = clickhouse.client(private)
+    cl = stores.clickhouse_client(private)
     try:
         dau, wau, mau = cl.execute("SELECT dau, wau, mau FROM wh_active_users WHERE date = %(d)s",
                                    {"d": DAY})[0]
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[50_000, 200_000])
     args = parser.parse_args(argv)
     settings = get_settings()
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     submit.jars(settings)  # resolve once, outside the timings
     results = []
     try:

@@ -6,7 +6,9 @@ one sink: :mod:`connectors.timescale` (COPY, positions in the same
 transaction), :mod:`connectors.clickhouse` (columnar inserts, ``_offset``
 columns), :mod:`connectors.archive` with :mod:`connectors.lake` (Avro files,
 manifests, and :func:`~connectors.lake.read_topic` for replay and Spark).
-:mod:`connectors.migrate` applies the SQL under ``infra/sql/``.
+:mod:`connectors.migrate` applies the SQL under ``infra/sql/``;
+:mod:`connectors.stores` holds the store clients (ClickHouse, PostgreSQL) the
+sinks and the jobs share, with the driver errors translated once.
 
 Each sink module has ``build(settings, routes=None, group_id=...)`` returning
 a :class:`~connectors.base.Connector`, a platform service (start/stop/

@@ -43,6 +43,7 @@ from connectors.lake import (
 )
 from cosmic import topics
 from cosmic.settings import Settings
+from cosmic.timeutil import now_ms
 from cosmic.topics import FOREVER, Topic
 from schemas import catalog
 
@@ -144,7 +145,7 @@ class ArchiveSink(Sink):
 
     def _append(self, item: Item) -> None:
         tp = (item.topic, item.partition)
-        ts = item.timestamp_ms if item.timestamp_ms > 0 else int(time.time() * 1000)
+        ts = item.timestamp_ms if item.timestamp_ms > 0 else now_ms()
         hour = hour_of(ts)
         f = self._open.get(tp)
         if f is not None and self.policy.reason(f.size(), time.monotonic() - f.opened,

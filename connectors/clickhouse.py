@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from typing import Any
 
 from clickhouse_driver import Client
-from clickhouse_driver import errors as ch_errors
 
 from connectors.base import TP, Batch, Connector, Item, Sink, check_routes
-from connectors.errors import StoreError, StoreRejected, StoreUnavailable
 from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
 from connectors.records import COLUMN_BUILDERS, FLATTENERS, columns_of
+from connectors.stores import clickhouse_client, clickhouse_execute
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.topics import Topic
@@ -35,46 +33,22 @@ SQL_DIR = SQL_ROOT / "clickhouse"
 TOPICS: tuple[Topic, ...] = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.ECOSYSTEM_EVENTS,
                              topics.CIVILIZATION_EVENTS)
 _SOURCE_COLUMNS = ("_topic", "_partition", "_offset")
-# What a dead or restarting server looks like through the driver.
-_UNAVAILABLE = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
-# What a value the column cannot hold looks like (raised client-side, while encoding).
-_REJECTED = (ch_errors.TypeMismatchError, ch_errors.CannotParseUuidError, ch_errors.TooLargeStringSize)
-
-
-def client(settings: Settings) -> Client:
-    ch = settings.clickhouse
-    return Client(host=ch.host, port=ch.port, user=ch.user,
-                  password=ch.password.get_secret_value(), database=ch.database,
-                  connect_timeout=5, send_receive_timeout=60)
-
-
-def _call(cl: Client, query: str, params: Any = None, **kwargs: Any) -> Any:
-    try:
-        return cl.execute(query, params, **kwargs)
-    except _UNAVAILABLE as exc:
-        cl.disconnect()
-        raise StoreUnavailable(f"ClickHouse: {type(exc).__name__}: {exc}") from None
-    except _REJECTED as exc:
-        # The driver converts values before sending: nothing of the insert was sent.
-        raise StoreRejected(f"ClickHouse refused a value: {type(exc).__name__}: {exc}") from None
-    except ch_errors.Error as exc:
-        raise StoreError(f"ClickHouse refused {query.split('(')[0].strip()[:80]!r}: {exc}") from None
 
 
 def migrate(settings: Settings) -> list[str]:
     """Apply the DDL files not yet recorded in ``schema_migrations``; one line per file."""
-    cl = client(settings)
+    cl = clickhouse_client(settings)
     try:
-        _call(cl, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+        clickhouse_execute(cl, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
                   "applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
-        applied = {v for (v,) in _call(cl, "SELECT version FROM schema_migrations")}
+        applied = {v for (v,) in clickhouse_execute(cl, "SELECT version FROM schema_migrations")}
         done = []
         for m in for_variant(discover(SQL_DIR), None):
             if m.version in applied:
                 continue
             for statement in split_statements(m.text):
-                _call(cl, statement)
-            _call(cl, "INSERT INTO schema_migrations (version, name) VALUES",
+                clickhouse_execute(cl, statement)
+            clickhouse_execute(cl, "INSERT INTO schema_migrations (version, name) VALUES",
                   [(m.version, m.name)])
             done.append(f"applied {m.path.name}")
         return done
@@ -93,7 +67,7 @@ class ClickHouseSink(Sink):
     def open(self) -> str:
         for line in migrate(self.settings):
             log.info("clickhouse migrations: %s", line)
-        version = _call(self._cl(), "SELECT version()")[0][0]
+        version = clickhouse_execute(self._cl(), "SELECT version()")[0][0]
         return f"ClickHouse {version}: MergeTree tables by month, dedup by _topic/_partition/_offset"
 
     def close(self) -> None:
@@ -108,7 +82,7 @@ class ClickHouseSink(Sink):
         wanted = set(tps)
         out: dict[TP, int] = {}
         for table, names in by_table.items():
-            rows = _call(self._cl(),
+            rows = clickhouse_execute(self._cl(),
                          f"SELECT _topic, _partition, max(_offset) FROM {table} "
                          "WHERE _topic IN %(topics)s GROUP BY _topic, _partition",
                          {"topics": tuple(sorted(names))})
@@ -129,12 +103,12 @@ class ClickHouseSink(Sink):
             data += [[i.topic for i in items], [i.partition for i in items],
                      [i.offset for i in items]]
             names = ", ".join((*columns, *_SOURCE_COLUMNS))
-            _call(self._cl(), f"INSERT INTO {table} ({names}) VALUES", data, columnar=True)
+            clickhouse_execute(self._cl(), f"INSERT INTO {table} ({names}) VALUES", data, columnar=True)
         return dict(batch.positions)
 
     def _cl(self) -> Client:
         if self._client is None:
-            self._client = client(self.settings)
+            self._client = clickhouse_client(self.settings)
         return self._client
 
 

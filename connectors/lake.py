@@ -34,6 +34,7 @@ from typing import Any
 import fastavro
 
 from connectors.errors import LakeError
+from cosmic.timeutil import from_ms, to_ms
 
 MANIFEST_VERSION = 1
 # Files of topics without a value schema (the DLQ) hold each message as it came.
@@ -56,7 +57,7 @@ _STEM = re.compile(r"^part-(\d{3,})-(\d{20})$")
 
 def hour_of(ts_ms: int) -> datetime:
     """The UTC hour a Kafka timestamp falls in."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).replace(minute=0, second=0, microsecond=0)
+    return from_ms(ts_ms).replace(minute=0, second=0, microsecond=0)
 
 
 def topic_dir(lake: Path, topic: str) -> Path:
@@ -171,8 +172,8 @@ def read_topic(lake: Path, topic: str, start: datetime | None = None,
     pairs, as the serde returns them.
     """
     wanted = set(partitions) if partitions is not None else None
-    lo = int(start.timestamp() * 1000) if start else None
-    hi = int(end.timestamp() * 1000) if end else None
+    lo = to_ms(start) if start else None
+    hi = to_ms(end) if end else None
     last: dict[int, int] = {}
     for path, m in manifests(lake, topic):
         if wanted is not None and m.partition not in wanted:

@@ -10,29 +10,23 @@ columns, and the whole body a JSON ``detail`` column so no field is lost.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from cosmic import topics
+from cosmic.timeutil import to_ms
+from schemas.catalog import short_name
 
 Row = tuple[Any, ...]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
-def epoch_ms(ts: datetime) -> int:
-    # Integer arithmetic: float seconds would round some milliseconds away.
-    return (ts - _EPOCH) // _MS
 
 
 def _branch(value: Any) -> tuple[str, dict[str, Any]]:
     """(short record name, body) of a union-of-records value."""
     if isinstance(value, tuple):
         name, body = value
-        return str(name).rsplit(".", 1)[-1], body
+        return short_name(str(name)), body
     return "", value  # a reader that did not ask for record names
 
 
@@ -48,7 +42,7 @@ TICK_COLUMNS = (
 
 
 def tick_row(r: dict[str, Any]) -> Row:
-    return (r["ts"], epoch_ms(r["ts"]), r["world_id"], r["tick"], r["sim_time"],
+    return (r["ts"], to_ms(r["ts"]), r["world_id"], r["tick"], r["sim_time"],
             r["command_partition"], r["first_command_offset"], r["last_command_offset"],
             r["n_applied"], r["n_rejected"], r["body_count"], r["total_energy"],
             r["state_hash"], r["step_duration_us"])
@@ -56,7 +50,7 @@ def tick_row(r: dict[str, Any]) -> Row:
 
 def tick_columns(values: list[dict[str, Any]]) -> list[list[Any]]:
     """Ticks column by column: the busiest topic skips building a tuple per row."""
-    return [[v[name] for v in values] if name != "ts_ms" else [epoch_ms(v["ts"]) for v in values]
+    return [[v[name] for v in values] if name != "ts_ms" else [to_ms(v["ts"]) for v in values]
             for name in TICK_COLUMNS]
 
 
@@ -69,7 +63,7 @@ ECOSYSTEM_COLUMNS = (
 def ecosystem_row(r: dict[str, Any]) -> Row:
     kind, body = _branch(r["event"])
     population = body.get("current", body.get("population"))
-    return (r["ts"], epoch_ms(r["ts"]), str(r["event_id"]), r["world_id"], r["planet_id"],
+    return (r["ts"], to_ms(r["ts"]), str(r["event_id"]), r["world_id"], r["planet_id"],
             r["tick"], kind, body.get("species_id"), population, body.get("previous"),
             body.get("cause"), _json(body))
 
@@ -83,7 +77,7 @@ CIVILIZATION_COLUMNS = (
 
 def civilization_row(r: dict[str, Any]) -> Row:
     kind, body = _branch(r["event"])
-    return (r["ts"], epoch_ms(r["ts"]), str(r["event_id"]), r["world_id"], r["planet_id"],
+    return (r["ts"], to_ms(r["ts"]), str(r["event_id"]), r["world_id"], r["planet_id"],
             r["civilization_id"], r["tick"], kind, body.get("name"), body.get("tech"),
             body.get("level"), body.get("resource"), body.get("amount"),
             body.get("remaining"), body.get("reason"), _json(body))
@@ -110,7 +104,7 @@ def command_row(r: dict[str, Any]) -> Row:
     # both land in the same vector columns so analysts can query them alike.
     pos = body.get("position") or {}
     vel = body.get("velocity") or body.get("dv") or {}
-    return (r["received_ts"], epoch_ms(r["received_ts"]), epoch_ms(r["client_ts"]),
+    return (r["received_ts"], to_ms(r["received_ts"]), to_ms(r["client_ts"]),
             str(r["command_id"]), r["world_id"], r["player_id"], kind,
             body.get("body_id"), body.get("planet_id"), body.get("species_id"),
             body.get("civilization_id"), body.get("kind"), body.get("name"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import psycopg
 
@@ -32,6 +31,7 @@ from connectors.migrate import (
     split_statements,
 )
 from connectors.records import FLATTENERS, Row
+from connectors.stores import PostgresConnection, postgres_connect
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.topics import Topic
@@ -52,18 +52,8 @@ DESCRIPTIONS: dict[Variant, str] = {
               "partitions and date_bin() views per world per minute",
 }
 
-_Conn = psycopg.Connection[tuple[Any, ...]]
 
-
-def connect(settings: Settings) -> _Conn:
-    pg = settings.postgres
-    try:
-        return psycopg.connect(pg.dsn, connect_timeout=5, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"PostgreSQL at {pg.host}:{pg.port}: {exc}") from None
-
-
-def _extension_available(conn: _Conn) -> bool:
+def _extension_available(conn: PostgresConnection) -> bool:
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
         return True
     if not conn.execute(
@@ -79,7 +69,7 @@ def _extension_available(conn: _Conn) -> bool:
 
 def migrate(settings: Settings, prefer: Variant | None = None) -> tuple[Variant, list[str]]:
     """Apply what is not yet applied; return the path taken and one line per action."""
-    with connect(settings) as conn:
+    with postgres_connect(settings) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
             conn.execute(
@@ -130,7 +120,7 @@ class TimescaleSink(Sink):
         self.routes = dict(routes)
         self.connector_id = connector_id
         self.variant: Variant | None = None
-        self._conn: _Conn | None = None
+        self._conn: PostgresConnection | None = None
         self._partitions: dict[str, set[date]] = {}
 
     def open(self) -> str:
@@ -196,9 +186,9 @@ class TimescaleSink(Sink):
 
     # -- internals -------------------------------------------------------------------
 
-    def _connection(self) -> _Conn:
+    def _connection(self) -> PostgresConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.settings)
+            self._conn = postgres_connect(self.settings)
         return self._conn
 
     def _tables(self) -> list[str]:

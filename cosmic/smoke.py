@@ -14,7 +14,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
 
 import psycopg
 from clickhouse_driver import Client
@@ -22,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
+from cosmic.timeutil import now_ms, to_ms
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
 
@@ -38,14 +38,6 @@ CREATE TABLE IF NOT EXISTS {db}.smoke_events (
     run_id String, seq UInt64, produced_ms UInt64, stored_ms UInt64)
 ENGINE = MergeTree ORDER BY (run_id, seq)
 """
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _epoch_ms(ts: datetime | int) -> int:
-    return int(ts.timestamp() * 1000) if isinstance(ts, datetime) else int(ts)
 
 
 class SmokePipeline:
@@ -126,7 +118,7 @@ class SmokePipeline:
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():
-                now = _now_ms()
+                now = now_ms()
                 point = {"name": SMOKE_METRIC, "world_id": None, "window_start": now,
                          "window_end": now, "value": float(self.produced),
                          "labels": {"run_id": str(self.run_id)}}
@@ -159,9 +151,9 @@ class SmokePipeline:
                     point = decode(msg.value(), ctx)
                     if point["labels"].get("run_id") != str(self.run_id):
                         continue
-                    rows.append((int(point["value"]), _epoch_ms(point["window_start"])))
+                    rows.append((int(point["value"]), to_ms(point["window_start"])))
                 if rows:
-                    stored = _now_ms()
+                    stored = now_ms()
                     with pg.cursor() as cur:
                         cur.executemany(
                             "INSERT INTO smoke_events VALUES (%s, %s, %s, %s) "

@@ -7,6 +7,7 @@ this table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -133,3 +134,24 @@ def get(name: str) -> Topic:
     except KeyError:
         known = ", ".join(sorted(_BY_NAME))
         raise TopicError(f"unknown topic {name!r}; known topics: {known}") from None
+
+
+def parse_routes(pairs: Iterable[str], *, bare: bool = False) -> dict[str, Topic]:
+    """``KAFKA_TOPIC=REGISTERED_TOPIC`` options as ``{Kafka topic name: registered topic}``.
+
+    A route says which declared topic's records a Kafka topic carries (a
+    private copy for a test, a renamed topic on a shared cluster); every
+    ``--route`` option of the CLI, the connectors and the jobs reads this way.
+    With ``bare``, a lone name routes a registered topic to itself. An unknown
+    registered topic, or a pair without ``=`` where ``bare`` is off, raises
+    :class:`TopicError`.
+    """
+    out: dict[str, Topic] = {}
+    for pair in pairs:
+        name, sep, carries = pair.partition("=")
+        if not sep and not bare:
+            raise TopicError(f"route {pair!r}: expected KAFKA_TOPIC=REGISTERED_TOPIC")
+        if not name:
+            raise TopicError(f"route {pair!r}: the Kafka topic name is empty")
+        out[name] = get(carries if sep else name)
+    return out

@@ -21,6 +21,20 @@ SCHEMA_DIR = Path(__file__).resolve().parent
 NAMESPACE = "io.cosmicgarden"
 
 
+def short_name(name: str) -> str:
+    """A record's name without its namespace: ``io.cosmicgarden.SeedSpecies`` -> ``SeedSpecies``.
+
+    A union of records decodes as a ``(full name, body)`` pair; the short name
+    is what handlers dispatch on and what the stores' ``event_type`` columns hold.
+    """
+    return name.rsplit(".", 1)[-1]
+
+
+def full_name(short: str) -> str:
+    """The platform's full record name for ``short`` (a union branch as the serde writes it)."""
+    return f"{NAMESPACE}.{short}"
+
+
 def names() -> tuple[str, ...]:
     """Names of every shipped schema (file stem == record name)."""
     return tuple(sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc")))
@@ -78,5 +92,5 @@ def subjects() -> dict[str, str]:
     """Every subject the platform registers, mapped to its schema name."""
     out = {value_subject(t): s for t, s in TOPIC_SCHEMAS.items()}
     # A contract no topic carries yet is still registered, under its record name.
-    out.update({f"{NAMESPACE}.{s}": s for s in names() if s not in TOPIC_SCHEMAS.values()})
+    out.update({full_name(s): s for s in names() if s not in TOPIC_SCHEMAS.values()})
     return out

@@ -79,12 +79,6 @@ def topic_name_strategy(ctx: SerializationContext, schema: ParsedSchema) -> str:
     return f"{ctx.topic}-{ctx.field.value}"
 
 
-def record_name_strategy(ctx: SerializationContext, schema: ParsedSchema) -> str:
-    """One subject per record type, whatever the topic."""
-    tree = schema.tree
-    return str(tree["name"]) if isinstance(tree, dict) else str(tree)
-
-
 class SchemaSource(Protocol):
     """What the serde needs from a registry; :class:`~schemas.registry.client.RegistryClient` is one."""
 

@@ -20,12 +20,13 @@ import faust
 
 from cosmic import topics
 from cosmic.settings import Settings, get_settings
+from cosmic.timeutil import to_ms
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
 from streams.living import civ_rules, faustapp, records
 from streams.living.serde import Undecodable
 from streams.living.service import lazy_app
-from streams.living.world import Rejection, _ms
+from streams.living.world import Rejection
 
 
 def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust.App:
@@ -49,7 +50,7 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         if record.name != "PlanetStatus":
             return
         status = record.value
-        world_id, tick, ts = str(status["world_id"]), int(status["tick"]), _ms(status["ts"])
+        world_id, tick, ts = str(status["world_id"]), int(status["tick"]), to_ms(status["ts"])
         staged_civs = faustapp.StagedTable(civs, outbox)
         staged_on_planet = faustapp.StagedTable(on_planet, outbox)
         outcome = civ_rules.on_status(status, staged_civs, staged_on_planet)

@@ -22,6 +22,7 @@ from cosmic import kafka, topics
 from cosmic.errors import SerializationError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
+from cosmic.timeutil import now_ms
 from schemas import columnar, models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
@@ -107,7 +108,7 @@ class SyntheticPlayers(ThreadService):
         self.rate_hz = rate_hz
         self.asteroids = asteroids  # in the opening of a new world
         # A fresh seed per run: species and civilizations get new ids each run.
-        self.seed = seed if seed is not None else time.time_ns() // 1_000_000 % 100_000
+        self.seed = seed if seed is not None else now_ms() % 100_000
         self.registry = registry or RegistryClient.from_settings(settings)
         self.sent = 0
         self.players = {w: scenario.Players(w, seed=self.seed * 1000 + i,

@@ -2,7 +2,12 @@
 
 Each command family lives in its own module and registers a click group or
 command here, in :data:`_COMMAND_MODULES`; the group is assembled lazily when
-``main()`` runs, so importing this package has no side effects.
+``main()`` runs, so importing this package has no side effects. Start with
+:mod:`cosmic.cli.up` (``cosmic up``: the stack, the topics and every service
+of the platform in one command), then the family you need: ``stack``,
+``topics``, ``schemas``, ``physics``, ``replay``, ``log``, ``db``,
+``connectors``, ``jobs``. A :class:`~cosmic.errors.CosmicError` raised by a
+command is printed as one line and exits 1.
 """
 
 from __future__ import annotations

@@ -16,18 +16,6 @@ def connectors() -> None:
     """Sinks from Kafka into TimescaleDB, ClickHouse and the archive lake."""
 
 
-def _routes(pairs: tuple[str, ...]) -> dict[str, topics.Topic] | None:
-    if not pairs:
-        return None
-    out = {}
-    for pair in pairs:
-        name, sep, carries = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r}: expected KAFKA_TOPIC=REGISTERED_TOPIC")
-        out[name] = topics.get(carries)
-    return out
-
-
 @connectors.command()
 @click.argument("which", type=click.Choice(["timescale", "clickhouse", "archive", "all"]),
                 default="all")
@@ -59,7 +47,7 @@ def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: 
     names = sinks.NAMES if which == "all" else (which,)
     built: list[Connector] = []
     for name in names:
-        options: dict[str, object] = {"routes": _routes(routes)}
+        options: dict[str, object] = {"routes": topics.parse_routes(routes) or None}
         if group_id:
             options["group_id"] = group_id if len(names) == 1 else f"{group_id}-{name}"
         if instance_id:

@@ -45,11 +45,12 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str
 @click.option("--driver-memory", default="1g", show_default=True)
 @click.option("--conf", "conf", multiple=True, metavar="KEY=VALUE",
               help="Extra Spark configuration. Repeatable.")
-@click.option("--kafka-topic", "kafka_topics", multiple=True, metavar="DECLARED=ACTUAL",
-              help="With --source kafka: read topic ACTUAL for the declared topic. Repeatable.")
+@click.option("--route", "routes", multiple=True, metavar="TOPIC=REGISTERED_TOPIC",
+              help="With --source kafka: read Kafka topic TOPIC as the registered topic's "
+                   "records. Repeatable.")
 @click.option("--print-command", is_flag=True, help="Print the spark-submit line, run nothing.")
 def warehouse(day: str, end_day: str | None, source: str, master: str, driver_memory: str,
-              conf: tuple[str, ...], kafka_topics: tuple[str, ...], print_command: bool) -> None:
+              conf: tuple[str, ...], routes: tuple[str, ...], print_command: bool) -> None:
     """Build the ClickHouse warehouse for a day (or days) with spark-submit.
 
     Re-running a day replaces exactly that day's rows in every warehouse table.
@@ -58,7 +59,7 @@ def warehouse(day: str, end_day: str | None, source: str, master: str, driver_me
 
     settings = get_settings()
     cmd = submit.command(settings, "warehouse",
-                         submit.warehouse_args(settings, day, end_day, source, kafka_topics),
+                         submit.warehouse_args(settings, day, end_day, source, routes),
                          master=master, driver_memory=driver_memory, conf=conf)
     if print_command:
         click.echo(" ".join(cmd))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from cosmic import kafka, topics
 from cosmic.errors import SerializationError, TopicError
 from cosmic.settings import get_settings
+from cosmic.timeutil import from_ms, to_ms
+from schemas.catalog import short_name
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
 
@@ -22,7 +24,7 @@ from schemas.serde import AvroDeserializer, SerializationContext
 def _jsonable(value: Any, bytes_mode: str) -> Any:
     """Avro values as JSON: unions of records as {"type": name, ...}, bytes per ``bytes_mode``."""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
-        return {"type": value[0].rsplit(".", 1)[-1], **_jsonable(value[1], bytes_mode)}
+        return {"type": short_name(value[0]), **_jsonable(value[1], bytes_mode)}
     if isinstance(value, dict):
         return {k: _jsonable(v, bytes_mode) for k, v in value.items()}
     if isinstance(value, list):
@@ -189,7 +191,7 @@ def _epoch_ms(text: str | None) -> int | None:
         raise click.BadParameter(f"not an ISO 8601 time: {text!r}") from None
     if moment.tzinfo is None:
         raise click.BadParameter(f"give a time zone in {text!r}, e.g. Z or +00:00")
-    return int(moment.timestamp() * 1000)
+    return to_ms(moment)
 
 
 def _tail_filtered(
@@ -344,7 +346,7 @@ def _ts_at(consumer: Consumer, topic: str, p: int, low: int, high: int, *, first
 def _fmt_ts(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return from_ms(ms).isoformat(timespec="milliseconds")
 
 
 @log.command("export")

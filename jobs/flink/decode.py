@@ -15,8 +15,10 @@ from typing import Any
 
 from cosmic import topics
 from cosmic.errors import SerializationError
+from cosmic.timeutil import to_ms
 from cosmic.topics import Topic
 from jobs.flink.windows import Civilization, Command, Event, Population, Rejection, Tick
+from schemas.catalog import short_name
 from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
 
 # The topics the job reads by default; a route maps a Kafka topic to what it carries.
@@ -28,37 +30,30 @@ class UnsupportedTopic(SerializationError):
     """A route names a registered topic whose records the job does not measure."""
 
 
-def _ms(value: Any) -> int:
-    # fastavro returns timestamp-millis as aware datetimes.
-    if isinstance(value, int):
-        return value
-    return int(value.timestamp() * 1000)
-
-
 def _body(value: Any) -> tuple[str, dict[str, Any]]:
     # Unions of records decode as (full record name, record) pairs.
     name, body = value
-    return str(name).rsplit(".", 1)[-1], body
+    return short_name(str(name)), body
 
 
 def _tick(r: dict[str, Any]) -> list[Event]:
-    return [Tick(r["world_id"], _ms(r["ts"]), int(r["step_duration_us"]), int(r["n_applied"]),
+    return [Tick(r["world_id"], to_ms(r["ts"]), int(r["step_duration_us"]), int(r["n_applied"]),
                  int(r["n_rejected"]))]
 
 
 def _command(r: dict[str, Any]) -> list[Event]:
     # Event time is when the gateway received it: the client's clock is untrusted.
     kind, _ = _body(r["command"])
-    return [Command(r["world_id"], _ms(r["received_ts"]), kind, r["player_id"])]
+    return [Command(r["world_id"], to_ms(r["received_ts"]), kind, r["player_id"])]
 
 
 def _rejection(r: dict[str, Any]) -> list[Event]:
-    return [Rejection(r["world_id"], _ms(r["ts"]), str(r["reason"]))]
+    return [Rejection(r["world_id"], to_ms(r["ts"]), str(r["reason"]))]
 
 
 def _ecosystem(r: dict[str, Any]) -> list[Event]:
     kind, body = _body(r["event"])
-    world, ts, tick, planet = r["world_id"], _ms(r["ts"]), int(r["tick"]), int(r["planet_id"])
+    world, ts, tick, planet = r["world_id"], to_ms(r["ts"]), int(r["tick"]), int(r["planet_id"])
     if kind == "PopulationChanged":
         return [Population(world, ts, tick, planet, int(body["species_id"]), int(body["current"]))]
     if kind == "SpeciesEmerged":
@@ -75,7 +70,7 @@ def _civilization(r: dict[str, Any]) -> list[Event]:
     kind, _ = _body(r["event"])
     if kind not in ("CivilizationFounded", "CivilizationCollapsed"):
         return []  # tech and resource events do not change what the job counts
-    return [Civilization(r["world_id"], _ms(r["ts"]), int(r["tick"]), int(r["civilization_id"]),
+    return [Civilization(r["world_id"], to_ms(r["ts"]), int(r["tick"]), int(r["civilization_id"]),
                          kind == "CivilizationFounded")]
 
 

@@ -34,13 +34,13 @@ import logging
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cosmic import topics
 from cosmic.errors import DependencyMissing
 from cosmic.settings import Settings, get_settings
+from cosmic.timeutil import from_ms
 from cosmic.topics import Topic
 from jobs.flink import windows as W
 from jobs.flink.decode import TOPICS
@@ -244,10 +244,6 @@ UPSERT = (
 )
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 class UpsertMetrics(MapFunction):
     """Writes each firing's rows in one transaction; returns how many."""
 
@@ -255,9 +251,9 @@ class UpsertMetrics(MapFunction):
         self.dsn = dsn
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        import psycopg
+        from connectors.stores import postgres_connect
 
-        self._conn = psycopg.connect(self.dsn, autocommit=True)
+        self._conn = postgres_connect(self.dsn)
         # Without TimescaleDB the table is partitioned by day (created on demand).
         self._partitioned = self._conn.execute(
             "SELECT 1 FROM pg_partitioned_table WHERE partrelid = %s::regclass",
@@ -268,7 +264,7 @@ class UpsertMetrics(MapFunction):
         self._conn.close()
 
     def map(self, rows: Sequence[W.MetricRow]) -> int:
-        params = [(_utc(r.window_start_ms), _utc(r.window_end_ms), r.name, r.world_id, r.label,
+        params = [(from_ms(r.window_start_ms), from_ms(r.window_end_ms), r.name, r.world_id, r.label,
                    r.value) for r in rows]
         with self._conn.transaction(), self._conn.cursor() as cur:
             if self._partitioned:
@@ -396,14 +392,6 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
     return env
 
 
-def _routes(pairs: Sequence[str]) -> dict[str, Topic] | None:
-    out = {}
-    for pair in pairs:
-        name, sep, carries = pair.partition("=")
-        out[name] = topics.get(carries if sep else name)
-    return out or None
-
-
 def run(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
         group_id: str | None = None, checkpoints: Path | None = None,
         restore: bool = True) -> None:
@@ -429,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="start afresh instead of from the newest checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(get_settings(), routes=_routes(args.route), group_id=args.group_id,
+    run(get_settings(), routes=topics.parse_routes(args.route, bare=True) or None, group_id=args.group_id,
         checkpoints=args.checkpoint_dir, restore=not args.no_restore)
 
 

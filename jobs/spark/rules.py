@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from cosmic.timeutil import span_ms
+
 SESSION_GAP = timedelta(minutes=30)
-RETENTION_DAYS = (1, 7, 30)
 # wh_retention keeps every day 0..30 for each cohort, so any curve can be drawn.
 RETENTION_HORIZON = 30
 
@@ -41,7 +42,7 @@ class Session:
 
 def split_sessions(times_ms: Iterable[int], gap: timedelta = SESSION_GAP) -> list[Session]:
     """One player's command times (any order) split into sessions, in time order."""
-    gap_ms = int(gap.total_seconds() * 1000)
+    gap_ms = span_ms(gap)
     out: list[Session] = []
     start = last = count = None
     for t in sorted(times_ms):

@@ -62,7 +62,7 @@ def command(settings: Settings, job: str, job_args: Sequence[str], *,
 
 
 def warehouse_args(settings: Settings, day: str, end_day: str | None = None,
-                   source: str = "lake", kafka_topics: Sequence[str] = ()) -> list[str]:
+                   source: str = "lake", routes: Sequence[str] = ()) -> list[str]:
     """The warehouse job's arguments: endpoints from ``settings``, passed explicitly so the
     driver, wherever it runs, builds against what the caller sees."""
     ch = settings.clickhouse
@@ -72,8 +72,8 @@ def warehouse_args(settings: Settings, day: str, end_day: str | None = None,
             "--clickhouse-user", ch.user, "--clickhouse-database", ch.database]
     if end_day:
         args += ["--end-date", end_day]
-    for pair in kafka_topics:
-        args += ["--kafka-topic", pair]
+    for pair in routes:
+        args += ["--route", pair]
     return args
 
 

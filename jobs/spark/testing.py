@@ -19,16 +19,13 @@ from connectors.base import Batch, Item
 from connectors.lake import RolloverPolicy
 from cosmic import topics
 from cosmic.settings import Settings
+from cosmic.timeutil import to_ms
 from cosmic.topics import Topic
-from schemas.catalog import NAMESPACE
+from schemas.catalog import full_name
 
 Event = dict[str, Any]
 TRAITS = {"diet": "PHOTOSYNTH", "size": 1.0, "fertility": 0.5, "temp_min_k": 250.0,
           "temp_max_k": 320.0}
-
-
-def ms(ts: datetime) -> int:
-    return int(ts.timestamp() * 1000)
 
 
 def at(day: date, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
@@ -44,7 +41,7 @@ def command(player: str, world: str, ts: datetime, name: str = "ApplyImpulse",
     if body is None:
         body = {"body_id": 1, "dv": {"x": 0.0, "y": 0.0, "z": 0.0}}
     return {"command_id": _uuid(seed), "player_id": player, "world_id": world,
-            "client_ts": ms(ts), "received_ts": ms(ts), "command": (f"{NAMESPACE}.{name}", body)}
+            "client_ts": to_ms(ts), "received_ts": to_ms(ts), "command": (full_name(name), body)}
 
 
 def seed_species(player: str, world: str, ts: datetime, planet: int, species: int,
@@ -59,13 +56,13 @@ def tick(world: str, n: int, ts: datetime, bodies: int = 3, step_us: int = 100,
     return {"world_id": world, "tick": n, "sim_time": n * 0.01, "command_partition": None,
             "first_command_offset": None, "last_command_offset": None, "n_applied": applied,
             "n_rejected": 0, "body_count": bodies, "total_energy": -1.0,
-            "state_hash": "0" * 16, "step_duration_us": step_us, "ts": ms(ts)}
+            "state_hash": "0" * 16, "step_duration_us": step_us, "ts": to_ms(ts)}
 
 
 def ecosystem(world: str, planet: int, ts: datetime, name: str, body: dict[str, Any],
               n: int = 0) -> Event:
     return {"event_id": _uuid(None), "world_id": world, "planet_id": planet, "tick": n,
-            "ts": ms(ts), "event": (f"{NAMESPACE}.{name}", body)}
+            "ts": to_ms(ts), "event": (full_name(name), body)}
 
 
 def population(world: str, planet: int, ts: datetime, species: int, previous: int,
@@ -88,8 +85,8 @@ def extinct(world: str, planet: int, ts: datetime, species: int, cause: str = "c
 def civilization(world: str, planet: int, civ: int, ts: datetime, name: str,
                  body: dict[str, Any], n: int = 0) -> Event:
     return {"event_id": _uuid(None), "world_id": world, "planet_id": planet,
-            "civilization_id": civ, "tick": n, "ts": ms(ts),
-            "event": (f"{NAMESPACE}.{name}", body)}
+            "civilization_id": civ, "tick": n, "ts": to_ms(ts),
+            "event": (full_name(name), body)}
 
 
 def founded(world: str, planet: int, civ: int, ts: datetime, name: str = "Ur",

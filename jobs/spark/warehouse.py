@@ -32,7 +32,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -43,6 +43,7 @@ from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
 from cosmic.errors import ConfigError, CosmicError, DependencyMissing
 from cosmic.settings import ClickHouseSettings, Settings, get_settings
+from cosmic.timeutil import span_ms
 from jobs.spark import marts
 from jobs.spark.rules import SESSION_GAP
 from schemas import catalog
@@ -88,8 +89,8 @@ class WarehouseJob:
     source: str = "lake"
     kafka_bootstrap: str = "127.0.0.1:19092"
     session_gap: timedelta = SESSION_GAP
-    # Kafka source: the topic to read for a declared topic, where it differs (tests, copies).
-    kafka_topics: dict[str, str] = field(default_factory=dict)
+    # Kafka source: Kafka topic -> the declared topic it carries, where they differ.
+    routes: dict[str, topics.Topic] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
 
     # -- input -----------------------------------------------------------------------------
@@ -126,13 +127,18 @@ class WarehouseJob:
             return reader.load(str(empty_dir))
         return reader.load(files)
 
+    def kafka_topic(self, topic: topics.Topic) -> str:
+        """The Kafka topic(s), comma-separated, that carry the declared ``topic``."""
+        routed = [name for name, carries in self.routes.items() if carries == topic]
+        return ",".join(sorted(routed)) or topic.name
+
     def _read_kafka(self, spark: Any, topic: topics.Topic, schema: str) -> Any:
         from pyspark.sql.avro.functions import from_avro
         from pyspark.sql.functions import col, expr
 
         raw = (spark.read.format("kafka")
                .option("kafka.bootstrap.servers", self.kafka_bootstrap)
-               .option("subscribe", self.kafka_topics.get(topic.name, topic.name))
+               .option("subscribe", self.kafka_topic(topic))
                .option("startingOffsets", "earliest").option("endingOffsets", "latest")
                .option("isolation.level", "read_committed")
                .load())
@@ -150,7 +156,7 @@ class WarehouseJob:
         """Day ``day``'s fact DataFrames, by table (lazy: read while ``empty_dir`` exists)."""
         lo = f"TIMESTAMP '{day.isoformat()} 00:00:00'"
         hi = f"TIMESTAMP '{(day + timedelta(days=1)).isoformat()} 00:00:00'"
-        gap_ms = int(self.session_gap.total_seconds() * 1000)
+        gap_ms = span_ms(self.session_gap)
         for topic, view in ((topics.COMMANDS, "commands_raw"), (topics.PHYSICS_TICKS, "ticks_raw"),
                             (topics.ECOSYSTEM_EVENTS, "eco_raw"),
                             (topics.CIVILIZATION_EVENTS, "civ_raw")):
@@ -278,13 +284,13 @@ class WarehouseJob:
 
     def run(self, spark: Any, day: date) -> dict[str, int]:
         """Build ``day``: replace its partition of every warehouse table; rows per table."""
-        from connectors import clickhouse
+        from connectors import clickhouse, stores
 
         settings = Settings(clickhouse=self.clickhouse)
         # Idempotent, and the job then needs nothing prepared: the tables follow the code.
         for line in clickhouse.migrate(settings):
             log.info("clickhouse migrations: %s", line)
-        cl = clickhouse.client(settings)
+        cl = stores.clickhouse_client(settings)
         rows: dict[str, int] = {}
         empty = tempfile.TemporaryDirectory(prefix="cosmic-warehouse-")
         try:
@@ -295,8 +301,8 @@ class WarehouseJob:
                          time.perf_counter() - t0)
             for table, statement in marts.MARTS.items():
                 self._drop(cl, table, day)
-                clickhouse._call(cl, statement, {"day": day.isoformat()})
-                rows[table] = clickhouse._call(
+                stores.clickhouse_execute(cl, statement, {"day": day.isoformat()})
+                rows[table] = stores.clickhouse_execute(
                     cl, f"SELECT count() FROM {table} WHERE date = %(day)s",
                     {"day": day})[0][0]
         finally:
@@ -308,20 +314,20 @@ class WarehouseJob:
         return rows
 
     def _drop(self, cl: Any, table: str, day: date) -> None:
-        from connectors import clickhouse
+        from connectors.stores import clickhouse_execute
 
         # A partition that does not exist yet is no error: nothing to replace.
-        clickhouse._call(cl, f"ALTER TABLE {table} DROP PARTITION {day:%Y%m%d}")
+        clickhouse_execute(cl, f"ALTER TABLE {table} DROP PARTITION {day:%Y%m%d}")
 
     def _replace(self, cl: Any, table: str, day: date,
                  batches: Iterator[tuple[list[str], list[tuple[Any, ...]]]]) -> int:
-        from connectors import clickhouse
+        from connectors.stores import clickhouse_execute
 
         self._drop(cl, table, day)
         n = 0
         for columns, rows in batches:
-            clickhouse._call(cl, f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-                             [list(c) for c in zip(*rows, strict=True)], columnar=True)
+            clickhouse_execute(cl, f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                               [list(c) for c in zip(*rows, strict=True)], columnar=True)
             n += len(rows)
         return n
 
@@ -342,7 +348,7 @@ def _batches(df: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ..
 def build_job(settings: Settings | None = None, *, lake: Path | None = None,
               source: str = "lake", session_gap: timedelta = SESSION_GAP,
               clickhouse: ClickHouseSettings | None = None,
-              kafka_topics: dict[str, str] | None = None) -> WarehouseJob:
+              routes: Mapping[str, topics.Topic] | None = None) -> WarehouseJob:
     """The warehouse job with endpoints from ``settings`` unless given."""
     settings = settings or get_settings()
     if source not in ("lake", "kafka"):
@@ -350,7 +356,7 @@ def build_job(settings: Settings | None = None, *, lake: Path | None = None,
     return WarehouseJob(lake=lake or settings.lake_dir,
                         clickhouse=clickhouse or settings.clickhouse, source=source,
                         kafka_bootstrap=settings.kafka.bootstrap_servers,
-                        session_gap=session_gap, kafka_topics=dict(kafka_topics or {}))
+                        session_gap=session_gap, routes=dict(routes or {}))
 
 
 def spark_session(master: str | None = None, conf: dict[str, str] | None = None) -> Any:
@@ -376,8 +382,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lake", type=Path, default=settings.lake_dir)
     p.add_argument("--source", choices=("lake", "kafka"), default="lake")
     p.add_argument("--kafka-bootstrap", default=settings.kafka.bootstrap_servers)
-    p.add_argument("--kafka-topic", action="append", default=[], metavar="DECLARED=ACTUAL",
-                   help="with --source kafka: read ACTUAL for the declared topic DECLARED")
+    p.add_argument("--route", action="append", default=[], metavar="TOPIC=REGISTERED_TOPIC",
+                   help="with --source kafka: read Kafka topic TOPIC as the registered "
+                        "topic's records (repeatable)")
     p.add_argument("--clickhouse-host", default=ch.host)
     p.add_argument("--clickhouse-port", type=int, default=ch.port)
     p.add_argument("--clickhouse-user", default=ch.user)
@@ -397,12 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "user": args.clickhouse_user, "database": args.clickhouse_database})
     settings = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.kafka_bootstrap})})
-    routes = dict(pair.split("=", 1) for pair in args.kafka_topic)
-    for declared in routes:
-        topics.get(declared)  # an unknown name fails here, not as an empty build
+    routes = topics.parse_routes(args.route)  # an unknown name fails here, not as an empty build
     job = build_job(settings, lake=args.lake, source=args.source, clickhouse=ch,
                     session_gap=timedelta(minutes=args.session_gap_minutes),
-                    kafka_topics=routes)
+                    routes=routes)
     end = args.end_date or args.date
     spark = spark_session()
     try:

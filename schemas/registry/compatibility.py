@@ -24,6 +24,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import SchemaParseException, UnknownType
 
+from schemas.catalog import short_name
 from schemas.errors import InvalidSchema
 
 Schema = Any  # a fastavro-parsed schema node: str, list or dict
@@ -100,10 +101,6 @@ def _kind(node: Schema) -> str:
     return str(node)
 
 
-def _short(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
-
-
 def _describe(node: Schema) -> str:
     if isinstance(node, dict) and node.get("type") in _NAMED:
         return f"{node['type']} {node['name']}"
@@ -168,8 +165,8 @@ class _Resolver:
     def _named(self, r: dict[str, Any], w: dict[str, Any], path: str) -> list[str]:
         rname, wname = r["name"], w["name"]
         # Avro matches named types by unqualified name, or by the reader's aliases.
-        accepted = {_short(rname)} | {_short(a) for a in r.get("aliases", ())}
-        if _short(wname) not in accepted:
+        accepted = {short_name(rname)} | {short_name(a) for a in r.get("aliases", ())}
+        if short_name(wname) not in accepted:
             return [f"{path}: {self.wl} names the type {wname} where {self.rl} expects {rname}"]
         pair = (rname, wname)
         if pair in self._visiting:

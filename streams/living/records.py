@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from schemas.catalog import NAMESPACE
+from schemas.catalog import full_name
 
 from .civ_rules import CivChange
 from .world import EcoEvent, Rejection
@@ -23,7 +23,7 @@ def ecosystem_event(world_id: str, ev: EcoEvent) -> dict[str, Any]:
     return {
         "event_id": event_id("eco", world_id, ev.planet_id, ev.tick, ev.kind, ev.species_id),
         "world_id": world_id, "planet_id": ev.planet_id, "tick": ev.tick, "ts": ev.ts,
-        "event": (f"{NAMESPACE}.{ev.kind}", ev.body),
+        "event": (full_name(ev.kind), ev.body),
     }
 
 
@@ -42,5 +42,5 @@ def civilization_event(change: CivChange, tick: int, ts: int) -> dict[str, Any]:
                              change.body.get("tech"), change.body.get("level")),
         "world_id": civ.world_id, "planet_id": civ.planet_id,
         "civilization_id": civ.civilization_id, "tick": tick, "ts": ts,
-        "event": (f"{NAMESPACE}.{change.kind}", change.body),
+        "event": (full_name(change.kind), change.body),
     }

@@ -48,7 +48,6 @@ REPORT_ABSOLUTE = 10
 # Ids of species born by speciation live above this, apart from players' ids.
 EMERGED_ID_BASE = 1 << 62
 
-DIETS = ("HERBIVORE", "CARNIVORE", "OMNIVORE", "PHOTOSYNTH")
 # Who eats whom (predator diet -> prey diets).
 EATS: dict[str, frozenset[str]] = {
     "CARNIVORE": frozenset({"HERBIVORE", "OMNIVORE"}),

@@ -25,6 +25,7 @@ from faust.types import Message
 
 from cosmic.errors import SerializationError
 from schemas import dlq
+from schemas.catalog import short_name
 from schemas.serde import (
     AvroDeserializer,
     AvroSerializer,
@@ -80,7 +81,7 @@ class AvroCodec(Codec):
         name = self._names.get(schema_id)
         if name is None:
             tree = self._registry.schema(schema_id).tree
-            name = str(tree["name"]).rsplit(".", 1)[-1] if isinstance(tree, dict) else str(tree)
+            name = short_name(str(tree["name"])) if isinstance(tree, dict) else str(tree)
             self._names[schema_id] = name
         return Record(name, value)
 

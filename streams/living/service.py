@@ -13,16 +13,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import SecretStr
 
-from cosmic.runtime import ServiceFailed
+from cosmic.runtime import ChildProcessService, ServiceFailed
 from cosmic.settings import Settings
 
 
@@ -71,70 +68,28 @@ def settings_file(settings: Settings, path: Path) -> Path:
     return path
 
 
-class FaustService:
-    """A Faust app (module with ``main(settings)``) in a child process; a PlatformService."""
+class FaustService(ChildProcessService):
+    """A Faust app (module with ``main(settings, loglevel)``) in a child process.
+
+    Faust answers SIGTERM by leaving its group and committing; it gets 30 s.
+    """
 
     def __init__(self, name: str, module: str, settings: Settings,
                  loglevel: str = "WARNING") -> None:
-        self.name = name
-        self.loglevel = loglevel
+        super().__init__(name, [], settings.state_dir / "logs" / f"{name}.log", grace_s=30.0)
         self.module = module
         self.settings = settings
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = settings.state_dir / "logs" / f"{name}.log"
-        self._log: IO[bytes] | None = None
-        self._stopping = False
-        self.started_at = 0.0
+        self.loglevel = loglevel
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         path = settings_file(self.settings, self.settings.state_dir / "faust" / f"{self.name}.json")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self._stopping = False
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.living", self.module, str(path),
-             self.loglevel],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        self.started_at = time.monotonic()
+        return [sys.executable, "-m", "streams.living", self.module, str(path), self.loglevel]
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stopping = True
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def kill(self) -> None:
-        """Crash it (SIGKILL): no commit, no goodbye to the group. For recovery tests."""
-        self._stopping = True
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def failure(self) -> BaseException | None:
-        if self.proc is None or self._stopping:
-            return None
-        rc = self.proc.poll()
-        if rc is None:
-            return None
-        return ServiceFailed(f"{self.name} worker exited with status {rc} (see {self.log_path})")
+    def exited(self, code: int) -> BaseException:
+        return ServiceFailed(f"{self.name} worker exited with status {code} (see {self.log_path})")
 
     def progress(self) -> str:
-        if self.proc is None:
-            return "not started"
-        rc = self.proc.poll()
-        state = "running" if rc is None else f"exited {rc}"
-        return f"faust worker {state}, pid {self.proc.pid}, up {time.monotonic() - self.started_at:.0f}s"
+        return f"faust worker {super().progress()}"
 
 
 def build_services(settings: Settings) -> list[FaustService]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from schemas import columnar
-from schemas.catalog import NAMESPACE
+from schemas.catalog import full_name
 
 STAR, PLANET, MOON, ASTEROID = range(4)
 # body id -> (kind, mass, position)
@@ -58,7 +58,7 @@ def delta(world_id: str, n: int, bodies: Bodies, removed: tuple[int, ...] = (), 
 def _command(world_id: str, name: str, body: dict[str, Any], player: str) -> dict[str, Any]:
     return {"command_id": str(uuid.uuid4()), "player_id": player, "world_id": world_id,
             "client_ts": 1_700_000_000_000, "received_ts": 1_700_000_000_000,
-            "command": (f"{NAMESPACE}.{name}", body)}
+            "command": (full_name(name), body)}
 
 
 def seed(world_id: str, planet_id: int, species_id: int, population: int,

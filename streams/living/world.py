@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from cosmic.timeutil import to_ms
 from schemas import columnar
+from schemas.catalog import short_name
 
 from . import rules
 from .climate import temperature_k
@@ -133,7 +135,7 @@ class EcosystemWorld:
 
     def on_command(self, offset: int, record: dict[str, Any]) -> list[Output]:
         name, body = record["command"]
-        name = str(name).rsplit(".", 1)[-1]
+        name = short_name(str(name))
         self.max_offset = max(self.max_offset, offset)
         if name in ("SeedSpecies", "FoundCivilization"):
             self.commands.append([offset, {
@@ -146,7 +148,7 @@ class EcosystemWorld:
         if self.last_tick is not None and tick <= self.last_tick:
             return []  # a replayed tick: already applied
         self.ticks.append([tick, record.get("last_command_offset"), float(record["sim_time"]),
-                           int(_ms(record["ts"]))])
+                           int(to_ms(record["ts"]))])
         return self._drain()
 
     def on_delta(self, record: dict[str, Any]) -> list[Output]:
@@ -354,10 +356,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _ms(ts: Any) -> int:
-    """A timestamp-millis field as decoded (datetime) or raw (int) -> epoch ms."""
-    if hasattr(ts, "timestamp"):
-        return round(ts.timestamp() * 1000)
-    return int(ts)

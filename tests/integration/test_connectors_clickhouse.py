@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connectors import clickhouse
+from connectors import clickhouse, stores
 from cosmic import topics
 from cosmic.settings import ClickHouseSettings, ConnectorSettings, Settings
 from cosmic.stack import Stack
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 def ch_db(settings: Settings, stack: Stack) -> Iterator[Settings]:
     """Settings pointing at a fresh private ClickHouse database, dropped afterwards."""
     name = f"cosmic_t_{uuid.uuid4().hex[:10]}"
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     admin.execute(f"CREATE DATABASE {name}")
     try:
         yield _small(settings, clickhouse=settings.clickhouse.model_copy(
@@ -42,7 +42,7 @@ def _small(settings: Settings, **changes: Any) -> Settings:
 
 
 def _rows(s: Settings, query: str, **params: Any) -> list[tuple[Any, ...]]:
-    cl = clickhouse.client(s)
+    cl = stores.clickhouse_client(s)
     try:
         return list(cl.execute(query, params))
     finally:

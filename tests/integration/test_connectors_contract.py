@@ -19,8 +19,8 @@ from psycopg import sql
 from connectors.archive import ArchiveSink
 from connectors.base import Batch, Item, Sink
 from connectors.clickhouse import ClickHouseSink
-from connectors.clickhouse import client as ch_client
 from connectors.lake import read_topic
+from connectors.stores import clickhouse_client as ch_client
 from connectors.timescale import TimescaleSink
 from cosmic import topics
 from cosmic.settings import Settings

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from connectors import clickhouse
+from connectors import clickhouse, stores
 from connectors.migrate import SQL_ROOT, discover
 from cosmic.settings import Settings
 from cosmic.stack import Stack
@@ -25,7 +25,7 @@ def test_db_migrate_is_idempotent_and_reports_the_path(settings: Settings, stack
     private = settings.model_copy(update={
         "postgres": settings.postgres.model_copy(update={"database": name}),
         "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
-    ch_admin = clickhouse.client(settings)
+    ch_admin = stores.clickhouse_client(settings)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     ch_admin.execute(f"CREATE DATABASE {name}")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors import clickhouse
+from connectors import stores
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
+from cosmic.timeutil import to_ms
 from jobs.spark import rules
 from jobs.spark import testing as t
 from jobs.spark.warehouse import TABLES
@@ -93,9 +94,9 @@ def built(settings: Settings, stack: Stack, tmp_path_factory: pytest.TempPathFac
     private = settings.model_copy(update={
         "lake_dir": lake, "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
     t.write_lake(lake, scenario(), partitions=2, settings=private)
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     admin.execute(f"CREATE DATABASE {name}")
-    cl = clickhouse.client(private)
+    cl = stores.clickhouse_client(private)
     try:
         out = _build(private, D0, D30)
         print(out)
@@ -171,7 +172,7 @@ def test_sessions(built):
                           "WHERE date = %(d)s ORDER BY player_id, start_ms", {"d": D0})
     assert by_player == [("alice", 2400.0, 3), ("alice", 300.0, 2), ("bob", 1500.0, 2)]
     alice = [c["received_ts"] for c in scenario()[topics.COMMANDS.name]
-             if c["player_id"] == "alice" and c["received_ts"] < t.ms(t.at(D1))]
+             if c["player_id"] == "alice" and c["received_ts"] < to_ms(t.at(D1))]
     assert [s.length_s for s in rules.split_sessions(alice)] == [2400.0, 300.0]
 
 
@@ -252,13 +253,13 @@ def test_kafka_source_builds_the_same_day(settings: Settings, stack: Stack, topi
     for declared, events in scenario().items():
         actual = topic_factory(partitions=2)
         cs.produce(settings, actual, topics.get(declared).value, events)
-        routes += ["--kafka-topic", f"{declared}={actual}"]
+        routes += ["--route", f"{actual}={declared}"]
     name = f"cosmic_whk_{uuid.uuid4().hex[:8]}"
     private = settings.model_copy(update={
         "clickhouse": settings.clickhouse.model_copy(update={"database": name})})
-    admin = clickhouse.client(settings)
+    admin = stores.clickhouse_client(settings)
     admin.execute(f"CREATE DATABASE {name}")
-    cl = clickhouse.client(private)
+    cl = stores.clickhouse_client(private)
     try:
         _build(private, D0, D1, "--source", "kafka", *routes)
         assert cl.execute("SELECT date, dau, wau, mau FROM wh_active_users ORDER BY date") == [

@@ -18,8 +18,9 @@ from connectors.migrate import (
     parse_name,
     split_statements,
 )
-from connectors.records import COMMAND_COLUMNS, command_row, ecosystem_row, epoch_ms
+from connectors.records import COMMAND_COLUMNS, command_row, ecosystem_row
 from connectors.timescale import day_range
+from cosmic.timeutil import to_ms
 
 
 def test_variant_follows_the_extension_and_then_sticks():
@@ -98,7 +99,7 @@ def test_day_range_covers_gaps():
 
 def test_rows_flatten_unions_into_typed_columns():
     ts = datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
-    assert epoch_ms(ts) == 1767225600123
+    assert to_ms(ts) == 1767225600123
     row = dict(zip(COMMAND_COLUMNS, command_row({
         "command_id": "c1", "player_id": "p", "world_id": "w", "client_ts": ts,
         "received_ts": ts,

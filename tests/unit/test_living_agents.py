@@ -17,6 +17,7 @@ import pytest
 from cosmic import topics
 from cosmic.settings import Settings
 from schemas import dlq
+from schemas.catalog import short_name
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
 from schemas.testing import LocalRegistry
 from streams import civilization, ecosystem
@@ -132,7 +133,7 @@ def test_civilization_agent_founds_refuses_and_advances(settings: Settings, sent
     _run(app, "civilization", reg, [status(1, 50, found=7), status(2, 50_000, found=7),
                                status(3, 50_000, found=7), status(4, 60_000), status(5, 10)])
     events = _decoded(reg, sent, topics.CIVILIZATION_EVENTS)
-    kinds = [e["event"][0].rsplit(".", 1)[-1] for e in events]
+    kinds = [short_name(e["event"][0]) for e in events]
     assert kinds[0] == "CivilizationFounded" and kinds[-1] == "CivilizationCollapsed"
     assert "TechAdvanced" in kinds
     assert events[-1]["event"][1]["peak_population"] == 60_000

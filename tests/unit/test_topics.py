@@ -30,3 +30,19 @@ def test_unknown_topic_is_a_typed_error_listing_known_ones():
         topics.get("cosmic.comands.v1")
     assert isinstance(err.value, CosmicError)
     assert "cosmic.commands.v1" in str(err.value)
+
+
+def test_routes_map_kafka_topics_to_the_registered_topic_they_carry():
+    routes = topics.parse_routes(["copy-of-ticks=cosmic.physics.ticks.v1", "cosmic.metrics.v1"],
+                          bare=True)
+    assert routes == {"copy-of-ticks": topics.PHYSICS_TICKS, "cosmic.metrics.v1": topics.METRICS}
+
+
+def test_routes_refuse_unknown_topics_and_missing_pairs():
+    with pytest.raises(TopicError, match=r"unknown topic 'cosmic\.nope'"):
+        topics.parse_routes(["mine=cosmic.nope"])
+    # The old DECLARED=ACTUAL order fails loudly instead of reading the wrong topic.
+    with pytest.raises(TopicError, match="unknown topic 'private-ticks'"):
+        topics.parse_routes(["cosmic.physics.ticks.v1=private-ticks"])
+    with pytest.raises(TopicError, match="expected KAFKA_TOPIC=REGISTERED_TOPIC"):
+        topics.parse_routes(["cosmic.metrics.v1"])
