@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from schemas import columnar
@@ -13,10 +12,6 @@ from .state import WorldState
 
 # The state and the force arithmetic are float64 on every backend.
 PRECISION = "float64"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def tick_record(state: WorldState, outcome: TickOutcome, step_us: int, ts_ms: int) -> dict[str, Any]:

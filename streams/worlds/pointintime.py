@@ -24,11 +24,12 @@ import fastavro
 from cosmic import kafka, topics
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings
+from cosmic.timeutil import now_ms, to_ms
 from schemas import catalog, models
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
 
 from .eventlog import LogSource, LogTopics, Undecodable, partition_count, raw_messages
-from .events import now_ms, snapshot_record
+from .events import snapshot_record
 from .recovery import (
     CLOCK_MARGIN_MS,
     ReplayDivergence,
@@ -187,7 +188,7 @@ def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
     """
     t0 = time.monotonic()
     partition = source.world_partition(world_id)
-    at_ms = None if at_time is None else int(at_time.timestamp() * 1000)
+    at_ms = None if at_time is None else to_ms(at_time)
     if verify and at_tick == 0:
         raise ReplayError(f"tick 0 of world {world_id} is its first snapshot: no PhysicsTick "
                           "records it, so there is no recorded hash to verify it against")

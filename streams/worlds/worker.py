@@ -47,6 +47,7 @@ from cosmic import kafka, topics
 from cosmic.errors import ConfigError, SerializationError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
+from cosmic.timeutil import now_ms
 from schemas import models
 from schemas.dlq import DeadLetterQueue
 from schemas.errors import RegistryError
@@ -57,7 +58,7 @@ from schemas.typed import ModelDeserializer
 from .commands import advance
 from .deltas import DeadReckoner
 from .eventlog import KafkaLog
-from .events import now_ms, rejection_record, snapshot_record, status_record, tick_record
+from .events import rejection_record, snapshot_record, status_record, tick_record
 from .outcome import Rejection
 from .recovery import recover_partition, snapshot_fetcher
 from .state import SHARD_SEPARATOR, SnapshotUnavailable, WorldState, shard_of
