@@ -20,6 +20,7 @@ from cosmic.stack import Stack
 from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
+from streams.worlds import scenario
 from streams.worlds.eventlog import EXPORT_SCHEMA, KafkaLog
 from streams.worlds.pointintime import read_snapshot_file
 from tests.liveworld import LiveWorld, start_worker, stop_worker
@@ -112,6 +113,28 @@ def test_replay_verify_tamper_and_fork(settings: Settings, stack: Stack, tmp_pat
         counts = [t["body_count"] for t in ticks]
         spawned = sum(1 for t in ticks if t["n_applied"])
         assert spawned and min(np.diff(counts)) < 0  # bodies disappeared: removals and merges
+
+        # The bait merged into the star, and the events alone show it: every bait id was
+        # spawned, then left the world in a delta, with no RemoveBody naming it, while the
+        # star's mass grew by at least theirs.
+        bait = {900_000 + k for k in range(5)}
+        log = KafkaLog(settings, registry)
+        part = log.world_partition(world)
+        removed: set[int] = set()
+        star_mass = []
+        for _, _, delta in log.read(topics.STATE_DELTAS.name, part, key=world.encode()):
+            removed |= set(np.frombuffer(delta["removed_ids"], "<i8").tolist())
+            ids = np.frombuffer(delta["ids"], "<i8")
+            star_mass += np.frombuffer(delta["masses"], "<f8")[ids == scenario.STAR_ID].tolist()
+        commands = [rec for _, _, rec in log.read(topics.COMMANDS.name, part, key=world.encode())
+                    if isinstance(rec, dict) and "command" in rec]
+        spawned_ids = {c["command"][1]["body_id"] for c in commands
+                       if c["command"][0].endswith("SpawnBody")}
+        removed_by_command = {c["command"][1]["body_id"] for c in commands
+                              if c["command"][0].endswith("RemoveBody")}
+        assert bait <= spawned_ids and bait <= removed
+        assert not bait & removed_by_command
+        assert star_mass[-1] - star_mass[0] >= 5 * 1e-10 * 0.999
 
         # 1. Replay to an interior tick, verifying every hash.
         interior = 333

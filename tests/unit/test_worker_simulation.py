@@ -14,10 +14,13 @@ from cosmic.errors import SerializationError
 from schemas import catalog, models
 from schemas.errors import FailedValidation
 from schemas.typed import to_model
+from streams.physics import backends
+from streams.physics.errors import BackendUnavailable
 from streams.worlds import scenario
 from streams.worlds.commands import advance
 from streams.worlds.deltas import DeadReckoner, DeltaMirror
 from streams.worlds.events import snapshot_record, state_from_snapshot, tick_record
+from streams.worlds.recovery import BackendMismatch, replay
 from streams.worlds.state import WORLD_RADIUS, WorldState
 
 
@@ -260,3 +263,48 @@ def test_frontend_applying_deltas_stays_within_tolerance_every_tick():
     # Dead reckoning pays off: after the first full delta, most bodies are not resent.
     assert sent[0] == len(_opening()) - 1
     assert np.mean(sent[50:]) < 0.5 * len(state.world)
+
+
+class _FlakyGpu:
+    """A GPU backend that computes like the CPU until it fails, as a device reset would."""
+
+    name = "cuda"
+
+    def __init__(self, fail_after: int) -> None:
+        self.calls, self.fail_after = 0, fail_after
+
+    def accelerations(self, *args):
+        self.calls += 1
+        if self.calls > self.fail_after:
+            raise BackendUnavailable("device lost")
+        return backends.CPU.accelerations(*args)
+
+    def potentials(self, *args):
+        return backends.CPU.potentials(*args)
+
+    def auto_solver(self, n: int) -> str:
+        return backends.CPU.auto_solver(n)
+
+
+def test_a_gpu_fault_mid_history_is_recorded_in_the_tick_and_replay_says_so():
+    state = WorldState.empty("w", 0)
+    advance(state, _opening(asteroids=3))
+    state.world._backend = _FlakyGpu(fail_after=4)  # the world "runs on a GPU"
+    records = []
+    try:
+        for _ in range(6):
+            out = advance(state, [])
+            records.append(tick_record(state, out, step_us=1, ts_ms=0))
+    finally:
+        backends.reset_gpu_probe()
+    kinds = [r["backend"] for r in records]
+    assert kinds[0] == "cuda" and kinds[-1] == "cpu"  # the switch is in the log, tick by tick
+
+    # A replay on this machine (no GPU) cannot compute the cuda ticks: a verifying replay
+    # says so, naming the tick, instead of reporting a hash divergence.
+    start = WorldState.empty("w", 0)
+    advance(start, _opening(asteroids=3))
+    with pytest.raises(BackendMismatch) as err:
+        replay(start, records, {}, verify=True)
+    assert err.value.tick == records[0]["tick"]
+    assert "cuda" in str(err.value) and "cpu" in str(err.value)
