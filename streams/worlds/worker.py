@@ -316,9 +316,11 @@ class PhysicsWorker(ThreadService):
 
     def _route(self, msg: Message) -> None:
         if (err := msg.error()) is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                return
-            raise KafkaException(err)
+            if err.fatal():
+                raise KafkaException(err)
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer: %s", err.str())  # the client retries by itself
+            return
         offset, partition = msg.offset() or 0, msg.partition() or 0
         # Read before, after a restart or an abort: its side effects are already committed.
         seen = offset <= self._routed.get(partition, -1)
@@ -451,9 +453,10 @@ class PhysicsWorker(ThreadService):
                 raise  # fenced or unrecoverable: this incarnation must stop
             log.warning("transaction aborted (%s); rebuilding worlds from the log", err.str())
             self._abort()
-        except SnapshotUnavailable as exc:
+        except (SnapshotUnavailable, RegistryError) as exc:
             log.warning("%s; the tick is retried", exc)
             self._abort()
+            self._stop.wait(1.0)
 
     def _begin(self) -> None:
         if not self._in_txn:
@@ -490,8 +493,8 @@ class PhysicsWorker(ThreadService):
             if outcome.tick % state.snapshot_every == 0 or outcome.retire_reason is not None:
                 out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts)))
             values = [(topic, self._encode(topic, record)) for topic, record in out]
-        except (KafkaException, SnapshotUnavailable):
-            raise
+        except (KafkaException, SnapshotUnavailable, RegistryError):
+            raise  # the platform's trouble, not the world's: the tick is retried
         except Exception as exc:  # isolation: one world's failure stays its own
             log.exception("world %s: tick %d failed", state.world_id, state.world.tick + 1)
             self._quarantine(lw, commands, f"tick {state.world.tick + 1} failed: "
