@@ -21,13 +21,15 @@ def physics() -> None:
 @click.option("--shard", help='Own only the worlds "SHARD:..." (its own consumer group); without it, '
                               "the worlds whose id has no shard. [default: settings.physics.shard]")
 @click.option("--unpaced", is_flag=True, help="Tick as fast as possible (replays, benchmarks).")
+@click.option("--lockstep", is_flag=True,
+              help="Tick a world once per command, and only then (turn-based worlds, tests).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--tolerance", type=float,
               help="Dead-reckoning tolerance of state deltas, in length units.")
 @click.option("--hibernate-after", type=float,
               help="Seconds without a command before a world hibernates (0: never).")
 @click.option("--max-worlds", type=int, help="Most worlds this worker ticks at once.")
-def worker(worker_id: str | None, shard: str | None, unpaced: bool, duration: float | None,
+def worker(worker_id: str | None, shard: str | None, unpaced: bool, lockstep: bool, duration: float | None,
            tolerance: float | None, hibernate_after: float | None, max_worlds: int | None) -> None:
     """Consume commands, tick the worlds of the assigned partitions, produce their events.
 
@@ -38,7 +40,7 @@ def worker(worker_id: str | None, shard: str | None, unpaced: bool, duration: fl
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     config = WorkerConfig.from_settings(
-        settings, worker_id=worker_id, shard=shard, unpaced=unpaced or None,
+        settings, worker_id=worker_id, shard=shard, unpaced=unpaced or None, lockstep=lockstep or None,
         delta_tolerance=tolerance, hibernate_after_s=hibernate_after, max_worlds=max_worlds)
     w = build_worker(settings, config)
     run_services([w], duration_s=duration, echo=click.echo)

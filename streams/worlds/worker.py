@@ -84,6 +84,10 @@ class WorkerConfig:
     delta_tolerance: float = 1e-3
     # Replays and benchmarks: tick every world as fast as possible.
     unpaced: bool = False
+    # A world ticks once per command and only then (turn-based worlds, and tests that
+    # compare two workers: the hash sequence is then a function of the log alone, not
+    # of when commands happened to arrive).
+    lockstep: bool = False
     poll_timeout_s: float = 0.002
     hibernate_after_s: float = 600.0
     max_worlds: int = 1000
@@ -244,6 +248,9 @@ class PhysicsWorker(ThreadService):
             self._producer.flush(10)
 
     def _poll_timeout(self) -> float:
+        if self.config.lockstep:
+            busy = any(lw.pending for lw in self.worlds.values())
+            return self.config.poll_timeout_s if busy else 0.1
         if self.config.unpaced or not self.worlds:
             return self.config.poll_timeout_s if self.worlds else 0.1
         wait = min(lw.next_tick_at for lw in self.worlds.values()) - time.monotonic()
@@ -411,6 +418,10 @@ class PhysicsWorker(ThreadService):
         now = time.monotonic()
         due: list[tuple[_Live, int]] = []
         for lw in self.worlds.values():
+            if self.config.lockstep:
+                if lw.pending:
+                    due.append((lw, 1))
+                continue
             if self.config.unpaced:
                 due.append((lw, 1))
                 continue
@@ -475,7 +486,8 @@ class PhysicsWorker(ThreadService):
     def _tick_one(self, lw: _Live) -> None:
         state = lw.state
         ts = now_ms()
-        commands, lw.pending = lw.pending, []
+        take = 1 if self.config.lockstep else len(lw.pending)
+        commands, lw.pending = lw.pending[:take], lw.pending[take:]
         out: list[tuple[topics.Topic, dict[str, Any]]] = []
         try:
             if lw.new:

@@ -17,6 +17,7 @@ from cosmic.stack import Stack
 from schemas import dlq
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
+from streams.worlds import scenario
 from streams.worlds.commands import NOT_PHYSICS
 from streams.worlds.eventlog import KafkaLog
 from streams.worlds.recovery import read_commands, replay
@@ -167,4 +168,53 @@ def test_a_fenced_zombie_cannot_write(settings: Settings, stack: Stack, tmp_path
     partition = next(t["command_partition"] for t in ticks if t["command_partition"] is not None)
     commands = read_commands(KafkaLog(settings, registry), partition, ticks, world)
     assert replay(WorldState.empty(world, partition), ticks, commands, verify=True) == len(ticks)
+    registry.close()
+
+
+def test_a_killed_worker_computes_what_an_uninterrupted_one_computes(settings: Settings,
+                                                                   stack: Stack, tmp_path: Path):
+    """The same command log for two worlds, each in its own shard: one worker is SIGKILLed
+    twice on the way, the other runs through. In lockstep (one tick per command) the hash
+    sequence is a function of the log alone, so the two must agree tick for tick."""
+    run = uuid.uuid4().hex[:10]
+    shards = {"killed": f"test-lock-k-{run}", "reference": f"test-lock-r-{run}"}
+    worlds = {role: f"{shard}:world" for role, shard in shards.items()}
+    registry = RegistryClient.from_settings(settings)
+    watchers = {role: TickWatcher(settings, registry, w) for role, w in worlds.items()}
+    n_play = 300
+    for world in worlds.values():
+        live = LiveWorld(settings, registry, world)
+        live.open(asteroids=20, tick_rate_hz=40.0, snapshot_every=25)
+        stream = scenario.player_commands(world, seed=17, asteroids=20, invalid_every=9)
+        for _ in range(n_play):
+            live.send(next(stream))
+        assert live.producer.flush(30) == 0
+    total = len(scenario.star_system("w", asteroids=20)) + n_play
+    logs = {role: tmp_path / f"{role}.log" for role in shards}
+    workers = {role: start_worker(f"lock-{role}-{run}", shard, logs[role], "--lockstep")
+               for role, shard in shards.items()}
+    try:
+        for kill_at in (80, 190):
+            watchers["killed"].wait_for(kill_at, 120, workers["killed"], logs["killed"])
+            workers["killed"].send_signal(signal.SIGKILL)
+            workers["killed"].wait(30)
+            workers["killed"] = start_worker(f"lock-killed-{run}", shards["killed"],
+                                             logs["killed"], "--lockstep")
+        for role, watcher in watchers.items():
+            watcher.wait_for(total, 180, workers[role], logs[role])
+        time.sleep(1.0)
+    finally:
+        for worker in workers.values():
+            stop_worker(worker)
+    hashes = {}
+    for role, watcher in watchers.items():
+        watcher.poll()
+        watcher.close()
+        numbers = [t["tick"] for t in watcher.ticks]
+        assert numbers == list(range(1, total + 1)), (role, numbers[-5:])  # none lost, none twice
+        hashes[role] = [t["state_hash"] for t in sorted(watcher.ticks, key=lambda t: t["tick"])]
+    first_diff = next((i + 1 for i, (a, b) in enumerate(
+        zip(hashes["killed"], hashes["reference"], strict=True)) if a != b), None)
+    assert first_diff is None, f"the killed run diverged from the reference at tick {first_diff}"
+    assert len(set(hashes["reference"])) == total  # every tick changed the world
     registry.close()
