@@ -24,11 +24,13 @@ import numpy as np
 from cosmic.timeutil import to_ms
 from schemas import columnar
 from schemas.catalog import short_name
+from schemas.models import BodyKind
 
 from . import rules
 from .climate import temperature_k
 
-KINDS = ("STAR", "PLANET", "MOON", "ASTEROID")
+# Body kinds in the order of the Avro enum (the codes deltas carry).
+KINDS: tuple[str, ...] = tuple(kind.value for kind in BodyKind)
 HABITABLE = frozenset({"PLANET", "MOON"})
 # A tick waits at most this many later ticks for its delta (deltas expire before ticks).
 MAX_WAITING_TICKS = 64
