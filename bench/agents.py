@@ -29,11 +29,11 @@ from cosmic import kafka, topics
 from cosmic.settings import Settings, get_settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.living import records
+from streams.living import outputs
 from streams.living import testing as script
+from streams.living.ecosystem_state import EcoEvent, EcoParams, EcosystemWorld, PlanetStatus
 from streams.living.faustapp import topic_name
 from streams.living.service import FaustService
-from streams.living.world import EcoEvent, EcoParams, EcosystemWorld, PlanetStatus
 
 INPUTS = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.STATE_DELTAS)
 
@@ -156,10 +156,10 @@ def bench_plain(settings: Settings, registry: RegistryClient, worlds: int, ticks
             producer.produce(changelog, key=world_id.encode(), value=json.dumps(state).encode(),
                              partition=msg.partition() or 0)
             for o in outs:
-                topic, rec = ((topics.ECOSYSTEM_EVENTS, records.ecosystem_event(world_id, o))
+                topic, rec = ((topics.ECOSYSTEM_EVENTS, outputs.ecosystem_event(world_id, o))
                               if isinstance(o, EcoEvent) else
                               (topics.PLANET_STATUS, o.record) if isinstance(o, PlanetStatus) else
-                              (topics.COMMANDS_REJECTED, records.rejection(world_id, o)))
+                              (topics.COMMANDS_REJECTED, outputs.rejection(world_id, o)))
                 name = topic_name(settings, topic)
                 producer.produce(name, key=world_id.encode(), partition=msg.partition() or 0,
                                  value=enc[topic.name](rec, SerializationContext(name)))

@@ -48,7 +48,7 @@ from cosmic.settings import Settings, get_settings
 from cosmic.timeutil import to_ms
 from jobs.spark import submit
 from jobs.spark import testing as t
-from jobs.spark.rules import SESSION_GAP
+from jobs.spark.definitions import SESSION_GAP
 from schemas.catalog import short_name
 
 DAY = date(2026, 9, 1)
@@ -155,7 +155,7 @@ def anchor(lake: Path) -> dict[str, Any]:
                          "type": _kind(r["event"])}
                         for r in _read(lake, topics.CIVILIZATION_EVENTS.name)])
 
-    # Sessions: the rule of jobs.spark.rules, vectorised.
+    # Sessions: the rule of jobs.spark.definitions, vectorised.
     gap_ms = int(SESSION_GAP.total_seconds() * 1000)
     win = cmd[(cmd.ts_ms >= int(lo.timestamp() * 1000) - gap_ms) & (cmd.ts < hi + pd.Timedelta(days=1))]
     win = win.sort_values(["player_id", "ts_ms"])

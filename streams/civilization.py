@@ -6,7 +6,7 @@ which carries each ecosystem step's outcome and every ``FoundCivilization``
 command at the tick it was applied. Writes ``cosmic.civilization.events.v1``
 (CivilizationFounded, TechAdvanced, CivilizationCollapsed) and
 ``cosmic.commands.rejected.v1``. Exactly once, tables recovered from their
-changelogs; the rules are in :mod:`streams.living.civ_rules`.
+changelogs; the rules are in :mod:`streams.living.civics`.
 
 Run standalone with ``faust -A streams.civilization worker`` or ``python -m
 streams.civilization``; ``cosmic up`` runs it as a platform service.
@@ -23,10 +23,10 @@ from cosmic.settings import Settings, get_settings
 from cosmic.timeutil import to_ms
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
-from streams.living import civ_rules, faustapp, records
-from streams.living.serde import Undecodable
+from streams.living import civics, faustapp, outputs
+from streams.living.ecosystem_state import Rejection
+from streams.living.faust_codec import Undecodable
 from streams.living.service import lazy_app
-from streams.living.world import Rejection
 
 
 def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust.App:
@@ -53,7 +53,7 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         world_id, tick, ts = str(status["world_id"]), int(status["tick"]), to_ms(status["ts"])
         staged_civs = faustapp.StagedTable(civs, outbox)
         staged_on_planet = faustapp.StagedTable(on_planet, outbox)
-        outcome = civ_rules.on_status(status, staged_civs, staged_on_planet)
+        outcome = civics.on_status(status, staged_civs, staged_on_planet)
         staged_civs.commit()
         staged_on_planet.commit()
         if outcome.refused is not None:
@@ -63,11 +63,11 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
                 offset=req["command_offset"], tick=tick, ts=ts,
                 reason=outcome.refused.reason, message=outcome.refused.message)
             outbox.send(topics.COMMANDS_REJECTED, world_id.encode(),
-                        records.rejection(world_id, refusal))
+                        outputs.rejection(world_id, refusal))
         for change in outcome.changes:
             outbox.send(topics.CIVILIZATION_EVENTS,
                         str(change.civilization.civilization_id).encode(),
-                        records.civilization_event(change, tick, ts))
+                        outputs.civilization_event(change, tick, ts))
         await outbox.flush(event)
 
     @app.agent(source, name="civilization")

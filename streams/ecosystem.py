@@ -31,10 +31,8 @@ from cosmic import topics
 from cosmic.settings import Settings, get_settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
-from streams.living import faustapp, records
-from streams.living.serde import Undecodable
-from streams.living.service import lazy_app
-from streams.living.world import (
+from streams.living import faustapp, outputs
+from streams.living.ecosystem_state import (
     EcoEvent,
     EcoParams,
     EcosystemWorld,
@@ -42,6 +40,8 @@ from streams.living.world import (
     PlanetStatus,
     planet_key,
 )
+from streams.living.faust_codec import Undecodable
+from streams.living.service import lazy_app
 
 
 def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust.App:
@@ -85,29 +85,29 @@ def build_app(settings: Settings, registry: SchemaSource | None = None) -> faust
         staged_planets = faustapp.StagedTable(planets, outbox)
         world = load(world_id, staged_worlds, staged_planets)
         if record.name == "PlayerCommand":
-            outputs = world.on_command(event.message.offset, value)
+            produced = world.on_command(event.message.offset, value)
         elif record.name == "PhysicsTick":
-            outputs = world.on_tick(value)
+            produced = world.on_tick(value)
         elif record.name == "StateDelta":
-            outputs = world.on_delta(value)
+            produced = world.on_delta(value)
         elif record.name == "WorldSnapshot":
             world.on_snapshot(value)
-            outputs = []
+            produced = []
         else:
             return  # a record type this app does not follow
         save(world, staged_worlds, staged_planets)
         staged_worlds.commit()
         staged_planets.commit()
-        for out in outputs:
+        for out in produced:
             if isinstance(out, EcoEvent):
                 outbox.send(topics.ECOSYSTEM_EVENTS, str(out.planet_id).encode(),
-                            records.ecosystem_event(world_id, out))
+                            outputs.ecosystem_event(world_id, out))
             elif isinstance(out, PlanetStatus):
                 key = planet_key(world_id, out.record["planet_id"]).encode()
                 outbox.send(topics.PLANET_STATUS, key, out.record)
             else:
                 outbox.send(topics.COMMANDS_REJECTED, world_id.encode(),
-                            records.rejection(world_id, out))
+                            outputs.rejection(world_id, out))
         await outbox.flush(event)
 
     @app.agent(source, name="ecosystem")

@@ -14,7 +14,7 @@ facts are combined with UNION ALL and one GROUP BY).
 
 from __future__ import annotations
 
-from jobs.spark.rules import RETENTION_HORIZON
+from jobs.spark.definitions import RETENTION_HORIZON
 
 D = "toDate(%(day)s)"
 

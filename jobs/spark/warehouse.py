@@ -45,7 +45,7 @@ from cosmic.errors import ConfigError, CosmicError, DependencyMissing
 from cosmic.settings import ClickHouseSettings, Settings, get_settings
 from cosmic.timeutil import span_ms
 from jobs.spark import marts
-from jobs.spark.rules import SESSION_GAP
+from jobs.spark.definitions import SESSION_GAP
 from schemas import catalog
 
 log = logging.getLogger("cosmic.jobs.warehouse")

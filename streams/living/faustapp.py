@@ -17,7 +17,7 @@ from cosmic import topics
 from cosmic.settings import Settings
 from schemas.serde import SchemaSource
 
-from .serde import AvroCodec, Undecodable, dead_letter_headers
+from .faust_codec import AvroCodec, Undecodable, dead_letter_headers
 
 
 def topic_name(settings: Settings, topic: topics.Topic) -> str:

@@ -26,11 +26,17 @@ from cosmic.stack import Stack
 from schemas.catalog import short_name
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.living import civ_rules, records
+from streams.living import civics
 from streams.living import testing as script
+from streams.living.ecosystem_state import (
+    EcoEvent,
+    EcoParams,
+    EcosystemWorld,
+    PlanetStatus,
+    Rejection,
+)
 from streams.living.faustapp import topic_name
 from streams.living.service import FaustService
-from streams.living.world import EcoEvent, EcoParams, EcosystemWorld, PlanetStatus, Rejection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -172,12 +178,12 @@ def oracle(world_id: str, log: list[tuple[str, int, dict[str, Any]]]) -> dict[st
                    world.on_tick(rec) if kind == "tick" else world.on_delta(rec))
         for o in outputs:
             if isinstance(o, EcoEvent):
-                out["eco"].append(records.ecosystem_event(world_id, o)["event_id"])
+                out["eco"].append(outputs.ecosystem_event(world_id, o)["event_id"])
             elif isinstance(o, Rejection):
                 out["rejected"].append((o.reason, o.offset))
             elif isinstance(o, PlanetStatus):
-                res = civ_rules.on_status(o.record, civs, on_planet)
-                out["civ"] += [records.civilization_event(c, o.record["tick"], 0)["event_id"]
+                res = civics.on_status(o.record, civs, on_planet)
+                out["civ"] += [outputs.civilization_event(c, o.record["tick"], 0)["event_id"]
                                for c in res.changes]
                 if res.refused:
                     out["rejected"].append((res.refused.reason, o.record["found"]["command_offset"]))

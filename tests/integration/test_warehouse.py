@@ -1,7 +1,7 @@
 """The warehouse built by `cosmic jobs run warehouse` (spark-submit) from a synthetic lake.
 
 Four known players over 31 days; every expected number below is worked out by
-hand in the comments (and cross-checked with jobs.spark.rules). The build runs
+hand in the comments (and cross-checked with jobs.spark.definitions). The build runs
 in a private ClickHouse database and lake, through the real CLI.
 """
 
@@ -22,7 +22,7 @@ from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from cosmic.timeutil import to_ms
-from jobs.spark import rules
+from jobs.spark import definitions
 from jobs.spark import testing as t
 from jobs.spark.warehouse import TABLES
 from tests.integration import connectors_support as cs
@@ -132,7 +132,7 @@ def test_dau_wau_mau(built):
         (D30, 1, 1, 4),  # bob; the 30 days D1..D30: everyone
     ]
     days = _active_days()
-    assert [r[1:] for r in rows] == [rules.active_users(days, d) for d in (D0, D1, D2, D7, D30)]
+    assert [r[1:] for r in rows] == [definitions.active_users(days, d) for d in (D0, D1, D2, D7, D30)]
     # Every one of the 31 days has exactly one row.
     assert _q(built, "SELECT count(), uniqExact(date) FROM wh_active_users") == [(31, 31)]
 
@@ -151,7 +151,7 @@ def test_retention_cohorts(built):
     ]
     days = _active_days()
     for _, cohort, n, size, kept in rows:
-        assert rules.retained(days, cohort, n) == (size, kept)
+        assert definitions.retained(days, cohort, n) == (size, kept)
     assert _q(built, "SELECT cohort_date, day_n, cohort_size, retained FROM wh_retention "
                      "WHERE date = %(d)s ORDER BY cohort_date", {"d": D30}) == [
         (D0, 30, 2, 1), (D1, 29, 1, 0), (D7, 23, 1, 0)]
@@ -173,7 +173,7 @@ def test_sessions(built):
     assert by_player == [("alice", 2400.0, 3), ("alice", 300.0, 2), ("bob", 1500.0, 2)]
     alice = [c["received_ts"] for c in scenario()[topics.COMMANDS.name]
              if c["player_id"] == "alice" and c["received_ts"] < to_ms(t.at(D1))]
-    assert [s.length_s for s in rules.split_sessions(alice)] == [2400.0, 300.0]
+    assert [s.length_s for s in definitions.split_sessions(alice)] == [2400.0, 300.0]
 
 
 def test_facts_world_growth_and_diversity(built):

@@ -23,7 +23,7 @@ from schemas.testing import LocalRegistry
 from streams import civilization, ecosystem
 from streams.living import faustapp
 from streams.living import testing as script
-from streams.living.serde import AvroCodec
+from streams.living.faust_codec import AvroCodec
 
 W = "w-agents"
 

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from streams.living import climate, rules
-from streams.living.rules import Habitat, Population, Traits
+from streams.living import climate, ecology
+from streams.living.ecology import Habitat, Population, Traits
 
 HERBIVORE = Traits("HERBIVORE", 1.0, 1.5, 240.0, 320.0)
 CARNIVORE = Traits("CARNIVORE", 1.0, 0.0, 240.0, 320.0)
@@ -41,10 +41,10 @@ def test_fitness_is_one_inside_the_range_and_fades_outside() -> None:
 
 def test_logistic_growth_approaches_carrying_capacity_without_overshoot() -> None:
     h = habitat(pop(1, HERBIVORE, 100))
-    k = rules.capacity(HERBIVORE, 1.0) * (1 - rules.BASE_DEATH_RATE / HERBIVORE.fertility)
+    k = ecology.capacity(HERBIVORE, 1.0) * (1 - ecology.BASE_DEATH_RATE / HERBIVORE.fertility)
     counts = []
     for t in range(200):
-        rules.step(h, 0.25, t, speciation=False)
+        ecology.step(h, 0.25, t, speciation=False)
         counts.append(h.species[1].count)
     assert all(b >= a for a, b in itertools.pairwise(counts))
     assert counts[-1] == pytest.approx(k, rel=1e-3)
@@ -54,8 +54,8 @@ def test_logistic_growth_approaches_carrying_capacity_without_overshoot() -> Non
 def test_a_poor_climate_lowers_the_capacity() -> None:
     good, poor = habitat(pop(1, HERBIVORE, 100)), habitat(pop(1, HERBIVORE, 100), temp_k=335)
     for t in range(200):
-        rules.step(good, 0.25, t, speciation=False)
-        rules.step(poor, 0.25, t, speciation=False)
+        ecology.step(good, 0.25, t, speciation=False)
+        ecology.step(poor, 0.25, t, speciation=False)
     assert 0 < poor.species[1].count < good.species[1].count / 2
 
 
@@ -64,11 +64,11 @@ def _local_maxima(xs: list[float]) -> list[int]:
 
 
 def test_predators_and_prey_oscillate_with_predators_lagging() -> None:
-    k = rules.capacity(HERBIVORE, 1.0)
+    k = ecology.capacity(HERBIVORE, 1.0)
     h = habitat(pop(1, HERBIVORE, 0.5 * k), pop(2, CARNIVORE, 0.02 * k))
     prey, pred = [], []
     for t in range(600):
-        rules.step(h, 0.1, t, speciation=False)
+        ecology.step(h, 0.1, t, speciation=False)
         prey.append(h.species[1].count)
         pred.append(h.species[2].count)
     prey_peaks, pred_peaks = _local_maxima(prey), _local_maxima(pred)
@@ -82,7 +82,7 @@ def test_predators_and_prey_oscillate_with_predators_lagging() -> None:
 
 def test_species_die_out_in_a_climate_they_cannot_bear() -> None:
     h = habitat(pop(1, HERBIVORE, 1000), temp_k=500)
-    changes = [c for t in range(100) for c in rules.step(h, 0.5, t)]
+    changes = [c for t in range(100) for c in ecology.step(h, 0.5, t)]
     extinct = [c for c in changes if c.kind == "SpeciesExtinct"]
     assert [c.body for c in extinct] == [{"species_id": 1, "cause": "temperature"}]
     assert h.species == {}
@@ -90,19 +90,19 @@ def test_species_die_out_in_a_climate_they_cannot_bear() -> None:
 
 def test_a_carnivore_without_prey_starves() -> None:
     h = habitat(pop(2, CARNIVORE, 1000))
-    changes = [c for t in range(100) for c in rules.step(h, 0.5, t)]
+    changes = [c for t in range(100) for c in ecology.step(h, 0.5, t)]
     assert {"species_id": 2, "cause": "starvation"} in [c.body for c in changes]
 
 
 def test_healthy_populations_do_not_go_extinct() -> None:
     h = habitat(pop(1, HERBIVORE, 50))
-    changes = [c for t in range(100) for c in rules.step(h, 0.5, t)]
+    changes = [c for t in range(100) for c in ecology.step(h, 0.5, t)]
     assert not [c for c in changes if c.kind == "SpeciesExtinct"]
 
 
-def _run(seed: str, n: float, steps: int = 400) -> list[rules.Change]:
+def _run(seed: str, n: float, steps: int = 400) -> list[ecology.Change]:
     h = habitat(pop(1, HERBIVORE, n), seed=seed)
-    return [c for t in range(steps) for c in rules.step(h, 0.5, t)]
+    return [c for t in range(steps) for c in ecology.step(h, 0.5, t)]
 
 
 def test_speciation_fires_in_large_populations_and_is_seeded() -> None:
@@ -111,7 +111,7 @@ def test_speciation_fires_in_large_populations_and_is_seeded() -> None:
     assert emerged, "a large population over 200 years speciates"
     first = emerged[0].body
     assert first["parent_species_id"] == 1
-    assert first["species_id"] >= rules.EMERGED_ID_BASE
+    assert first["species_id"] >= ecology.EMERGED_ID_BASE
     assert first["traits"] != HERBIVORE.to_record()  # mutated
     assert first["traits"]["diet"] == "HERBIVORE"
     # The same log gives the same species, a different planet other ones.
@@ -123,19 +123,19 @@ def test_speciation_fires_in_large_populations_and_is_seeded() -> None:
 def test_no_speciation_below_the_minimum_population() -> None:
     # Huge animals: the planet feeds fewer of them than speciation needs.
     h = habitat(Population(1, Traits("HERBIVORE", 1e6, 1.0, 240, 320), 10, 10))
-    assert rules.capacity(h.species[1].traits, 1.0) < rules.SPECIATION_MIN_POPULATION
-    changes = [c for t in range(400) for c in rules.step(h, 0.5, t)]
+    assert ecology.capacity(h.species[1].traits, 1.0) < ecology.SPECIATION_MIN_POPULATION
+    changes = [c for t in range(400) for c in ecology.step(h, 0.5, t)]
     assert not [c for c in changes if c.kind == "SpeciesEmerged"]
 
 
 def test_population_changes_are_reported_only_when_meaningful() -> None:
     p = pop(1, HERBIVORE, 1000)
     p.count = 1020  # 2%: not worth an event
-    assert rules.report(p) is None
+    assert ecology.report(p) is None
     p.count = 1100
-    change = rules.report(p)
+    change = ecology.report(p)
     assert change is not None and change.body == {"species_id": 1, "previous": 1000, "current": 1100}
-    assert rules.report(p) is None  # reported value moved along
+    assert ecology.report(p) is None  # reported value moved along
 
 
 def test_migration_settles_close_planets_the_species_can_bear() -> None:
@@ -144,7 +144,7 @@ def test_migration_settles_close_planets_the_species_can_bear() -> None:
     hot = Habitat(600.0, "w/12")
     far = Habitat(EARTH_K, "w/13")
     positions = {10: (1.0, 0, 0), 11: (1.01, 0, 0), 12: (1.0, 0.01, 0), 13: (2.0, 0, 0)}
-    arrived = rules.migrate({10: home, 11: near, 12: hot, 13: far}, positions, 1.0)
+    arrived = ecology.migrate({10: home, 11: near, 12: hot, 13: far}, positions, 1.0)
     assert [pid for pid, _ in arrived] == [11]
     assert 0 < near.species[1].count < 10_000
     assert home.species[1].count + near.species[1].count == pytest.approx(10_000)
@@ -152,9 +152,9 @@ def test_migration_settles_close_planets_the_species_can_bear() -> None:
 
 
 def test_the_dice_depend_only_on_their_seed() -> None:
-    assert rules.uniform("a", 1, 2) == rules.uniform("a", 1, 2)
-    assert rules.uniform("a", 1, 2) != rules.uniform("a", 1, 3)
-    assert all(0 <= rules.uniform(i) < 1 for i in range(1000))
+    assert ecology.uniform("a", 1, 2) == ecology.uniform("a", 1, 2)
+    assert ecology.uniform("a", 1, 2) != ecology.uniform("a", 1, 3)
+    assert all(0 <= ecology.uniform(i) < 1 for i in range(1000))
 
 
 def test_demo_life_is_seeded_where_it_can_live() -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from streams.living import civ_rules
+from streams.living import civics
 from streams.living import testing as script
-from streams.living.world import EcoEvent, EcoParams, EcosystemWorld, PlanetStatus, Rejection
+from streams.living.ecosystem_state import (
+    EcoEvent,
+    EcoParams,
+    EcosystemWorld,
+    PlanetStatus,
+    Rejection,
+)
 
 W = "w-unit"
 PARAMS = EcoParams(step_every=5, time_scale=50.0)
@@ -128,31 +134,31 @@ def status(pop: int, *, tick: int = 1, years: float = 1.0, found: bool = False,
 
 
 def test_founding_needs_a_known_planet_with_enough_life() -> None:
-    assert civ_rules.judge_founding(status(10, found=True), False).reason == "NOT_PERMITTED"
-    assert civ_rules.judge_founding(status(10**5, found=True, known=False), False).reason == "UNKNOWN_PLANET"
-    assert civ_rules.judge_founding(status(10**5, found=True), True).reason == "DUPLICATE_ID"
-    assert civ_rules.judge_founding(status(10**5, found=True), False) is None
-    founded = civ_rules.found(status(10**5, found=True))
+    assert civics.judge_founding(status(10, found=True), False).reason == "NOT_PERMITTED"
+    assert civics.judge_founding(status(10**5, found=True, known=False), False).reason == "UNKNOWN_PLANET"
+    assert civics.judge_founding(status(10**5, found=True), True).reason == "DUPLICATE_ID"
+    assert civics.judge_founding(status(10**5, found=True), False) is None
+    founded = civics.found(status(10**5, found=True))
     assert founded.body == {"name": "Ur", "founder_player_id": "p", "species_id": 1}
 
 
 def test_technology_advances_faster_with_more_people_and_in_order() -> None:
     def advances(pop: int, years: int) -> list[dict[str, Any]]:
-        civ = civ_rules.found(status(pop, found=True)).civilization
-        return [c.body for t in range(years) for c in civ_rules.advance(civ, status(pop, tick=t))]
+        civ = civics.found(status(pop, found=True)).civilization
+        return [c.body for t in range(years) for c in civics.advance(civ, status(pop, tick=t))]
 
     big, small = advances(10**6, 40), advances(2_000, 40)
     assert len(big) > len(small) > 0
     assert [b["tech"] for b in big[:3]] == ["agriculture", "metallurgy", "writing"]
-    assert all(b["level"] == 1 for b in big[: len(civ_rules.TECHS)])
+    assert all(b["level"] == 1 for b in big[: len(civics.TECHS)])
 
 
 def test_civilizations_collapse_when_their_ecosystem_fails() -> None:
-    civ = civ_rules.found(status(10**5, found=True)).civilization
-    civ_rules.advance(civ, status(3 * 10**5))
-    out = civ_rules.advance(civ, status(50))
+    civ = civics.found(status(10**5, found=True)).civilization
+    civics.advance(civ, status(3 * 10**5))
+    out = civics.advance(civ, status(50))
     assert [(c.kind, c.body) for c in out] == [
         ("CivilizationCollapsed", {"reason": "famine: the ecosystem failed", "peak_population": 3 * 10**5})]
-    assert civ_rules.advance(civ, status(10**5)) == []  # once collapsed, stays so
-    gone = civ_rules.found(status(10**5, found=True)).civilization
-    assert civ_rules.advance(gone, status(0, destroyed=True, species=0))[0].body["reason"] == "planet destroyed"
+    assert civics.advance(civ, status(10**5)) == []  # once collapsed, stays so
+    gone = civics.found(status(10**5, found=True)).civilization
+    assert civics.advance(gone, status(0, destroyed=True, species=0))[0].body["reason"] == "planet destroyed"

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.migrate import split_statements
-from jobs.spark import marts, rules
+from jobs.spark import definitions, marts
 from jobs.spark.warehouse import FACTS, TABLES
 
 MIN = 60_000
@@ -20,27 +20,27 @@ D0 = date(2026, 10, 1)
 
 
 def test_a_gap_of_exactly_thirty_minutes_continues_a_session():
-    sessions = rules.split_sessions([0, 10 * MIN, 40 * MIN, 80 * MIN + 1, 85 * MIN])
+    sessions = definitions.split_sessions([0, 10 * MIN, 40 * MIN, 80 * MIN + 1, 85 * MIN])
     assert [(s.start_ms, s.end_ms, s.commands) for s in sessions] == [
         (0, 40 * MIN, 3), (80 * MIN + 1, 85 * MIN, 2)]
     assert [s.length_s for s in sessions] == [2400.0, 299.999]
 
 
 def test_sessions_ignore_input_order_and_a_single_command_lasts_zero():
-    assert rules.split_sessions([5 * MIN, 0]) == rules.split_sessions([0, 5 * MIN])
-    assert [s.length_s for s in rules.split_sessions([7])] == [0.0]
-    assert rules.split_sessions([]) == []
+    assert definitions.split_sessions([5 * MIN, 0]) == definitions.split_sessions([0, 5 * MIN])
+    assert [s.length_s for s in definitions.split_sessions([7])] == [0.0]
+    assert definitions.split_sessions([]) == []
 
 
 def test_a_custom_gap():
-    assert len(rules.split_sessions([0, 6 * MIN], gap=timedelta(minutes=5))) == 2
+    assert len(definitions.split_sessions([0, 6 * MIN], gap=timedelta(minutes=5))) == 2
 
 
 @given(st.lists(st.integers(0, 10**9), max_size=60))
 def test_sessions_partition_the_commands(times):
-    sessions = rules.split_sessions(times)
+    sessions = definitions.split_sessions(times)
     assert sum(s.commands for s in sessions) == len(times)
-    gap = int(rules.SESSION_GAP.total_seconds() * 1000)
+    gap = int(definitions.SESSION_GAP.total_seconds() * 1000)
     for a, b in pairwise(sessions):
         assert b.start_ms - a.end_ms > gap  # sessions are separated by more than the gap
     for s in sessions:
@@ -56,7 +56,7 @@ ACTIVE = {
 
 
 def test_cohorts_are_first_active_days():
-    assert rules.cohorts(ACTIVE) == {D0: {"alice", "bob"}, D0 + timedelta(days=1): {"carol"}}
+    assert definitions.cohorts(ACTIVE) == {D0: {"alice", "bob"}, D0 + timedelta(days=1): {"carol"}}
 
 
 @pytest.mark.parametrize(("cohort", "n", "expected"), [
@@ -64,13 +64,13 @@ def test_cohorts_are_first_active_days():
     (D0 + timedelta(days=1), 6, (1, 0)), (D0 + timedelta(days=5), 1, (0, 0)),
 ])
 def test_retention_counts_activity_exactly_n_days_later(cohort, n, expected):
-    assert rules.retained(ACTIVE, cohort, n) == expected
+    assert definitions.retained(ACTIVE, cohort, n) == expected
 
 
 def test_active_users_windows_end_with_the_day():
-    assert rules.active_users(ACTIVE, D0) == (2, 2, 2)
-    assert rules.active_users(ACTIVE, D0 + timedelta(days=7)) == (1, 2, 3)
-    assert rules.active_users(ACTIVE, D0 + timedelta(days=30)) == (1, 1, 3)  # D1..D30
+    assert definitions.active_users(ACTIVE, D0) == (2, 2, 2)
+    assert definitions.active_users(ACTIVE, D0 + timedelta(days=7)) == (1, 2, 3)
+    assert definitions.active_users(ACTIVE, D0 + timedelta(days=30)) == (1, 1, 3)  # D1..D30
 
 
 # What ClickHouse 18.16 refuses (FIELD-NOTES): the warehouse SQL must use none of it.

@@ -7,8 +7,8 @@ from typing import Any
 
 from schemas.catalog import full_name
 
-from .civ_rules import CivChange
-from .world import EcoEvent, Rejection
+from .civics import CivChange
+from .ecosystem_state import EcoEvent, Rejection
 
 # Event ids are uuid5 of what the event is about, so a replay reproduces them and a
 # consumer can drop duplicates by id.

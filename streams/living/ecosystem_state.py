@@ -26,7 +26,7 @@ from schemas import columnar
 from schemas.catalog import short_name
 from schemas.models import BodyKind
 
-from . import rules
+from . import ecology
 from .climate import temperature_k
 
 # Body kinds in the order of the Avro enum (the codes deltas carry).
@@ -82,7 +82,7 @@ class Planet:
     kind: str
     temp_k: float = 0.0
     destroyed: bool = False
-    species: dict[int, rules.Population] = field(default_factory=dict)
+    species: dict[int, ecology.Population] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"planet_id": self.planet_id, "kind": self.kind, "temp_k": self.temp_k,
@@ -91,7 +91,7 @@ class Planet:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Planet:
-        species = {int(s["species_id"]): rules.Population.from_dict(s) for s in d["species"]}
+        species = {int(s["species_id"]): ecology.Population.from_dict(s) for s in d["species"]}
         return cls(int(d["planet_id"]), str(d["kind"]), float(d["temp_k"]),
                    bool(d["destroyed"]), species)
 
@@ -279,17 +279,17 @@ class EcosystemWorld:
         sid = int(body["species_id"])
         if planet is not None and sid in planet.species:
             return reject("DUPLICATE_ID", f"species {sid} already lives on planet {pid}")
-        if planet is not None and len(planet.species) >= rules.MAX_SPECIES_PER_PLANET:
+        if planet is not None and len(planet.species) >= ecology.MAX_SPECIES_PER_PLANET:
             return reject("NOT_PERMITTED", f"planet {pid} already holds "
-                          f"{rules.MAX_SPECIES_PER_PLANET} species")
+                          f"{ecology.MAX_SPECIES_PER_PLANET} species")
         if planet is None:
             planet = Planet(pid, known[0], self._temperature(pid))
             self.planets[pid] = planet
             if pid not in self.planet_ids:
                 self.planet_ids.append(pid)
-        traits = rules.Traits.from_record(body["traits"])
+        traits = ecology.Traits.from_record(body["traits"])
         n = int(body["initial_population"])
-        planet.species[sid] = rules.Population(sid, traits, float(n), n)
+        planet.species[sid] = ecology.Population(sid, traits, float(n), n)
         self.dirty.add(pid)
         return [EcoEvent(pid, tick, ts, "SpeciesEmerged", {
             "species_id": sid, "parent_species_id": None, "population": n,
@@ -300,19 +300,19 @@ class EcosystemWorld:
     def _step(self, tick: int, ts: int, years: float) -> list[Output]:
         live = {pid: p for pid, p in self.planets.items() if not p.destroyed and pid in self.bodies}
         # Empty habitats for every other planet and moon: migrants may settle there.
-        habitats: dict[int, rules.Habitat] = {}
+        habitats: dict[int, ecology.Habitat] = {}
         for bid in sorted(self.bodies):
             kind = self.bodies[bid][0]
             if kind not in HABITABLE or (bid in self.planets and self.planets[bid].destroyed):
                 continue
             planet = live.get(bid) or Planet(bid, kind)
             planet.temp_k = self._temperature(bid)
-            habitats[bid] = rules.Habitat(planet.temp_k, f"{self.world_id}/{bid}", planet.species)
+            habitats[bid] = ecology.Habitat(planet.temp_k, f"{self.world_id}/{bid}", planet.species)
             live[bid] = planet
         out: list[Output] = []
         positions = {bid: (self.bodies[bid][2], self.bodies[bid][3], self.bodies[bid][4])
                      for bid in habitats}
-        for pid, _ in rules.migrate(habitats, positions, years):
+        for pid, _ in ecology.migrate(habitats, positions, years):
             if pid not in self.planets:
                 self.planets[pid] = live[pid]
                 self.planet_ids.append(pid)
@@ -321,7 +321,7 @@ class EcosystemWorld:
             if planet.destroyed or pid not in habitats:
                 continue
             had_life = bool(planet.species)
-            for c in rules.step(habitats[pid], years, tick):
+            for c in ecology.step(habitats[pid], years, tick):
                 out.append(EcoEvent(pid, tick, ts, c.kind, c.body, c.species_id))
             self.dirty.add(pid)
             if had_life or planet.species:
@@ -331,7 +331,7 @@ class EcosystemWorld:
     def _status(self, planet: Planet, tick: int, ts: int, years: float,
                 found: tuple[int, dict[str, Any]] | None = None) -> PlanetStatus:
         species = sorted(planet.species.values(), key=lambda p: (-p.count, p.species_id))
-        cap = sum(rules.capacity(p.traits, rules.fit(p, planet.temp_k)) for p in species
+        cap = sum(ecology.capacity(p.traits, ecology.fit(p, planet.temp_k)) for p in species
                   if p.traits.diet != "CARNIVORE")
         request = None
         if found is not None:
