@@ -44,7 +44,7 @@ import pandas as pd
 from connectors import stores
 from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
-from cosmic.settings import Settings, get_settings
+from cosmic.settings import Settings, child_env, get_settings
 from cosmic.timeutil import to_ms
 from jobs.spark import submit
 from jobs.spark import testing as t
@@ -200,9 +200,9 @@ def ours(settings: Settings, lake: Path, database: str) -> tuple[float, float, d
     """(end-to-end seconds, build seconds as the job reports, figures from ClickHouse)."""
     private = settings.model_copy(update={
         "lake_dir": lake, "clickhouse": settings.clickhouse.model_copy(update={"database": database})})
-    cmd = submit.command(private, "warehouse", submit.warehouse_args(private, DAY.isoformat()))
+    cmd = submit.command(private, "warehouse", submit.warehouse_args(DAY.isoformat()))
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env(private))
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"warehouse build failed:\n{r.stderr[-3000:]}")

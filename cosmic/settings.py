@@ -30,6 +30,7 @@ COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, check
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -218,6 +219,40 @@ class Settings(BaseSettings):
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some top-level fields replaced (settings are frozen)."""
         return self.model_copy(update=changes)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process that must see exactly ``settings``.
+
+    The one way settings reach another process (Faust workers, jobs, spark-submit's
+    driver, test subprocesses): every field as the ``COSMIC_*`` variable that sets
+    it, over ``base`` (default: this process's environment) without its own
+    ``COSMIC_*`` variables, so nothing stale leaks through. Environment variables
+    outrank ``cosmic.toml``, so the child's file cannot disagree either. Secrets are
+    included: the environment of a process is readable by its user only.
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith("COSMIC_")}
+
+    def walk(prefix: str, model: BaseModel) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}{name.upper()}"
+            if isinstance(value, BaseModel):
+                walk(f"{key}__", value)
+            elif value is not None:
+                env[key] = _env_value(value)
+
+    walk("COSMIC_", settings)
+    return env
 
 
 @lru_cache(maxsize=1)

@@ -59,12 +59,12 @@ def warehouse(day: str, end_day: str | None, source: str, master: str, driver_me
 
     settings = get_settings()
     cmd = submit.command(settings, "warehouse",
-                         submit.warehouse_args(settings, day, end_day, source, routes),
+                         submit.warehouse_args(day, end_day, source, routes),
                          master=master, driver_memory=driver_memory, conf=conf)
     if print_command:
         click.echo(" ".join(cmd))
         return
-    rc = submit.run(cmd)
+    rc = submit.run(cmd, settings)
     if rc != 0:
         sys.exit(rc)
 

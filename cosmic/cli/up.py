@@ -6,7 +6,7 @@ import click
 
 from cosmic import admin
 from cosmic.runtime import PlatformService, run_services
-from cosmic.settings import Settings, get_settings
+from cosmic.settings import Settings, child_env, get_settings
 from cosmic.smoke import SmokePipeline
 from cosmic.stack import Stack
 
@@ -23,7 +23,8 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
             *living.build_services(settings),
             *(connectors.build(name, settings) for name in connectors.NAMES),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
-            *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log") for name in with_jobs)]
+            *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
+                         env=child_env(settings)) for name in with_jobs)]
 
 
 @click.command()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cosmic.errors import DependencyMissing
-from cosmic.settings import Settings
+from cosmic.settings import Settings, child_env
 from cosmic.stack import artifacts
 
 POM = artifacts.INFRA_LOCAL / "spark-pom.xml"
@@ -61,15 +61,11 @@ def command(settings: Settings, job: str, job_args: Sequence[str], *,
     return [*cmd, str(script), *job_args]
 
 
-def warehouse_args(settings: Settings, day: str, end_day: str | None = None,
-                   source: str = "lake", routes: Sequence[str] = ()) -> list[str]:
-    """The warehouse job's arguments: endpoints from ``settings``, passed explicitly so the
-    driver, wherever it runs, builds against what the caller sees."""
-    ch = settings.clickhouse
-    args = ["--date", day, "--lake", str(settings.lake_dir), "--source", source,
-            "--kafka-bootstrap", settings.kafka.bootstrap_servers,
-            "--clickhouse-host", ch.host, "--clickhouse-port", str(ch.port),
-            "--clickhouse-user", ch.user, "--clickhouse-database", ch.database]
+def warehouse_args(day: str, end_day: str | None = None, source: str = "lake",
+                   routes: Sequence[str] = ()) -> list[str]:
+    """The warehouse job's arguments: what to build. Where comes with the settings, in
+    the driver's environment (:func:`run`)."""
+    args = ["--date", day, "--source", source]
     if end_day:
         args += ["--end-date", end_day]
     for pair in routes:
@@ -77,6 +73,9 @@ def warehouse_args(settings: Settings, day: str, end_day: str | None = None,
     return args
 
 
-def run(cmd: Sequence[str]) -> int:
-    """Run spark-submit in the foreground; its exit code."""
-    return subprocess.run(list(cmd), check=False).returncode
+def run(cmd: Sequence[str], settings: Settings) -> int:
+    """Run spark-submit in the foreground with ``settings`` in the driver's environment
+    (client mode, the default: the driver runs here); its exit code. On a cluster
+    in cluster mode, pass the same variables as ``spark.kubernetes.driverEnv.*`` or
+    ``spark.yarn.appMasterEnv.*`` confs."""
+    return subprocess.run(list(cmd), env=child_env(settings), check=False).returncode

@@ -3,8 +3,11 @@
 Run it with ``cosmic jobs run warehouse --date YYYY-MM-DD`` (which adds the
 Avro/Kafka JARs and local-mode settings), or with spark-submit directly::
 
-    spark-submit --master local[2] --jars <spark-avro...>.jar jobs/spark/warehouse.py \\
-        --date 2026-11-02 --lake /var/lib/cosmic/lake --clickhouse-host 127.0.0.1
+    COSMIC_CLICKHOUSE__HOST=127.0.0.1 spark-submit --master local[2] \\
+        --jars <spark-avro...>.jar jobs/spark/warehouse.py --date 2026-11-02
+
+The lake and the endpoints are settings (``COSMIC_LAKE_DIR``, ``COSMIC_CLICKHOUSE__*``,
+``COSMIC_KAFKA__*``), read in the driver like everywhere else.
 
 What a build of day D does:
 
@@ -42,7 +45,7 @@ from connectors.errors import LakeError
 from connectors.lake import read_manifest, topic_dir
 from cosmic import topics
 from cosmic.errors import ConfigError, CosmicError, DependencyMissing
-from cosmic.settings import ClickHouseSettings, Settings, get_settings
+from cosmic.settings import Settings, get_settings
 from cosmic.timeutil import span_ms
 from jobs.spark import marts
 from jobs.spark.definitions import SESSION_GAP
@@ -84,10 +87,9 @@ def _union_type(column: str, names: Sequence[str]) -> str:
 class WarehouseJob:
     """A configured build; :meth:`run` builds one day with a Spark session."""
 
+    settings: Settings  # the endpoints: ClickHouse to write, Kafka with --source kafka
     lake: Path
-    clickhouse: ClickHouseSettings
     source: str = "lake"
-    kafka_bootstrap: str = "127.0.0.1:19092"
     session_gap: timedelta = SESSION_GAP
     # Kafka source: Kafka topic -> the declared topic it carries, where they differ.
     routes: dict[str, topics.Topic] = field(default_factory=dict)
@@ -137,7 +139,7 @@ class WarehouseJob:
         from pyspark.sql.functions import col, expr
 
         raw = (spark.read.format("kafka")
-               .option("kafka.bootstrap.servers", self.kafka_bootstrap)
+               .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
                .option("subscribe", self.kafka_topic(topic))
                .option("startingOffsets", "earliest").option("endingOffsets", "latest")
                .option("isolation.level", "read_committed")
@@ -286,7 +288,7 @@ class WarehouseJob:
         """Build ``day``: replace its partition of every warehouse table; rows per table."""
         from connectors import clickhouse, stores
 
-        settings = Settings(clickhouse=self.clickhouse)
+        settings = self.settings
         # Idempotent, and the job then needs nothing prepared: the tables follow the code.
         for line in clickhouse.migrate(settings):
             log.info("clickhouse migrations: %s", line)
@@ -345,17 +347,14 @@ def _batches(df: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ..
         yield columns, batch
 
 
-def build_job(settings: Settings | None = None, *, lake: Path | None = None,
-              source: str = "lake", session_gap: timedelta = SESSION_GAP,
-              clickhouse: ClickHouseSettings | None = None,
+def build_job(settings: Settings | None = None, *, source: str = "lake",
+              session_gap: timedelta = SESSION_GAP,
               routes: Mapping[str, topics.Topic] | None = None) -> WarehouseJob:
-    """The warehouse job with endpoints from ``settings`` unless given."""
+    """The warehouse job over ``settings``' lake and endpoints (the process's by default)."""
     settings = settings or get_settings()
     if source not in ("lake", "kafka"):
         raise ConfigError(f"source must be 'lake' or 'kafka', not {source!r}")
-    return WarehouseJob(lake=lake or settings.lake_dir,
-                        clickhouse=clickhouse or settings.clickhouse, source=source,
-                        kafka_bootstrap=settings.kafka.bootstrap_servers,
+    return WarehouseJob(settings=settings, lake=settings.lake_dir, source=source,
                         session_gap=session_gap, routes=dict(routes or {}))
 
 
@@ -373,22 +372,16 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    settings = get_settings()
-    ch = settings.clickhouse
+    """What to build. Where (the lake, ClickHouse, Kafka) is the settings' business: they
+    reach the driver through its environment (``cosmic.settings.child_env``)."""
     p = argparse.ArgumentParser(prog="warehouse", description=__doc__.split("\n")[0])
     p.add_argument("--date", required=True, type=date.fromisoformat, help="UTC day YYYY-MM-DD")
     p.add_argument("--end-date", type=date.fromisoformat, default=None,
                    help="build every day from --date to this one, in order")
-    p.add_argument("--lake", type=Path, default=settings.lake_dir)
     p.add_argument("--source", choices=("lake", "kafka"), default="lake")
-    p.add_argument("--kafka-bootstrap", default=settings.kafka.bootstrap_servers)
     p.add_argument("--route", action="append", default=[], metavar="TOPIC=REGISTERED_TOPIC",
                    help="with --source kafka: read Kafka topic TOPIC as the registered "
                         "topic's records (repeatable)")
-    p.add_argument("--clickhouse-host", default=ch.host)
-    p.add_argument("--clickhouse-port", type=int, default=ch.port)
-    p.add_argument("--clickhouse-user", default=ch.user)
-    p.add_argument("--clickhouse-database", default=ch.database)
     p.add_argument("--session-gap-minutes", type=float,
                    default=SESSION_GAP.total_seconds() / 60)
     return p.parse_args(argv)
@@ -398,16 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """spark-submit entry point: build the days asked for; exit 1 with the reason on failure."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    settings = get_settings()
-    ch = settings.clickhouse.model_copy(update={
-        "host": args.clickhouse_host, "port": args.clickhouse_port,
-        "user": args.clickhouse_user, "database": args.clickhouse_database})
-    settings = settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.kafka_bootstrap})})
     routes = topics.parse_routes(args.route)  # an unknown name fails here, not as an empty build
-    job = build_job(settings, lake=args.lake, source=args.source, clickhouse=ch,
-                    session_gap=timedelta(minutes=args.session_gap_minutes),
-                    routes=routes)
+    job = build_job(get_settings(), source=args.source,
+                    session_gap=timedelta(minutes=args.session_gap_minutes), routes=routes)
     end = args.end_date or args.date
     spark = spark_session()
     try:

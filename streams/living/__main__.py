@@ -1,6 +1,7 @@
-"""``python -m streams.living MODULE SETTINGS_JSON LOGLEVEL``: a Faust worker process.
+"""``python -m streams.living MODULE LOGLEVEL``: a Faust worker process.
 
 What :class:`streams.living.service.FaustService` starts; see ``service._child``.
+Settings come from the environment (``cosmic.settings.child_env``).
 """
 
 import sys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from cosmic import kafka
-from cosmic.settings import Settings
+from cosmic.settings import Settings, child_env
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
 
@@ -118,18 +117,8 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str,
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COSMIC_")}
-    env |= {
-        "COSMIC_STATE_DIR": str(settings.state_dir),
-        "COSMIC_LAKE_DIR": str(settings.lake_dir),
-        "COSMIC_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "COSMIC_REGISTRY__URL": settings.registry.url,
-        "COSMIC_POSTGRES__PORT": str(settings.postgres.port),
-        "COSMIC_POSTGRES__DATABASE": settings.postgres.database,
-        "COSMIC_CLICKHOUSE__PORT": str(settings.clickhouse.port),
-        "COSMIC_CLICKHOUSE__DATABASE": settings.clickhouse.database,
-    }
-    return env | extra
+    """A child ``cosmic`` process's environment: ``settings`` (the one way), plus ``extra``."""
+    return child_env(settings) | extra
 
 
 def start_cli(settings: Settings, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:

@@ -26,7 +26,7 @@ from cosmic.stack import Stack
 from schemas.catalog import short_name
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.living import civics
+from streams.living import civics, outputs
 from streams.living import testing as script
 from streams.living.ecosystem_state import (
     EcoEvent,
@@ -174,9 +174,9 @@ def oracle(world_id: str, log: list[tuple[str, int, dict[str, Any]]]) -> dict[st
     on_planet: dict[str, Any] = {}
     out: dict[str, list[Any]] = defaultdict(list)
     for kind, offset, rec in log:
-        outputs = (world.on_command(offset, rec) if kind == "cmd" else
+        produced = (world.on_command(offset, rec) if kind == "cmd" else
                    world.on_tick(rec) if kind == "tick" else world.on_delta(rec))
-        for o in outputs:
+        for o in produced:
             if isinstance(o, EcoEvent):
                 out["eco"].append(outputs.ecosystem_event(world_id, o)["event_id"])
             elif isinstance(o, Rejection):

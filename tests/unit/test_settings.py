@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,31 @@ def test_settings_are_frozen_and_typed(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COSMIC_POSTGRES__PORT", "not-a-port")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_child_env_carries_every_setting_and_nothing_stale(monkeypatch, tmp_path):
+    from pydantic import SecretStr
+
+    from cosmic.settings import Settings, child_env
+
+    monkeypatch.setenv("COSMIC_PHYSICS__SHARD", "stale")  # the parent's own, overridden below
+    parent = Settings(
+        state_dir=tmp_path / "state", startup_timeout_s=12.5,
+        kafka={"bootstrap_servers": "broker-a:9092,broker-b:9092", "replication_factor": 3},
+        postgres={"password": SecretStr("s3cret"), "port": 25432},
+        physics={"shard": "blue", "max_worlds": 7, "hibernate_after_s": 0.0},
+        living={"start_from": "earliest"},
+        live_metrics={"python_executable": None},
+    )
+    env = child_env(parent, base={"PATH": "/usr/bin", "COSMIC_PHYSICS__WORKER_ID": "old"})
+    assert env["PATH"] == "/usr/bin"
+    assert env["COSMIC_PHYSICS__SHARD"] == "blue" and env["COSMIC_PHYSICS__WORKER_ID"] == "physics-0"
+    assert env["COSMIC_POSTGRES__PASSWORD"] == "s3cret"
+    assert "COSMIC_LIVE_METRICS__PYTHON_EXECUTABLE" not in env  # None: the child's default
+    for key in [k for k in os.environ if k.startswith("COSMIC_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    child = Settings()
+    assert child.model_dump() == parent.model_dump()
+    assert child.postgres.password.get_secret_value() == "s3cret"
