@@ -72,6 +72,13 @@ class RegistryError(CosmicError):
         self.error_code = error_code
 
 
+class BadRequest(RegistryError):
+    """The HTTP request itself is unusable: its length, its size, its JSON. (HTTP 400/413)"""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message, status=status, error_code=status)
+
+
 class InvalidSchema(RegistryError):
     """The schema text is not a valid Avro schema (Confluent 42201)."""
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings, get_settings
-from schemas.errors import InvalidSchema, RegistryError
+from schemas.errors import BadRequest, InvalidSchema, RegistryError
 from schemas.registry.compatibility import ParsedSchema
 from schemas.registry.core import Registry
 from schemas.registry.store import MemoryStore, Store
@@ -37,6 +37,10 @@ from schemas.registry.store import MemoryStore, Store
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+# The largest request body accepted (a schema with thousands of fields is ~1 MB).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+# A client that sends nothing for this long is dropped, so it cannot hold a thread.
+READ_TIMEOUT_S = 30.0
 
 Query = dict[str, str]
 Body = dict[str, Any]
@@ -62,6 +66,8 @@ def _flag(query: Query, name: str) -> bool:
 
 def _schema_from(body: Body) -> ParsedSchema:
     schema_type = body.get("schemaType", "AVRO") or "AVRO"
+    if not isinstance(schema_type, str):
+        raise InvalidSchema(f"schemaType must be a string, not {type(schema_type).__name__}")
     if schema_type.upper() != "AVRO":
         raise InvalidSchema(f"schemaType {schema_type!r} is not supported by this registry; only AVRO")
     if body.get("references"):
@@ -69,7 +75,10 @@ def _schema_from(body: Body) -> ParsedSchema:
     text = body.get("schema")
     if not isinstance(text, str):
         raise InvalidSchema("request body must have a 'schema' string")
-    return ParsedSchema(text)
+    try:
+        return ParsedSchema(text)
+    except RecursionError:
+        raise InvalidSchema("the schema is nested too deeply") from None
 
 
 # -- subjects -----------------------------------------------------------------
@@ -208,6 +217,7 @@ def _root(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
 class _RequestHandler(BaseHTTPRequestHandler):
     server: RegistryHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+    timeout = READ_TIMEOUT_S  # socket timeout of every read: a stalled client is let go
 
     def setup(self) -> None:
         super().setup()
@@ -229,15 +239,37 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     return
             self._send(HTTPStatus.NOT_FOUND, {"error_code": 404, "message": f"HTTP 404 Not Found: {method} {path}"})
         except RegistryError as exc:
+            if isinstance(exc, BadRequest):
+                self.close_connection = True  # the rest of the stream cannot be trusted
             self._send(exc.status or 500, {"error_code": exc.error_code or 50001, "message": str(exc)})
+        except TimeoutError:
+            self.close_connection = True  # the body never came: nothing to answer
+        except Exception as exc:
+            log.exception("registry: %s %s failed", method, path)
+            self.close_connection = True
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       {"error_code": 50001, "message": f"internal error: {type(exc).__name__}"})
 
     def _body(self) -> Body:
-        length = int(self.headers.get("Content-Length") or 0)
+        header = self.headers.get("Content-Length") or "0"
+        try:
+            length = int(header)
+        except ValueError:
+            raise BadRequest(f"Content-Length {header[:40]!r} is not a number") from None
+        if length < 0:
+            raise BadRequest(f"Content-Length {length} is negative")
+        if length > MAX_BODY_BYTES:
+            raise BadRequest(f"request body of {length} bytes is over the limit of "
+                             f"{MAX_BODY_BYTES}", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         if not length:
             return {}
         raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise BadRequest(f"request body ended after {len(raw)} of {length} bytes")
         try:
             body = json.loads(raw)
+        except RecursionError:
+            raise BadRequest("request body is nested too deeply") from None
         except ValueError:
             raise InvalidSchema("request body is not valid JSON") from None
         if not isinstance(body, dict):
