@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 
 from cosmic import kafka, topics
-from cosmic.errors import CosmicError
+from cosmic.errors import CosmicError, SerializationError
 from cosmic.settings import Settings
 from cosmic.timeutil import now_ms, to_ms
 from schemas import catalog, models
@@ -265,16 +266,29 @@ def write_snapshot_file(state: WorldState, path: Path) -> None:
 
 
 def read_snapshot_file(path: Path, partition: int = 0) -> tuple[WorldState, Record]:
-    """The state in a snapshot file, its hash checked."""
+    """The state in a snapshot file, its hash checked.
+
+    The file is read with the WorldSnapshot schema as the reader's, so a container
+    of any other record (or a snapshot of an older, compatible version) is told
+    apart before anything is restored."""
     try:
         with path.open("rb") as f:
-            records = list(fastavro.reader(f))
-    except (OSError, ValueError) as exc:
+            records = list(fastavro.reader(f, reader_schema=catalog.parsed("WorldSnapshot")))
+    except (OSError, ValueError, EOFError) as exc:
         raise ReplayError(f"cannot read snapshot file {path}: {exc}") from None
+    except SchemaResolutionError:
+        with path.open("rb") as f:
+            writer = fastavro.reader(f).writer_schema
+        name = writer.get("name", "?") if isinstance(writer, dict) else writer
+        raise ReplayError(f"{path} holds {name} records, not WorldSnapshot: not a snapshot "
+                          "file (write one with `cosmic replay ... --out FILE`)") from None
     if len(records) != 1 or not isinstance(records[0], dict):
         raise ReplayError(f"{path} holds {len(records)} records, expected one WorldSnapshot")
     record: Record = records[0]
-    return restore_snapshot(record, partition), record
+    try:
+        return restore_snapshot(record, partition), record
+    except (SerializationError, ValueError, KeyError, TypeError) as exc:
+        raise ReplayError(f"the snapshot in {path} cannot be restored: {exc}") from None
 
 
 # ----------------------------------------------------------------- fork and restore

@@ -308,3 +308,18 @@ def test_a_gpu_fault_mid_history_is_recorded_in_the_tick_and_replay_says_so():
         replay(start, records, {}, verify=True)
     assert err.value.tick == records[0]["tick"]
     assert "cuda" in str(err.value) and "cpu" in str(err.value)
+
+
+def test_a_snapshot_file_of_another_schema_is_a_clear_error(tmp_path):
+    import fastavro
+
+    from streams.worlds.pointintime import ReplayError, read_snapshot_file
+
+    path = tmp_path / "metric.avro"
+    with path.open("wb") as f:
+        fastavro.writer(f, catalog.parsed("MetricPoint"), [{
+            "name": "x", "world_id": "w", "label": "", "window_start": 0, "window_end": 0,
+            "value": 1.0, "count": 1, "ts": 0}])
+    with pytest.raises(ReplayError) as err:
+        read_snapshot_file(path)
+    assert "MetricPoint records, not WorldSnapshot" in str(err.value)
