@@ -17,6 +17,8 @@ gives the agent no say, which would lose it silently.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from faust.types import Message
 from cosmic.errors import SerializationError
 from schemas import dlq
 from schemas.catalog import short_name
+from schemas.errors import RegistryError
 from schemas.serde import (
     AvroDeserializer,
     AvroSerializer,
@@ -33,6 +36,11 @@ from schemas.serde import (
     SerializationContext,
     parse_header,
 )
+
+log = logging.getLogger(__name__)
+
+# Longest wait between two tries of an unavailable registry.
+REGISTRY_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,20 @@ class AvroCodec(Codec):
         return self._write(obj, self._ctx)
 
     def _loads(self, s: bytes) -> Any:
+        # A registry that does not answer is no reason to call the bytes bad: Faust would
+        # ack an undecodable record, and it would be lost without a dead letter. Wait for
+        # the registry instead (a stalled worker loses its partitions to another, which
+        # reads the record again; a dropped record is gone).
+        delay = 0.1
+        while True:
+            try:
+                return self._decode(s)
+            except RegistryError as exc:
+                log.warning("schema registry unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
+
+    def _decode(self, s: bytes) -> Record | Undecodable:
         try:
             value = self._read(s, self._ctx)
         except SerializationError as exc:

@@ -139,3 +139,37 @@ def test_civilization_agent_founds_refuses_and_advances(settings: Settings, sent
     assert events[-1]["event"][1]["peak_population"] == 60_000
     rejected = _decoded(reg, sent, topics.COMMANDS_REJECTED)
     assert [r["reason"] for r in rejected] == ["NOT_PERMITTED", "DUPLICATE_ID"]
+
+
+def test_the_codec_waits_out_a_registry_outage_instead_of_dropping_the_record(monkeypatch):
+    """An uncached schema id while the registry is down: the record is decoded once the
+    registry is back, never handed to Faust as undecodable (Faust would ack and lose it)."""
+    import threading
+
+    from schemas.registry.client import RegistryClient
+    from schemas.registry.core import Registry
+    from schemas.registry.server import serve
+    from schemas.registry.store import MemoryStore
+    from schemas.serde import AvroSerializer, SerializationContext
+    from streams.living import faust_codec
+
+    monkeypatch.setattr(faust_codec, "REGISTRY_RETRY_MAX_S", 0.2)
+    store = MemoryStore()
+    with serve(Registry(store)) as first:
+        port = first.server_address[1]
+        with RegistryClient(first.url) as writer:
+            data = AvroSerializer(writer, "MetricPoint")(
+                {"name": "x", "world_id": "w", "label": "", "window_start": 0, "window_end": 0,
+                 "value": 1.0, "count": 1, "ts": 0}, SerializationContext("cosmic.metrics.v1"))
+    # The registry is down now; the codec has never seen this schema id.
+    with RegistryClient(f"http://127.0.0.1:{port}") as reader:
+        codec = faust_codec.AvroCodec(reader)
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(codec._loads(data)), daemon=True)
+        t.start()
+        t.join(1.0)
+        assert t.is_alive() and not result  # waiting, not giving up on the record
+        with serve(Registry(store), port=port):
+            t.join(20)
+        assert not t.is_alive()
+    assert isinstance(result[0], faust_codec.Record) and result[0].name == "MetricPoint"
