@@ -133,7 +133,7 @@ class DecodeEvents(FlatMapFunction):
         self._registry.close()
 
     def flat_map(self, value: Any) -> Iterable[tuple[str, W.Event]]:
-        from cosmic.errors import SerializationError
+        from cosmic.errors import SerializationError, StoreError
 
         # Each event carries where it came from: the windows store it under that id, so a
         # record read twice (a replay) overwrites itself instead of counting twice.
@@ -143,6 +143,11 @@ class DecodeEvents(FlatMapFunction):
                 yield f"{origin}:{n}", event
         except SerializationError as exc:
             self._dlq.send(_SourceRecord(value), exc)  # type: ignore[arg-type]  # duck-typed Message
+            # Delivered before the record counts as processed: a checkpoint taken after
+            # this point must not outlive its dead letter. Bad records are rare, so the
+            # wait is too; a restart from an earlier checkpoint may send it again.
+            if self._producer.flush(30) > 0:
+                raise StoreError(f"dead letter for {origin} not delivered within 30 s") from exc
             self._dead.inc()
 
 
