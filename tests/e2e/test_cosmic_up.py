@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_cosmic_up_moves_events_end_to_end(settings: Settings, stack: Stack):
     proc = subprocess.run(
-        [sys.executable, "-m", "cosmic", "up", "--duration", "20"],
+        [sys.executable, "-m", "cosmic_app", "up", "--duration", "20"],
         capture_output=True, text=True, timeout=180, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
