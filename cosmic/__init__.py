@@ -6,13 +6,11 @@ parsing), :mod:`cosmic.kafka` (how clients are built), :mod:`cosmic.errors`
 (the one exception root), :mod:`cosmic.runtime` (platform services: thread
 and child-process bases, and the loop that runs them side by side),
 :mod:`cosmic.timeutil` (epoch milliseconds), :mod:`cosmic.admin` (topic
-administration) and :mod:`cosmic.stack` (the local services). The ``cosmic``
-command lives in :mod:`cosmic.cli`; :mod:`cosmic.smoke` is the heartbeat
-pipeline ``cosmic up`` runs to prove the stack end to end.
+administration) and :mod:`cosmic.stack` (the local services).
 
-Everything else imports from here; nothing here imports the processors
-(``streams``, ``jobs``, ``connectors``) except the CLI, lazily, inside its
-commands.
+This is the bottom layer: every other package imports from here, and nothing
+here imports them (``tests/unit/test_layers.py`` checks it). The ``cosmic``
+command is the application's, in :mod:`cosmic_app`.
 """
 
 from cosmic.errors import CosmicError

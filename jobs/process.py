@@ -24,7 +24,7 @@ class JobProcess(ChildProcessService):
 
     def __init__(self, name: str, log_file: Path, args: Sequence[str] = (),
                  env: Mapping[str, str] | None = None, grace_s: float = 20.0) -> None:
-        super().__init__(name, [sys.executable, "-m", "cosmic", "jobs", "run", name, *args],
+        super().__init__(name, [sys.executable, "-m", "cosmic_app", "jobs", "run", name, *args],
                          log_file, env=env, grace_s=grace_s)
 
     def exited(self, code: int) -> BaseException:

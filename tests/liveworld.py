@@ -65,7 +65,7 @@ def start_worker(worker_id: str, shard: str, log: Path, *extra: str) -> subproce
     (its own consumer group, so no other worker on the stack touches them)."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cosmic", "physics", "worker", "--worker-id", worker_id,
+            [sys.executable, "-m", "cosmic_app", "physics", "worker", "--worker-id", worker_id,
              "--shard", shard, *extra],
             stdout=out, stderr=subprocess.STDOUT)
 

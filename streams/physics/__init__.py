@@ -2,8 +2,8 @@
 
 Start reading at :mod:`.world` (the :class:`World` facade every caller uses),
 then :mod:`.integrator` (the leapfrog), :mod:`.backends` (which solver and
-device compute forces), :mod:`.direct` and :mod:`.barnes_hut` / :mod:`.octree`
-(the CPU force kernels), :mod:`.gpu` (the cupy kernel), :mod:`.merging`,
+device compute forces), :mod:`.cpu` with :mod:`.direct` and :mod:`.barnes_hut` /
+:mod:`.octree` (the CPU force kernels), :mod:`.gpu` (the cupy kernel), :mod:`.merging`,
 :mod:`.hashing` (the state hash tick events carry) and :mod:`.errors` (typed
 errors with reason codes for ``CommandRejected``).
 

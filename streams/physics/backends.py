@@ -1,4 +1,4 @@
-"""Where forces are computed: the numba CPU backend, the cupy GPU backend, and the choice.
+"""Where forces are computed: the choice between the CPU (:mod:`.cpu`) and the GPU (:mod:`.gpu`).
 
 A backend answers two questions for a resolved solver (``"direct"`` or
 ``"tree"``): the accelerations and the potentials of every body. Integration,
@@ -16,16 +16,15 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from . import barnes_hut, direct
+from . import gpu
+from .cpu import AUTO_TREE_MIN_BODIES, CPU, CpuBackend
 from .errors import BackendUnavailable
 from .types import F64Array
 
-log = logging.getLogger(__name__)
+__all__ = ["AUTO_TREE_MIN_BODIES", "CPU", "CpuBackend", "ForceBackend", "gpu_backend",
+           "mark_gpu_failed", "reset_gpu_probe", "select"]
 
-# Below this many bodies the direct sum is at least as fast as the tree on the CPU
-# (measured on the 2-core bench box: direct 3.6 ms vs tree 4.6 ms at 4,096 bodies, a
-# tie at 8,192, tree 2.3x faster at 16,384); on a tie the exact direct sum wins.
-AUTO_TREE_MIN_BODIES = 8192
+log = logging.getLogger(__name__)
 
 
 class ForceBackend(Protocol):
@@ -44,33 +43,6 @@ class ForceBackend(Protocol):
     def auto_solver(self, n: int) -> str: ...
 
 
-class CpuBackend:
-    """numba kernels on every CPU core (see :mod:`.direct` and :mod:`.barnes_hut`)."""
-
-    name = "cpu"
-
-    def accelerations(
-        self, positions: F64Array, masses: F64Array, G: float, softening: float,
-        solver: str, theta: float,
-    ) -> F64Array:
-        if solver == "tree":
-            return barnes_hut.forces(positions, masses, G, softening, theta)[0]
-        return direct.accelerations(positions, masses, G, softening)
-
-    def potentials(
-        self, positions: F64Array, masses: F64Array, G: float, softening: float,
-        solver: str, theta: float,
-    ) -> F64Array:
-        if solver == "tree":
-            return barnes_hut.forces(positions, masses, G, softening, theta)[1]
-        return direct.potentials(positions, masses, G, softening)
-
-    def auto_solver(self, n: int) -> str:
-        return "tree" if n >= AUTO_TREE_MIN_BODIES else "direct"
-
-
-CPU = CpuBackend()
-
 _gpu: ForceBackend | None = None
 _gpu_failure: str | None = None
 
@@ -82,8 +54,6 @@ def gpu_backend() -> ForceBackend:
         return _gpu
     if _gpu_failure is not None:
         raise BackendUnavailable(_gpu_failure)
-    from . import gpu  # imported lazily: cupy is an optional extra
-
     try:
         _gpu = gpu.CudaBackend.create()
     except BackendUnavailable as exc:

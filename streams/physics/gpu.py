@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import CPU
+from .cpu import CPU
 from .errors import BackendUnavailable
 from .types import F64Array
 

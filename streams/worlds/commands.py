@@ -29,6 +29,7 @@ from streams.physics.errors import (
     UnknownBody,
 )
 
+from .events import state_from_snapshot
 from .outcome import Rejection, TickOutcome
 from .state import KIND_CODE, WORLD_RADIUS, SnapshotFetcher, SnapshotUnavailable, WorldState
 
@@ -124,8 +125,6 @@ def _set_params(state: WorldState, body: models.SetWorldParams) -> None:
 def _adopt(state: WorldState, body: models.AdoptSnapshot,
            fetch_snapshot: SnapshotFetcher | None) -> None:
     """Replace bodies and parameters by a recorded snapshot's; tick and time go on."""
-    from .events import state_from_snapshot
-
     where = f"history partition {body.snapshot_partition} offset {body.snapshot_offset}"
     record = None if fetch_snapshot is None else fetch_snapshot(
         body.snapshot_partition, body.snapshot_offset)

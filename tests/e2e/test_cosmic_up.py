@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_cosmic_up_moves_events_end_to_end(settings: Settings, stack: Stack):
     proc = subprocess.run(
-        [sys.executable, "-m", "cosmic", "up", "--duration", "20"],
+        [sys.executable, "-m", "cosmic_app", "up", "--duration", "20"],
         capture_output=True, text=True, timeout=180, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -70,7 +70,7 @@ def test_cosmic_up_keeps_running_through_hostile_records(settings: Settings, sta
             snapshot_partition=99, snapshot_offset=0, state_hash="00", source_world_id=world,
             source_tick=0, reason="hostile"))
     hostile = [b"not avro", metric, AvroSerializer(registry, "PlayerCommand")(adopt.to_avro(), ctx)]
-    proc = subprocess.Popen([sys.executable, "-m", "cosmic", "up", "--duration", "30"],
+    proc = subprocess.Popen([sys.executable, "-m", "cosmic_app", "up", "--duration", "30"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(15)  # the platform is up and the demo world ticks

@@ -33,7 +33,7 @@ GARBAGE = 3
 
 
 def cosmic(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "cosmic", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "cosmic_app", *args], capture_output=True, text=True,
                           timeout=300, check=False)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr

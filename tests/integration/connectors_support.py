@@ -124,7 +124,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
 def start_cli(settings: Settings, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "cosmic", "connectors", "run", *args],
+        return subprocess.Popen([sys.executable, "-m", "cosmic_app", "connectors", "run", *args],
                                 env=cli_env(settings, **env), stdout=out, stderr=subprocess.STDOUT)
     finally:
         out.close()

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from confluent_kafka import TopicPartition
 
 from cosmic import kafka
-from cosmic.cli import build_cli
 from cosmic.settings import Settings
+from cosmic_app.cli import build_cli
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from cosmic import kafka
-from cosmic.cli import build_cli
 from cosmic.settings import Settings
+from cosmic_app.cli import build_cli
 from schemas.registry.client import RegistryClient
 from schemas.registry.core import Registry
 from schemas.registry.server import serve

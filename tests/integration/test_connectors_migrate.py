@@ -30,7 +30,7 @@ def test_db_migrate_is_idempotent_and_reports_the_path(settings: Settings, stack
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     ch_admin.execute(f"CREATE DATABASE {name}")
     try:
-        runs = [subprocess.run([sys.executable, "-m", "cosmic", "db", "migrate"],
+        runs = [subprocess.run([sys.executable, "-m", "cosmic_app", "db", "migrate"],
                                env=cs.cli_env(private), capture_output=True, text=True,
                                timeout=120, check=False) for _ in range(2)]
         assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr

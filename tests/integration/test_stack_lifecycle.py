@@ -52,7 +52,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "COSMIC_CLICKHOUSE__PORT": str(settings.clickhouse.port),
         "COSMIC_CLICKHOUSE__HTTP_PORT": str(settings.clickhouse.http_port),
     }
-    return subprocess.run([sys.executable, "-m", "cosmic", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "cosmic_app", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -79,7 +79,7 @@ def scenario() -> dict[str, list[t.Event]]:
 def _build(private: Settings, first: date, last: date | None = None, *extra: str) -> str:
     args = ["--date", first.isoformat()] + (["--end-date", last.isoformat()] if last else [])
     args += extra
-    r = subprocess.run([sys.executable, "-m", "cosmic", "jobs", "run", "warehouse", *args],
+    r = subprocess.run([sys.executable, "-m", "cosmic_app", "jobs", "run", "warehouse", *args],
                        env=cs.cli_env(private), capture_output=True, text=True, timeout=600,
                        check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]

@@ -103,7 +103,7 @@ def _ends(settings: Settings, topic: topics.Topic) -> dict[int, int]:
 
 def _replay_verifies(world: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "cosmic", "replay", "--world", world, "--from-tick", "0", "--verify"],
+        [sys.executable, "-m", "cosmic_app", "replay", "--world", world, "--from-tick", "0", "--verify"],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout

@@ -7,7 +7,7 @@ import sys
 
 from click.testing import CliRunner
 
-from cosmic.cli import _COMMAND_MODULES, build_cli
+from cosmic_app.cli import _COMMAND_MODULES, build_cli
 
 
 def test_every_registered_command_module_imports():
@@ -25,7 +25,7 @@ def test_help_lists_the_command_families():
 
 
 def test_unknown_service_is_reported_not_traced():
-    proc = subprocess.run([sys.executable, "-m", "cosmic", "stack", "logs", "zookeeper"],
+    proc = subprocess.run([sys.executable, "-m", "cosmic_app", "stack", "logs", "zookeeper"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert "unknown service 'zookeeper'" in proc.stderr

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from cosmic.cli import build_cli
+from cosmic_app.cli import build_cli
 from schemas import catalog
 from schemas.registry.client import RegistryClient
 from schemas.registry.core import Registry

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from cosmic.cli.progress import ProgressBar
 from cosmic.settings import get_settings
+from cosmic_app.cli.progress import ProgressBar
 
 EXIT_DIVERGED = 3  # the log does not prove the state: divergence, missing or unreadable tick
 EXIT_EXISTS = 4  # --fork into a world id that is taken

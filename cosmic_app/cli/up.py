@@ -7,8 +7,8 @@ import click
 from cosmic import admin
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
-from cosmic.smoke import SmokePipeline
 from cosmic.stack import Stack
+from cosmic_app.smoke import SmokePipeline
 
 
 def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[PlatformService]:

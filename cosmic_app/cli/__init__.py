@@ -3,7 +3,7 @@
 Each command family lives in its own module and registers a click group or
 command here, in :data:`_COMMAND_MODULES`; the group is assembled lazily when
 ``main()`` runs, so importing this package has no side effects. Start with
-:mod:`cosmic.cli.up` (``cosmic up``: the stack, the topics and every service
+:mod:`cosmic_app.cli.up` (``cosmic up``: the stack, the topics and every service
 of the platform in one command), then the family you need: ``stack``,
 ``topics``, ``schemas``, ``physics``, ``replay``, ``log``, ``db``,
 ``connectors``, ``jobs``. A :class:`~cosmic.errors.CosmicError` raised by a
@@ -21,17 +21,17 @@ from cosmic.errors import CosmicError
 
 # module path -> attribute holding a click command or group
 _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
-    ("cosmic.cli.stack", "stack"),
-    ("cosmic.cli.topics", "topics"),
-    ("cosmic.cli.up", "up"),
-    ("cosmic.cli.physics", "physics"),
-    ("cosmic.cli.replay", "replay"),
-    ("cosmic.cli.world", "world"),
-    ("cosmic.cli.schemas", "schemas"),
-    ("cosmic.cli.log", "log"),
-    ("cosmic.cli.db", "db"),
-    ("cosmic.cli.connectors", "connectors"),
-    ("cosmic.cli.jobs", "jobs"),
+    ("cosmic_app.cli.stack", "stack"),
+    ("cosmic_app.cli.topics", "topics"),
+    ("cosmic_app.cli.up", "up"),
+    ("cosmic_app.cli.physics", "physics"),
+    ("cosmic_app.cli.replay", "replay"),
+    ("cosmic_app.cli.world", "world"),
+    ("cosmic_app.cli.schemas", "schemas"),
+    ("cosmic_app.cli.log", "log"),
+    ("cosmic_app.cli.db", "db"),
+    ("cosmic_app.cli.connectors", "connectors"),
+    ("cosmic_app.cli.jobs", "jobs"),
 )
 
 

@@ -1,3 +1,0 @@
-from cosmic.cli import main
-
-main()
