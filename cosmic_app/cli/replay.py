@@ -71,7 +71,7 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
         world_exists,
         write_snapshot_file,
     )
-    from streams.worlds.recovery import ReplayDivergence, TickGap
+    from streams.worlds.recovery import BackendMismatch, ReplayDivergence, TickGap
 
     if fork_into and restore:
         raise click.UsageError("choose --fork or --restore, not both")
@@ -113,7 +113,7 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
                 bar.close()
                 click.secho(f"DIVERGED at tick {exc.tick}: {exc}", fg="red", err=True)
                 sys.exit(EXIT_DIVERGED)
-            except UnreadableLog as exc:
+            except (UnreadableLog, BackendMismatch) as exc:
                 bar.close()
                 click.secho(f"UNVERIFIABLE: {exc}", fg="red", err=True)
                 sys.exit(EXIT_DIVERGED)

@@ -45,7 +45,8 @@ def create(world_id: str, preset: str, asteroids: int, tick_rate: float, snapsho
 @world.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per world.")
 def list_(as_json: bool) -> None:
-    """Every world with its status, tick, bodies, partition and backend."""
+    """Every world with its status, and its tick, bodies, partition and backend as of its
+    latest status (written at each lifecycle change and with every snapshot)."""
     from streams.worlds.lifecycle import list_worlds
 
     worlds = list_worlds(get_settings(), _registry())

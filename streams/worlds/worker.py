@@ -530,6 +530,10 @@ class PhysicsWorker(ThreadService):
         lw.backend = outcome.backend
         if outcome.retire_reason is not None:
             self._end_world(state.world_id, state.partition, state, "RETIRED", outcome.retire_reason)
+        elif outcome.tick % state.snapshot_every == 0:
+            # With every snapshot the world's status catches up (tick, bodies, hash), so
+            # `cosmic world list` is never more than one snapshot interval behind.
+            self._status(state, "ACTIVE", "running")
 
     def _hibernate(self, lw: _Live, now: float) -> None:
         state = lw.state
