@@ -19,6 +19,7 @@ from cosmic.timeutil import from_ms, to_ms
 from schemas.catalog import short_name
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, SerializationContext
+from streams.worlds.eventlog import raw_messages
 
 
 def _jsonable(value: Any, bytes_mode: str) -> Any:
@@ -75,10 +76,21 @@ def _line(msg: Message, deserialize: AvroDeserializer | None, bytes_mode: str) -
     return orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS)
 
 
+def _committed(topic: str, partition: int, start: int, stop: int) -> int:
+    """How many committed records ``[start, stop)`` of a partition holds."""
+    if start >= stop:
+        return 0
+    return sum(1 for _ in raw_messages(get_settings(), topic, partition, start, stop - 1))
+
+
 def _plan(
     consumer: Consumer, topic: str, n: int | None, from_beginning: bool
 ) -> tuple[list[TopicPartition], dict[int, int]]:
-    """Where to start reading each partition, and where its initial batch stops (exclusive)."""
+    """Where to start reading each partition, and where its initial batch stops (exclusive).
+
+    On a transactional topic commit markers take offsets too, so the last N offsets
+    can hold far fewer than N records: the window grows until it holds N (or the
+    whole partition)."""
     metadata = consumer.list_topics(topic, timeout=10)
     info = metadata.topics.get(topic)
     if info is None or info.error is not None:
@@ -86,10 +98,21 @@ def _plan(
     assignment, stops = [], {}
     for p in sorted(info.partitions):
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        window = max(n or 0, 1)
         if from_beginning:
-            start, stop = low, high if n is None else min(high, low + n)
+            start, stop = low, high
+            while n is not None:
+                stop = min(high, low + window)
+                if stop == high or _committed(topic, p, low, stop) >= n:
+                    break
+                window *= 4
         else:
-            start, stop = max(low, high - (n or 0)), high
+            start, stop = high, high
+            while n:
+                start = max(low, high - window)
+                if start == low or _committed(topic, p, start, high) >= n:
+                    break
+                window *= 4
         assignment.append(TopicPartition(topic, p, start))
         stops[p] = stop
     return assignment, stops
@@ -152,7 +175,7 @@ def tail(
         # Transactional topics end in commit markers no message is returned for, so a
         # partition is also done once the consumer's position has passed its stop,
         # or after a stretch with nothing to read.
-        while pending and idle < 100:
+        while pending and idle < 100:  # 10 s with nothing at all: say so below
             msg = consumer.poll(0.1)
             if msg is None:
                 idle += 1
@@ -168,6 +191,10 @@ def tail(
                 batch.append(msg)
             if offset + 1 >= stops[p]:
                 pending.discard(p)
+        if pending:
+            click.echo(f"warning: partitions {sorted(pending)} of {name} sent nothing for 10 s "
+                       "before their end (an open transaction?): showing what arrived",
+                       err=True)
         batch.sort(key=lambda m: (m.timestamp()[1], m.partition(), m.offset()))
         if n is not None:
             batch = batch[:n] if from_beginning else batch[len(batch) - n:] if n else []

@@ -56,3 +56,25 @@ def test_tail_of_a_missing_topic_is_a_clear_error() -> None:
     result = CliRunner().invoke(build_cli(), ["log", "tail", "no.such.topic.anywhere"])
     assert result.exit_code != 0
     assert "does not exist" in str(result.exception)
+
+
+def test_tail_counts_records_not_offsets_on_a_transactional_topic(
+        settings: Settings, topic_factory: Callable[..., str]) -> None:
+    """Each record in its own transaction: every other offset is a commit marker, so the
+    last N offsets hold about N/2 records. `-n N` still prints N, the newest."""
+    topic = topic_factory(partitions=1)
+    producer = kafka.producer(settings, transactional_id=f"tail-{topic}")
+    producer.init_transactions(30)
+    for i in range(20):
+        producer.begin_transaction()
+        producer.produce(topic, key=f"k{i}".encode(), value=b"\x05raw", partition=0,
+                         timestamp=1_700_000_000_000 + i)
+        producer.commit_transaction(30)
+    runner = CliRunner()
+    for n in (1, 3, 7):
+        out = runner.invoke(build_cli(), ["log", "tail", topic, "-n", str(n), "--raw"])
+        assert out.exit_code == 0, out.output
+        keys = [json.loads(x)["key"] for x in out.output.splitlines()]
+        assert keys == [f"k{i}" for i in range(20 - n, 20)], (n, keys)
+    first = runner.invoke(build_cli(), ["log", "tail", topic, "-n", "4", "--from-beginning", "--raw"])
+    assert [json.loads(x)["key"] for x in first.output.splitlines()] == ["k0", "k1", "k2", "k3"]
