@@ -16,8 +16,10 @@ import importlib
 import sys
 
 import click
+from confluent_kafka import KafkaException
 
 from cosmic.errors import CosmicError
+from cosmic.settings import get_settings
 
 # module path -> attribute holding a click command or group
 _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
@@ -63,6 +65,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except CosmicError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except KafkaException as exc:
+        # Kafka down or refusing: one line that says so, not a traceback.
+        err = exc.args[0] if exc.args else exc
+        detail = err.str() if hasattr(err, "str") else str(err)
+        click.secho(f"error: kafka at {get_settings().kafka.bootstrap_servers}: {detail}",
+                    fg="red", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -30,3 +30,16 @@ def test_unknown_service_is_reported_not_traced():
     assert proc.returncode == 1
     assert "unknown service 'zookeeper'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_kafka_down_is_one_clear_line_not_a_traceback():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COSMIC_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    done = subprocess.run([sys.executable, "-m", "cosmic_app", "log", "tail", "cosmic.commands.v1"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert "error: kafka at 127.0.0.1:1" in done.stderr
+    assert "Traceback" not in done.stderr
