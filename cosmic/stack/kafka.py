@@ -170,7 +170,23 @@ class KafkaService(LocalService):
         kafka_clients.wait_for_cluster(self.settings, timeout_s)
 
     def version(self) -> str | None:
-        return f"{self.settings.kafka.version} (KRaft)"
+        """What the running broker said at start-up (its log), not what settings ask for."""
+        found = None
+        kraft = False
+        try:
+            with self.log_file.open("r", errors="replace") as log:
+                for line in log:
+                    if line.startswith("=== cosmic: starting kafka"):
+                        found, kraft = None, False  # a later start: only its lines count
+                    elif "Kafka version: " in line:
+                        found = line.split("Kafka version: ", 1)[1].split()[0]
+                    elif "kafka.raft." in line:
+                        kraft = True
+        except OSError:
+            return None
+        if found is None:
+            return None
+        return f"{found} (KRaft)" if kraft else found
 
     def tool_command(self, tool: str, args: list[str]) -> list[str]:
         """The java command line running one of Kafka's own tools."""

@@ -124,7 +124,8 @@ def test_sigkill_mid_run_loses_and_duplicates_no_tick(settings: Settings, stack:
     dead.close()
     assert found, "garbage command not dead-lettered"
     assert found[0][dlq.SOURCE_TOPIC] == topics.COMMANDS.name.encode()
-    assert b"magic" in found[0][dlq.ERROR_MESSAGE].lower() or found[0][dlq.ERROR_TYPE]
+    assert found[0][dlq.ERROR_TYPE] == b"UnknownMagicByte"
+    assert b"magic byte" in found[0][dlq.ERROR_MESSAGE]
     registry.close()
 
 

@@ -74,6 +74,9 @@ def test_stack_up_twice_stop_one_then_down(tmp_path: Path, settings: Settings):
         assert status["postgres"]["version"].split(".")[0].isdigit()
         assert status["clickhouse"]["port"] == 29000
         assert all(s["rss_mib"] > 0 for s in status.values())
+        # Idle, the whole stack fits in 2 GiB (measured ~0.8 GiB: Kafka's 512 MiB heap
+        # first), leaving the rest of a small box to the platform and its jobs.
+        assert sum(s["rss_mib"] for s in status.values()) < 2048, status
         pids = {name: s["pid"] for name, s in status.items()}
 
         again = _cli(private, "stack", "up")
