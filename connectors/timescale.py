@@ -49,8 +49,9 @@ _FORCED: dict[str, Variant | None] = {"auto": None, "on": "timescale", "off": "n
 DESCRIPTIONS: dict[Variant, str] = {
     "timescale": "TimescaleDB extension present: hypertables, compression and retention "
                  "policies, continuous aggregates per world per minute",
-    "native": "TimescaleDB extension NOT available: fallback to native daily range "
-              "partitions and date_bin() views per world per minute",
+    "native": "TimescaleDB extension NOT used (not available, or COSMIC_POSTGRES__TIMESCALE"
+              "=off): fallback to native daily range partitions and date_bin() views per "
+              "world per minute",
 }
 
 

@@ -1,9 +1,11 @@
 -- cosmic: no-transaction
 -- Continuous aggregates cannot be created inside a transaction block.
--- Per world per minute, refreshed every minute over the last hour.
+-- Per world per minute, refreshed every minute over the last hour. Real-time
+-- (materialized_only = false): buckets not yet materialized are computed from the raw
+-- rows, so these answer exactly like the native path's date_bin() views.
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS physics_ticks_per_world_minute
-WITH (timescaledb.continuous) AS
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket('1 minute', ts) AS bucket,
        world_id,
        count(*)              AS ticks,
@@ -20,7 +22,7 @@ WITH NO DATA;
 SELECT add_continuous_aggregate_policy('physics_ticks_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ecosystem_events_per_world_minute
-WITH (timescaledb.continuous) AS
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket('1 minute', ts) AS bucket,
        world_id, event_type,
        count(*)        AS events,
@@ -31,7 +33,7 @@ WITH NO DATA;
 SELECT add_continuous_aggregate_policy('ecosystem_events_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS civilization_events_per_world_minute
-WITH (timescaledb.continuous) AS
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket('1 minute', ts) AS bucket,
        world_id, event_type,
        count(*)    AS events,
@@ -42,7 +44,7 @@ WITH NO DATA;
 SELECT add_continuous_aggregate_policy('civilization_events_per_world_minute', start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute', if_not_exists => TRUE);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS metric_points_per_world_minute
-WITH (timescaledb.continuous) AS
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket('1 minute', ts) AS bucket,
        world_id, name,
        count(*)   AS points,
