@@ -123,10 +123,13 @@ if ((${#absent[@]})); then
   exit 1
 fi
 # TimescaleDB is not packaged for Debian: build it once from its release source. A build
-# that fails says why and installs nothing; the platform then uses its native fallback.
+# that fails says why and installs nothing; the platform then uses its native fallback
+# (CI sets COSMIC_TIMESCALEDB_REQUIRED=1: there a failed build fails the install).
 if [[ -n "$pg_major" ]] || command -v pg_config >/dev/null; then
-  COSMIC_PG_MAJOR="$pg_major" bash "$repo/infra/local/timescaledb.sh" \
-    || echo "install: going on without TimescaleDB (see above)" >&2
+  if ! COSMIC_PG_MAJOR="$pg_major" bash "$repo/infra/local/timescaledb.sh"; then
+    [[ "${COSMIC_TIMESCALEDB_REQUIRED:-0}" == 1 ]] && exit 1
+    echo "install: going on without TimescaleDB (see above)" >&2
+  fi
 fi
 $system_only && exit 0
 
