@@ -8,6 +8,7 @@ the assertions."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -46,6 +47,13 @@ def tsdb(settings: Settings, stack: Stack) -> Iterator[psycopg.Connection[Any]]:
         with psycopg.connect(private.postgres.dsn, autocommit=True) as conn:
             conn.execute("SELECT alter_job(job_id, scheduled => false) "
                          "FROM timescaledb_information.jobs WHERE job_id >= 1000")
+            # A policy's first run starts as soon as it is added: let it finish.
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) FROM timescaledb_information.job_stats "
+                               "WHERE job_id >= 1000 AND job_status = 'Running'"
+                               ).fetchone() != (0,):
+                assert time.monotonic() < deadline, "policy jobs still running after 30 s"
+                time.sleep(0.2)
             yield conn
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
