@@ -51,3 +51,14 @@ def test_settings_are_frozen_and_typed(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COSMIC_POSTGRES__PORT", "not-a-port")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_timescale_path_setting_defaults_to_auto_and_accepts_only_its_values(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("COSMIC_POSTGRES__TIMESCALE", raising=False)
+    assert Settings().postgres.timescale == "auto"
+    monkeypatch.setenv("COSMIC_POSTGRES__TIMESCALE", "off")
+    assert Settings().postgres.timescale == "off"
+    monkeypatch.setenv("COSMIC_POSTGRES__TIMESCALE", "no")
+    with pytest.raises(ValidationError, match="timescale"):
+        Settings()
