@@ -9,9 +9,15 @@
 # root) or an http(s) URL of the release tarball; default: the project's own release
 # tarball on GitHub. Its sha256 must be the one below (COSMIC_TIMESCALEDB_SHA256 overrides
 # it for another release, together with COSMIC_TIMESCALEDB_VERSION).
-# The build lives under the cache folder (COSMIC_CACHE_DIR; /var/cache/cosmic as root,
-# else $XDG_CACHE_HOME/cosmic), one folder per release and PostgreSQL major, so it is
-# built once; a later run with the extension installed changes nothing.
+# The patches in infra/local/timescaledb-patches/ (COSMIC_TIMESCALEDB_PATCHES) are applied
+# in name order; each says why. The build lives under the cache folder (COSMIC_CACHE_DIR;
+# /var/cache/cosmic as root, else $XDG_CACHE_HOME/cosmic), one folder per release,
+# PostgreSQL major and patch set, so it is built once. What this script installed is
+# recorded beside the control file (timescaledb.cosmic-build): a later run with that
+# build installed changes nothing, one with an older build of ours replaces it, and a
+# TimescaleDB installed some other way is left alone. COSMIC_TIMESCALEDB_FORCE=1
+# reinstalls regardless. Files are replaced by rename, so a running server keeps the
+# libraries it has loaded and its new processes load the new ones.
 #
 # Exit status: 0 when the extension is installed (now or before); 3 when it could not be
 # built or installed: the reason is printed, nothing half-built is installed, and the
@@ -52,9 +58,28 @@ installed_version() {
   echo "$v"
 }
 
-if have="$(installed_version)"; then
-  say "$have already installed for PostgreSQL $pg_major ($pkglibdir)"
-  exit 0
+patches_dir="${COSMIC_TIMESCALEDB_PATCHES:-$repo/infra/local/timescaledb-patches}"
+patches=()
+if [[ -d "$patches_dir" ]]; then
+  mapfile -t patches < <(find "$patches_dir" -maxdepth 1 -name '*.patch' | LC_ALL=C sort)
+fi
+build_id="$version"
+if ((${#patches[@]})); then
+  build_id="$version+$(cat "${patches[@]}" | sha256sum | cut -c1-12)"
+fi
+marker="$sharedir/extension/timescaledb.cosmic-build"
+
+if [[ "${COSMIC_TIMESCALEDB_FORCE:-0}" != 1 ]] && have="$(installed_version)"; then
+  if [[ ! -f "$marker" ]]; then
+    say "$have already installed for PostgreSQL $pg_major ($pkglibdir), not by this script:" \
+        "left as it is"
+    exit 0
+  fi
+  if [[ "$(cat "$marker")" == "$build_id" ]]; then
+    say "$have already installed for PostgreSQL $pg_major ($pkglibdir)"
+    exit 0
+  fi
+  say "replacing our earlier build $(cat "$marker") with $build_id"
 fi
 
 if [[ -n "${COSMIC_CACHE_DIR:-}" ]]; then
@@ -64,7 +89,7 @@ elif [[ $(id -u) -eq 0 ]]; then
 else
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/cosmic"
 fi
-work="$cache/timescaledb/$version-pg$pg_major"
+work="$cache/timescaledb/${build_id/+/-}-pg$pg_major"
 tarball="$cache/timescaledb/timescaledb-$version.tar.gz"
 log="$work.log"
 mkdir -p "$cache/timescaledb"
@@ -107,6 +132,13 @@ if [[ ! -f "$work/.built" ]]; then
   rm -rf "$work"
   mkdir -p "$work"
   tar -xzf "$tarball" -C "$work" --strip-components=1
+  for p in "${patches[@]}"; do
+    if ! patch -d "$work" -p1 --forward --batch <"$p" >>"$log" 2>&1; then
+      tail -n 5 "$log" | sed 's/^/timescaledb:   /' >&2
+      give_up "patch $(basename "$p") does not apply to $version (full log: $log)"
+    fi
+    say "applied $(basename "$p")"
+  done
   if ! ( cd "$work" \
          && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
               -DCMAKE_BUILD_TYPE=Release -DPG_CONFIG="$pg_config" \
@@ -123,10 +155,21 @@ if [[ $(id -u) -ne 0 ]] && [[ ! -w "$pkglibdir" ]]; then
   command -v sudo >/dev/null || give_up "installing into $pkglibdir needs root (or sudo)"
   sudo="sudo"
 fi
-if ! $sudo make -C "$work/build" install >>"$log" 2>&1; then
+# Install into a staging folder, then move each file into place by rename: a running
+# PostgreSQL keeps the libraries it has mapped, and nothing is half-written.
+stage="$work/stage"
+rm -rf "$stage"
+if ! make -C "$work/build" install DESTDIR="$stage" >>"$log" 2>&1; then
   tail -n 15 "$log" | sed 's/^/timescaledb:   /' >&2
   give_up "make install failed (full log: $log)"
 fi
+while IFS= read -r -d '' file; do
+  target="${file#"$stage"}"
+  $sudo install -D -m "$(stat -c %a "$file")" "$file" "$target.cosmic-new" \
+    && $sudo mv -f "$target.cosmic-new" "$target" \
+    || give_up "could not install $target"
+done < <(find "$stage" -type f -print0)
+echo "$build_id" | $sudo tee "$marker.cosmic-new" >/dev/null && $sudo mv -f "$marker.cosmic-new" "$marker"
 have="$(installed_version)" || give_up "make install finished but $pkglibdir has no timescaledb library"
-say "$have installed for PostgreSQL $pg_major: restart PostgreSQL to preload it" \
-    "(the local stack sets shared_preload_libraries when it starts)"
+say "$have ($build_id) installed for PostgreSQL $pg_major: a PostgreSQL started before" \
+    "must restart to preload it (the local stack sets shared_preload_libraries when it starts)"
