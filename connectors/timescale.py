@@ -44,12 +44,14 @@ TOPICS: tuple[Topic, ...] = (topics.PHYSICS_TICKS, topics.METRICS, topics.ECOSYS
 # Any constant works; it only has to be the same for every migrating process.
 _MIGRATION_LOCK = 0x636F736D6963  # "cosmic"
 _DAYS_AHEAD = 3
+_FORCED: dict[str, Variant | None] = {"auto": None, "on": "timescale", "off": "native"}
 
 DESCRIPTIONS: dict[Variant, str] = {
     "timescale": "TimescaleDB extension present: hypertables, compression and retention "
                  "policies, continuous aggregates per world per minute",
-    "native": "TimescaleDB extension NOT available: fallback to native daily range "
-              "partitions and date_bin() views per world per minute",
+    "native": "TimescaleDB extension NOT used (not available, or COSMIC_POSTGRES__TIMESCALE"
+              "=off): fallback to native daily range partitions and date_bin() views per "
+              "world per minute",
 }
 
 
@@ -68,7 +70,12 @@ def _extension_available(conn: PostgresConnection) -> bool:
 
 
 def migrate(settings: Settings, prefer: Variant | None = None) -> tuple[Variant, list[str]]:
-    """Apply what is not yet applied; return the path taken and one line per action."""
+    """Apply what is not yet applied; return the path taken and one line per action.
+
+    ``prefer`` forces a path; without it, ``settings.postgres.timescale`` decides
+    ("off": the native fallback even where the extension exists)."""
+    if prefer is None:
+        prefer = _FORCED[settings.postgres.timescale]
     with postgres_connect(settings) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:

@@ -17,6 +17,7 @@ COSMIC_KAFKA__REPLICATION_FACTOR       replication factor for topics created her
 COSMIC_REGISTRY__URL                   Confluent-compatible schema registry URL
 COSMIC_REGISTRY__PORT                  port of the embedded registry
 COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials
+COSMIC_POSTGRES__TIMESCALE             auto | on | off: TimescaleDB or the native fallback
 COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports)
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
@@ -87,6 +88,10 @@ class PostgresSettings(_Section):
     user: str = "cosmic"
     password: SecretStr = SecretStr("cosmic")
     database: str = "cosmic"
+    # Which time-series path a database takes when it is first migrated: "auto" uses
+    # TimescaleDB where the extension can be enabled, else native partitioning; "off"
+    # forces the native fallback; "on" requires the extension (and fails without it).
+    timescale: Literal["auto", "on", "off"] = "auto"
 
     @property
     def dsn(self) -> str:

@@ -24,6 +24,14 @@ from cosmic.errors import DependencyMissing, StackError
 from cosmic.stack.service import LocalService
 
 _SERVICE_USER = "postgres"
+# TimescaleDB must be preloaded. Its scheduler takes one background worker per database
+# with the extension (tests make many), on top of PostgreSQL's own.
+_TIMESCALE_CONF = (
+    "shared_preload_libraries = 'timescaledb'\n"
+    "timescaledb.telemetry_level = off\n"
+    "max_worker_processes = 24\n"
+    "timescaledb.max_background_workers = 16\n"
+)
 
 
 def pg_bindir() -> Path:
@@ -110,7 +118,7 @@ class PostgresService(LocalService):
             "max_connections = 100\nshared_buffers = '128MB'\n"
             "fsync = on\nsynchronous_commit = on\n"
             "logging_collector = off\nlog_min_messages = warning\n"
-            + ("shared_preload_libraries = 'timescaledb'\n" if self._timescale_library() else "")
+            + (_TIMESCALE_CONF if self._timescale_library() else "")
         )
         if owner:
             os.chown(conf, *owner)
@@ -166,7 +174,7 @@ class PostgresService(LocalService):
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-        if self.timescale_available():
+        if self.settings.postgres.timescale != "off" and self.timescale_available():
             with self._connect(db, 10) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 
@@ -186,14 +194,45 @@ class PostgresService(LocalService):
             row = conn.execute("SHOW server_version").fetchone()
         return str(row[0]).split()[0] if row else None
 
+    def timescale_state(self) -> tuple[str | None, bool, str | None]:
+        """(version installed, preloaded by the running server, version enabled in the
+        configured database); None where there is none."""
+        with self._connect("postgres", 3) as conn:
+            row = conn.execute("SELECT default_version FROM pg_available_extensions "
+                               "WHERE name = 'timescaledb'").fetchone()
+            preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+        installed = str(row[0]) if row and self._timescale_library() else None
+        libraries = str(preload[0]) if preload else ""
+        preloaded = "timescaledb" in {lib.strip() for lib in libraries.split(",")}
+        enabled = None
+        if installed:
+            with self._connect(self.settings.postgres.database, 3) as conn:
+                ext = conn.execute(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+            enabled = str(ext[0]) if ext else None
+        return installed, preloaded, enabled
+
     def notes(self) -> list[str]:
         try:
-            present = self.timescale_available()
+            installed, preloaded, enabled = self.timescale_state()
         except psycopg.Error:
             return []
-        if present:
-            return ["timescaledb extension enabled"]
-        return [
-            "timescaledb extension NOT installed: time-series tables use native "
-            "partitioning and date_bin() instead"
-        ]
+        db = self.settings.postgres.database
+        if installed is None:
+            return [
+                "timescaledb extension NOT installed: time-series tables use native "
+                "partitioning and date_bin() instead (infra/local/timescaledb.sh builds it)"
+            ]
+        if not preloaded:
+            return [
+                f"timescaledb {installed} installed but not preloaded by this server: "
+                "restart PostgreSQL (cosmic stack down && cosmic stack up) to enable it"
+            ]
+        if enabled is None:
+            return [
+                f"timescaledb {installed} preloaded but not enabled in database {db}: its "
+                "tables use the native fallback"
+                + (" (COSMIC_POSTGRES__TIMESCALE=off)"
+                   if self.settings.postgres.timescale == "off" else "")
+            ]
+        return [f"timescaledb extension enabled (version {enabled}, database {db})"]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the local stack and the tests need, from a minimal system up.
 # Idempotent: a second run changes nothing and takes seconds.
+# TimescaleDB, which Debian does not package, is built from its release source once
+# (infra/local/timescaledb.sh: COSMIC_TIMESCALEDB_SOURCE, ~2 minutes on 2 cores).
 #
 #   bash infra/local/install.sh                 # system packages, .venv, Kafka JARs
 #   bash infra/local/install.sh --system-only   # just the system packages
@@ -76,6 +78,17 @@ if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # Never move the installed server: postgresql-server-dev-N of a newer minor release pulls
+  # postgresql-N up with it, underneath a running server (which then fails to load
+  # plpgsql.so). Ask for the headers of the server's own version instead.
+  server_version="$(dpkg-query -W -f='${Version}' "postgresql-$pg_major" 2>/dev/null || true)"
+  if [[ -n "$server_version" ]]; then
+    for i in "${!missing[@]}"; do
+      if [[ "${missing[$i]}" == "postgresql-server-dev-$pg_major" ]]; then
+        missing[i]="postgresql-server-dev-$pg_major=$server_version"
+      fi
+    done
+  fi
   if ((${#missing[@]})); then
     echo "install: apt packages: ${missing[*]}"
     sudo=""
@@ -86,8 +99,13 @@ if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
     $sudo apt-get update -qq
     # Debian's packages start their own clusters/servers where they can; ours run from the
     # state folder on other ports, so theirs are left alone.
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+      echo "install: apt-get install failed${server_version:+ (the server headers must match" \
+           "the installed postgresql-$pg_major $server_version; if apt no longer offers that" \
+           "version, upgrade the server first, while it is stopped)}" >&2
+      exit 1
+    fi
     # postgresql-server-dev pulls PostgreSQL up to its own minor release; a server already
     # running from the old binaries then fails to load the new libraries (plpgsql.so).
     if pgrep -f "/usr/lib/postgresql/.*/bin/postgres" >/dev/null 2>&1; then
@@ -103,6 +121,15 @@ if ((${#absent[@]})); then
   command -v apt-get >/dev/null || echo "install: no apt here: install those with the" \
     "system's package manager (see the list at the top of $0)" >&2
   exit 1
+fi
+# TimescaleDB is not packaged for Debian: build it once from its release source. A build
+# that fails says why and installs nothing; the platform then uses its native fallback
+# (CI sets COSMIC_TIMESCALEDB_REQUIRED=1: there a failed build fails the install).
+if [[ -n "$pg_major" ]] || command -v pg_config >/dev/null; then
+  if ! COSMIC_PG_MAJOR="$pg_major" bash "$repo/infra/local/timescaledb.sh"; then
+    [[ "${COSMIC_TIMESCALEDB_REQUIRED:-0}" == 1 ]] && exit 1
+    echo "install: going on without TimescaleDB (see above)" >&2
+  fi
 fi
 $system_only && exit 0
 

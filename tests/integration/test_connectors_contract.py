@@ -37,13 +37,13 @@ class Store:
     stored: Callable[[str], list[tuple[str, int]]]
 
 
-def _timescale(settings: Settings, tmp: Path) -> Iterator[Store]:
+def _timescale(settings: Settings, tmp: Path, mode: str = "auto") -> Iterator[Store]:
     name = f"cosmic_c_{uuid.uuid4().hex[:8]}"
     admin = settings.postgres.model_copy(update={"database": "postgres"}).dsn
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     s = settings.model_copy(update={
-        "postgres": settings.postgres.model_copy(update={"database": name})})
+        "postgres": settings.postgres.model_copy(update={"database": name, "timescale": mode})})
 
     def stored(world: str) -> list[tuple[str, int]]:
         with psycopg.connect(s.postgres.dsn) as conn:
@@ -55,6 +55,11 @@ def _timescale(settings: Settings, tmp: Path) -> Iterator[Store]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(name)))
+
+
+def _timescale_fallback(settings: Settings, tmp: Path) -> Iterator[Store]:
+    """The same sink on native partitions (COSMIC_POSTGRES__TIMESCALE=off)."""
+    yield from _timescale(settings, tmp, mode="off")
 
 
 def _clickhouse(settings: Settings, tmp: Path) -> Iterator[Store]:
@@ -94,8 +99,8 @@ def _archive(settings: Settings, tmp: Path) -> Iterator[Store]:
 _TOPIC = f"contract.{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(params=[_timescale, _clickhouse, _archive], ids=["timescale", "clickhouse",
-                                                                  "archive"])
+@pytest.fixture(params=[_timescale, _timescale_fallback, _clickhouse, _archive],
+                ids=["timescale", "timescale-fallback", "clickhouse", "archive"])
 def store(request, settings: Settings, stack: Stack, tmp_path: Path) -> Iterator[Store]:
     yield from request.param(settings, tmp_path)
 

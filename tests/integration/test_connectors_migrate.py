@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from connectors import clickhouse, stores
+from connectors import clickhouse, stores, timescale
 from connectors.migrate import SQL_ROOT, discover
 from cosmic.settings import Settings
 from cosmic.stack import Stack
@@ -39,13 +39,18 @@ def test_db_migrate_is_idempotent_and_reports_the_path(settings: Settings, stack
         assert "timescale: applied 001_connector_offsets.sql" in first
         assert "clickhouse: applied 001_events.sql" in first
         assert "timescale: up to date" in second and "clickhouse: up to date" in second
-        assert ("NOT available: fallback" in first) or ("extension present" in first)
+        with psycopg.connect(admin_dsn) as conn:
+            installed = conn.execute("SELECT 1 FROM pg_available_extensions "
+                                     "WHERE name = 'timescaledb'").fetchone() is not None
+        # Where the extension is installed it is the default; elsewhere the fallback.
+        expected = "timescale" if installed else "native"
+        assert f"timescale: {timescale.DESCRIPTIONS[expected]}" in first
         with psycopg.connect(private.postgres.dsn) as conn:
             versions = conn.execute(
                 "SELECT version, variant FROM schema_migrations ORDER BY version").fetchall()
         shipped = sorted({m.version for m in discover(SQL_ROOT / "timescale")})
         assert [v for v, _ in versions] == shipped and shipped[:3] == [1, 2, 3]
-        assert versions[0][1] is None and versions[1][1] in ("native", "timescale")
+        assert versions[0][1] is None and {v for _, v in versions[1:]} == {expected}
         tables = {t for (t,) in ch_admin.execute(f"SHOW TABLES FROM {name}")}
         assert {"commands", "physics_ticks", "ecosystem_events", "civilization_events",
                 "schema_migrations"} <= tables
@@ -54,6 +59,36 @@ def test_db_migrate_is_idempotent_and_reports_the_path(settings: Settings, stack
     finally:
         ch_admin.execute(f"DROP DATABASE IF EXISTS {name}")
         ch_admin.disconnect()
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+def test_db_migrate_with_timescale_off_takes_the_fallback(settings: Settings, stack: Stack):
+    """COSMIC_POSTGRES__TIMESCALE=off: native partitions even where the extension exists."""
+    name = f"cosmic_m_{uuid.uuid4().hex[:8]}"
+    admin_dsn = settings.postgres.model_copy(update={"database": "postgres"}).dsn
+    private = settings.model_copy(update={
+        "postgres": settings.postgres.model_copy(update={"database": name})})
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        run = subprocess.run([sys.executable, "-m", "cosmic", "db", "migrate", "--store",
+                              "timescale"], env=cs.cli_env(private, COSMIC_POSTGRES__TIMESCALE="off"),
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert run.returncode == 0, run.stderr
+        assert f"timescale: {timescale.DESCRIPTIONS['native']}" in run.stdout
+        with psycopg.connect(private.postgres.dsn) as conn:
+            variants = {v for (v,) in conn.execute(
+                "SELECT variant FROM schema_migrations WHERE variant IS NOT NULL")}
+            extension = conn.execute(
+                "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+            partitioned = conn.execute(
+                "SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'physics_ticks'::regclass"
+            ).fetchone()
+        assert variants == {"native"}
+        assert extension is None and partitioned is not None
+    finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))

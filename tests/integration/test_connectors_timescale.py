@@ -45,6 +45,21 @@ def pg_db(settings: Settings, stack: Stack) -> Iterator[Settings]:
             sql.Identifier(name)))
 
 
+def _timescale_off(s: Settings) -> Settings:
+    """The same database with the fallback forced by the setting (as COSMIC_POSTGRES__TIMESCALE=off)."""
+    return s.model_copy(update={"postgres": s.postgres.model_copy(update={"timescale": "off"})})
+
+
+def _extension_installed(s: Settings) -> bool:
+    with psycopg.connect(s.postgres.dsn) as c:
+        return c.execute("SELECT 1 FROM pg_available_extensions "
+                         "WHERE name = 'timescaledb'").fetchone() is not None
+
+
+HYPERTABLES = ["civilization_events", "ecosystem_events", "live_metrics", "metric_points",
+               "physics_ticks"]
+
+
 def _count(s: Settings, query: str, *params: Any) -> int:
     try:
         with psycopg.connect(s.postgres.dsn, connect_timeout=3) as conn:
@@ -68,7 +83,9 @@ def _assert_ticks_exact(s: Settings, world: str, n: int) -> None:
 
 
 def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
-    """The native-partitioning fallback, which runs everywhere (forced where TimescaleDB exists)."""
+    """The native-partitioning fallback, which runs everywhere: forced by the setting, so it
+    runs where TimescaleDB is installed too."""
+    pg_db = _timescale_off(pg_db)
     world = f"w-{uuid.uuid4().hex[:8]}"
     t_ticks, t_eco, t_civ, t_met, t_dlq = (topic_factory() for _ in range(5))
     n = 60
@@ -80,8 +97,7 @@ def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
     routes = {t_ticks: topics.PHYSICS_TICKS, t_eco: topics.ECOSYSTEM_EVENTS,
               t_civ: topics.CIVILIZATION_EVENTS, t_met: topics.METRICS}
     dlq = topics.Topic(t_dlq, key="k", value="v", doc="test dead letters")
-    conn = timescale.build(pg_db, routes, group_id=f"g-{uuid.uuid4().hex[:8]}", dlq_topic=dlq,
-                           prefer="native")
+    conn = timescale.build(pg_db, routes, group_id=f"g-{uuid.uuid4().hex[:8]}", dlq_topic=dlq)
     conn.start()
     try:
         cs.wait_for(lambda: conn.metrics.rows_written >= n + 12 + 9 + 6, 60, "all rows",
@@ -111,6 +127,9 @@ def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
     assert f"physics_ticks_p{old_day}" in parts
     assert f"physics_ticks_p{cs.NOW:%Y%m%d}" in parts
     assert per_minute is not None and per_minute[0] == n
+    if _extension_installed(pg_db):
+        # The setting kept the extension out of this database altogether.
+        assert _count(pg_db, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
     assert civ_types == {"TechAdvanced": 3, "ResourceUsed": 3, "CivilizationFounded": 3}
     text = conn.metrics_text()
     assert f'cosmic_connector_rows_written_total{{connector="timescale"}} {n + 27}' in text
@@ -147,25 +166,42 @@ def test_values_postgres_refuses_are_dead_lettered_alone(pg_db: Settings, topic_
 
 
 def test_timescaledb_extension_path(pg_db: Settings, topic_factory):
-    with psycopg.connect(pg_db.postgres.dsn) as c:
-        available = c.execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    if not available:
+    if not _extension_installed(pg_db):
         pytest.skip("TimescaleDB extension not installed on this PostgreSQL: only the native "
                     "partitioning fallback ran (test_fallback_path_exactly_n_rows_and_views)")
     world = f"w-{uuid.uuid4().hex[:8]}"
     topic = topic_factory()
     cs.produce(pg_db, topic, "PhysicsTick", _ticks(world, 30))
+    # No preference: "auto" takes the extension wherever it is installed.
     conn = timescale.build(pg_db, {topic: topics.PHYSICS_TICKS},
-                           group_id=f"g-{uuid.uuid4().hex[:8]}", prefer="timescale")
+                           group_id=f"g-{uuid.uuid4().hex[:8]}")
     conn.start()
     try:
         cs.wait_for(lambda: conn.metrics.rows_written >= 30, 60, "all rows", conn.failure)
     finally:
         conn.stop()
     print(f"\nTimescaleDB connector path: {conn.store_note}")
+    assert conn.store_note.startswith("timescale: ")
     _assert_ticks_exact(pg_db, world, 30)
-    assert _count(pg_db, "SELECT count(*) FROM timescaledb_information.hypertables") == 4
+    with psycopg.connect(pg_db.postgres.dsn) as c:
+        hypertables = [r[0] for r in c.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1")]
+        caggs = {r[0] for r in c.execute(
+            "SELECT view_name FROM timescaledb_information.continuous_aggregates")}
+        chunk_days = {r[0] for r in c.execute(
+            "SELECT (range_start AT TIME ZONE 'UTC')::date FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'physics_ticks'")}
+        per_minute = c.execute(
+            "SELECT sum(ticks) FROM physics_ticks_per_world_minute WHERE world_id LIKE %s",
+            (f"{world}-%",)).fetchone()
+    assert hypertables == HYPERTABLES
+    assert caggs == {"physics_ticks_per_world_minute", "metric_points_per_world_minute",
+                     "ecosystem_events_per_world_minute", "civilization_events_per_world_minute"}
+    # Daily chunks: one for the ticks two days back, one for today's (no partition was made
+    # ahead: that is the fallback's job).
+    assert chunk_days == {(cs.NOW - timedelta(days=2)).date(), cs.NOW.date()}
+    # Real-time aggregate: the rows not yet materialized are counted too.
+    assert per_minute is not None and per_minute[0] == 30
 
 
 def test_sigkill_between_write_and_commit(pg_db: Settings, topic_factory, tmp_path: Path):
@@ -177,7 +213,8 @@ def test_sigkill_between_write_and_commit(pg_db: Settings, topic_factory, tmp_pa
     args = ("timescale", "--route", f"{topic}={topics.PHYSICS_TICKS.name}",
             "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--dlq-topic", t_dlq,
             "--instance-id", f"i-{uuid.uuid4().hex[:8]}")
-    env = {"COSMIC_CONNECTORS__BATCH_ROWS": "40", "COSMIC_CONNECTORS__BATCH_INTERVAL_S": "0.3"}
+    env = {"COSMIC_CONNECTORS__BATCH_ROWS": "40", "COSMIC_CONNECTORS__BATCH_INTERVAL_S": "0.3",
+           "COSMIC_POSTGRES__TIMESCALE": "off"}
     log = tmp_path / "connector.log"
     first = cs.start_cli(pg_db, log, *args, **env, COSMIC_CONNECTORS__CRASH_AFTER_WRITE="1")
     assert first.wait(timeout=60) == -signal.SIGKILL, log.read_text()

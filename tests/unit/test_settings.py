@@ -80,3 +80,14 @@ def test_child_env_carries_every_setting_and_nothing_stale(monkeypatch, tmp_path
     child = Settings()
     assert child.model_dump() == parent.model_dump()
     assert child.postgres.password.get_secret_value() == "s3cret"
+
+
+def test_timescale_path_setting_defaults_to_auto_and_accepts_only_its_values(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("COSMIC_POSTGRES__TIMESCALE", raising=False)
+    assert Settings().postgres.timescale == "auto"
+    monkeypatch.setenv("COSMIC_POSTGRES__TIMESCALE", "off")
+    assert Settings().postgres.timescale == "off"
+    monkeypatch.setenv("COSMIC_POSTGRES__TIMESCALE", "no")
+    with pytest.raises(ValidationError, match="timescale"):
+        Settings()
