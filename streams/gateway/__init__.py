@@ -1,0 +1,1 @@
+"""The gateway: the front door for game frontends (issue 13)."""
