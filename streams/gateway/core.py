@@ -22,7 +22,7 @@ from cosmic.settings import GatewaySettings
 from schemas import models
 
 from ._proto import gateway_pb2 as pb
-from .errors import InvalidCommand, InvalidView, UnknownWorld
+from .errors import InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
 from .session import Subscriber
 from .world import Grid, Tick, View
 
@@ -41,6 +41,7 @@ class Subscription:
     """One client's stream of frames for one world."""
 
     def __init__(self, core: GatewayCore, world_id: str, subscriber: Subscriber) -> None:
+        self.id = uuid.uuid4().hex
         self.core = core
         self.world_id = world_id
         self.subscriber = subscriber
@@ -51,9 +52,13 @@ class Subscription:
 
     async def frames(self) -> AsyncIterator[bytes]:
         """Serialized frames, the first a snapshot; each the latest state when asked for."""
-        while True:
-            tick = await self.core._next(self.world_id, self.subscriber)
-            yield self.subscriber.frame(tick).SerializeToString()
+        self.core._running[self.id] = self
+        try:
+            while True:
+                tick = await self.core._next(self.world_id, self.subscriber)
+                yield self.subscriber.frame(tick).SerializeToString()
+        finally:
+            self.core._running.pop(self.id, None)
 
 
 class GatewayCore:
@@ -63,6 +68,7 @@ class GatewayCore:
         self._append = append
         self._latest: dict[str, Tick] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self._running: dict[str, Subscription] = {}
 
     # The log side.
 
@@ -91,6 +97,18 @@ class GatewayCore:
         sub = Subscriber(view_of(request.view), bytes_per_s=budget,
                          hysteresis=self.settings.view_hysteresis)
         return Subscription(self, request.world_id, sub)
+
+    def move(self, request: pb.MoveViewRequest) -> None:
+        subscription = self._running.get(request.subscription_id)
+        if subscription is None:
+            raise UnknownSubscription(f"no subscription {request.subscription_id!r} runs here")
+        if not request.HasField("view"):
+            raise InvalidView("a move needs a view (centre and radius)")
+        subscription.move(request.view)
+
+    @property
+    def clients(self) -> int:
+        return len(self._running)
 
     def snapshot(self, request: pb.SubscribeRequest) -> bytes:
         sub = self.subscribe(request)

@@ -43,6 +43,10 @@ class UnknownWorld(GatewayError):
         self.world_id = world_id
 
 
+class UnknownSubscription(GatewayError):
+    """A view move for a subscription that is not (or no longer) running here."""
+
+
 class Unavailable(GatewayError):
     """The log (Kafka) did not take a command in time; the client may retry."""
 
@@ -64,6 +68,7 @@ STATUS: tuple[tuple[type[GatewayError], Status], ...] = (
     (MessageTooLarge, Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 1009, 413, "too-large")),
     (BadRequest, Status(grpc.StatusCode.INVALID_ARGUMENT, 1007, 400, "bad-request")),
     (UnknownWorld, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-world")),
+    (UnknownSubscription, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-subscription")),
     (Unavailable, Status(grpc.StatusCode.UNAVAILABLE, 1013, 503, "unavailable")),
 )
 

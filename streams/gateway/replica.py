@@ -39,6 +39,14 @@ class Replica:
         self.velocity_step = 0.0
 
     def apply(self, frame: pb.Frame) -> None:
+        """Fold in the next frame; raises :class:`FrameOutOfOrder` if it does not follow."""
+        try:
+            self._apply(frame)
+        except (KeyError, IndexError) as exc:
+            raise FrameOutOfOrder(f"frame for tick {frame.tick} names a body not held: {exc}"
+                                  ) from None
+
+    def _apply(self, frame: pb.Frame) -> None:
         if frame.snapshot:
             self.bodies = {}
             self.position_step = frame.position_step

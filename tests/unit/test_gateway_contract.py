@@ -34,5 +34,5 @@ def test_frame_round_trips_and_packs_columns():
 def test_gateway_service_is_declared():
     service = pb.DESCRIPTOR.services_by_name["Gateway"]
     assert [m.name for m in service.methods] == [
-        "SubmitCommand", "Subscribe", "GetSnapshot", "ListWorlds"]
+        "SubmitCommand", "Subscribe", "MoveView", "GetSnapshot", "ListWorlds"]
     assert service.methods_by_name["Subscribe"].server_streaming

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from schemas import columnar
 from streams.gateway.errors import InvalidView
-from streams.gateway.replica import Replica
+from streams.gateway.replica import FrameOutOfOrder, Replica
 from streams.gateway.session import Subscriber
 from streams.gateway.world import Grid, Tick, View, WorldFeed
 
@@ -242,3 +242,18 @@ def test_a_view_with_a_bad_radius_is_refused(radius: float):
         View((0.0, 0.0, 0.0), radius)
     with pytest.raises(InvalidView):
         View((math.nan, 0.0, 0.0), 1.0)
+
+
+def test_a_replica_refuses_a_frame_that_does_not_follow():
+    world = SyntheticWorld(7, n=20)
+    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=UNLIMITED)
+    replica = Replica()
+    replica.apply(sub.frame(world.step(churn=False)))
+    sub.frame(world.step(churn=False))  # lost on the way
+    with pytest.raises(FrameOutOfOrder):
+        replica.apply(sub.frame(world.step(churn=False)))
+    stranger = Replica()
+    frame = sub.frame(world.step(churn=False))
+    frame.base_tick = 0
+    with pytest.raises(FrameOutOfOrder):
+        stranger.apply(frame)

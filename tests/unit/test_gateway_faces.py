@@ -174,3 +174,26 @@ async def test_grpc_errors_map_to_status_codes(harness):
     snap = pb.Frame.FromString(await method(channel, "GetSnapshot")(
         subscribe_request().SerializeToString()))
     assert snap.snapshot and snap.tick == h.world.tick
+
+
+async def test_a_grpc_client_moves_its_view_by_subscription_id(harness):
+    h, channel, _ = harness
+    call = method(channel, "Subscribe", stream=True)(
+        subscribe_request(radius=0.5).SerializeToString())
+    replica = Replica()
+    replica.apply(pb.Frame.FromString(await call.read()))
+    sub_id = (await call.initial_metadata())["subscription-id"]
+    move = method(channel, "MoveView")
+    await move(pb.MoveViewRequest(subscription_id=sub_id, view=pb.View(
+        center=pb.Vec3(), radius=50.0)).SerializeToString())
+    replica.apply(pb.Frame.FromString(await call.read()))
+    assert set(replica.bodies) == set(h.world.feed.latest.ids.tolist())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await move(pb.MoveViewRequest(subscription_id="nope", view=pb.View(
+            center=pb.Vec3(), radius=1.0)).SerializeToString())
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await move(pb.MoveViewRequest(subscription_id=sub_id, view=pb.View(
+            center=pb.Vec3(), radius=-2.0)).SerializeToString())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    call.cancel()
