@@ -87,6 +87,13 @@ class GatewayCore:
                              body_count=len(t))
         return reply
 
+    def latest(self, world_id: str) -> Tick:
+        """The world's latest tick, as the gateway has quantized it."""
+        tick = self._latest.get(world_id)
+        if tick is None:
+            raise UnknownWorld(world_id)
+        return tick
+
     def subscribe(self, request: pb.SubscribeRequest) -> Subscription:
         if request.world_id not in self._latest:
             raise UnknownWorld(request.world_id)

@@ -20,7 +20,7 @@ from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
 
-from . import grpc_face, ws_face
+from . import grpc_face, rest, ws_face
 from .core import GatewayCore
 from .log import CommandLog, DeltaReader
 
@@ -70,8 +70,8 @@ class GatewayService(ThreadService):
         self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop)
         self.reader.start()
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
-        app = web.Application(client_max_size=g.max_message_bytes)
-        app.add_routes(ws_face.routes(core))
+        app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
+        app.add_routes(ws_face.routes(core) + rest.routes(core))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, g.host, g.http_port)
