@@ -36,3 +36,15 @@ def test_gateway_service_is_declared():
     assert [m.name for m in service.methods] == [
         "SubmitCommand", "Subscribe", "MoveView", "GetSnapshot", "ListWorlds"]
     assert service.methods_by_name["Subscribe"].server_streaming
+
+
+def test_the_gateway_is_a_platform_service_with_a_main():
+    import streams.gateway as gateway
+    from cosmic.runtime import PlatformService
+    from cosmic.settings import Settings
+    from schemas.testing import LocalRegistry
+
+    service: PlatformService = gateway.build_gateway(Settings(), LocalRegistry())
+    assert service.name == "gateway" and service.progress() == "starting"
+    assert service.failure() is None
+    assert callable(gateway.main)

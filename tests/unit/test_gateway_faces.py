@@ -24,7 +24,7 @@ from streams.gateway.replica import Replica
 from tests.unit.test_gateway_core import SyntheticWorld
 
 pytestmark = pytest.mark.anyio
-SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3)
+SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3, client_bytes_per_s=10**9)
 
 
 def ident(b: bytes) -> bytes:
@@ -37,6 +37,7 @@ class Harness:
         self.core = GatewayCore(SETTINGS, self._append)
         self.world = SyntheticWorld(9, n=150)
         self.world.feed.world_id = "w"
+        self.grpc_target = ""
 
     async def _append(self, command: models.PlayerCommand) -> tuple[int, int]:
         self.appended.append(command)
@@ -64,7 +65,8 @@ async def harness() -> AsyncIterator[tuple[Harness, grpc.aio.Channel, str]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    h.grpc_target = f"127.0.0.1:{port}"
+    channel = grpc.aio.insecure_channel(h.grpc_target)
     yield h, channel, f"http://127.0.0.1:{http_port}/ws"
     await channel.close()
     await server.stop(None)
@@ -197,3 +199,36 @@ async def test_a_grpc_client_moves_its_view_by_subscription_id(harness):
             center=pb.Vec3(), radius=-2.0)).SerializeToString())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     call.cancel()
+
+
+async def test_a_client_that_stops_reading_is_coalesced_and_others_go_on(harness):
+    h, _, url = harness
+    h.world = SyntheticWorld(10, n=3000)  # ~30 KB per frame: socket buffers fill quickly
+    h.world.feed.world_id = "w"
+    h.step()
+    request = subscribe_request(radius=100.0).SerializeToString()
+    # A small receive window and no window growth: what a phone on a bad link has.
+    slow_channel = grpc.aio.insecure_channel(h.grpc_target, options=[
+        ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 64 * 1024)])
+    slow = method(slow_channel, "Subscribe", stream=True)(request)
+    slow_replica, fast_replica = Replica(), Replica()
+    slow_replica.apply(pb.Frame.FromString(await slow.read()))
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as fast:
+        await fast.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest.FromString(
+            request)).SerializeToString())
+        fast_replica.apply(pb.Frame.FromString((await fast.receive()).data))
+        for _ in range(60):  # the slow client reads nothing meanwhile
+            h.step()
+            frame = pb.Frame.FromString((await fast.receive()).data)
+            fast_replica.apply(frame)
+            assert frame.tick == h.world.tick  # every tick, on time
+    # The slow client resumes: fewer frames than ticks, ending at the latest state.
+    frames = 0
+    while slow_replica.tick != h.world.tick:
+        slow_replica.apply(pb.Frame.FromString(await slow.read()))
+        frames += 1
+    assert frames < 60
+    assert slow_replica.bodies.keys() == fast_replica.bodies.keys()
+    assert all(slow_replica.bodies[i].qpos == b.qpos for i, b in fast_replica.bodies.items())
+    slow.cancel()
+    await slow_channel.close()
