@@ -4,8 +4,12 @@
 ``cosmic.state.deltas.v1`` (every partition, by assignment: it commits
 nothing, a restarted gateway rebuilds from the log). On start it reads each
 world's latest ``WorldSnapshot`` (the compacted topic), then reads deltas from
-the oldest of those snapshots, or ``lookback_s`` back, whichever is earlier; a
-world's deltas at or below its snapshot's tick are skipped. Every tick it
+``lookback_s`` back; a world's deltas at or below its snapshot's tick are
+skipped. A ticking world snapshots every few seconds, so its snapshot is inside
+the lookback and it is seen whole; a world whose latest snapshot is older is
+hibernated or retired (its snapshot is its state), except a world that ticks
+slower than one snapshot per lookback: its bodies are exact again once each has
+been in a delta. Every tick it
 folds in becomes a :class:`~.world.Tick` handed to the core on its loop.
 
 :class:`CommandLog` produces validated commands idempotently to their world's
@@ -23,7 +27,7 @@ from confluent_kafka import OFFSET_END, KafkaError, Message, TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
-from cosmic.timeutil import now_ms, to_ms
+from cosmic.timeutil import now_ms
 from schemas import models
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
 from streams.worlds.eventlog import KafkaLog
@@ -76,7 +80,6 @@ class DeltaReader:
     def _run(self) -> None:
         source = KafkaLog(self.settings, self.registry)
         start_ms = now_ms() - int(self.settings.gateway.lookback_s * 1000)
-        from_ms: dict[int, int] = {}
         for partition in source.partitions(topics.STATE_SNAPSHOTS.name):
             latest: dict[str, dict[str, Any]] = {}
             for _, _, record in source.read(topics.STATE_SNAPSHOTS.name, partition):
@@ -84,13 +87,11 @@ class DeltaReader:
             for world_id, record in latest.items():
                 feed = self.worlds[world_id] = WorldFeed(world_id, self.grid)
                 self._hand_over(feed.start_from_snapshot(record))
-                from_ms[partition] = min(from_ms.get(partition, start_ms), to_ms(record["ts"]))
         consumer = kafka.reader(self.settings, "gateway")
         try:
             parts = []
             for partition in source.partitions(topics.STATE_DELTAS.name):
-                offset = source.offset_for_time(topics.STATE_DELTAS.name, partition,
-                                                from_ms.get(partition, start_ms))
+                offset = source.offset_for_time(topics.STATE_DELTAS.name, partition, start_ms)
                 parts.append(TopicPartition(topics.STATE_DELTAS.name, partition,
                                             OFFSET_END if offset is None else offset))
             consumer.assign(parts)
