@@ -232,3 +232,27 @@ async def test_a_client_that_stops_reading_is_coalesced_and_others_go_on(harness
     assert all(slow_replica.bodies[i].qpos == b.qpos for i, b in fast_replica.bodies.items())
     slow.cancel()
     await slow_channel.close()
+
+
+async def test_watch_prints_a_line_per_interval(harness):
+    from streams.gateway.client import GrpcClient
+    from streams.gateway.watch import watch
+
+    h, _, _ = harness
+    lines: list[str] = []
+    ticks = iter(range(100))
+
+    def clock() -> float:  # each frame is one "second" later
+        return float(next(ticks))
+
+    async def frames_while_ticking() -> AsyncIterator[bytes]:
+        async with GrpcClient(h.grpc_target) as gw:
+            async for data in gw.frames(subscribe_request(radius=100.0)):
+                yield data
+                h.step()
+
+    replica = await watch(frames_while_ticking(), lines.append, clock=clock, max_lines=3)
+    assert len(lines) == 3
+    assert lines[0].startswith(f"tick 1  bodies {len(h.world.feed.latest.ids)}")
+    assert "B/s" in lines[0] and "latency p50" in lines[0]
+    assert replica.tick == 3
