@@ -186,6 +186,10 @@ class GatewaySettings(_Section):
     # A body in view leaves it only beyond radius * (1 + view_hysteresis).
     view_hysteresis: float = 0.05
     max_message_bytes: int = 64 * 1024
+    # A subscription whose connection ended can be resumed this long (and at most this
+    # many are kept), so a reconnecting client continues without a snapshot.
+    resume_window_s: float = 30.0
+    max_parked: int = 10_000
     # On start, deltas are read from this far back (besides each world's snapshot), so
     # a world younger than its first snapshot is seen whole.
     lookback_s: float = 120.0

@@ -5,13 +5,18 @@
 a face opens a :class:`Subscription` and writes the frames it yields, as fast
 as its client reads them. The frame is computed when the face asks for it,
 against what that client last received, so a slow reader costs one baseline of
-memory and gets the latest state, never a backlog.
+memory and gets the latest state, never a backlog. A subscription that names a
+``session`` is kept a while after its connection ends (``resume_window_s``,
+at most ``max_parked``); a reconnect naming the session and the tick it last
+applied continues from that baseline instead of a snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -22,7 +27,7 @@ from cosmic.settings import GatewaySettings
 from schemas import models
 
 from ._proto import gateway_pb2 as pb
-from .errors import InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
+from .errors import BadRequest, InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
 from .session import Subscriber
 from .world import Grid, Tick, View
 
@@ -40,8 +45,10 @@ def view_of(message: pb.View) -> View:
 class Subscription:
     """One client's stream of frames for one world."""
 
-    def __init__(self, core: GatewayCore, world_id: str, subscriber: Subscriber) -> None:
+    def __init__(self, core: GatewayCore, world_id: str, subscriber: Subscriber,
+                 session: str = "") -> None:
         self.id = uuid.uuid4().hex
+        self.session = session
         self.core = core
         self.world_id = world_id
         self.subscriber = subscriber
@@ -59,6 +66,7 @@ class Subscription:
                 yield self.subscriber.frame(tick).SerializeToString()
         finally:
             self.core._running.pop(self.id, None)
+            self.core._park(self)
 
 
 class GatewayCore:
@@ -69,6 +77,8 @@ class GatewayCore:
         self._latest: dict[str, Tick] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._running: dict[str, Subscription] = {}
+        # Ended subscriptions a client may resume: session -> (subscription, ended at).
+        self._parked: OrderedDict[str, tuple[Subscription, float]] = OrderedDict()
 
     # The log side.
 
@@ -99,11 +109,17 @@ class GatewayCore:
             raise UnknownWorld(request.world_id)
         if not request.HasField("view"):
             raise InvalidView("a subscription needs a view (centre and radius)")
+        view = view_of(request.view)
+        if request.session and len(request.session) < 16:
+            raise BadRequest("a session id has at least 16 characters")
+        resumed = self._unpark(request)
+        if resumed is not None:
+            resumed.subscriber.move(view)
+            return resumed
         cap = self.settings.client_bytes_per_s
         budget = min(request.max_bytes_per_s or cap, cap)
-        sub = Subscriber(view_of(request.view), bytes_per_s=budget,
-                         hysteresis=self.settings.view_hysteresis)
-        return Subscription(self, request.world_id, sub)
+        sub = Subscriber(view, bytes_per_s=budget, hysteresis=self.settings.view_hysteresis)
+        return Subscription(self, request.world_id, sub, request.session)
 
     def move(self, request: pb.MoveViewRequest) -> None:
         subscription = self._running.get(request.subscription_id)
@@ -135,6 +151,32 @@ class GatewayCore:
         partition, offset = await self._append(command)
         return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
                                      offset=offset)
+
+    # Resuming.
+
+    def _park(self, subscription: Subscription) -> None:
+        if not subscription.session or subscription.subscriber.last_tick == 0:
+            return
+        self._parked.pop(subscription.session, None)
+        self._parked[subscription.session] = (subscription, time.monotonic())
+        while len(self._parked) > self.settings.max_parked:
+            self._parked.popitem(last=False)
+
+    def _unpark(self, request: pb.SubscribeRequest) -> Subscription | None:
+        """The parked subscription this request resumes, if it is recent and at its tick."""
+        cutoff = time.monotonic() - self.settings.resume_window_s
+        while self._parked and next(iter(self._parked.values()))[1] < cutoff:
+            self._parked.popitem(last=False)
+        if not request.session:
+            return None
+        parked = self._parked.pop(request.session, None)
+        if parked is None:
+            return None
+        subscription = parked[0]
+        if (subscription.world_id != request.world_id or request.resume_tick == 0
+                or subscription.subscriber.last_tick != request.resume_tick):
+            return None
+        return subscription
 
     # Waiting for news.
 

@@ -7,6 +7,7 @@ that caused them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 
@@ -256,3 +257,41 @@ async def test_watch_prints_a_line_per_interval(harness):
     assert lines[0].startswith(f"tick 1  bodies {len(h.world.feed.latest.ids)}")
     assert "B/s" in lines[0] and "latency p50" in lines[0]
     assert replica.tick == 3
+
+
+async def test_a_reconnecting_client_resumes_without_a_snapshot(harness):
+    h, _, url = harness
+    session_id = "resume-" + "x" * 16
+    request = subscribe_request(radius=100.0)
+    request.session = session_id
+    replica = Replica()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            replica.apply(pb.Frame.FromString((await ws.receive()).data))
+            for _ in range(2):
+                h.step()
+                replica.apply(pb.Frame.FromString((await ws.receive()).data))
+        await asyncio.sleep(0.1)  # the gateway notices the socket is gone
+        for _ in range(2):
+            h.step()  # ticks the client misses
+        request.resume_tick = replica.tick
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            frame = pb.Frame.FromString((await ws.receive()).data)
+            assert not frame.snapshot and frame.base_tick == replica.tick
+            replica.apply(frame)
+            assert replica.tick == h.world.tick
+            assert set(replica.bodies) == set(h.world.feed.latest.ids.tolist())
+        await asyncio.sleep(0.1)
+        # A client whose last tick is not the gateway's gets a snapshot, and so does
+        # one that names no session.
+        request.resume_tick = replica.tick - 1
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            assert pb.Frame.FromString((await ws.receive()).data).snapshot
+        request.session = "short"
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1007
