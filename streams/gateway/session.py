@@ -89,6 +89,9 @@ class Subscriber:
         snapshot = self.last_tick == 0
         self._refill(tick.produced_ms)
         r = self.view.radius
+        # Only the slab that can hold the view matters: a held body outside it is
+        # beyond the view's outer edge, so it leaves.
+        tick = tick.near(self.view.center, r * (1 + self.hysteresis))
         dist = np.linalg.norm(tick.positions - np.asarray(self.view.center), axis=1)
 
         # Where each of the world's bodies sits in the baseline (-1: not held).

@@ -17,7 +17,7 @@ own float64 state.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -105,9 +105,25 @@ class Tick:
     qpositions: Ints  # (n, 3)
     qvelocities: Ints  # (n, 3)
     revisions: Ints
+    # The bodies ordered by x, once per tick, so each client looks only at a slab.
+    x_order: Ints = field(default_factory=lambda: np.empty(0, np.int64))
+    x_sorted: Floats = field(default_factory=lambda: np.empty(0))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+    def near(self, center: tuple[float, float, float], reach: float) -> Tick:
+        """The bodies with ``|x - center.x| <= reach`` (a superset of those within
+        ``reach``), ids still ascending: what a view of that reach needs to look at."""
+        lo = np.searchsorted(self.x_sorted, center[0] - reach, side="left")
+        hi = np.searchsorted(self.x_sorted, center[0] + reach, side="right")
+        idx = np.sort(self.x_order[lo:hi])
+        return replace(
+            self, ids=self.ids[idx], kinds=self.kinds[idx], masses=self.masses[idx],
+            radii=self.radii[idx], positions=self.positions[idx],
+            qpositions=self.qpositions[idx], qvelocities=self.qvelocities[idx],
+            revisions=self.revisions[idx], x_order=np.empty(0, np.int64),
+            x_sorted=np.empty(0))
 
 
 class WorldFeed:
@@ -157,9 +173,11 @@ class WorldFeed:
     def _publish(self, tick: int, sim_time: float, produced_ms: int) -> Tick:
         m = self.mirror
         positions = m.predict(sim_time)
+        x_order = np.argsort(positions[:, 0], kind="stable")
         self.latest = Tick(
             world_id=self.world_id, tick=tick, sim_time=sim_time, produced_ms=produced_ms,
             grid=self.grid, ids=m.ids, kinds=m.kinds, masses=m.masses, radii=m.radii,
             positions=positions, qpositions=self.grid.positions(positions),
-            qvelocities=self.grid.velocities(m.velocities), revisions=self.revisions)
+            qvelocities=self.grid.velocities(m.velocities), revisions=self.revisions,
+            x_order=x_order, x_sorted=positions[x_order, 0])
         return self.latest
