@@ -214,4 +214,15 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
         await asyncio.gather(*tasks)
         for ws in sockets:
             await ws.close()
+        # REST on the same gateway: the world's bodies, the spawned one among them.
+        base = ws_url.removesuffix("ws")
+        async with session.get(f"{base}api/v1/worlds/{world}/bodies",
+                               params={"limit": "1000"}) as resp:
+            assert resp.status == 200
+            page = await resp.json()
+        known = {w.world_id: w for w in (await gw.worlds()).worlds}[world]
+        assert SPAWNED_ID in [b["id"] for b in page["bodies"]]
+        assert len(page["bodies"]) >= known.body_count - 5 and page["next_after"] is None
+        async with session.get(f"{base}api/v1/worlds/no-such-world/bodies") as resp:
+            assert resp.status == 404 and resp.content_type == "application/problem+json"
         return grpc_frames, ws_frames, reply
