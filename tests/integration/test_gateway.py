@@ -39,6 +39,8 @@ from tests.liveworld import LiveWorld
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 SPAWNED_ID = 900_001
+TIGHT_BUDGET = 3000  # bytes/s
+TIGHT_VIEW = pb.View(center=pb.Vec3(), radius=6.0)
 BELT = 2.7  # AU: the asteroid belt's middle
 
 
@@ -83,8 +85,10 @@ class Truth:
 
 
 def check_frames(frames: list[bytes], view: pb.View, truth: Truth, hysteresis: float,
-                 bound: float, name: str) -> Replica:
-    """Replay one client's frames against the truth; return its final replica."""
+                 bound: float | None, name: str) -> Replica:
+    """Replay one client's frames against the truth; return its final replica. With no
+    ``bound`` (a client whose budget does not let every update through), positions
+    are not checked; membership always is."""
     replica = Replica()
     center = np.array([view.center.x, view.center.y, view.center.z])
     r = view.radius
@@ -101,7 +105,7 @@ def check_frames(frames: list[bytes], view: pb.View, truth: Truth, hysteresis: f
         assert set(replica.bodies) == expected, where
         assert set(frame.leave) == held - expected, where
         assert set(frame.enter.ids) >= expected - held, where
-        if replica.bodies:
+        if replica.bodies and bound is not None:
             mine = replica.ids()
             true_pos = positions[np.searchsorted(ids, mine)]
             err = np.linalg.norm(replica.positions() - true_pos, axis=1).max()
@@ -136,8 +140,8 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
         worker.stop()
         gateway.stop()
     assert gateway.failure() is None and worker.failure() is None
-    grpc_frames, ws_frames, reply = results
-    truth.wait_for(max(pb.Frame.FromString(f[-1]).tick for f in grpc_frames + ws_frames))
+    grpc_frames, ws_frames, reply, tight, late_s = results
+    truth.wait_for(max(pb.Frame.FromString(f[-1]).tick for f in [*grpc_frames, *ws_frames, tight]))
     truth.close()
     registry.close()
 
@@ -164,9 +168,22 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
             aligned += n >= 20
     assert aligned >= 3, "too few views where both faces started at the same tick"
 
+    # A client with a tight budget and the whole system in view: membership still exact,
+    # and over every second of ticks no more than the budget plus one second's burst.
+    check_frames(tight, TIGHT_VIEW, truth, g.view_hysteresis, None, "tight")
+    frames = [pb.Frame.FromString(f) for f in tight]
+    start = frames[1].produced_ms
+    sizes = [(f.produced_ms, len(d)) for f, d in zip(frames[1:], tight[1:], strict=True)]
+    for t0 in range(start, sizes[-1][0] - 1000, 100):
+        sent = sum(n for t, n in sizes if t0 <= t < t0 + 1000)
+        assert sent <= 2 * TIGHT_BUDGET * 1.1, f"{sent} bytes in the second from {t0}"
+    assert sum(len(d) for d in tight[1:]) > TIGHT_BUDGET  # the budget was what held it back
+    assert late_s < 0.25, f"a late joiner waited {late_s:.3f}s for its snapshot"
+
 
 async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
-                ) -> tuple[list[list[bytes]], list[list[bytes]], pb.SubmitCommandReply]:
+                ) -> tuple[list[list[bytes]], list[list[bytes]], pb.SubmitCommandReply,
+                           list[bytes], float]:
     duration_s = 12.0
     async with GrpcClient(grpc_address) as gw, aiohttp.ClientSession() as session:
         deadline = time.monotonic() + 30
@@ -195,7 +212,9 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
                     return
                 yield msg.data
 
-        tasks = []
+        tight: list[bytes] = []
+        tasks = [asyncio.create_task(collect(gw.frames(pb.SubscribeRequest(
+            world_id=world, view=TIGHT_VIEW, max_bytes_per_s=TIGHT_BUDGET)), tight))]
         for i, view in enumerate(views):
             request = pb.SubscribeRequest(world_id=world, view=view)
             await sockets[i].send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
@@ -203,6 +222,12 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
             tasks.append(asyncio.create_task(collect(from_socket(sockets[i]), ws_frames[i])))
         await clock.aclose()
         await asyncio.sleep(4.0)
+        late = gw.frames(pb.SubscribeRequest(world_id=world, view=views[1]))
+        t0 = time.monotonic()
+        first = pb.Frame.FromString(await anext(late))
+        late_s = time.monotonic() - t0
+        assert first.snapshot and len(first.enter.ids) > 0
+        await late.aclose()
         v = views[0].center
         speed = 2 * math.pi / math.sqrt(BELT)
         command_id = uuid.uuid4()
@@ -225,4 +250,4 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
         assert len(page["bodies"]) >= known.body_count - 5 and page["next_after"] is None
         async with session.get(f"{base}api/v1/worlds/no-such-world/bodies") as resp:
             assert resp.status == 404 and resp.content_type == "application/problem+json"
-        return grpc_frames, ws_frames, reply
+        return grpc_frames, ws_frames, reply, tight, late_s
