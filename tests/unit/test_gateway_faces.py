@@ -22,7 +22,7 @@ from streams.gateway import grpc_face, ws_face
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.core import GatewayCore
 from streams.gateway.replica import Replica
-from tests.unit.test_gateway_core import SyntheticWorld
+from streams.gateway.testing import SyntheticWorld
 
 pytestmark = pytest.mark.anyio
 SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3, client_bytes_per_s=10**9)
