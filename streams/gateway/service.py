@@ -28,10 +28,12 @@ from .log import CommandLog, DeltaReader
 class GatewayService(ThreadService):
     name = "gateway"
 
-    def __init__(self, settings: Settings, registry: SchemaSource) -> None:
+    def __init__(self, settings: Settings, registry: SchemaSource, *,
+                 owns_registry: bool = False) -> None:
         super().__init__()
         self.settings = settings
         self.registry = registry
+        self._owns_registry = owns_registry
         self.grpc_port = 0
         self.http_port = 0
         self.reader: DeltaReader | None = None
@@ -86,8 +88,12 @@ class GatewayService(ThreadService):
             await runner.cleanup()
             self.reader.stop()
             commands.close()
+            if self._owns_registry and isinstance(self.registry, RegistryClient):
+                self.registry.close()
 
 
 def build_gateway(settings: Settings, registry: SchemaSource | None = None) -> GatewayService:
     """The gateway `cosmic gateway run` and `cosmic up` run."""
-    return GatewayService(settings, registry or RegistryClient.from_settings(settings))
+    if registry is not None:
+        return GatewayService(settings, registry)
+    return GatewayService(settings, RegistryClient.from_settings(settings), owns_registry=True)
