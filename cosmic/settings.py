@@ -25,6 +25,7 @@ COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, b
 COSMIC_PHYSICS__WORKER_ID/SHARD/...    physics worker: identity, shard, hibernation, world cap
 COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem pacing
 COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
+COSMIC_GATEWAY__HOST/HTTP_PORT/...     gateway: address, ports, client budget, quantization grid
 =====================================  ==========================================
 """
 
@@ -176,6 +177,30 @@ class LiveMetricsSettings(_Section):
     python_executable: str | None = None
 
 
+class GatewaySettings(_Section):
+    """The gateway (streams/gateway): the front door for game frontends."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 18090  # WebSocket at /ws (later REST and the viewer)
+    grpc_port: int = 18091
+    # Most bytes per second one subscription is sent (and its default).
+    client_bytes_per_s: int = 256 * 1024
+    # Quantization grid: a shown position is within position_step * sqrt(3) / 2 of the
+    # gateway's (AU and AU/yr in the demo's units).
+    position_step: float = 1e-5
+    velocity_step: float = 1e-4
+    # A body in view leaves it only beyond radius * (1 + view_hysteresis).
+    view_hysteresis: float = 0.05
+    max_message_bytes: int = 64 * 1024
+    # A subscription whose connection ended can be resumed this long (and at most this
+    # many are kept), so a reconnecting client continues without a snapshot.
+    resume_window_s: float = 30.0
+    max_parked: int = 10_000
+    # On start, deltas are read from this far back (besides each world's snapshot), so
+    # a world younger than its first snapshot is seen whole.
+    lookback_s: float = 120.0
+
+
 class Settings(BaseSettings):
     """Everything the platform can be configured with."""
 
@@ -197,6 +222,7 @@ class Settings(BaseSettings):
     physics: PhysicsSettings = PhysicsSettings()
     living: LivingSettings = LivingSettings()
     live_metrics: LiveMetricsSettings = LiveMetricsSettings()
+    gateway: GatewaySettings = GatewaySettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 

@@ -140,6 +140,8 @@ if [[ ! -x "$repo/.venv/bin/python" ]]; then
 fi
 "$repo/.venv/bin/python" -m pip install -q --upgrade pip
 "$repo/.venv/bin/python" -m pip install -q -e "$repo[dev,spark,flink]"
+echo "install: compiling the gateway's protobuf contract"
+PYTHON="$repo/.venv/bin/python" "$repo/scripts/gen-protos"
 
 echo "install: resolving Kafka JARs (cached after the first time)"
 "$repo/.venv/bin/cosmic" stack install --no-system

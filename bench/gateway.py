@@ -1,0 +1,124 @@
+"""Gateway core benchmark: bytes per body update, and clients per core at 20 Hz.
+
+A belt of bodies on circular orbits (the demo's units: AU, years, dt = DAY/4 per
+tick) goes through the gateway's core exactly as deltas do (WorldFeed: fold in,
+quantize once per tick), and N subscribers with views of ~``--in-view`` bodies
+take one frame each per tick. Printed in one run:
+
+- median bytes per body update (the update section of a frame over the bodies it
+  updates), beside a naive float32 encoding (id + 3 x float32 = 16 B), JSON, and
+  11 B (what Colyseus's published per-entity costs imply for a quantized 3-D
+  position);
+- the core's cost per client per tick, the clients one core could serve at 20 Hz,
+  and p50/p99 latency from a tick's arrival to each client's frame, for that
+  many clients served one after the other.
+
+Measured on the core only: no sockets, no WebSocket or gRPC framing, no
+permessage-deflate (which shrinks these frames further).
+
+    .venv/bin/python bench/gateway.py [--bodies 10000] [--in-view 250] [--clients 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import orjson
+
+from schemas import columnar
+from streams.gateway.session import Subscriber
+from streams.gateway.world import Grid, View, WorldFeed
+
+DT = 1 / 365.25 / 4
+HZ = 20.0
+
+
+def belt(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(2.2, 3.3, n)
+    phase = rng.uniform(0, 2 * math.pi, n)
+    z = rng.normal(0, 0.05, n)
+    return a, phase, z
+
+
+def delta(tick: int, a: np.ndarray, phase: np.ndarray, z: np.ndarray) -> dict:
+    t = tick * DT
+    omega = 2 * math.pi / a**1.5
+    ang = phase + omega * t
+    pos = np.stack((a * np.cos(ang), a * np.sin(ang), z), axis=1)
+    vel = np.stack((-a * omega * np.sin(ang), a * omega * np.cos(ang), np.zeros_like(a)), axis=1)
+    n = len(a)
+    bodies = columnar.Bodies(ids=np.arange(1, n + 1, dtype=np.int64), kinds=np.full(n, 3, np.uint8),
+                             masses=np.full(n, 1e-12), radii=np.full(n, 5e-7),
+                             positions=pos.astype(np.float32), velocities=vel.astype(np.float32))
+    return {"world_id": "bench", "tick": tick, "sim_time": t, "ts": int(tick * 1000 / HZ),
+            **columnar.delta_fields(bodies)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bodies", type=int, default=10_000)
+    ap.add_argument("--in-view", type=int, default=250)
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--ticks", type=int, default=40)
+    args = ap.parse_args()
+
+    a, phase, z = belt(args.bodies)
+    feed = WorldFeed("bench", Grid(1e-5, 1e-4))
+    # Belt area ~ pi (3.3^2 - 2.2^2): a view radius that holds ~in_view bodies.
+    radius = math.sqrt(args.in_view / args.bodies * (3.3**2 - 2.2**2))
+    rng = np.random.default_rng(2)
+    subs = []
+    for _ in range(args.clients):
+        r, ang = rng.uniform(2.4, 3.1), rng.uniform(0, 2 * math.pi)
+        subs.append(Subscriber(View((r * math.cos(ang), r * math.sin(ang), 0.0), radius),
+                               bytes_per_s=256 * 1024))
+    per_update, json_sizes, per_client, latencies, in_view, feed_s = [], [], [], [], [], []
+    for tick in range(1, args.ticks + 1):
+        record = delta(tick, a, phase, z)
+        t0 = time.perf_counter()
+        shared = feed.apply(record)
+        assert shared is not None
+        t1 = time.perf_counter()
+        feed_s.append(t1 - t0)
+        for sub in subs:
+            s0 = time.perf_counter()
+            frame = sub.frame(shared)
+            data = frame.SerializeToString()
+            s1 = time.perf_counter()
+            per_client.append(s1 - s0)
+            latencies.append(s1 - t0)
+            n = len(frame.update.id_steps)
+            if tick > 1 and n:
+                per_update.append(frame.update.ByteSize() / n)
+            in_view.append(len(sub.ids))
+            del data
+        if tick == 2:
+            s = subs[0]
+            idx = np.searchsorted(shared.ids, s.ids)
+            json_sizes = [len(orjson.dumps({"id": int(i), "x": float(p[0]), "y": float(p[1]),
+                                            "z": float(p[2])}))
+                          for i, p in zip(shared.ids[idx], shared.positions[idx], strict=True)]
+    cost = float(np.median(per_client))
+    budget = 1 / HZ - float(np.median(feed_s))
+    print(f"world: {args.bodies} bodies, {args.clients} clients, median {np.median(in_view):.0f} "
+          f"bodies in view, {args.ticks} ticks at {HZ:g} Hz")
+    print("bytes per body update (median):")
+    print(f"  gateway (quantized deltas, protobuf)  {np.median(per_update):6.2f} B")
+    print(f"  naive float32 (id + xyz)              {16:6.2f} B")
+    print(f"  JSON                                  {np.median(json_sizes):6.2f} B")
+    print(f"  Colyseus-implied quantized 3-D        {11:6.2f} B")
+    print(f"core: quantize once per tick {np.median(feed_s) * 1e3:.2f} ms; "
+          f"{cost * 1e6:.0f} us per client per tick")
+    print(f"clients per core at {HZ:g} Hz: {int(budget / cost)} "
+          f"(core only; sockets and compression not counted)")
+    lat = np.array(latencies) * 1e3
+    print(f"latency tick -> frame for {args.clients} clients in turn: "
+          f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

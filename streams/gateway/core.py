@@ -1,0 +1,202 @@
+"""The one core every face adapts: worlds in, subscriptions out, commands through.
+
+:class:`GatewayCore` lives on the gateway's asyncio loop. The Kafka side
+(:mod:`.log`) hands it each world's ticks with :meth:`GatewayCore.publish`;
+a face opens a :class:`Subscription` and writes the frames it yields, as fast
+as its client reads them. The frame is computed when the face asks for it,
+against what that client last received, so a slow reader costs one baseline of
+memory and gets the latest state, never a backlog. A subscription that names a
+``session`` is kept a while after its connection ends (``resume_window_s``,
+at most ``max_parked``); a reconnect naming the session and the tick it last
+applied continues from that baseline instead of a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from cosmic.settings import GatewaySettings
+from schemas import models
+
+from ._proto import gateway_pb2 as pb
+from .errors import BadRequest, InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
+from .session import Subscriber
+from .world import Grid, Tick, View
+
+# What the log side does with a validated command: (partition, offset) once durable.
+Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
+
+_COMMAND = TypeAdapter(models.Command)
+
+
+def view_of(message: pb.View) -> View:
+    c = message.center
+    return View((c.x, c.y, c.z), message.radius)
+
+
+class Subscription:
+    """One client's stream of frames for one world."""
+
+    def __init__(self, core: GatewayCore, world_id: str, subscriber: Subscriber,
+                 session: str = "") -> None:
+        self.id = uuid.uuid4().hex
+        self.session = session
+        self.core = core
+        self.world_id = world_id
+        self.subscriber = subscriber
+
+    def move(self, view: pb.View) -> None:
+        self.subscriber.move(view_of(view))
+        self.core._wake(self.world_id)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Serialized frames, the first a snapshot; each the latest state when asked for."""
+        self.core._running[self.id] = self
+        try:
+            while True:
+                tick = await self.core._next(self.world_id, self.subscriber)
+                yield self.subscriber.frame(tick).SerializeToString()
+        finally:
+            self.core._running.pop(self.id, None)
+            self.core._park(self)
+
+
+class GatewayCore:
+    def __init__(self, settings: GatewaySettings, append: Append) -> None:
+        self.settings = settings
+        self.grid = Grid(settings.position_step, settings.velocity_step)
+        self._append = append
+        self._latest: dict[str, Tick] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self._running: dict[str, Subscription] = {}
+        # Ended subscriptions a client may resume: session -> (subscription, ended at).
+        self._parked: OrderedDict[str, tuple[Subscription, float]] = OrderedDict()
+
+    # The log side.
+
+    def publish(self, tick: Tick) -> None:
+        """A world's new tick: every subscription of it may send a frame."""
+        self._latest[tick.world_id] = tick
+        self._wake(tick.world_id)
+
+    # What the faces call.
+
+    def worlds(self) -> pb.ListWorldsReply:
+        reply = pb.ListWorldsReply()
+        for world_id in sorted(self._latest):
+            t = self._latest[world_id]
+            reply.worlds.add(world_id=world_id, tick=t.tick, sim_time=t.sim_time,
+                             body_count=len(t))
+        return reply
+
+    def latest(self, world_id: str) -> Tick:
+        """The world's latest tick, as the gateway has quantized it."""
+        tick = self._latest.get(world_id)
+        if tick is None:
+            raise UnknownWorld(world_id)
+        return tick
+
+    def subscribe(self, request: pb.SubscribeRequest) -> Subscription:
+        if request.world_id not in self._latest:
+            raise UnknownWorld(request.world_id)
+        if not request.HasField("view"):
+            raise InvalidView("a subscription needs a view (centre and radius)")
+        view = view_of(request.view)
+        if request.session and len(request.session) < 16:
+            raise BadRequest("a session id has at least 16 characters")
+        resumed = self._unpark(request)
+        if resumed is not None:
+            resumed.subscriber.move(view)
+            return resumed
+        cap = self.settings.client_bytes_per_s
+        budget = min(request.max_bytes_per_s or cap, cap)
+        sub = Subscriber(view, bytes_per_s=budget, hysteresis=self.settings.view_hysteresis)
+        return Subscription(self, request.world_id, sub, request.session)
+
+    def move(self, request: pb.MoveViewRequest) -> None:
+        subscription = self._running.get(request.subscription_id)
+        if subscription is None:
+            raise UnknownSubscription(f"no subscription {request.subscription_id!r} runs here")
+        if not request.HasField("view"):
+            raise InvalidView("a move needs a view (centre and radius)")
+        subscription.move(request.view)
+
+    @property
+    def clients(self) -> int:
+        return len(self._running)
+
+    def snapshot(self, request: pb.SubscribeRequest) -> bytes:
+        sub = self.subscribe(request)
+        return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+
+    async def submit(self, request: pb.SubmitCommandRequest) -> pb.SubmitCommandReply:
+        """Validate with the models, append to the world's home partition, answer the id."""
+        try:
+            body = _COMMAND.validate_python(orjson.loads(request.command_json))
+            now = datetime.now(UTC)
+            command = models.PlayerCommand(
+                command_id=uuid.UUID(request.command_id) if request.command_id else uuid.uuid4(),
+                player_id=request.player_id, world_id=request.world_id,
+                client_ts=now, received_ts=now, command=body)
+        except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
+            raise InvalidCommand(f"command refused: {_short(exc)}") from None
+        partition, offset = await self._append(command)
+        return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
+                                     offset=offset)
+
+    # Resuming.
+
+    def _park(self, subscription: Subscription) -> None:
+        if not subscription.session or subscription.subscriber.last_tick == 0:
+            return
+        self._parked.pop(subscription.session, None)
+        self._parked[subscription.session] = (subscription, time.monotonic())
+        while len(self._parked) > self.settings.max_parked:
+            self._parked.popitem(last=False)
+
+    def _unpark(self, request: pb.SubscribeRequest) -> Subscription | None:
+        """The parked subscription this request resumes, if it is recent and at its tick."""
+        cutoff = time.monotonic() - self.settings.resume_window_s
+        while self._parked and next(iter(self._parked.values()))[1] < cutoff:
+            self._parked.popitem(last=False)
+        if not request.session:
+            return None
+        parked = self._parked.pop(request.session, None)
+        if parked is None:
+            return None
+        subscription = parked[0]
+        if (subscription.world_id != request.world_id or request.resume_tick == 0
+                or subscription.subscriber.last_tick != request.resume_tick):
+            return None
+        return subscription
+
+    # Waiting for news.
+
+    def _wake(self, world_id: str) -> None:
+        event = self._changed.pop(world_id, None)
+        if event is not None:
+            event.set()
+
+    async def _next(self, world_id: str, subscriber: Subscriber) -> Tick:
+        while True:
+            tick = self._latest[world_id]
+            if subscriber.due(tick):
+                return tick
+            event = self._changed.setdefault(world_id, asyncio.Event())
+            await event.wait()
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return str(exc)

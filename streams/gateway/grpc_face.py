@@ -1,0 +1,109 @@
+"""The gRPC face: the four methods of schemas/gateway.proto over grpcio's asyncio server.
+
+Handlers are registered as generic handlers whose responses are the core's
+bytes as they are (an identity serializer), so a Subscribe message is
+byte-for-byte the WebSocket frame for the same view. A domain error ends the
+call with the status from :data:`.errors.STATUS`; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ._proto import gateway_pb2 as pb
+from .core import GatewayCore
+from .errors import BadRequest, GatewayError, MessageTooLarge, status_of
+
+SERVICE = "cosmicgarden.gateway.v1.Gateway"
+Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+log = logging.getLogger(__name__)
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class GrpcFace:
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+        self.max_bytes = core.settings.max_message_bytes
+
+    def _parse(self, kind: Any, data: bytes) -> Any:
+        if len(data) > self.max_bytes:
+            raise MessageTooLarge(f"message of {len(data)} bytes; at most {self.max_bytes}")
+        try:
+            return kind.FromString(data)
+        except DecodeError:
+            raise BadRequest(f"not a {kind.DESCRIPTOR.name} message") from None
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        if not isinstance(exc, GatewayError):
+            log.error("gRPC call failed", exc_info=exc)
+        await context.abort(status_of(exc).grpc, str(exc) if isinstance(exc, GatewayError)
+                            else "internal error")
+
+    def _guard(self, fn: Unary) -> Unary:
+        """End the call with the table's status for any error but an abort."""
+        async def call(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                return await fn(data, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, this call only
+                await self._fail(context, exc)
+                raise AssertionError("abort returned") from None
+        return call
+
+    async def submit(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        request = self._parse(pb.SubmitCommandRequest, data)
+        return (await self.core.submit(request)).SerializeToString()
+
+    async def subscribe(self, data: bytes, context: grpc.aio.ServicerContext
+                        ) -> AsyncIterator[bytes]:
+        try:
+            subscription = self.core.subscribe(self._parse(pb.SubscribeRequest, data))
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, this call only
+            await self._fail(context, exc)
+            return
+        await context.send_initial_metadata((("subscription-id", subscription.id),))
+        async for frame in subscription.frames():
+            yield frame
+
+    async def move(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.core.move(self._parse(pb.MoveViewRequest, data))
+        return pb.MoveViewReply().SerializeToString()
+
+    async def snapshot(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return self.core.snapshot(self._parse(pb.SubscribeRequest, data))
+
+    async def list_worlds(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return self.core.worlds().SerializeToString()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        def unary(fn: Unary) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                self._guard(fn), request_deserializer=_identity, response_serializer=_identity)
+
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "SubmitCommand": unary(self.submit),
+            "Subscribe": grpc.unary_stream_rpc_method_handler(
+                self.subscribe, request_deserializer=_identity, response_serializer=_identity),
+            "MoveView": unary(self.move),
+            "GetSnapshot": unary(self.snapshot),
+            "ListWorlds": unary(self.list_worlds),
+        })
+
+
+async def serve(core: GatewayCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """A started server on ``host:port`` (0: any free port); returns it and its port."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", core.settings.max_message_bytes)])
+    server.add_generic_rpc_handlers((GrpcFace(core).handler(),))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server, bound

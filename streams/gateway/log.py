@@ -1,0 +1,177 @@
+"""The gateway's Kafka side: one deltas reader for every world, one command producer.
+
+:class:`DeltaReader` is one ``read_committed`` consumer of
+``cosmic.state.deltas.v1`` (every partition, by assignment: it commits
+nothing, a restarted gateway rebuilds from the log). On start it reads each
+world's latest ``WorldSnapshot`` (the compacted topic), then reads deltas from
+``lookback_s`` back; a world's deltas at or below its snapshot's tick are
+skipped. A ticking world snapshots every few seconds, so its snapshot is inside
+the lookback and it is seen whole; a world whose latest snapshot is older is
+hibernated or retired (its snapshot is its state), except a world that ticks
+slower than one snapshot per lookback: its bodies are exact again once each has
+been in a delta. Every tick it
+folds in becomes a :class:`~.world.Tick` handed to the core on its loop.
+
+:class:`CommandLog` produces validated commands idempotently to their world's
+home partition and resolves when the broker has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from confluent_kafka import OFFSET_END, KafkaError, Message, TopicPartition
+
+from cosmic import kafka, topics
+from cosmic.settings import Settings
+from cosmic.timeutil import now_ms
+from schemas import models
+from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
+from streams.worlds.eventlog import KafkaLog
+
+from .errors import Unavailable
+from .world import Grid, Tick, WorldFeed
+
+log = logging.getLogger(__name__)
+
+
+class DeltaReader:
+    """Reads every world's deltas in a thread of its own and publishes their ticks."""
+
+    def __init__(self, settings: Settings, registry: SchemaSource, grid: Grid,
+                 publish: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.grid = grid
+        self._publish = publish
+        self._loop = loop
+        self._decode = AvroDeserializer(registry)
+        self._ctx = SerializationContext(topics.STATE_DELTAS.name)
+        self.worlds: dict[str, WorldFeed] = {}
+        self.ticks = 0
+        self.undecodable = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._guarded, name="gateway-deltas", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            log.exception("gateway delta reader failed")
+            self.error = exc
+
+    def _run(self) -> None:
+        source = KafkaLog(self.settings, self.registry)
+        start_ms = now_ms() - int(self.settings.gateway.lookback_s * 1000)
+        for partition in source.partitions(topics.STATE_SNAPSHOTS.name):
+            latest: dict[str, dict[str, Any]] = {}
+            for _, _, record in source.read(topics.STATE_SNAPSHOTS.name, partition):
+                latest[record["world_id"]] = record
+            for world_id, record in latest.items():
+                feed = self.worlds[world_id] = WorldFeed(world_id, self.grid)
+                self._hand_over(feed.start_from_snapshot(record))
+        consumer = kafka.reader(self.settings, "gateway")
+        try:
+            parts = []
+            for partition in source.partitions(topics.STATE_DELTAS.name):
+                offset = source.offset_for_time(topics.STATE_DELTAS.name, partition, start_ms)
+                parts.append(TopicPartition(topics.STATE_DELTAS.name, partition,
+                                            OFFSET_END if offset is None else offset))
+            consumer.assign(parts)
+            self._ready.set()
+            while not self._stop.is_set():
+                for msg in consumer.consume(1000, timeout=0.05):
+                    self._fold(msg)
+        finally:
+            consumer.close()
+
+    def _fold(self, msg: Message) -> None:
+        if (err := msg.error()) is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("deltas: %s", err)
+            return
+        try:
+            record = self._decode(msg.value(), self._ctx)
+        except Exception:  # noqa: BLE001 - a bad record is skipped, counted, never fatal
+            self.undecodable += 1
+            return
+        world_id = record["world_id"]
+        feed = self.worlds.get(world_id)
+        if feed is None:
+            feed = self.worlds[world_id] = WorldFeed(world_id, self.grid)
+        tick = feed.apply(record)
+        if tick is not None:
+            self._hand_over(tick)
+
+    def _hand_over(self, tick: Tick) -> None:
+        self.ticks += 1
+        self._loop.call_soon_threadsafe(self._publish, tick)
+
+
+class CommandLog:
+    """Appends commands to ``cosmic.commands.v1`` at their world's home partition."""
+
+    def __init__(self, settings: Settings, registry: SchemaSource,
+                 loop: asyncio.AbstractEventLoop, timeout_s: float = 10.0) -> None:
+        self._producer = kafka.producer(settings, client_id="cosmic-gateway")
+        self._encode = AvroSerializer(registry, "PlayerCommand")
+        self._ctx = SerializationContext(topics.COMMANDS.name)
+        self._loop = loop
+        self._timeout_s = timeout_s
+        self._partitions = topics.COMMANDS.partitions
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="gateway-commands", daemon=True)
+        self._thread.start()
+
+    async def append(self, command: models.PlayerCommand) -> tuple[int, int]:
+        done: asyncio.Future[tuple[int, int]] = self._loop.create_future()
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            result: Any = (Unavailable(f"the command log refused the command: {err}")
+                           if err is not None else (msg.partition(), msg.offset()))
+            self._loop.call_soon_threadsafe(_settle, done, result)
+
+        value = self._encode(command.to_avro(), self._ctx)
+        self._producer.produce(
+            topics.COMMANDS.name, key=command.world_id.encode(), value=value,
+            partition=kafka.home_partition(command.world_id, self._partitions),
+            on_delivery=delivered)
+        try:
+            return await asyncio.wait_for(done, self._timeout_s)
+        except TimeoutError:
+            raise Unavailable(f"the command log did not confirm within {self._timeout_s:g}s") from None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._producer.flush(10)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+
+def _settle(future: asyncio.Future[tuple[int, int]], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -1,0 +1,229 @@
+"""The REST face: worlds and bodies as JSON, errors as ``application/problem+json``.
+
+Routes (the OpenAPI document at ``/openapi.json`` is the reference):
+
+- ``GET /api/v1/worlds``: the worlds this gateway knows.
+- ``GET /api/v1/worlds/{world_id}/bodies``: a page of bodies at the latest tick,
+  ids ascending (``limit``, ``after``), optionally within ``radius`` of
+  ``cx, cy, cz``.
+- ``POST /api/v1/worlds/{world_id}/bodies``: a ``SpawnBody`` command.
+- ``DELETE /api/v1/worlds/{world_id}/bodies/{body_id}``: a ``RemoveBody`` command.
+
+Commands answer 202 with the command id: the outcome comes with the world's ticks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+from aiohttp import web
+
+from ._proto import gateway_pb2 as pb
+from .core import GatewayCore
+from .errors import BadRequest, GatewayError, InvalidView, status_of
+from .world import View
+
+PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
+MAX_PAGE = 1000
+KINDS = ("STAR", "PLANET", "MOON", "ASTEROID")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def problem(exc: BaseException) -> web.Response:
+    s = status_of(exc)
+    detail = str(exc) if isinstance(exc, GatewayError) else "internal error"
+    body = {"type": PROBLEM_BASE + s.problem, "title": s.problem.replace("-", " "),
+            "status": s.http, "detail": detail}
+    return web.Response(body=orjson.dumps(body), status=s.http,
+                        content_type="application/problem+json")
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body = {"type": "about:blank", "title": exc.reason, "status": exc.status}
+        return web.Response(body=orjson.dumps(body), status=exc.status,
+                            content_type="application/problem+json")
+    except Exception as exc:  # noqa: BLE001 - every error is a problem document
+        return problem(exc)
+
+
+def _number(request: web.Request, name: str, default: float | None = None) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise BadRequest(f"{name} must be finite, got {raw!r}")
+    return value
+
+
+class RestFace:
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+
+    async def worlds(self, request: web.Request) -> web.Response:
+        reply = self.core.worlds()
+        return _json({"worlds": [
+            {"world_id": w.world_id, "tick": w.tick, "sim_time": w.sim_time,
+             "body_count": w.body_count} for w in reply.worlds]})
+
+    async def bodies(self, request: web.Request) -> web.Response:
+        tick = self.core.latest(request.match_info["world_id"])
+        limit = int(_number(request, "limit", 100) or 0)
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+        after = _number(request, "after")
+        select = np.ones(len(tick), bool)
+        if after is not None:
+            select &= tick.ids > after
+        radius = _number(request, "radius")
+        if radius is not None:
+            center = tuple(_number(request, c, 0.0) or 0.0 for c in ("cx", "cy", "cz"))
+            view = View((center[0], center[1], center[2]), radius)
+            select &= np.linalg.norm(tick.positions - np.asarray(view.center), axis=1) <= radius
+        elif any(c in request.query for c in ("cx", "cy", "cz")):
+            raise InvalidView("a region needs a radius")
+        idx = np.flatnonzero(select)[:limit + 1]
+        more = len(idx) > limit
+        idx = idx[:limit]
+        vel = tick.qvelocities[idx] * tick.grid.velocity_step
+        bodies = [{"id": int(tick.ids[i]), "kind": KINDS[int(tick.kinds[i])],
+                   "mass": float(tick.masses[i]), "radius": float(tick.radii[i]),
+                   "position": dict(zip("xyz", map(float, tick.positions[i]), strict=True)),
+                   "velocity": dict(zip("xyz", map(float, v), strict=True))}
+                  for i, v in zip(idx, vel, strict=True)]
+        return _json({"world_id": tick.world_id, "tick": tick.tick, "bodies": bodies,
+                      "next_after": bodies[-1]["id"] if more else None})
+
+    async def spawn(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise BadRequest("the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object")
+        return await self._submit(request, {**body, "type": "SpawnBody"})
+
+    async def remove(self, request: web.Request) -> web.Response:
+        try:
+            body_id = int(request.match_info["body_id"])
+        except ValueError:
+            raise BadRequest("a body id is an integer") from None
+        return await self._submit(request, {"type": "RemoveBody", "body_id": body_id})
+
+    async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
+        reply = await self.core.submit(pb.SubmitCommandRequest(
+            world_id=request.match_info["world_id"],
+            player_id=request.headers.get("X-Player-Id", "rest"),
+            command_json=orjson.dumps(command).decode()))
+        return _json({"command_id": reply.command_id, "partition": reply.partition,
+                      "offset": reply.offset}, status=202)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+
+def routes(core: GatewayCore) -> list[web.RouteDef]:
+    face = RestFace(core)
+    return [
+        web.get("/api/v1/worlds", face.worlds),
+        web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),
+        web.post("/api/v1/worlds/{world_id}/bodies", face.spawn),
+        web.delete("/api/v1/worlds/{world_id}/bodies/{body_id}", face.remove),
+        web.get("/openapi.json", face.openapi),
+    ]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _vec() -> dict[str, Any]:
+    return {"type": "object", "required": ["x", "y", "z"], "additionalProperties": False,
+            "properties": {k: {"type": "number"} for k in "xyz"}}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": "a problem", "content": {
+        "application/problem+json": {"schema": _ref("Problem")}}} for c in codes}
+
+
+def _ok(code: int, schema: str) -> dict[str, Any]:
+    return {str(code): {"description": "ok", "content": {
+        "application/json": {"schema": _ref(schema)}}}}
+
+
+_WORLD = {"name": "world_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
+    ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
+    ("after", {"type": "integer"}), ("cx", {"type": "number"}), ("cy", {"type": "number"}),
+    ("cz", {"type": "number"}), ("radius", {"type": "number", "exclusiveMinimum": 0}))]
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Cosmic Garden gateway", "version": "1"},
+    "paths": {
+        "/api/v1/worlds": {"get": {
+            "operationId": "listWorlds", "responses": _ok(200, "Worlds")}},
+        "/api/v1/worlds/{world_id}/bodies": {
+            "get": {"operationId": "listBodies", "parameters": [_WORLD, *_QUERY],
+                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 404)}},
+            "post": {"operationId": "spawnBody", "parameters": [_WORLD],
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref("NewBody")}}},
+                     "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+        "/api/v1/worlds/{world_id}/bodies/{body_id}": {"delete": {
+            "operationId": "removeBody",
+            "parameters": [_WORLD, {"name": "body_id", "in": "path", "required": True,
+                                    "schema": {"type": "integer"}}],
+            "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+    },
+    "components": {"schemas": {
+        "Vec3": _vec(),
+        "World": {"type": "object", "required": ["world_id", "tick", "sim_time", "body_count"],
+                  "properties": {"world_id": {"type": "string"}, "tick": {"type": "integer"},
+                                 "sim_time": {"type": "number"},
+                                 "body_count": {"type": "integer"}}},
+        "Worlds": {"type": "object", "required": ["worlds"],
+                   "properties": {"worlds": {"type": "array", "items": _ref("World")}}},
+        "Body": {"type": "object",
+                 "required": ["id", "kind", "mass", "radius", "position", "velocity"],
+                 "properties": {"id": {"type": "integer"}, "kind": {"enum": list(KINDS)},
+                                "mass": {"type": "number"}, "radius": {"type": "number"},
+                                "position": _ref("Vec3"), "velocity": _ref("Vec3")}},
+        "BodyPage": {"type": "object", "required": ["world_id", "tick", "bodies", "next_after"],
+                     "properties": {"world_id": {"type": "string"}, "tick": {"type": "integer"},
+                                    "bodies": {"type": "array", "items": _ref("Body")},
+                                    "next_after": {"type": ["integer", "null"]}}},
+        "NewBody": {"type": "object",
+                    "required": ["body_id", "kind", "mass", "radius", "position", "velocity"],
+                    "properties": {"body_id": {"type": "integer"}, "kind": {"enum": list(KINDS)},
+                                   "mass": {"type": "number", "exclusiveMinimum": 0},
+                                   "radius": {"type": "number", "exclusiveMinimum": 0},
+                                   "position": _ref("Vec3"), "velocity": _ref("Vec3")}},
+        "Accepted": {"type": "object", "required": ["command_id", "partition", "offset"],
+                     "properties": {"command_id": {"type": "string", "format": "uuid"},
+                                    "partition": {"type": "integer"},
+                                    "offset": {"type": "integer"}}},
+        "Problem": {"type": "object", "required": ["type", "title", "status"],
+                    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                                   "status": {"type": "integer"},
+                                   "detail": {"type": "string"}}},
+    }},
+}

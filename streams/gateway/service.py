@@ -1,0 +1,99 @@
+"""The gateway as a platform service: one asyncio loop serving gRPC and WebSocket.
+
+:func:`build_gateway` returns a :class:`GatewayService` (a
+:class:`~cosmic.runtime.ThreadService`), which ``cosmic gateway run`` and
+``cosmic up`` can run beside the other services. A port of 0 in the settings
+means any free port; :attr:`GatewayService.grpc_port` and
+:attr:`GatewayService.http_port` say which were bound once :meth:`wait_ready`
+returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from aiohttp import web
+
+from cosmic.runtime import ThreadService
+from cosmic.settings import Settings
+from schemas.registry.client import RegistryClient
+from schemas.serde import SchemaSource
+
+from . import grpc_face, rest, ws_face
+from .core import GatewayCore
+from .log import CommandLog, DeltaReader
+
+
+class GatewayService(ThreadService):
+    name = "gateway"
+
+    def __init__(self, settings: Settings, registry: SchemaSource, *,
+                 owns_registry: bool = False) -> None:
+        super().__init__()
+        self.settings = settings
+        self.registry = registry
+        self._owns_registry = owns_registry
+        self.grpc_port = 0
+        self.http_port = 0
+        self.reader: DeltaReader | None = None
+        self._ready = threading.Event()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Whether the faces listen and the deltas reader is at its start, within the time."""
+        return self._ready.wait(timeout_s)
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.settings.gateway.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.gateway.host}:{self.http_port}/"
+
+    def progress(self) -> str:
+        r = self.reader
+        if r is None:
+            return "starting"
+        return (f"{len(r.worlds)} worlds, {r.ticks} ticks, grpc {self.grpc_address}, "
+                f"http {self.http_url}")
+
+    def failure(self) -> BaseException | None:
+        return self._error or (self.reader.error if self.reader is not None else None)
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        g = self.settings.gateway
+        commands = CommandLog(self.settings, self.registry, loop)
+        core = GatewayCore(g, commands.append)
+        self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop)
+        self.reader.start()
+        server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
+        app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
+        app.add_routes(ws_face.routes(core) + rest.routes(core))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, g.host, g.http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            await asyncio.to_thread(self.reader.wait_ready, 120.0)
+            self._ready.set()
+            await asyncio.to_thread(self._stop.wait)
+        finally:
+            await server.stop(grace=1.0)
+            await runner.cleanup()
+            self.reader.stop()
+            commands.close()
+            if self._owns_registry and isinstance(self.registry, RegistryClient):
+                self.registry.close()
+
+
+def build_gateway(settings: Settings, registry: SchemaSource | None = None) -> GatewayService:
+    """The gateway `cosmic gateway run` and `cosmic up` run."""
+    if registry is not None:
+        return GatewayService(settings, registry)
+    return GatewayService(settings, RegistryClient.from_settings(settings), owns_registry=True)

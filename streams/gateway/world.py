@@ -1,0 +1,183 @@
+"""One world as the gateway sees it, and the tick every subscriber of it shares.
+
+The gateway folds each ``StateDelta`` of a world into a
+:class:`~streams.worlds.deltas.DeltaMirror`, exactly as a frontend of the
+Kafka topic would, so its positions are within the physics worker's
+dead-reckoning tolerance of the true ones. Then, once per tick and not once per
+client, it puts the whole world on the grid (:class:`Grid`) and publishes a
+:class:`Tick` that every subscriber of the world reads.
+
+Error bound: a coordinate ``x`` is sent as ``q = round(x / step)`` and shown as
+``q * step``, so each axis is off by at most ``step / 2`` and a position by at
+most ``step * sqrt(3) / 2`` (:attr:`Grid.position_bound`) from the gateway's
+position; add the worker's ``delta_tolerance`` for the distance to the engine's
+own float64 state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cosmic.timeutil import to_ms
+from schemas import columnar
+from streams.worlds.deltas import DeltaMirror
+
+from .errors import InvalidView
+
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+
+
+def locate(sorted_ids: Ints, query: Ints) -> tuple[Ints, npt.NDArray[np.bool_]]:
+    """For each of ``query``: its index in ``sorted_ids`` (0 where absent), and whether found."""
+    if not len(sorted_ids):
+        return np.zeros(len(query), np.int64), np.zeros(len(query), bool)
+    slot = np.minimum(np.searchsorted(sorted_ids, query), len(sorted_ids) - 1)
+    return slot, sorted_ids[slot] == query
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """The quantization grid: lengths and speeds are sent as integer multiples of these."""
+
+    position_step: float
+    velocity_step: float
+
+    def __post_init__(self) -> None:
+        for name in ("position_step", "velocity_step"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+
+    @property
+    def position_bound(self) -> float:
+        """Most distance between a shown position and the gateway's."""
+        return self.position_step * math.sqrt(3) / 2
+
+    @property
+    def velocity_bound(self) -> float:
+        return self.velocity_step * math.sqrt(3) / 2
+
+    def positions(self, values: npt.ArrayLike) -> Ints:
+        return np.rint(np.asarray(values, np.float64) / self.position_step).astype(np.int64)
+
+    def velocities(self, values: npt.ArrayLike) -> Ints:
+        return np.rint(np.asarray(values, np.float64) / self.velocity_step).astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """An area of interest: the bodies within ``radius`` of ``center``."""
+
+    center: tuple[float, float, float]
+    radius: float
+
+    def __post_init__(self) -> None:
+        if len(self.center) != 3 or not all(math.isfinite(c) for c in self.center):
+            raise InvalidView(f"a view's centre must be 3 finite numbers, got {self.center!r}")
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise InvalidView(f"a view's radius must be finite and > 0, got {self.radius!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A world after one tick, quantized once for all its subscribers (ids ascending).
+
+    ``revisions`` count, per body, the changes of kind, mass or radius the gateway
+    has seen; a client holding an older revision gets the body in full again.
+    """
+
+    world_id: str
+    tick: int
+    sim_time: float
+    produced_ms: int
+    grid: Grid
+    ids: Ints
+    kinds: npt.NDArray[np.uint8]
+    masses: Floats
+    radii: Floats
+    positions: Floats  # (n, 3) float64: what the gateway believes, before quantizing
+    qpositions: Ints  # (n, 3)
+    qvelocities: Ints  # (n, 3)
+    revisions: Ints
+    # The bodies ordered by x, once per tick, so each client looks only at a slab.
+    x_order: Ints = field(default_factory=lambda: np.empty(0, np.int64))
+    x_sorted: Floats = field(default_factory=lambda: np.empty(0))
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def near(self, center: tuple[float, float, float], reach: float) -> Tick:
+        """The bodies with ``|x - center.x| <= reach`` (a superset of those within
+        ``reach``), ids still ascending: what a view of that reach needs to look at."""
+        lo = np.searchsorted(self.x_sorted, center[0] - reach, side="left")
+        hi = np.searchsorted(self.x_sorted, center[0] + reach, side="right")
+        idx = np.sort(self.x_order[lo:hi])
+        return replace(
+            self, ids=self.ids[idx], kinds=self.kinds[idx], masses=self.masses[idx],
+            radii=self.radii[idx], positions=self.positions[idx],
+            qpositions=self.qpositions[idx], qvelocities=self.qvelocities[idx],
+            revisions=self.revisions[idx], x_order=np.empty(0, np.int64),
+            x_sorted=np.empty(0))
+
+
+class WorldFeed:
+    """Folds one world's deltas (and, on a late start, a snapshot) into quantized ticks."""
+
+    def __init__(self, world_id: str, grid: Grid) -> None:
+        self.world_id = world_id
+        self.grid = grid
+        self.mirror = DeltaMirror()
+        self.revisions: Ints = np.empty(0, np.int64)  # in mirror.ids order
+        self.latest: Tick | None = None
+        # Deltas at or below this tick are already in a snapshot we started from.
+        self.after_tick = 0
+
+    def start_from_snapshot(self, record: dict[str, Any]) -> Tick:
+        """Begin at a ``WorldSnapshot`` (float64 state) instead of the world's first tick."""
+        bodies = columnar.unpack_bodies(record)
+        self.mirror = DeltaMirror()
+        self.mirror.apply(bodies, np.empty(0, np.int64), float(record["sim_time"]))
+        self.revisions = np.zeros(len(self.mirror), np.int64)
+        self.after_tick = int(record["tick"])
+        return self._publish(int(record["tick"]), float(record["sim_time"]), to_ms(record["ts"]))
+
+    def apply(self, record: dict[str, Any]) -> Tick | None:
+        """Fold in a decoded ``StateDelta``; None if a snapshot we started from covers it."""
+        tick = int(record["tick"])
+        if tick <= self.after_tick:
+            return None
+        bodies = columnar.unpack_bodies(record)
+        before = self.mirror
+        old_ids, old_kinds, old_masses, old_radii = (
+            before.ids, before.kinds, before.masses, before.radii)
+        old_revisions = self.revisions
+        self.mirror.apply(bodies, columnar.removed_ids(record), float(record["sim_time"]))
+        m = self.mirror
+        # Carry revisions over by id; bump those whose kind, mass or radius changed.
+        slot, known = locate(old_ids, m.ids)
+        revisions = np.zeros(len(m.ids), np.int64)
+        if len(old_ids):
+            revisions[known] = old_revisions[slot[known]]
+            changed = known & ((old_kinds[slot] != m.kinds) | (old_masses[slot] != m.masses)
+                               | (old_radii[slot] != m.radii))
+            revisions[changed] += 1
+        self.revisions = revisions
+        return self._publish(tick, float(record["sim_time"]), to_ms(record["ts"]))
+
+    def _publish(self, tick: int, sim_time: float, produced_ms: int) -> Tick:
+        m = self.mirror
+        positions = m.predict(sim_time)
+        x_order = np.argsort(positions[:, 0], kind="stable")
+        self.latest = Tick(
+            world_id=self.world_id, tick=tick, sim_time=sim_time, produced_ms=produced_ms,
+            grid=self.grid, ids=m.ids, kinds=m.kinds, masses=m.masses, radii=m.radii,
+            positions=positions, qpositions=self.grid.positions(positions),
+            qvelocities=self.grid.velocities(m.velocities), revisions=self.revisions,
+            x_order=x_order, x_sorted=positions[x_order, 0])
+        return self.latest

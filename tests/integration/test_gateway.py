@@ -1,0 +1,253 @@
+"""The gateway on the real stack: a ticking world, 4 gRPC and 4 WebSocket clients.
+
+An in-process physics worker (a shard of its own) ticks a star system of a few
+hundred bodies; the gateway reads its deltas; eight clients watch different
+views. The test reads the same deltas itself, independently, and checks every
+frame every client got: the client's set equals the set in its view (with the
+gateway's hysteresis), positions within the grid's bound, enters and leaves
+exact, the same bytes on both faces for the same view, and a body submitted
+through the gateway reaching the clients whose view covers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import numpy as np
+import pytest
+from confluent_kafka import TopicPartition
+
+from cosmic import kafka, topics
+from cosmic.settings import Settings
+from cosmic.stack import Stack
+from schemas.registry.client import RegistryClient
+from schemas.serde import AvroDeserializer, SerializationContext
+from streams.gateway import build_gateway
+from streams.gateway._proto import gateway_pb2 as pb
+from streams.gateway.client import GrpcClient
+from streams.gateway.replica import Replica
+from streams.worlds.deltas import DeltaMirror
+from streams.worlds.worker import WorkerConfig, build_worker
+from tests.liveworld import LiveWorld
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+
+SPAWNED_ID = 900_001
+TIGHT_BUDGET = 3000  # bytes/s
+TIGHT_VIEW = pb.View(center=pb.Vec3(), radius=6.0)
+BELT = 2.7  # AU: the asteroid belt's middle
+
+
+class Truth:
+    """The world's state per tick, rebuilt from its deltas by the test itself."""
+
+    def __init__(self, settings: Settings, registry: RegistryClient, world: str) -> None:
+        self.world = world
+        self.partition = kafka.home_partition(world, topics.STATE_DELTAS.partitions)
+        self.ticks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._mirror = DeltaMirror()
+        self._decode = AvroDeserializer(registry)
+        self._consumer = kafka.reader(settings, "gateway-truth")
+        tp = TopicPartition(topics.STATE_DELTAS.name, self.partition)
+        _, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+        self._consumer.assign([TopicPartition(topics.STATE_DELTAS.name, self.partition, high)])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        ctx = SerializationContext(topics.STATE_DELTAS.name)
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(1000, timeout=0.05):
+                if msg.error() is not None or msg.key() != self.world.encode():
+                    continue
+                record = self._decode(msg.value(), ctx)
+                self._mirror.apply_record(record)
+                m = self._mirror
+                self.ticks[record["tick"]] = (m.ids.copy(), m.predict(record["sim_time"]))
+
+    def wait_for(self, tick: int, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while tick not in self.ticks:
+            assert time.monotonic() < deadline, f"the test's reader never saw tick {tick}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+def check_frames(frames: list[bytes], view: pb.View, truth: Truth, hysteresis: float,
+                 bound: float | None, name: str) -> Replica:
+    """Replay one client's frames against the truth; return its final replica. With no
+    ``bound`` (a client whose budget does not let every update through), positions
+    are not checked; membership always is."""
+    replica = Replica()
+    center = np.array([view.center.x, view.center.y, view.center.z])
+    r = view.radius
+    for data in frames:
+        frame = pb.Frame.FromString(data)
+        held = set(replica.bodies)
+        replica.apply(frame)
+        truth.wait_for(frame.tick)
+        ids, positions = truth.ticks[frame.tick]
+        dist = np.linalg.norm(positions - center, axis=1)
+        expected = {int(i) for i, d in zip(ids, dist, strict=True)
+                    if d <= r or (int(i) in held and d <= r * (1 + hysteresis))}
+        where = f"{name} at tick {frame.tick}"
+        assert set(replica.bodies) == expected, where
+        assert set(frame.leave) == held - expected, where
+        assert set(frame.enter.ids) >= expected - held, where
+        if replica.bodies and bound is not None:
+            mine = replica.ids()
+            true_pos = positions[np.searchsorted(ids, mine)]
+            err = np.linalg.norm(replica.positions() - true_pos, axis=1).max()
+            assert err <= bound * (1 + 1e-9), f"{where}: off by {err}"
+    return replica
+
+
+def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Stack):
+    run = uuid.uuid4().hex[:10]
+    shard = f"test-gateway-{run}"
+    world = f"{shard}:belt"
+    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
+        update={"grpc_port": 0, "http_port": 0})})
+    registry = RegistryClient.from_settings(settings)
+    gateway = build_gateway(gw_settings, registry)
+    worker = build_worker(settings, WorkerConfig(worker_id=f"gateway-{run}", shard=shard),
+                          registry)
+    truth = Truth(settings, registry, world)
+    live = LiveWorld(settings, registry, world)
+    gateway.start()
+    worker.start()
+    try:
+        assert gateway.wait_ready(60), gateway.failure()
+        live.open(asteroids=300, tick_rate_hz=10.0, snapshot_every=50)
+        g = gw_settings.gateway
+        bound = g.position_step * math.sqrt(3) / 2
+        views = [pb.View(center=pb.Vec3(x=BELT * math.cos(a), y=BELT * math.sin(a)), radius=0.8)
+                 for a in (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)]
+        results = asyncio.run(watch(gateway.grpc_address, f"{gateway.http_url}ws", world, views))
+    finally:
+        live.stop()
+        worker.stop()
+        gateway.stop()
+    assert gateway.failure() is None and worker.failure() is None
+    grpc_frames, ws_frames, reply, tight, late_s = results
+    truth.wait_for(max(pb.Frame.FromString(f[-1]).tick for f in [*grpc_frames, *ws_frames, tight]))
+    truth.close()
+    registry.close()
+
+    assert reply.partition == kafka.home_partition(world, topics.COMMANDS.partitions)
+    aligned = 0
+    for i, view in enumerate(views):
+        for face, frames in (("grpc", grpc_frames[i]), ("ws", ws_frames[i])):
+            assert len(frames) >= 30, f"{face} client {i}: only {len(frames)} frames"
+            replica = check_frames(frames, view, truth, g.view_hysteresis, bound, f"{face}{i}")
+            assert len(replica.bodies) >= 10, f"{face}{i}: a view too empty to prove much"
+            if i == 0:  # the spawned body sits in view 0 and nowhere else
+                assert SPAWNED_ID in replica.bodies, f"{face}0 never saw the spawned body"
+            else:
+                assert SPAWNED_ID not in replica.bodies
+        # The same view on both faces: the same bytes, frame for frame, once both
+        # subscriptions started at the same tick (they were opened together).
+        a, b = grpc_frames[i], ws_frames[i]
+        if pb.Frame.FromString(a[0]).tick == pb.Frame.FromString(b[0]).tick:
+            keys_a = [(f.base_tick, f.tick) for f in map(pb.Frame.FromString, a)]
+            keys_b = [(f.base_tick, f.tick) for f in map(pb.Frame.FromString, b)]
+            n = next((k for k, (x, y) in enumerate(zip(keys_a, keys_b, strict=False)) if x != y),
+                     min(len(a), len(b)))
+            assert a[:n] == b[:n], f"view {i}: gRPC and WebSocket frames differ"
+            aligned += n >= 20
+    assert aligned >= 3, "too few views where both faces started at the same tick"
+
+    # A client with a tight budget and the whole system in view: membership still exact,
+    # and over every second of ticks no more than the budget plus one second's burst.
+    check_frames(tight, TIGHT_VIEW, truth, g.view_hysteresis, None, "tight")
+    frames = [pb.Frame.FromString(f) for f in tight]
+    start = frames[1].produced_ms
+    sizes = [(f.produced_ms, len(d)) for f, d in zip(frames[1:], tight[1:], strict=True)]
+    for t0 in range(start, sizes[-1][0] - 1000, 100):
+        sent = sum(n for t, n in sizes if t0 <= t < t0 + 1000)
+        assert sent <= 2 * TIGHT_BUDGET * 1.1, f"{sent} bytes in the second from {t0}"
+    assert sum(len(d) for d in tight[1:]) > TIGHT_BUDGET  # the budget was what held it back
+    assert late_s < 0.25, f"a late joiner waited {late_s:.3f}s for its snapshot"
+
+
+async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
+                ) -> tuple[list[list[bytes]], list[list[bytes]], pb.SubmitCommandReply,
+                           list[bytes], float]:
+    duration_s = 12.0
+    async with GrpcClient(grpc_address) as gw, aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 30
+        while world not in [w.world_id for w in (await gw.worlds()).worlds]:
+            assert time.monotonic() < deadline, "the gateway never saw the world"
+            await asyncio.sleep(0.1)
+        grpc_frames: list[list[bytes]] = [[] for _ in views]
+        ws_frames: list[list[bytes]] = [[] for _ in views]
+        sockets = [await session.ws_connect(ws_url, compress=15) for _ in views]
+        assert all(ws.compress == 15 for ws in sockets), "permessage-deflate not negotiated"
+        # Subscribe both faces of a view right after a tick, so both start at one tick.
+        clock = gw.frames(pb.SubscribeRequest(world_id=world, view=views[0]))
+        await anext(clock)
+        await anext(clock)
+        stop_at = time.monotonic() + duration_s
+
+        async def collect(source: AsyncIterator[bytes], out: list[bytes]) -> None:
+            async for data in source:
+                out.append(data)
+                if time.monotonic() > stop_at:
+                    return
+
+        async def from_socket(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[bytes]:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    return
+                yield msg.data
+
+        tight: list[bytes] = []
+        tasks = [asyncio.create_task(collect(gw.frames(pb.SubscribeRequest(
+            world_id=world, view=TIGHT_VIEW, max_bytes_per_s=TIGHT_BUDGET)), tight))]
+        for i, view in enumerate(views):
+            request = pb.SubscribeRequest(world_id=world, view=view)
+            await sockets[i].send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            tasks.append(asyncio.create_task(collect(gw.frames(request), grpc_frames[i])))
+            tasks.append(asyncio.create_task(collect(from_socket(sockets[i]), ws_frames[i])))
+        await clock.aclose()
+        await asyncio.sleep(4.0)
+        late = gw.frames(pb.SubscribeRequest(world_id=world, view=views[1]))
+        t0 = time.monotonic()
+        first = pb.Frame.FromString(await anext(late))
+        late_s = time.monotonic() - t0
+        assert first.snapshot and len(first.enter.ids) > 0
+        await late.aclose()
+        v = views[0].center
+        speed = 2 * math.pi / math.sqrt(BELT)
+        command_id = uuid.uuid4()
+        reply = await gw.submit(world, "gateway-test", {
+            "type": "SpawnBody", "body_id": SPAWNED_ID, "kind": "ASTEROID", "mass": 1e-12,
+            "radius": 5e-7, "position": {"x": v.x, "y": v.y + 0.05, "z": 0.0},
+            "velocity": {"x": 0.0, "y": speed, "z": 0.0}}, command_id=command_id)
+        assert reply.command_id == str(command_id)
+        await asyncio.gather(*tasks)
+        for ws in sockets:
+            await ws.close()
+        # REST on the same gateway: the world's bodies, the spawned one among them.
+        base = ws_url.removesuffix("ws")
+        async with session.get(f"{base}api/v1/worlds/{world}/bodies",
+                               params={"limit": "1000"}) as resp:
+            assert resp.status == 200
+            page = await resp.json()
+        known = {w.world_id: w for w in (await gw.worlds()).worlds}[world]
+        assert SPAWNED_ID in [b["id"] for b in page["bodies"]]
+        assert len(page["bodies"]) >= known.body_count - 5 and page["next_after"] is None
+        async with session.get(f"{base}api/v1/worlds/no-such-world/bodies") as resp:
+            assert resp.status == 404 and resp.content_type == "application/problem+json"
+        return grpc_frames, ws_frames, reply, tight, late_s

@@ -1,0 +1,297 @@
+"""The gRPC and WebSocket faces over one core fed synthetic ticks (no Kafka).
+
+What a client sees: byte-identical frames on both faces for the same view,
+a negotiated permessage-deflate, and typed errors that end only the client
+that caused them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+
+import aiohttp
+import grpc
+import pytest
+from aiohttp import web
+
+from cosmic.settings import GatewaySettings
+from schemas import models
+from streams.gateway import grpc_face, ws_face
+from streams.gateway._proto import gateway_pb2 as pb
+from streams.gateway.core import GatewayCore
+from streams.gateway.replica import Replica
+from streams.gateway.testing import SyntheticWorld
+
+pytestmark = pytest.mark.anyio
+SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3, client_bytes_per_s=10**9)
+
+
+def ident(b: bytes) -> bytes:
+    return b
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.appended: list[models.PlayerCommand] = []
+        self.core = GatewayCore(SETTINGS, self._append)
+        self.world = SyntheticWorld(9, n=150)
+        self.world.feed.world_id = "w"
+        self.grpc_target = ""
+
+    async def _append(self, command: models.PlayerCommand) -> tuple[int, int]:
+        self.appended.append(command)
+        return 1, len(self.appended) - 1
+
+    def step(self) -> None:
+        tick = self.world.step()
+        self.core.publish(tick)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[tuple[Harness, grpc.aio.Channel, str]]:
+    h = Harness()
+    h.step()
+    server, port = await grpc_face.serve(h.core, "127.0.0.1", 0)
+    app = web.Application()
+    app.add_routes(ws_face.routes(h.core))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    h.grpc_target = f"127.0.0.1:{port}"
+    channel = grpc.aio.insecure_channel(h.grpc_target)
+    yield h, channel, f"http://127.0.0.1:{http_port}/ws"
+    await channel.close()
+    await server.stop(None)
+    await runner.cleanup()
+
+
+def subscribe_request(world: str = "w", radius: float = 5.0) -> pb.SubscribeRequest:
+    return pb.SubscribeRequest(world_id=world, view=pb.View(center=pb.Vec3(x=1.0), radius=radius))
+
+
+def method(channel: grpc.aio.Channel, name: str, stream: bool = False):
+    path = f"/{grpc_face.SERVICE}/{name}"
+    if stream:
+        return channel.unary_stream(path, request_serializer=ident, response_deserializer=ident)
+    return channel.unary_unary(path, request_serializer=ident, response_deserializer=ident)
+
+
+async def test_grpc_and_websocket_frames_are_byte_identical(harness):
+    h, channel, url = harness
+    request = subscribe_request()
+    call = method(channel, "Subscribe", stream=True)(request.SerializeToString())
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, compress=15) as ws:
+        assert ws.compress == 15  # permessage-deflate negotiated
+        await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+        grpc_frames = [await call.read()]
+        ws_frames = [(await ws.receive()).data]
+        replica = Replica()
+        for _ in range(20):
+            h.step()
+            grpc_frames.append(await call.read())
+            ws_frames.append((await ws.receive()).data)
+        call.cancel()
+    assert grpc_frames == ws_frames
+    for data in grpc_frames:
+        replica.apply(pb.Frame.FromString(data))
+    assert replica.tick == h.world.tick and len(replica.bodies) > 0
+
+
+async def test_a_websocket_client_moves_its_view(harness):
+    h, _, url = harness
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_bytes(pb.ClientMessage(subscribe=subscribe_request(radius=0.5))
+                            .SerializeToString())
+        replica = Replica()
+        replica.apply(pb.Frame.FromString((await ws.receive()).data))
+        before = set(replica.bodies)
+        await ws.send_bytes(pb.ClientMessage(move=pb.View(center=pb.Vec3(), radius=50.0))
+                            .SerializeToString())
+        replica.apply(pb.Frame.FromString((await ws.receive()).data))
+        assert set(replica.bodies) == set(h.world.feed.latest.ids.tolist()) != before
+
+
+async def test_bad_websocket_input_closes_only_that_socket(harness):
+    h, _, url = harness
+    async with aiohttp.ClientSession() as session:
+        good = await session.ws_connect(url)
+        await good.send_bytes(pb.ClientMessage(subscribe=subscribe_request()).SerializeToString())
+        await good.receive()
+        cases = [
+            (b"\xff\xff\xff not protobuf", 1007),
+            (pb.ClientMessage(subscribe=subscribe_request(radius=math.nan)).SerializeToString(),
+             4400),
+            (pb.ClientMessage(subscribe=subscribe_request(radius=-1)).SerializeToString(), 4400),
+            (pb.ClientMessage(subscribe=subscribe_request(world="nope")).SerializeToString(),
+             4404),
+            (b"\x00" * (SETTINGS.max_message_bytes + 1), 1009),
+        ]
+        for payload, code in cases:
+            ws = await session.ws_connect(url)
+            await ws.send_bytes(payload)
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == code, payload[:20]
+            await ws.close()
+        h.step()  # the good client goes on
+        frame = pb.Frame.FromString((await good.receive()).data)
+        assert frame.tick == h.world.tick
+        await good.close()
+
+
+async def test_grpc_errors_map_to_status_codes(harness):
+    h, channel, _ = harness
+    subscribe = method(channel, "Subscribe", stream=True)
+    for request, code in [(subscribe_request(world="nope"), grpc.StatusCode.NOT_FOUND),
+                          (subscribe_request(radius=math.inf), grpc.StatusCode.INVALID_ARGUMENT)]:
+        call = subscribe(request.SerializeToString())
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+        assert err.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await method(channel, "GetSnapshot")(b"\xff\xff garbage")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    submit = method(channel, "SubmitCommand")
+    bad = pb.SubmitCommandRequest(world_id="w", player_id="p", command_json=(
+        '{"type": "SpawnBody", "body_id": 1, "kind": "STAR", "mass": -1, "radius": 1,'
+        ' "position": {"x": 0, "y": 0, "z": 0}, "velocity": {"x": 0, "y": 0, "z": 0}}'))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await submit(bad.SerializeToString())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "mass" in err.value.details()
+    assert h.appended == []
+    good = pb.SubmitCommandRequest(world_id="w", player_id="p",
+                                   command_json='{"type": "RemoveBody", "body_id": 7}')
+    reply = pb.SubmitCommandReply.FromString(await submit(good.SerializeToString()))
+    assert reply.command_id == str(h.appended[0].command_id)
+    assert h.appended[0].command == models.RemoveBody(body_id=7)
+    worlds = pb.ListWorldsReply.FromString(await method(channel, "ListWorlds")(b""))
+    assert [w.world_id for w in worlds.worlds] == ["w"]
+    snap = pb.Frame.FromString(await method(channel, "GetSnapshot")(
+        subscribe_request().SerializeToString()))
+    assert snap.snapshot and snap.tick == h.world.tick
+
+
+async def test_a_grpc_client_moves_its_view_by_subscription_id(harness):
+    h, channel, _ = harness
+    call = method(channel, "Subscribe", stream=True)(
+        subscribe_request(radius=0.5).SerializeToString())
+    replica = Replica()
+    replica.apply(pb.Frame.FromString(await call.read()))
+    sub_id = (await call.initial_metadata())["subscription-id"]
+    move = method(channel, "MoveView")
+    await move(pb.MoveViewRequest(subscription_id=sub_id, view=pb.View(
+        center=pb.Vec3(), radius=50.0)).SerializeToString())
+    replica.apply(pb.Frame.FromString(await call.read()))
+    assert set(replica.bodies) == set(h.world.feed.latest.ids.tolist())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await move(pb.MoveViewRequest(subscription_id="nope", view=pb.View(
+            center=pb.Vec3(), radius=1.0)).SerializeToString())
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await move(pb.MoveViewRequest(subscription_id=sub_id, view=pb.View(
+            center=pb.Vec3(), radius=-2.0)).SerializeToString())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    call.cancel()
+
+
+async def test_a_client_that_stops_reading_is_coalesced_and_others_go_on(harness):
+    h, _, url = harness
+    h.world = SyntheticWorld(10, n=3000)  # ~30 KB per frame: socket buffers fill quickly
+    h.world.feed.world_id = "w"
+    h.step()
+    request = subscribe_request(radius=100.0).SerializeToString()
+    # A small receive window and no window growth: what a phone on a bad link has.
+    slow_channel = grpc.aio.insecure_channel(h.grpc_target, options=[
+        ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 64 * 1024)])
+    slow = method(slow_channel, "Subscribe", stream=True)(request)
+    slow_replica, fast_replica = Replica(), Replica()
+    slow_replica.apply(pb.Frame.FromString(await slow.read()))
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as fast:
+        await fast.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest.FromString(
+            request)).SerializeToString())
+        fast_replica.apply(pb.Frame.FromString((await fast.receive()).data))
+        for _ in range(60):  # the slow client reads nothing meanwhile
+            h.step()
+            frame = pb.Frame.FromString((await fast.receive()).data)
+            fast_replica.apply(frame)
+            assert frame.tick == h.world.tick  # every tick, on time
+    # The slow client resumes: fewer frames than ticks, ending at the latest state.
+    frames = 0
+    while slow_replica.tick != h.world.tick:
+        slow_replica.apply(pb.Frame.FromString(await slow.read()))
+        frames += 1
+    assert frames < 60
+    assert slow_replica.bodies.keys() == fast_replica.bodies.keys()
+    assert all(slow_replica.bodies[i].qpos == b.qpos for i, b in fast_replica.bodies.items())
+    slow.cancel()
+    await slow_channel.close()
+
+
+async def test_watch_prints_a_line_per_interval(harness):
+    from streams.gateway.client import GrpcClient
+    from streams.gateway.watch import watch
+
+    h, _, _ = harness
+    lines: list[str] = []
+    ticks = iter(range(100))
+
+    def clock() -> float:  # each frame is one "second" later
+        return float(next(ticks))
+
+    async def frames_while_ticking() -> AsyncIterator[bytes]:
+        async with GrpcClient(h.grpc_target) as gw:
+            async for data in gw.frames(subscribe_request(radius=100.0)):
+                yield data
+                h.step()
+
+    replica = await watch(frames_while_ticking(), lines.append, clock=clock, max_lines=3)
+    assert len(lines) == 3
+    assert lines[0].startswith(f"tick 1  bodies {len(h.world.feed.latest.ids)}")
+    assert "B/s" in lines[0] and "latency p50" in lines[0]
+    assert replica.tick == 3
+
+
+async def test_a_reconnecting_client_resumes_without_a_snapshot(harness):
+    h, _, url = harness
+    session_id = "resume-" + "x" * 16
+    request = subscribe_request(radius=100.0)
+    request.session = session_id
+    replica = Replica()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            replica.apply(pb.Frame.FromString((await ws.receive()).data))
+            for _ in range(2):
+                h.step()
+                replica.apply(pb.Frame.FromString((await ws.receive()).data))
+        await asyncio.sleep(0.1)  # the gateway notices the socket is gone
+        for _ in range(2):
+            h.step()  # ticks the client misses
+        request.resume_tick = replica.tick
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            frame = pb.Frame.FromString((await ws.receive()).data)
+            assert not frame.snapshot and frame.base_tick == replica.tick
+            replica.apply(frame)
+            assert replica.tick == h.world.tick
+            assert set(replica.bodies) == set(h.world.feed.latest.ids.tolist())
+        await asyncio.sleep(0.1)
+        # A client whose last tick is not the gateway's gets a snapshot, and so does
+        # one that names no session.
+        request.resume_tick = replica.tick - 1
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            assert pb.Frame.FromString((await ws.receive()).data).snapshot
+        request.session = "short"
+        async with session.ws_connect(url) as ws:
+            await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1007
