@@ -29,6 +29,8 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic_app.cli.physics", "physics"),
     ("cosmic_app.cli.replay", "replay"),
     ("cosmic_app.cli.world", "world"),
+    ("cosmic_app.cli.gateway", "gateway"),
+    ("cosmic_app.cli.gateway", "watch"),
     ("cosmic_app.cli.schemas", "schemas"),
     ("cosmic_app.cli.log", "log"),
     ("cosmic_app.cli.db", "db"),

@@ -16,12 +16,14 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     import connectors
     from jobs.process import JobProcess
     from streams import living
+    from streams.gateway import build_gateway
     from streams.players import SyntheticPlayers
     from streams.worlds.worker import build_worker
 
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
             *living.build_services(settings),
             *(connectors.build(name, settings) for name in connectors.NAMES),
+            build_gateway(settings),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
                          env=child_env(settings)) for name in with_jobs)]
@@ -38,5 +40,8 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     Stack(settings).up(on_event=lambda m: click.echo(m))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
+    g = settings.gateway
+    click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
+               f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}")
     run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
     click.echo("platform stopped cleanly")

@@ -80,6 +80,14 @@ def test_cosmic_up_keeps_running_through_hostile_records(settings: Settings, sta
             for value in hostile:
                 producer.produce(topics.COMMANDS.name, key=world.encode(), value=value)
         assert producer.flush(30) == 0
+        # The gateway `cosmic up` runs serves the demo world to `cosmic watch`.
+        watched = subprocess.run(
+            [sys.executable, "-m", "cosmic_app", "watch", "--world", world, "--radius", "50",
+             "--lines", "2"], capture_output=True, text=True, timeout=60, check=False)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        views = [line for line in watched.stdout.splitlines() if line.startswith("tick ")]
+        assert len(views) == 2 and all(" bodies " in v and "B/s" in v for v in views), views
+        assert int(views[-1].split()[3]) > 0  # bodies in view
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -87,6 +95,7 @@ def test_cosmic_up_keeps_running_through_hostile_records(settings: Settings, sta
         registry.close()
     assert proc.returncode == 0, out[-3000:]
     assert "platform stopped cleanly" in out
+    assert "gateway: http://127.0.0.1:" in out
     physics = [part for line in out.splitlines() for part in line.split(" | ")
                if part.startswith("physics:")]
     assert physics and "6 dead letters" in physics[-1], physics[-3:]
