@@ -25,6 +25,7 @@ COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, b
 COSMIC_PHYSICS__WORKER_ID/SHARD/...    physics worker: identity, shard, hibernation, world cap
 COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem pacing
 COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
+COSMIC_SPARK__MASTER/DRIVER_MEMORY     spark-submit's master and driver memory (warehouse)
 COSMIC_GATEWAY__HOST/HTTP_PORT/...     gateway: address, ports, client budget, quantization grid
 =====================================  ==========================================
 """
@@ -157,6 +158,13 @@ class LivingSettings(_Section):
     start_from: Literal["earliest", "latest"] = "latest"
 
 
+class SparkSettings(_Section):
+    """Batch jobs under spark-submit (the warehouse)."""
+
+    master: str = "local[2]"  # local[N], spark://host:7077, yarn, k8s://...
+    driver_memory: str = "1g"
+
+
 class LiveMetricsSettings(_Section):
     """The live-metrics PyFlink job (jobs/flink/live_metrics.py)."""
 
@@ -222,6 +230,7 @@ class Settings(BaseSettings):
     physics: PhysicsSettings = PhysicsSettings()
     living: LivingSettings = LivingSettings()
     live_metrics: LiveMetricsSettings = LiveMetricsSettings()
+    spark: SparkSettings = SparkSettings()
     gateway: GatewaySettings = GatewaySettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)

@@ -28,7 +28,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic_app.cli.up", "up"),
     ("cosmic_app.cli.physics", "physics"),
     ("cosmic_app.cli.replay", "replay"),
-    ("cosmic_app.cli.world", "world"),
+    ("cosmic_app.cli.worlds", "world"),
     ("cosmic_app.cli.gateway", "gateway"),
     ("cosmic_app.cli.gateway", "watch"),
     ("cosmic_app.cli.schemas", "schemas"),

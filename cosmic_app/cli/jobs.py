@@ -40,16 +40,18 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str
               help="Build every day from --date to this one, in order.")
 @click.option("--source", type=click.Choice(["lake", "kafka"]), default="lake",
               show_default=True, help="Read the archive lake, or the Kafka topics directly.")
-@click.option("--master", default="local[2]", show_default=True,
-              help="Spark master (local[N], spark://..., yarn, k8s://...).")
-@click.option("--driver-memory", default="1g", show_default=True)
+@click.option("--master", default=None,
+              help="Spark master (local[N], spark://..., yarn, k8s://...) "
+                   "[default: settings.spark.master, local[2]].")
+@click.option("--driver-memory", default=None, help="[default: settings.spark.driver_memory, 1g]")
 @click.option("--conf", "conf", multiple=True, metavar="KEY=VALUE",
               help="Extra Spark configuration. Repeatable.")
 @click.option("--route", "routes", multiple=True, metavar="TOPIC=REGISTERED_TOPIC",
               help="With --source kafka: read Kafka topic TOPIC as the registered topic's "
                    "records. Repeatable.")
 @click.option("--print-command", is_flag=True, help="Print the spark-submit line, run nothing.")
-def warehouse(day: str, end_day: str | None, source: str, master: str, driver_memory: str,
+def warehouse(day: str, end_day: str | None, source: str, master: str | None,
+              driver_memory: str | None,
               conf: tuple[str, ...], routes: tuple[str, ...], print_command: bool) -> None:
     """Build the ClickHouse warehouse for a day (or days) with spark-submit.
 
@@ -60,7 +62,8 @@ def warehouse(day: str, end_day: str | None, source: str, master: str, driver_me
     settings = get_settings()
     cmd = submit.command(settings, "warehouse",
                          submit.warehouse_args(day, end_day, source, routes),
-                         master=master, driver_memory=driver_memory, conf=conf)
+                         master=master or settings.spark.master,
+                         driver_memory=driver_memory or settings.spark.driver_memory, conf=conf)
     if print_command:
         click.echo(" ".join(cmd))
         return

@@ -19,7 +19,6 @@ from cosmic.stack import artifacts
 
 POM = artifacts.INFRA_LOCAL / "spark-pom.xml"
 JOBS_DIR = Path(__file__).resolve().parent
-DEFAULT_MASTER = "local[2]"
 
 
 def pyspark_home() -> tuple[Path, str]:
@@ -41,15 +40,16 @@ def jars(settings: Settings) -> list[Path]:
 
 
 def command(settings: Settings, job: str, job_args: Sequence[str], *,
-            master: str = DEFAULT_MASTER, driver_memory: str = "1g",
+            master: str | None = None, driver_memory: str | None = None,
             conf: Sequence[str] = ()) -> list[str]:
     """The spark-submit command line running ``jobs/spark/<job>.py`` with ``job_args``."""
     home, _ = pyspark_home()
     script = JOBS_DIR / f"{job}.py"
     # The venv's interpreter on both sides: it has the project's package installed.
     py = sys.executable
-    cmd = [str(home / "bin" / "spark-submit"), "--master", master, "--name", f"cosmic-{job}",
-           "--driver-memory", driver_memory,
+    cmd = [str(home / "bin" / "spark-submit"), "--master", master or settings.spark.master,
+           "--name", f"cosmic-{job}",
+           "--driver-memory", driver_memory or settings.spark.driver_memory,
            "--jars", ",".join(str(j) for j in jars(settings)),
            "--conf", f"spark.pyspark.python={py}",
            "--conf", f"spark.pyspark.driver.python={py}",
