@@ -135,7 +135,8 @@ class KafkaService(LocalService):
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
             [*self._java_prefix(), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self._config_file), "--ignore-formatted"],
+             # One token: a random id may start with "-", which argparse would take for an option.
+             f"--cluster-id={cluster_id}", "-c", str(self._config_file), "--ignore-formatted"],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:

@@ -73,7 +73,7 @@ def test_db_migrate_with_timescale_off_takes_the_fallback(settings: Settings, st
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        run = subprocess.run([sys.executable, "-m", "cosmic", "db", "migrate", "--store",
+        run = subprocess.run([sys.executable, "-m", "cosmic_app", "db", "migrate", "--store",
                               "timescale"], env=cs.cli_env(private, COSMIC_POSTGRES__TIMESCALE="off"),
                              capture_output=True, text=True, timeout=120, check=False)
         assert run.returncode == 0, run.stderr

@@ -43,7 +43,7 @@ def test_private_postgres_preloads_timescaledb_and_status_names_it(settings: Set
         env = {k: v for k, v in os.environ.items() if not k.startswith("COSMIC_")} | {
             "COSMIC_STATE_DIR": str(private.state_dir),
             "COSMIC_POSTGRES__PORT": str(private.postgres.port)}
-        status = subprocess.run([sys.executable, "-m", "cosmic", "stack", "status"], env=env,
+        status = subprocess.run([sys.executable, "-m", "cosmic_app", "stack", "status"], env=env,
                                 capture_output=True, text=True, timeout=60, check=False)
         assert status.returncode == 0, status.stderr
         lines = status.stdout.splitlines()

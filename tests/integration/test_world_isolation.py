@@ -80,15 +80,23 @@ def _command(world: str, body: models.Command, player: str = "hostile") -> model
 
 def _read_all(settings: Settings, topic: str, starts: dict[int, int], key: bytes,
               settle_s: float = 3.0) -> list[Any]:
-    """Committed records of ``topic`` from ``starts`` with this key, until quiet."""
+    """Committed records of ``topic`` from ``starts`` with this key, up to the end the
+    partitions have once ``settle_s`` has passed (the last transactions commit meanwhile)."""
+    time.sleep(settle_s)
     consumer = kafka.consumer(settings, f"check-{uuid.uuid4().hex}")
-    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-    out, quiet_since = [], time.monotonic()
-    while time.monotonic() - quiet_since < settle_s:
-        msgs = consumer.consume(1000, timeout=0.3)
-        if msgs:
-            quiet_since = time.monotonic()
-        out += [m for m in msgs if m.error() is None and m.key() == key]
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in starts}
+    todo = {p for p in starts if starts[p] < ends[p]}
+    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items() if p in todo])
+    out = []
+    deadline = time.monotonic() + 120
+    while todo:
+        assert time.monotonic() < deadline, f"{topic}: partitions {todo} never reached their end"
+        out += [m for m in consumer.consume(1000, timeout=0.3)
+                if m.error() is None and m.key() == key]
+        for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
+            if tp.offset >= ends[tp.partition]:
+                todo.discard(tp.partition)
     consumer.close()
     return out
 
