@@ -570,17 +570,20 @@ class PhysicsWorker(ThreadService):
             log.error("world %s quarantined: %s", world_id, reason)
         else:
             log.info("world %s retired: %s", world_id, reason)
-        record = status_record(world_id, partition, state, status, reason, self.config.worker_id,
-                               now_ms())
-        if self._in_txn:
-            self._produce_to(topics.WORLDS, world_id, partition, record, now_ms())
-        else:  # from a rebalance callback: written with the next transaction
-            self._outbox.append((topics.WORLDS, world_id, partition, record))
+        self._write_status(world_id, partition, state, status, reason)
 
     def _status(self, state: WorldState, status: str, reason: str) -> None:
-        record = status_record(state.world_id, state.partition, state, status, reason,
-                               self.config.worker_id, now_ms())
-        self._produce_to(topics.WORLDS, state.world_id, state.partition, record, now_ms())
+        self._write_status(state.world_id, state.partition, state, status, reason)
+
+    def _write_status(self, world_id: str, partition: int, state: WorldState | None,
+                      status: str, reason: str) -> None:
+        ts = now_ms()
+        record = status_record(world_id, partition, state, status, reason,
+                               self.config.worker_id, ts)
+        if self._in_txn:
+            self._produce_to(topics.WORLDS, world_id, partition, record, ts)
+        else:  # from a rebalance callback: written with the next transaction
+            self._outbox.append((topics.WORLDS, world_id, partition, record))
 
     # -- producing -----------------------------------------------------------------------
 
