@@ -44,10 +44,12 @@ def _kafka_records(s: Settings, topic: str, schema: str,
         for p, msgs in raw.items():
             for offset, msg in msgs:
                 try:
-                    out.setdefault(p, []).append((offset, decode(msg.value(),
-                                                                  SerializationContext(topic))))
+                    value = decode(msg.value(), SerializationContext(topic))
                 except SerializationError:
                     continue  # dead-lettered, not archived
+                # Only now: a partition holding nothing but the bad record has no key,
+                # as the lake, which never archived it, has none.
+                out.setdefault(p, []).append((offset, value))
     return out
 
 
