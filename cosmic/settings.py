@@ -27,6 +27,7 @@ COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem 
 COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
 COSMIC_SPARK__MASTER/DRIVER_MEMORY     spark-submit's master and driver memory (warehouse)
 COSMIC_GATEWAY__HOST/HTTP_PORT/...     gateway: address, ports, client budget, quantization grid
+COSMIC_SECURITY__REQUIRE_SIGNED_...    who may do what: signed commands, command keys, tokens
 =====================================  ==========================================
 """
 
@@ -209,6 +210,17 @@ class GatewaySettings(_Section):
     lookback_s: float = 120.0
 
 
+class SecuritySettings(_Section):
+    """Identities and permissions (streams/security)."""
+
+    # The physics worker applies only commands a gateway admitted (signed with a command
+    # key); off, every command counts as an operator's (a closed test rig only).
+    require_signed_commands: bool = True
+    # The command keys (HMAC) gateways sign with and workers verify with; None:
+    # <state_dir>/secrets/command-keys.json, created (mode 0600) on first use.
+    command_keys_file: Path | None = None
+
+
 class Settings(BaseSettings):
     """Everything the platform can be configured with."""
 
@@ -232,6 +244,7 @@ class Settings(BaseSettings):
     live_metrics: LiveMetricsSettings = LiveMetricsSettings()
     spark: SparkSettings = SparkSettings()
     gateway: GatewaySettings = GatewaySettings()
+    security: SecuritySettings = SecuritySettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 
