@@ -9,6 +9,7 @@ property checks.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from typing import Any
 
@@ -163,7 +164,7 @@ def histories(draw: st.DrawFn) -> tuple[list[tuple[int, int, int]], dict[int, in
     bounds = [0, *cuts, n]
     fates: dict[int, int] = {}  # offset -> 1 rejected, 0 applied
     spans = []
-    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False), start=1):
+    for k, (lo, hi) in enumerate(itertools.pairwise(bounds), start=1):
         rejected = 0
         for o in range(lo, hi):
             fates[o] = draw(st.integers(0, 1))
