@@ -72,7 +72,6 @@ class DeltaReader:
         self._outcomes = outcomes
         self._outcome_ctx = {t: SerializationContext(t) for t in _OUTCOME_TOPICS}
         self._outcomes_from: list[TopicPartition] = []
-        self.outcome_records = 0
         self.worlds: dict[str, WorldFeed] = {}
         self.ticks = 0
         self.undecodable = 0
@@ -169,7 +168,6 @@ class DeltaReader:
         else:
             self._loop.call_soon_threadsafe(self._outcomes.rejection, record,
                                             msg.partition() or 0)
-        self.outcome_records += 1
 
 
 class CommandLog:

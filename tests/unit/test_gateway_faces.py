@@ -301,7 +301,7 @@ async def test_a_reconnecting_client_resumes_without_a_snapshot(harness):
 async def test_a_grpc_client_learns_the_outcome_and_a_retry_is_appended_once(harness):
     from streams.gateway.client import GrpcClient
 
-    h, _, _ = harness
+    h, channel, _ = harness
     async with GrpcClient(h.grpc_target) as gw:
         body = {"type": "RemoveBody", "body_id": 7}
         reply = await gw.submit("w", "p", body)
@@ -337,6 +337,9 @@ async def test_a_grpc_client_learns_the_outcome_and_a_retry_is_appended_once(har
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await gw.outcome(command_id, timeout=1)
             assert err.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await method(channel, "GetOutcome")(b"\xff\xff not protobuf")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_box_views_on_both_faces_and_a_view_that_is_both_is_refused(harness):
