@@ -320,7 +320,7 @@ class Outcomes:
         self.table = OutcomeTable(max_commands, window_s)
         self.max_wait_s = max_wait_s
         self._inflight: dict[uuid.UUID, tuple[asyncio.Future[tuple[int, int]], bytes]] = {}
-        self._changed: dict[uuid.UUID, set[asyncio.Event]] = {}  # a waiter's each
+        self._changed: dict[uuid.UUID, set[asyncio.Event]] = {}  # one event per waiting call
 
     async def admit(self, command: models.PlayerCommand,
                     append: Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
