@@ -9,6 +9,11 @@ memory and gets the latest state, never a backlog. A subscription that names a
 ``session`` is kept a while after its connection ends (``resume_window_s``,
 at most ``max_parked``); a reconnect naming the session and the tick it last
 applied continues from that baseline instead of a snapshot.
+
+Commands go through :class:`~.outcomes.Outcomes`: each command id is appended
+once (a retry is answered with the first append's partition and offset), and
+its outcome is decided from the world's ticks and rejections that the log
+side hands to :attr:`GatewayCore.outcomes`.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from schemas import models
 
 from ._proto import gateway_pb2 as pb
 from .errors import BadRequest, InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
+from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
-from .world import Grid, Tick, View
+from .world import Area, BoxView, Grid, Tick, View
 
 # What the log side does with a validated command: (partition, offset) once durable.
 Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
@@ -37,9 +43,39 @@ Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
 _COMMAND = TypeAdapter(models.Command)
 
 
-def view_of(message: pb.View) -> View:
+def view_of(message: pb.View) -> Area:
+    """A sphere (centre and radius) or, when ``box`` is set, a box (and nothing else)."""
+    if message.HasField("box"):
+        if message.HasField("center") or message.radius != 0:
+            raise InvalidView("a view is a sphere (centre and radius) or a box, not both")
+        box = message.box
+        if not (box.HasField("min") and box.HasField("max")):
+            raise InvalidView("a box view needs both its min and max corners")
+        lo, hi = box.min, box.max
+        return BoxView((lo.x, lo.y, lo.z), (hi.x, hi.y, hi.z))
     c = message.center
     return View((c.x, c.y, c.z), message.radius)
+
+
+_OUTCOME_STATE = {State.PENDING: pb.CommandOutcome.PENDING,
+                  State.APPLIED: pb.CommandOutcome.APPLIED,
+                  State.REJECTED: pb.CommandOutcome.REJECTED}
+
+
+def outcome_message(outcome: Outcome) -> pb.CommandOutcome:
+    out = pb.CommandOutcome(command_id=str(outcome.command_id),
+                            state=_OUTCOME_STATE[outcome.state], reason=outcome.reason or "",
+                            message=outcome.message or "")
+    if outcome.tick is not None:
+        out.tick = outcome.tick
+    return out
+
+
+def command_id_of(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise BadRequest(f"a command id is a UUID, got {text[:60]!r}") from None
 
 
 class Subscription:
@@ -74,6 +110,8 @@ class GatewayCore:
         self.settings = settings
         self.grid = Grid(settings.position_step, settings.velocity_step)
         self._append = append
+        self.outcomes = Outcomes(settings.max_commands, settings.command_window_s,
+                                 settings.max_outcome_wait_s)
         self._latest: dict[str, Tick] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._running: dict[str, Subscription] = {}
@@ -108,7 +146,7 @@ class GatewayCore:
         if request.world_id not in self._latest:
             raise UnknownWorld(request.world_id)
         if not request.HasField("view"):
-            raise InvalidView("a subscription needs a view (centre and radius)")
+            raise InvalidView("a subscription needs a view (centre and radius, or a box)")
         view = view_of(request.view)
         if request.session and len(request.session) < 16:
             raise BadRequest("a session id has at least 16 characters")
@@ -126,7 +164,7 @@ class GatewayCore:
         if subscription is None:
             raise UnknownSubscription(f"no subscription {request.subscription_id!r} runs here")
         if not request.HasField("view"):
-            raise InvalidView("a move needs a view (centre and radius)")
+            raise InvalidView("a move needs a view (centre and radius, or a box)")
         subscription.move(request.view)
 
     @property
@@ -138,7 +176,8 @@ class GatewayCore:
         return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
 
     async def submit(self, request: pb.SubmitCommandRequest) -> pb.SubmitCommandReply:
-        """Validate with the models, append to the world's home partition, answer the id."""
+        """Validate with the models, append to the world's home partition (once per
+        command id), answer the id."""
         try:
             body = _COMMAND.validate_python(orjson.loads(request.command_json))
             now = datetime.now(UTC)
@@ -148,9 +187,14 @@ class GatewayCore:
                 client_ts=now, received_ts=now, command=body)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             raise InvalidCommand(f"command refused: {_short(exc)}") from None
-        partition, offset = await self._append(command)
+        partition, offset = await self.outcomes.admit(command, self._append)
         return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
                                      offset=offset)
+
+    async def outcome(self, request: pb.GetOutcomeRequest) -> pb.CommandOutcome:
+        """A command's outcome, waiting up to ``wait_ms`` for a pending one."""
+        command_id = command_id_of(request.command_id)
+        return outcome_message(await self.outcomes.wait(command_id, request.wait_ms / 1000))
 
     # Resuming.
 

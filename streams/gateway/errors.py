@@ -47,6 +47,22 @@ class UnknownSubscription(GatewayError):
     """A view move for a subscription that is not (or no longer) running here."""
 
 
+class UnknownCommand(GatewayError):
+    """An outcome asked for a command id this gateway never admitted (or has forgotten)."""
+
+    def __init__(self, command_id: object) -> None:
+        super().__init__(f"no command {str(command_id)!r} was admitted by this gateway "
+                         "(or it is older than the gateway remembers)")
+
+
+class CommandIdInUse(GatewayError):
+    """A command id this gateway admitted for a different command (world, player or body)."""
+
+    def __init__(self, command_id: object) -> None:
+        super().__init__(f"command id {str(command_id)!r} was already used for a different "
+                         "command; a retry must repeat the command exactly")
+
+
 class Unavailable(GatewayError):
     """The log (Kafka) did not take a command in time; the client may retry."""
 
@@ -69,6 +85,8 @@ STATUS: tuple[tuple[type[GatewayError], Status], ...] = (
     (BadRequest, Status(grpc.StatusCode.INVALID_ARGUMENT, 1007, 400, "bad-request")),
     (UnknownWorld, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-world")),
     (UnknownSubscription, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-subscription")),
+    (UnknownCommand, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-command")),
+    (CommandIdInUse, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "command-id-in-use")),
     (Unavailable, Status(grpc.StatusCode.UNAVAILABLE, 1013, 503, "unavailable")),
 )
 

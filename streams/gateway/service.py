@@ -69,8 +69,14 @@ class GatewayService(ThreadService):
         g = self.settings.gateway
         commands = CommandLog(self.settings, self.registry, loop)
         core = GatewayCore(g, commands.append)
-        self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop)
-        self.reader.start()
+        self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop,
+                                  core.outcomes)
+        # Before the faces listen: every command admitted afterwards has its outcome followed.
+        try:
+            await asyncio.to_thread(self.reader.start)
+        except BaseException:
+            commands.close()
+            raise
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
         app.add_routes(ws_face.routes(core) + rest.routes(core))
