@@ -126,7 +126,8 @@ async def through_gateway(address: str, http_url: str, world: str
 
         # Submitted together: most likely one tick takes both, rejecting one of them.
         impulse, unknown = await asyncio.gather(
-            gw.submit(world, "tester", {"type": "ApplyImpulse", "body_id": STAR_ID,
+            # The tester's own body: a player may nudge only what they own.
+            gw.submit(world, "tester", {"type": "ApplyImpulse", "body_id": SPAWN_ID,
                                         "dv": {"x": 0.0, "y": 0.0, "z": 1e-9}}),
             gw.submit(world, "tester", {"type": "RemoveBody", "body_id": NO_SUCH_BODY + 1}))
         a, b = await asyncio.gather(gw.outcome(impulse.command_id, timeout=20),
