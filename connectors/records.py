@@ -113,6 +113,17 @@ def command_row(r: dict[str, Any]) -> Row:
             _json(body))
 
 
+FLAG_COLUMNS = (
+    "ts", "ts_ms", "flag_id", "player_id", "world_id", "kind", "score", "window_start", "window_end",
+    "evidence",
+)
+
+
+def flag_row(r: dict[str, Any]) -> Row:
+    return (r["ts"], to_ms(r["ts"]), r["flag_id"], r["player_id"], r["world_id"], r["kind"], r["score"],
+            r["window_start"], r["window_end"], r["evidence"])
+
+
 def columns_of(build: Callable[[dict[str, Any]], Row],
                values: list[dict[str, Any]]) -> list[list[Any]]:
     """Rows built one by one, transposed (column by column: zip(*rows) is ~3x slower)."""
@@ -129,6 +140,7 @@ FLATTENERS: dict[str, Flattener] = {
                                       civilization_row),
     topics.METRICS.name: ("metric_points", METRIC_COLUMNS, metric_row),
     topics.COMMANDS.name: ("commands", COMMAND_COLUMNS, command_row),
+    topics.SECURITY_FLAGS.name: ("security_flags", FLAG_COLUMNS, flag_row),
 }
 # Faster column builders where a family is busy enough to deserve one.
 COLUMN_BUILDERS: dict[str, Callable[[list[dict[str, Any]]], list[list[Any]]]] = {

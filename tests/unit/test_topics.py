@@ -13,7 +13,7 @@ def test_registry_holds_every_design_topic_once():
         "cosmic.commands.v1", "cosmic.commands.rejected.v1", "cosmic.physics.ticks.v1", "cosmic.state.deltas.v1",
         "cosmic.state.snapshots.v1", "cosmic.state.snapshots.history.v1", "cosmic.worlds.v1",
         "cosmic.ecosystem.events.v1",
-        "cosmic.civilization.events.v1", "cosmic.living.planets.v1", "cosmic.metrics.v1",
+        "cosmic.civilization.events.v1", "cosmic.living.planets.v1", "cosmic.metrics.v1", "cosmic.security.flags.v1",
         "cosmic.dlq.v1",
     }
 
