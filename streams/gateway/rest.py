@@ -10,6 +10,11 @@ Routes (the OpenAPI document at ``/openapi.json`` is the reference):
 - ``DELETE /api/v1/worlds/{world_id}/bodies/{body_id}``: a ``RemoveBody`` command.
 
 Commands answer 202 with the command id: the outcome comes with the world's ticks.
+
+Every route but ``/openapi.json`` takes ``Authorization: Bearer <token>``
+(reads may go without where ``security.anonymous_watch`` is on); the sender
+of a command is the token's player. Refusals are problems: 401, 403, 429
+(with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from aiohttp import web
 
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore
-from .errors import BadRequest, GatewayError, InvalidView, status_of
+from .errors import BadRequest, InvalidView, is_refusal, retry_after, status_of
+from .guard import Caller, bearer
 from .world import View
 
 PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
@@ -39,11 +45,25 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def problem(exc: BaseException) -> web.Response:
     s = status_of(exc)
-    detail = str(exc) if isinstance(exc, GatewayError) else "internal error"
-    body = {"type": PROBLEM_BASE + s.problem, "title": s.problem.replace("-", " "),
-            "status": s.http, "detail": detail}
-    return web.Response(body=orjson.dumps(body), status=s.http,
+    detail = str(exc) if is_refusal(exc) else "internal error"
+    body: dict[str, Any] = {"type": PROBLEM_BASE + s.problem,
+                            "title": s.problem.replace("-", " "), "status": s.http,
+                            "detail": detail}
+    headers = {}
+    wait = retry_after(exc)
+    if wait is not None:
+        body["retry_after_s"] = round(wait, 3)
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    if s.http == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cosmic-garden"'
+    return web.Response(body=orjson.dumps(body), status=s.http, headers=headers,
                         content_type="application/problem+json")
+
+
+def caller_of(request: web.Request) -> Caller:
+    remote = request.remote or ""
+    return Caller("rest", bearer(request.headers.get("Authorization")), remote,
+                  f"rest:{remote}")
 
 
 @web.middleware
@@ -78,12 +98,14 @@ class RestFace:
         self.core = core
 
     async def worlds(self, request: web.Request) -> web.Response:
+        self.core.watch(caller_of(request))
         reply = self.core.worlds()
         return _json({"worlds": [
             {"world_id": w.world_id, "tick": w.tick, "sim_time": w.sim_time,
              "body_count": w.body_count} for w in reply.worlds]})
 
     async def bodies(self, request: web.Request) -> web.Response:
+        self.core.watch(caller_of(request))
         tick = self.core.latest(request.match_info["world_id"])
         limit = int(_number(request, "limit", 100) or 0)
         if not 1 <= limit <= MAX_PAGE:
@@ -130,8 +152,7 @@ class RestFace:
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
         reply = await self.core.submit(pb.SubmitCommandRequest(
             world_id=request.match_info["world_id"],
-            player_id=request.headers.get("X-Player-Id", "rest"),
-            command_json=orjson.dumps(command).decode()))
+            command_json=orjson.dumps(command).decode()), caller_of(request))
         return _json({"command_id": reply.command_id, "partition": reply.partition,
                       "offset": reply.offset}, status=202)
 
@@ -178,23 +199,25 @@ _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Cosmic Garden gateway", "version": "1"},
+    "security": [{"bearer": []}],
     "paths": {
         "/api/v1/worlds": {"get": {
-            "operationId": "listWorlds", "responses": _ok(200, "Worlds")}},
+            "operationId": "listWorlds", "responses": {**_ok(200, "Worlds"), **_problems(401)}}},
         "/api/v1/worlds/{world_id}/bodies": {
             "get": {"operationId": "listBodies", "parameters": [_WORLD, *_QUERY],
-                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 404)}},
+                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 401, 404)}},
             "post": {"operationId": "spawnBody", "parameters": [_WORLD],
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": _ref("NewBody")}}},
-                     "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+                     "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
         "/api/v1/worlds/{world_id}/bodies/{body_id}": {"delete": {
             "operationId": "removeBody",
             "parameters": [_WORLD, {"name": "body_id", "in": "path", "required": True,
                                     "schema": {"type": "integer"}}],
-            "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+            "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
     },
-    "components": {"schemas": {
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                   "bearerFormat": "JWT"}}, "schemas": {
         "Vec3": _vec(),
         "World": {"type": "object", "required": ["world_id", "tick", "sim_time", "body_count"],
                   "properties": {"world_id": {"type": "string"}, "tick": {"type": "integer"},
@@ -224,6 +247,7 @@ OPENAPI: dict[str, Any] = {
         "Problem": {"type": "object", "required": ["type", "title", "status"],
                     "properties": {"type": {"type": "string"}, "title": {"type": "string"},
                                    "status": {"type": "integer"},
-                                   "detail": {"type": "string"}}},
+                                   "detail": {"type": "string"},
+                                   "retry_after_s": {"type": "number"}}},
     }},
 }
