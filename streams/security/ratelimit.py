@@ -39,7 +39,7 @@ class TokenBucket:
         if self.tokens >= cost:
             self.tokens -= cost
             return 0.0
-        return (cost - self.tokens) / self.rate
+        return max((cost - self.tokens) / self.rate, 0.001)  # never "retry in 0"
 
 
 class Buckets:
