@@ -252,8 +252,8 @@ class SecuritySettings(_Section):
     command_burst: int = 40
     world_creations_per_hour: float = 10.0
     world_creation_burst: int = 5
-    subscriptions_per_connection: int = 4
-    subscriptions_per_player: int = 16
+    subscriptions_per_connection: int = 16  # a gRPC channel multiplexes many
+    subscriptions_per_player: int = 64
     # Largest command_json a submit may carry (bytes); the whole message is bounded by
     # gateway.max_message_bytes.
     max_command_bytes: int = 16 * 1024
