@@ -121,7 +121,8 @@ AUDIT_COLUMNS = (
 
 
 def audit_row(r: dict[str, Any]) -> Row:
-    return (r["ts"], to_ms(r["ts"]), *(r[c] for c in AUDIT_COLUMNS[2:]))
+    return (r["ts"], to_ms(r["ts"]), *(str(r[c]) if c == "command_id" else r[c]
+                                       for c in AUDIT_COLUMNS[2:]))
 
 
 def columns_of(build: Callable[[dict[str, Any]], Row],

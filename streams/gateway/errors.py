@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from cosmic.errors import CosmicError
+from streams.security.accounts import AccountExists, AccountsUnavailable, InvalidAccount
 from streams.security.errors import Forbidden, RateLimited, Unauthenticated
 
 
@@ -78,6 +79,9 @@ STATUS: tuple[tuple[type[CosmicError], Status], ...] = (
     (Unauthenticated, Status(grpc.StatusCode.UNAUTHENTICATED, 4401, 401, "unauthenticated")),
     (Forbidden, Status(grpc.StatusCode.PERMISSION_DENIED, 4403, 403, "forbidden")),
     (RateLimited, Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 4429, 429, "rate-limited")),
+    (InvalidAccount, Status(grpc.StatusCode.INVALID_ARGUMENT, 4422, 422, "invalid-account")),
+    (AccountExists, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "account-exists")),
+    (AccountsUnavailable, Status(grpc.StatusCode.UNAVAILABLE, 1013, 503, "unavailable")),
     (DuplicateCommand, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "duplicate-command")),
     (InvalidView, Status(grpc.StatusCode.INVALID_ARGUMENT, 4400, 400, "invalid-view")),
     (InvalidCommand, Status(grpc.StatusCode.INVALID_ARGUMENT, 4422, 422, "invalid-command")),

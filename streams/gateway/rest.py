@@ -94,8 +94,9 @@ def _number(request: web.Request, name: str, default: float | None = None) -> fl
 
 
 class RestFace:
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(self, core: GatewayCore, document: dict[str, Any] | None = None) -> None:
         self.core = core
+        self.document = document or OPENAPI
 
     async def worlds(self, request: web.Request) -> web.Response:
         self.core.watch(caller_of(request))
@@ -157,11 +158,18 @@ class RestFace:
                       "offset": reply.offset}, status=202)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(OPENAPI)
+        return _json(self.document)
 
 
-def routes(core: GatewayCore) -> list[web.RouteDef]:
-    face = RestFace(core)
+def document(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with more operations (the accounts routes)."""
+    components = OPENAPI["components"]
+    return {**OPENAPI, "paths": {**OPENAPI["paths"], **paths},
+            "components": {**components, "schemas": {**components["schemas"], **schemas}}}
+
+
+def routes(core: GatewayCore, doc: dict[str, Any] | None = None) -> list[web.RouteDef]:
+    face = RestFace(core, doc)
     return [
         web.get("/api/v1/worlds", face.worlds),
         web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),

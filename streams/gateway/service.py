@@ -21,9 +21,10 @@ from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
 from streams.security import audit, signing, tokens
+from streams.security.accounts import AccountStore
 from streams.security.revocations import RevocationFollower
 
-from . import grpc_face, rest, ws_face
+from . import accounts_face, grpc_face, rest, ws_face
 from .core import GatewayCore
 from .guard import Guard
 from .log import CommandLog, DeltaReader
@@ -95,7 +96,9 @@ class GatewayService(ThreadService):
         self.reader.start()
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
-        app.add_routes(ws_face.routes(core) + rest.routes(core))
+        store = AccountStore(self.settings, tokens.TokenKeys.for_settings(self.settings))
+        app.add_routes(ws_face.routes(core) + accounts_face.routes(store, guard) + rest.routes(
+            core, rest.document(accounts_face.OPENAPI_PATHS, accounts_face.OPENAPI_SCHEMAS)))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, g.host, g.http_port)

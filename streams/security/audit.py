@@ -37,6 +37,7 @@ from schemas import catalog
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+NO_COMMAND = "00000000-0000-0000-0000-000000000000"
 OUTCOMES = ("ADMITTED", "REJECTED", "DENIED", "RATE_LIMITED", "UNAUTHENTICATED", "FAILED")
 FIELDS = ("action", "face", "outcome", "player_id", "role", "token_id", "world_id",
           "command_id", "command_type", "peer", "reason", "command_offset")
@@ -81,6 +82,7 @@ class AuditChain:
                 "reason": reason[:500],
                 **{k: fields.get(k) for k in FIELDS if k not in
                    ("action", "face", "outcome", "peer", "reason")},
+                "command_id": str(fields.get("command_id") or NO_COMMAND),
                 "prev_hash": self.prev_hash, "hash": ""}
             record["hash"] = record_hash(record)
             self.sink(self.gateway_id, record)

@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     role           Nullable(String),
     token_id       Nullable(String),
     world_id       Nullable(String),
-    command_id     Nullable(String),
+    command_id     String,
     command_type   Nullable(String),
     peer           String,
     reason         String,
