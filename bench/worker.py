@@ -32,6 +32,7 @@ from cosmic.settings import get_settings
 from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
+from streams.security import signing
 from streams.worlds import scenario
 from streams.worlds.commands import advance
 from streams.worlds.eventlog import KafkaLog
@@ -83,8 +84,14 @@ def main() -> None:
     encode = AvroSerializer(registry, "PlayerCommand")
     ctx = SerializationContext(topics.COMMANDS.name)
     producer = kafka.producer(settings)
+    # Signed as the platform's tools sign: the worker checks every signature, as in production.
+    ring = signing.KeyRing.for_settings(settings)
+
+    def signed(record: dict) -> dict:
+        return signing.sign_record(record, models.Role.OPERATOR, ring)
+
     for c in opening(world, args.bodies):
-        producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(c.to_avro(), ctx))
+        producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(signed(c.to_avro()), ctx))
     producer.flush(30)
 
     # Anchor: the raw engine on the same world, no Kafka, no serde, no hashing.
@@ -104,7 +111,7 @@ def main() -> None:
         stream = scenario.player_commands(world, seed=3, asteroids=args.bodies - 1, invalid_every=50)
         period, next_at = 1.0 / args.rate, time.monotonic()
         while not stop.is_set():
-            producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(next(stream), ctx))
+            producer.produce(topics.COMMANDS.name, key=world.encode(), value=encode(signed(next(stream)), ctx))
             producer.poll(0)
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
@@ -140,7 +147,7 @@ def main() -> None:
     commands = read_commands(log, partition, ticks, world)
     fresh = WorldState.empty(world, partition)
     t0 = time.perf_counter()
-    replayed = replay(fresh, ticks, commands, verify=True)
+    replayed = replay(fresh, ticks, commands, verify=True, authenticate=signing.authenticator(settings))
     replay_rate = replayed / (time.perf_counter() - t0)
     registry.close()
 

@@ -199,7 +199,8 @@ class GatewaySettings(_Section):
     # gateway's (AU and AU/yr in the demo's units).
     position_step: float = 1e-5
     velocity_step: float = 1e-4
-    # A body in view leaves it only beyond radius * (1 + view_hysteresis).
+    # A body in view leaves it only beyond the view scaled by (1 + view_hysteresis)
+    # about its centre (a sphere's radius; each half-size of a box).
     view_hysteresis: float = 0.05
     max_message_bytes: int = 64 * 1024
     # A subscription whose connection ended can be resumed this long (and at most this
@@ -209,6 +210,13 @@ class GatewaySettings(_Section):
     # On start, deltas are read from this far back (besides each world's snapshot), so
     # a world younger than its first snapshot is seen whole.
     lookback_s: float = 120.0
+    # Admitted command ids are remembered (their outcome, and so a retry of one is
+    # answered with its first offset instead of being appended again) for at most
+    # command_window_s after admission, and at most max_commands of them.
+    max_commands: int = 100_000
+    command_window_s: float = 600.0
+    # The longest an outcome request waits for a pending command to be decided.
+    max_outcome_wait_s: float = 30.0
 
 
 class SecuritySettings(_Section):

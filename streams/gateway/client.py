@@ -2,6 +2,7 @@
 
     async with GrpcClient("127.0.0.1:18091", token=TOKEN) as gw:
         reply = await gw.submit("demo:w", {"type": "RemoveBody", "body_id": 7})
+        outcome = await gw.outcome(reply.command_id, timeout=10)  # applied, or rejected
         async for frame, replica in gw.watch("demo:w", (0, 0, 0), 2.0):
             print(replica.tick, len(replica.bodies))
 
@@ -13,6 +14,7 @@ with every call as ``authorization: Bearer``; the sender is its player.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -30,11 +32,24 @@ def _ident(data: bytes) -> bytes:
     return data
 
 
+def _vec3(v: Sequence[float]) -> pb.Vec3:
+    x, y, z = (float(c) for c in v)
+    return pb.Vec3(x=x, y=y, z=z)
+
+
+def sphere_view(center: Sequence[float], radius: float) -> pb.View:
+    return pb.View(center=_vec3(center), radius=radius)
+
+
+def box_view(low: Sequence[float], high: Sequence[float]) -> pb.View:
+    """An axis-aligned box from its min corner to its max corner."""
+    return pb.View(box=pb.Box(min=_vec3(low), max=_vec3(high)))
+
+
 def subscribe_request(world_id: str, center: Sequence[float], radius: float,
                       max_bytes_per_s: int = 0) -> pb.SubscribeRequest:
-    x, y, z = (float(c) for c in center)
     return pb.SubscribeRequest(world_id=world_id, max_bytes_per_s=max_bytes_per_s,
-                               view=pb.View(center=pb.Vec3(x=x, y=y, z=z), radius=radius))
+                               view=sphere_view(center, radius))
 
 
 async def replicas(frames: AsyncIterator[bytes]) -> AsyncIterator[tuple[pb.Frame, Replica]]:
@@ -71,6 +86,24 @@ class GrpcClient:
             command_id=str(command_id) if command_id else "")
         return pb.SubmitCommandReply.FromString(await self._unary("SubmitCommand")(
             request.SerializeToString(), metadata=self.metadata))
+
+    async def outcome(self, command_id: str | uuid.UUID, timeout: float = 30.0
+                      ) -> pb.CommandOutcome:
+        """The command's outcome once decided (APPLIED with its tick, or REJECTED with
+        the reason); raises TimeoutError if it is still pending after ``timeout``
+        seconds, and grpc.aio.AioRpcError NOT_FOUND for an id the gateway never admitted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            request = pb.GetOutcomeRequest(command_id=str(command_id),
+                                           wait_ms=max(0, int(left * 1000)))
+            reply = pb.CommandOutcome.FromString(
+                await self._unary("GetOutcome")(request.SerializeToString(),
+                                                metadata=self.metadata))
+            if reply.state != pb.CommandOutcome.PENDING:
+                return reply
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"command {command_id} still pending after {timeout:g}s")
 
     async def worlds(self) -> pb.ListWorldsReply:
         return pb.ListWorldsReply.FromString(

@@ -15,6 +15,11 @@ Every call names its :class:`~.guard.Caller`; the :class:`~.guard.Guard`
 decides who that is and whether they may, and audits each attempt. A running
 subscription ends (UNAUTHENTICATED) when its player is banned or its token
 revoked.
+
+Commands go through :class:`~.outcomes.Outcomes`: each command id is appended
+once (a retry is answered with the first append's partition and offset), and
+its outcome is decided from the world's ticks and rejections that the log
+side hands to :attr:`GatewayCore.outcomes`.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ from .errors import (
     UnknownWorld,
 )
 from .guard import Caller, Guard, outcome_of
+from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
-from .world import Grid, Tick, View
+from .world import Area, BoxView, Grid, Tick, View
 
 # What the log side does with a validated command: (partition, offset) once durable.
 Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
@@ -53,9 +59,39 @@ Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
 _COMMAND = TypeAdapter(models.Command)
 
 
-def view_of(message: pb.View) -> View:
+def view_of(message: pb.View) -> Area:
+    """A sphere (centre and radius) or, when ``box`` is set, a box (and nothing else)."""
+    if message.HasField("box"):
+        if message.HasField("center") or message.radius != 0:
+            raise InvalidView("a view is a sphere (centre and radius) or a box, not both")
+        box = message.box
+        if not (box.HasField("min") and box.HasField("max")):
+            raise InvalidView("a box view needs both its min and max corners")
+        lo, hi = box.min, box.max
+        return BoxView((lo.x, lo.y, lo.z), (hi.x, hi.y, hi.z))
     c = message.center
     return View((c.x, c.y, c.z), message.radius)
+
+
+_OUTCOME_STATE = {State.PENDING: pb.CommandOutcome.PENDING,
+                  State.APPLIED: pb.CommandOutcome.APPLIED,
+                  State.REJECTED: pb.CommandOutcome.REJECTED}
+
+
+def outcome_message(outcome: Outcome) -> pb.CommandOutcome:
+    out = pb.CommandOutcome(command_id=str(outcome.command_id),
+                            state=_OUTCOME_STATE[outcome.state], reason=outcome.reason or "",
+                            message=outcome.message or "")
+    if outcome.tick is not None:
+        out.tick = outcome.tick
+    return out
+
+
+def command_id_of(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise BadRequest(f"a command id is a UUID, got {text[:60]!r}") from None
 
 
 class Subscription:
@@ -105,6 +141,8 @@ class GatewayCore:
         self._commanded: set[str] = set()
         self.grid = Grid(settings.position_step, settings.velocity_step)
         self._append = append
+        self.outcomes = Outcomes(settings.max_commands, settings.command_window_s,
+                                 settings.max_outcome_wait_s)
         self._latest: dict[str, Tick] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._running: dict[str, Subscription] = {}
@@ -156,7 +194,7 @@ class GatewayCore:
         if request.world_id not in self._latest:
             raise UnknownWorld(request.world_id)
         if not request.HasField("view"):
-            raise InvalidView("a subscription needs a view (centre and radius)")
+            raise InvalidView("a subscription needs a view (centre and radius, or a box)")
         view = view_of(request.view)
         if request.session and len(request.session) < 16:
             raise BadRequest("a session id has at least 16 characters")
@@ -175,7 +213,7 @@ class GatewayCore:
         if subscription is None or _who(subscription.identity) != _who(identity):
             raise UnknownSubscription(f"no subscription {request.subscription_id!r} runs here")
         if not request.HasField("view"):
-            raise InvalidView("a move needs a view (centre and radius)")
+            raise InvalidView("a move needs a view (centre and radius, or a box)")
         subscription.move(request.view)
 
     @property
@@ -207,11 +245,12 @@ class GatewayCore:
             new_world = (command.world_id not in self._latest
                          and command.world_id not in self._commanded)
             signed = self.guard.admit(identity, command, new_world)
-            partition, offset = await self._append(signed)
+            # Once per command id: a retry gets the first append's answer, another
+            # command under a taken id is CommandIdInUse.
+            partition, offset = await self.outcomes.admit(signed, self._append)
         except Exception as exc:
             self.guard.record(caller, "submit", outcome_of(exc), identity, str(exc), **facts)
             raise
-        self.guard.remember(command.command_id)
         self._commanded.add(command.world_id)
         self.guard.record(caller, "submit", "ADMITTED", identity, command_offset=offset,
                           **facts)
@@ -233,6 +272,11 @@ class GatewayCore:
                 client_ts=now, received_ts=now, command=body)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             raise InvalidCommand(f"command refused: {_short(exc)}") from None
+
+    async def outcome(self, request: pb.GetOutcomeRequest) -> pb.CommandOutcome:
+        """A command's outcome, waiting up to ``wait_ms`` for a pending one."""
+        command_id = command_id_of(request.command_id)
+        return outcome_message(await self.outcomes.wait(command_id, request.wait_ms / 1000))
 
     # Resuming.
 

@@ -44,10 +44,6 @@ class MessageTooLarge(BadRequest):
     """A client message above the gateway's size limit."""
 
 
-class DuplicateCommand(BadRequest):
-    """A command id this gateway has already taken (a replay)."""
-
-
 class UnknownWorld(GatewayError):
     """No world of that id has been seen by this gateway."""
 
@@ -58,6 +54,22 @@ class UnknownWorld(GatewayError):
 
 class UnknownSubscription(GatewayError):
     """A view move for a subscription that is not (or no longer) running here."""
+
+
+class UnknownCommand(GatewayError):
+    """An outcome asked for a command id this gateway never admitted (or has forgotten)."""
+
+    def __init__(self, command_id: object) -> None:
+        super().__init__(f"no command {str(command_id)!r} was admitted by this gateway "
+                         "(or it is older than the gateway remembers)")
+
+
+class CommandIdInUse(GatewayError):
+    """A command id this gateway admitted for a different command (world, player or body)."""
+
+    def __init__(self, command_id: object) -> None:
+        super().__init__(f"command id {str(command_id)!r} was already used for a different "
+                         "command; a retry must repeat the command exactly")
 
 
 class Unavailable(GatewayError):
@@ -82,13 +94,14 @@ STATUS: tuple[tuple[type[CosmicError], Status], ...] = (
     (InvalidAccount, Status(grpc.StatusCode.INVALID_ARGUMENT, 4422, 422, "invalid-account")),
     (AccountExists, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "account-exists")),
     (AccountsUnavailable, Status(grpc.StatusCode.UNAVAILABLE, 1013, 503, "unavailable")),
-    (DuplicateCommand, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "duplicate-command")),
     (InvalidView, Status(grpc.StatusCode.INVALID_ARGUMENT, 4400, 400, "invalid-view")),
     (InvalidCommand, Status(grpc.StatusCode.INVALID_ARGUMENT, 4422, 422, "invalid-command")),
     (MessageTooLarge, Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 1009, 413, "too-large")),
     (BadRequest, Status(grpc.StatusCode.INVALID_ARGUMENT, 1007, 400, "bad-request")),
     (UnknownWorld, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-world")),
     (UnknownSubscription, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-subscription")),
+    (UnknownCommand, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-command")),
+    (CommandIdInUse, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "command-id-in-use")),
     (Unavailable, Status(grpc.StatusCode.UNAVAILABLE, 1013, 503, "unavailable")),
 )
 

@@ -1,4 +1,4 @@
-"""The gRPC face: the four methods of schemas/gateway.proto over grpcio's asyncio server.
+"""The gRPC face: the methods of schemas/gateway.proto over grpcio's asyncio server.
 
 Handlers are registered as generic handlers whose responses are the core's
 bytes as they are (an identity serializer), so a Subscribe message is
@@ -114,6 +114,11 @@ class GrpcFace:
         self.core.watch(self.caller(context))
         return self.core.worlds().SerializeToString()
 
+    async def outcome(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.core.watch(self.caller(context))
+        request = self._parse(pb.GetOutcomeRequest, data)
+        return (await self.core.outcome(request)).SerializeToString()
+
     def handler(self) -> grpc.GenericRpcHandler:
         def unary(fn: Unary) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
@@ -126,6 +131,7 @@ class GrpcFace:
             "MoveView": unary(self.move),
             "GetSnapshot": unary(self.snapshot),
             "ListWorlds": unary(self.list_worlds),
+            "GetOutcome": unary(self.outcome),
         })
 
 

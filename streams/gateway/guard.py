@@ -3,17 +3,18 @@
 A face hands the core a :class:`Caller` (its name, the bearer token it found,
 the peer's address); the guard verifies the token (:mod:`streams.security.tokens`),
 keeps the rate limits (:mod:`streams.security.ratelimit`), applies the role
-policy (:func:`streams.security.policy.check_role`), refuses replayed command
-ids, signs what it admits (:func:`streams.security.signing.sign`) and writes
+policy (:func:`streams.security.policy.check_role`), signs what it admits (:func:`streams.security.signing.sign`) and writes
 one audit record (:mod:`streams.security.audit`) per attempt, whatever its
 outcome. The sender's identity is the token's: a request's own ``player_id``
-is only ever compared with it.
+is only ever compared with it. A command id is taken once (the core's
+:class:`~.outcomes.Outcomes`: a retry of the same command is answered with the
+first append, another command under that id is refused), and the physics
+worker refuses a command id it has applied (DUPLICATE_COMMAND).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,8 @@ from streams.security.errors import Forbidden, RateLimited, SecurityError, Unaut
 from streams.security.ratelimit import Buckets, Clock, Counter
 from streams.security.tokens import Identity, Verifier
 
-from .errors import BadRequest, DuplicateCommand, Unavailable
+from .errors import BadRequest, Unavailable
 
-REPLAY_WINDOW = 200_000  # command ids remembered per gateway
 TOKEN_CACHE = 50_000  # verified tokens remembered (their expiry and bans rechecked on use)
 
 
@@ -79,7 +79,6 @@ class Guard:
         self.per_connection = Counter(security.subscriptions_per_connection,
                                       "subscriptions on this connection")
         self.per_player = Counter(security.subscriptions_per_player, "subscriptions")
-        self._seen: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._tokens: OrderedDict[str, Identity] = OrderedDict()
 
     # Identities.
@@ -124,16 +123,9 @@ class Guard:
               new_world: bool) -> models.PlayerCommand:
         """The signed command to append, or the refusal."""
         policy.check_role(identity.role, command.command)
-        if command.command_id in self._seen:
-            raise DuplicateCommand(f"command {command.command_id} was already submitted")
         if new_world and identity.role is not models.Role.OPERATOR:
             self.world_creations.take(identity.player_id)
         return signing.sign(command, identity.role, self.ring)
-
-    def remember(self, command_id: uuid.UUID) -> None:
-        self._seen[command_id] = None
-        while len(self._seen) > REPLAY_WINDOW:
-            self._seen.popitem(last=False)
 
     # Subscriptions.
 

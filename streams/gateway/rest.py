@@ -8,6 +8,9 @@ Routes (the OpenAPI document at ``/openapi.json`` is the reference):
   ``cx, cy, cz``.
 - ``POST /api/v1/worlds/{world_id}/bodies``: a ``SpawnBody`` command.
 - ``DELETE /api/v1/worlds/{world_id}/bodies/{body_id}``: a ``RemoveBody`` command.
+- ``GET /api/v1/commands/{command_id}``: what became of a command this gateway
+  admitted (``pending``, ``applied`` at a tick, ``rejected`` and why), waiting up
+  to ``wait_ms`` for a pending one.
 
 Commands answer 202 with the command id: the outcome comes with the world's ticks.
 
@@ -15,6 +18,8 @@ Every route but ``/openapi.json`` takes ``Authorization: Bearer <token>``
 (reads may go without where ``security.anonymous_watch`` is on); the sender
 of a command is the token's player. Refusals are problems: 401, 403, 429
 (with ``Retry-After``).
+A ``Command-Id`` header (a UUID) names the command, so a retried request is
+answered with the first one's offset and applied once.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import orjson
 from aiohttp import web
 
 from ._proto import gateway_pb2 as pb
-from .core import GatewayCore
+from .core import GatewayCore, command_id_of
 from .errors import BadRequest, InvalidView, is_refusal, retry_after, status_of
 from .guard import Caller, bearer
 from .world import View
@@ -151,11 +156,27 @@ class RestFace:
         return await self._submit(request, {"type": "RemoveBody", "body_id": body_id})
 
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
+        command_id = request.headers.get("Command-Id", "")
         reply = await self.core.submit(pb.SubmitCommandRequest(
             world_id=request.match_info["world_id"],
-            command_json=orjson.dumps(command).decode()), caller_of(request))
+            command_json=orjson.dumps(command).decode(),
+            command_id=str(command_id_of(command_id)) if command_id else ""),
+            caller_of(request))
         return _json({"command_id": reply.command_id, "partition": reply.partition,
                       "offset": reply.offset}, status=202)
+
+    async def outcome(self, request: web.Request) -> web.Response:
+        wait_ms = _number(request, "wait_ms", 0.0) or 0.0
+        if not (0 <= wait_ms <= 2**32 - 1 and wait_ms == int(wait_ms)):
+            raise BadRequest(f"wait_ms must be a whole number of milliseconds >= 0, "
+                             f"got {request.query['wait_ms']!r}")
+        self.core.watch(caller_of(request))
+        reply = await self.core.outcome(pb.GetOutcomeRequest(
+            command_id=request.match_info["command_id"], wait_ms=int(wait_ms)))
+        return _json({"command_id": reply.command_id,
+                      "state": pb.CommandOutcome.State.Name(reply.state).lower(),
+                      "tick": reply.tick if reply.HasField("tick") else None,
+                      "reason": reply.reason or None, "message": reply.message or None})
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _json(self.document)
@@ -175,6 +196,7 @@ def routes(core: GatewayCore, doc: dict[str, Any] | None = None) -> list[web.Rou
         web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),
         web.post("/api/v1/worlds/{world_id}/bodies", face.spawn),
         web.delete("/api/v1/worlds/{world_id}/bodies/{body_id}", face.remove),
+        web.get("/api/v1/commands/{command_id}", face.outcome),
         web.get("/openapi.json", face.openapi),
     ]
 
@@ -199,6 +221,10 @@ def _ok(code: int, schema: str) -> dict[str, Any]:
 
 
 _WORLD = {"name": "world_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_COMMAND_ID = {"name": "Command-Id", "in": "header", "required": False,
+               "description": "Names the command (a UUID): a retry with the same id and body "
+                              "is answered with the first request's offset, applied once.",
+               "schema": {"type": "string", "format": "uuid"}}
 _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
     ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
     ("after", {"type": "integer"}), ("cx", {"type": "number"}), ("cy", {"type": "number"}),
@@ -214,15 +240,28 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/worlds/{world_id}/bodies": {
             "get": {"operationId": "listBodies", "parameters": [_WORLD, *_QUERY],
                     "responses": {**_ok(200, "BodyPage"), **_problems(400, 401, 404)}},
-            "post": {"operationId": "spawnBody", "parameters": [_WORLD],
+            "post": {"operationId": "spawnBody", "parameters": [_WORLD, _COMMAND_ID],
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": _ref("NewBody")}}},
                      "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
         "/api/v1/worlds/{world_id}/bodies/{body_id}": {"delete": {
             "operationId": "removeBody",
             "parameters": [_WORLD, {"name": "body_id", "in": "path", "required": True,
-                                    "schema": {"type": "integer"}}],
+                                    "schema": {"type": "integer"}}, _COMMAND_ID],
             "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
+        "/api/v1/commands/{command_id}": {"get": {
+            "operationId": "getCommandOutcome",
+            "description": "What became of a command this gateway admitted: pending, applied "
+                           "at a tick, or rejected with the worker's reason. 404 for an id "
+                           "this gateway never admitted (or no longer remembers).",
+            "parameters": [
+                {"name": "command_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "format": "uuid"}},
+                {"name": "wait_ms", "in": "query", "required": False,
+                 "description": "Wait this long for a pending command to be decided "
+                                "(at most the gateway's limit, 30 s by default).",
+                 "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+            "responses": {**_ok(200, "Outcome"), **_problems(400, 401, 404)}}},
     },
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                    "bearerFormat": "JWT"}}, "schemas": {
@@ -252,6 +291,16 @@ OPENAPI: dict[str, Any] = {
                      "properties": {"command_id": {"type": "string", "format": "uuid"},
                                     "partition": {"type": "integer"},
                                     "offset": {"type": "integer"}}},
+        "Outcome": {"type": "object", "additionalProperties": False,
+                    "required": ["command_id", "state", "tick", "reason", "message"],
+                    "properties": {
+                        "command_id": {"type": "string", "format": "uuid"},
+                        "state": {"enum": ["pending", "applied", "rejected"]},
+                        "tick": {"type": ["integer", "null"], "minimum": 0,
+                                 "description": "applied at, or considered at when rejected"},
+                        "reason": {"type": ["string", "null"],
+                                   "description": "a RejectReason symbol, e.g. UNKNOWN_BODY"},
+                        "message": {"type": ["string", "null"]}}},
         "Problem": {"type": "object", "required": ["type", "title", "status"],
                     "properties": {"type": {"type": "string"}, "title": {"type": "string"},
                                    "status": {"type": "integer"},

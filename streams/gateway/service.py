@@ -92,8 +92,14 @@ class GatewayService(ThreadService):
         commands = CommandLog(self.settings, self.registry, loop)
         guard = self.build_guard()
         core = GatewayCore(g, commands.append, guard)
-        self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop)
-        self.reader.start()
+        self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop,
+                                  core.outcomes)
+        # Before the faces listen: every command admitted afterwards has its outcome followed.
+        try:
+            await asyncio.to_thread(self.reader.start)
+        except BaseException:
+            commands.close()
+            raise
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
         store = AccountStore(self.settings, tokens.TokenKeys.for_settings(self.settings))

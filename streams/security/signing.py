@@ -24,8 +24,10 @@ import io
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastavro import schemaless_writer
 
@@ -119,9 +121,8 @@ def _new_id() -> str:
     return secrets.token_hex(4)
 
 
-def _message(command: models.PlayerCommand, key_id: str, role: str) -> bytes:
-    record = command.to_avro()
-    record["admission"] = None
+def _message(record: dict[str, Any], key_id: str, role: str) -> bytes:
+    record = {**record, "admission": None}
     out = io.BytesIO()
     out.write(TAG)
     out.write(key_id.encode() + b"\x00" + role.encode() + b"\x00")
@@ -135,10 +136,15 @@ def _mac(key: bytes, message: bytes) -> bytes:
 
 def sign(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> models.PlayerCommand:
     """``command`` admitted as ``role`` (a copy with its ``admission`` set)."""
+    admission = sign_record(command.to_avro(), role, ring)["admission"]
+    return command.model_copy(update={"admission": models.Admission(**admission)})
+
+
+def sign_record(record: dict[str, Any], role: models.Role, ring: KeyRing) -> dict[str, Any]:
+    """An Avro-ready PlayerCommand record admitted as ``role`` (for producers of records)."""
     key_id = ring.signing_id
-    signature = _mac(ring.keys[key_id], _message(command, key_id, role.value))
-    admission = models.Admission(key_id=key_id, role=role, signature=signature)
-    return command.model_copy(update={"admission": admission})
+    signature = _mac(ring.keys[key_id], _message(record, key_id, role.value))
+    return {**record, "admission": {"key_id": key_id, "role": role.value, "signature": signature}}
 
 
 def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
@@ -150,7 +156,34 @@ def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
     key = ring.keys.get(admission.key_id)
     if key is None:
         raise Unauthenticated(f"the command is signed with an unknown key {admission.key_id!r}")
-    expected = _mac(key, _message(command, admission.key_id, admission.role.value))
+    expected = _mac(key, _message(command.to_avro(), admission.key_id, admission.role.value))
     if not hmac.compare_digest(expected, admission.signature):
         raise Unauthenticated("the command's signature does not match it (forged or altered)")
     return admission.role
+
+
+class Authenticator:
+    """``authenticator(command) -> Role`` with the platform's ring, for the worker and
+    replay. A key id it does not know makes it re-read the key file before deciding:
+    a gateway signs only with a key already in the file, so a rotation reaches running
+    workers without a restart, and a live decision is the one a later replay makes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.ring = KeyRing.for_settings(settings)
+
+    def __call__(self, command: models.PlayerCommand) -> models.Role:
+        admission = command.admission
+        if admission is not None and admission.key_id not in self.ring.keys:
+            self.ring = KeyRing.for_settings(self._settings)
+        return verify(command, self.ring)
+
+
+def trust_all(command: models.PlayerCommand) -> models.Role:
+    """Every command counts as an operator's: ``security.require_signed_commands`` off."""
+    return models.Role.OPERATOR
+
+
+def authenticator(settings: Settings) -> Callable[[models.PlayerCommand], models.Role]:
+    """How this deployment decides who sent a command (see ``SecuritySettings``)."""
+    return Authenticator(settings) if settings.security.require_signed_commands else trust_all

@@ -28,7 +28,9 @@ from cosmic.settings import Settings
 from cosmic.timeutil import now_ms, to_ms
 from schemas import catalog, models
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
+from streams.security import signing
 
+from .commands import Authenticate
 from .eventlog import LogSource, LogTopics, Undecodable, partition_count, raw_messages
 from .events import snapshot_record
 from .recovery import (
@@ -177,7 +179,8 @@ def _starting_point(source: LogSource, world_id: str, partition: int, *, bound: 
 
 def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
             at_time: datetime | None = None, from_tick: int | None = None, verify: bool = True,
-            progress: Progress | None = None) -> Rebuilt:
+            progress: Progress | None = None,
+            authenticate: Authenticate = signing.trust_all) -> Rebuilt:
     """The world's state at ``at_tick`` (or at its last tick at or before ``at_time``,
     or at its latest tick); raises ReplayDivergence/TickGap/UnreadableLog when
     verification fails.
@@ -186,6 +189,8 @@ def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
     before ``from_tick`` when given (``0``: audit the world's whole history).
     A verifying replay starts strictly before the target, so that even a
     snapshot tick is re-applied and checked against its recorded tick hash.
+    ``authenticate`` decides who sent each command, as the live worker did
+    (:func:`streams.security.signing.authenticator` of the deployment's settings).
     """
     t0 = time.monotonic()
     partition = source.world_partition(world_id)
@@ -225,7 +230,8 @@ def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
                 progress(done, len(todo))
 
         replayed = replay(state, todo, commands, verify=verify,
-                          fetch_snapshot=snapshot_fetcher(source), on_tick=on_tick)
+                          fetch_snapshot=snapshot_fetcher(source), on_tick=on_tick,
+                          authenticate=authenticate)
         if verify:
             damage.refuse()  # an adopted snapshot that would not decode
             final = todo[-1]
@@ -340,7 +346,9 @@ def adopt(settings: Settings, registry: SchemaSource, state: WorldState, *, into
             source_tick=source_tick, reason=reason))
     encode_cmd = AvroSerializer(registry, "PlayerCommand")
     producer.produce(topics.COMMANDS.name, key=into_world.encode(),
-                     value=encode_cmd(command.to_avro(), SerializationContext(topics.COMMANDS.name)))
+                     value=encode_cmd(signing.sign(command, models.Role.OPERATOR,
+                                                   signing.KeyRing.for_settings(settings)).to_avro(),
+                                      SerializationContext(topics.COMMANDS.name)))
     if producer.flush(30) > 0:
         raise ReplayError("could not send the AdoptSnapshot command")
     return Adoption(into_world, partition, int(delivered["offset"]), str(command.command_id))

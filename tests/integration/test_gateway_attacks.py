@@ -312,14 +312,21 @@ def test_a_message_above_the_size_limit_is_refused(rig: Rig):
     assert code == EXHAUSTED
 
 
-def test_a_replayed_command_id_is_refused(rig: Rig):
+def test_a_replayed_command_id_is_appended_once_and_never_reused(rig: Rig):
+    """A replay of the same command gets the first append's answer (nothing new in the
+    log); the id under another command, or by another player, is refused."""
     token = rig.token(f"replayer-{RUN}")
     command_id = str(uuid.uuid4())
-    code, reply = rig.submit(token, REMOVE, command_id=command_id)
-    assert code == OK, reply
+    code, data = rig.submit(token, REMOVE, command_id=command_id)
+    assert code == OK, data
+    first = pb.SubmitCommandReply.FromString(data)
     for _ in range(2):
-        code, _ = rig.submit(token, REMOVE, command_id=command_id)
-        assert code == grpc.StatusCode.ALREADY_EXISTS
+        code, data = rig.submit(token, REMOVE, command_id=command_id)
+        assert code == OK and pb.SubmitCommandReply.FromString(data).offset == first.offset
+    code, _ = rig.submit(token, {"type": "RemoveBody", "body_id": 1}, command_id=command_id)
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    code, _ = rig.submit(rig.token(f"thief-{RUN}"), REMOVE, command_id=command_id)
+    assert code == grpc.StatusCode.ALREADY_EXISTS
 
 
 def test_the_sender_is_the_tokens_player_and_the_command_is_signed(rig: Rig, settings: Settings):

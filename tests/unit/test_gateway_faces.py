@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -308,3 +309,93 @@ async def test_a_reconnecting_client_resumes_without_a_snapshot(harness):
             await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
             msg = await ws.receive()
             assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1007
+
+
+async def test_a_grpc_client_learns_the_outcome_and_a_retry_is_appended_once(harness):
+    from streams.gateway.client import GrpcClient
+
+    h, channel, _ = harness
+    async with GrpcClient(h.grpc_target, token=h.token) as gw:
+        body = {"type": "RemoveBody", "body_id": 7}
+        reply = await gw.submit("w", body)
+        again = await gw.submit("w", body, command_id=uuid.UUID(reply.command_id))
+        assert (again.partition, again.offset) == (reply.partition, reply.offset)
+        assert len(h.appended) == 1
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gw.submit("w", {"type": "RemoveBody", "body_id": 8},
+                            command_id=uuid.UUID(reply.command_id))
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and len(h.appended) == 1
+
+        with pytest.raises(TimeoutError):
+            await gw.outcome(reply.command_id, timeout=0.05)
+        waiting = asyncio.create_task(gw.outcome(reply.command_id, timeout=5))
+        await asyncio.sleep(0.05)
+        h.core.outcomes.tick({"world_id": "w", "tick": 42, "command_partition": reply.partition,
+                              "first_command_offset": reply.offset,
+                              "last_command_offset": reply.offset, "n_rejected": 0})
+        outcome = await waiting
+        assert outcome.state == pb.CommandOutcome.APPLIED and outcome.tick == 42
+
+        rejected = await gw.submit("w", {"type": "RemoveBody", "body_id": 99})
+        h.core.outcomes.rejection({
+            "command_id": rejected.command_id, "world_id": "w", "reason": "UNKNOWN_BODY",
+            "message": "no body 99", "tick": 43, "command_offset": rejected.offset},
+            rejected.partition)
+        outcome = await gw.outcome(rejected.command_id, timeout=5)
+        assert (outcome.state, outcome.tick, outcome.reason, outcome.message) == (
+            pb.CommandOutcome.REJECTED, 43, "UNKNOWN_BODY", "no body 99")
+
+        for command_id, code in ((str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND),
+                                 ("not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await gw.outcome(command_id, timeout=1)
+            assert err.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await method(channel, "GetOutcome")(b"\xff\xff not protobuf")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_box_views_on_both_faces_and_a_view_that_is_both_is_refused(harness):
+    from streams.gateway.client import box_view
+
+    h, channel, url = harness
+    request = pb.SubscribeRequest(world_id="w", view=box_view((-4, -4, -4), (5, 4, 4)))
+    call = method(channel, "Subscribe", stream=True)(request.SerializeToString())
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
+        grpc_frames = [await call.read()]
+        ws_frames = [(await ws.receive()).data]
+        replica = Replica()
+        replica.apply(pb.Frame.FromString(grpc_frames[0]))
+        for _ in range(5):
+            h.step()
+            grpc_frames.append(await call.read())
+            ws_frames.append((await ws.receive()).data)
+            replica.apply(pb.Frame.FromString(grpc_frames[-1]))
+        # Moving to a box far away empties the view.
+        await ws.send_bytes(pb.ClientMessage(move=box_view((90, 90, 90), (91, 91, 91)))
+                            .SerializeToString())
+        moved = Replica()
+        for data in ws_frames:
+            moved.apply(pb.Frame.FromString(data))
+        moved.apply(pb.Frame.FromString((await ws.receive()).data))
+        assert moved.bodies == {}
+    call.cancel()
+    assert grpc_frames == ws_frames and replica.bodies
+
+    both = box_view((0, 0, 0), (1, 1, 1))
+    both.radius = 2.0
+    half = pb.View(box=pb.Box(max=pb.Vec3(x=1, y=1, z=1)))
+    flat = box_view((0, 0, 0), (1, 1, 0))
+    async with aiohttp.ClientSession() as session:
+        for view in (both, half, flat):
+            async with session.ws_connect(url) as bad:
+                await bad.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest(
+                    world_id="w", view=view)).SerializeToString())
+                msg = await bad.receive()
+                assert msg.type == aiohttp.WSMsgType.CLOSE and bad.close_code == 4400, view
+            bad_call = method(channel, "Subscribe", stream=True)(
+                pb.SubscribeRequest(world_id="w", view=view).SerializeToString())
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await bad_call.read()
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

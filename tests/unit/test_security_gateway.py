@@ -21,7 +21,7 @@ from schemas import models
 from schemas.models import Role
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.core import GatewayCore
-from streams.gateway.errors import DuplicateCommand, InvalidCommand, status_of
+from streams.gateway.errors import CommandIdInUse, InvalidCommand, status_of
 from streams.gateway.guard import Caller, bearer
 from streams.gateway.testing import SyntheticWorld, TestAuth
 from streams.security import audit, tokens
@@ -232,13 +232,15 @@ def test_each_refusal_is_its_own_kind_and_one_audit_record():
         with pytest.raises(kind):
             c.submit(caller, command, **fields)
     cid = str(uuid.uuid4())
-    c.submit(alice, {"type": "RemoveBody", "body_id": 1}, command_id=cid)
-    with pytest.raises(DuplicateCommand):
-        c.submit(alice, {"type": "RemoveBody", "body_id": 1}, command_id=cid)
+    first = c.submit(alice, {"type": "RemoveBody", "body_id": 1}, command_id=cid)
+    retry = c.submit(alice, {"type": "RemoveBody", "body_id": 1}, command_id=cid)
+    assert retry.offset == first.offset  # a retry is answered, never appended twice
+    with pytest.raises(CommandIdInUse):  # another player replaying the id
+        c.submit(c.caller("mallory"), {"type": "RemoveBody", "body_id": 1}, command_id=cid)
     assert [r["outcome"] for r in c.auth.records] == [
-        "UNAUTHENTICATED", "DENIED", "DENIED", "REJECTED", "ADMITTED", "REJECTED"]
+        "UNAUTHENTICATED", "DENIED", "DENIED", "REJECTED", "ADMITTED", "ADMITTED", "REJECTED"]
     assert len(c.appended) == 1 and c.appended[0].player_id == "alice"
-    assert status_of(DuplicateCommand("x")).http == 409
+    assert status_of(CommandIdInUse("x")).http == 409
     assert audit.verify(c.auth.records)[1] == []
 
 
