@@ -136,7 +136,9 @@ class TokenKeys:
             # The kid travels in the PEM's first line, so the pair cannot disagree.
             if _write_private(private, f"# kid: {fresh.signing_kid}\n".encode() + pem):
                 tmp = public.with_name(f".{public.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(fresh.jwks(), indent=2), encoding="utf-8")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(fresh.jwks(), indent=2))
                 tmp.replace(public)
         if create and settings.security.allow_dev_hs256:
             _write_private(hs256_file(settings), secrets.token_bytes(32).hex().encode())

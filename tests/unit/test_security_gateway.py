@@ -102,6 +102,7 @@ def test_the_stack_keys_are_made_once_and_private(tmp_path: Path):
     assert again.signing_kid == keys.signing_kid
     private = tokens.signing_key_file(s)
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tokens.jwks_file(s).stat().st_mode) == 0o600
     jwks = json.loads(tokens.jwks_file(s).read_text())
     assert [k["kid"] for k in jwks["keys"]] == [keys.signing_kid]
     assert "d" not in jwks["keys"][0]  # the public set holds no private part
