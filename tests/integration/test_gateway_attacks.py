@@ -619,3 +619,81 @@ def test_n_attempts_give_n_chained_audit_records_and_tampering_is_found(
             assert f"seq {bad_seq}:" in done.stderr, f"{name}: {done.stderr}"
     finally:
         registry.close()
+
+
+def test_commanding_another_players_body_is_refused_by_the_worker(settings: Settings,
+                                                                 stack: Stack):
+    """Through the gateway (which admits body commands from any player) to a real worker,
+    which knows who owns each body: another player's nudge, removal or taking is
+    NOT_PERMITTED; the owner's own commands and a transfer apply; a verified replay of
+    the world from tick 0 then reproduces every recorded state hash."""
+    import asyncio
+
+    from streams.gateway.client import GrpcClient
+    from streams.gateway.testing import stack_token
+    from streams.worlds.worker import WorkerConfig, build_worker
+    from tests.liveworld import LiveWorld
+
+    shard = f"test-owners-{RUN}"
+    world = f"{shard}:w"
+    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
+        update={"grpc_port": 0, "http_port": 0})})
+    registry = RegistryClient.from_settings(settings)
+    gateway = build_gateway(gw_settings, registry)
+    worker = build_worker(settings, WorkerConfig(worker_id=f"owners-{RUN}", shard=shard),
+                          registry)
+    live = LiveWorld(settings, registry, world)
+    body = 930_001
+    alice, bob = f"alice-{RUN}", f"bob-{RUN}"
+
+    async def play() -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        async with GrpcClient(gateway.grpc_address, token=stack_token(settings, alice)) as a, \
+                GrpcClient(gateway.grpc_address, token=stack_token(settings, bob)) as b:
+            for _ in range(300):
+                if world in [w.world_id for w in (await a.worlds()).worlds]:
+                    break
+                await asyncio.sleep(0.1)
+
+            async def outcome(name: str, client: GrpcClient, command: dict[str, Any]) -> None:
+                reply = await client.submit(world, command)
+                o = await client.outcome(reply.command_id, timeout=30)
+                out[name] = (pb.CommandOutcome.State.Name(o.state), o.reason)
+
+            nudge = {"type": "ApplyImpulse", "body_id": body, "dv": {"x": 0, "y": 0.01, "z": 0}}
+            await outcome("alice spawns", a, {
+                "type": "SpawnBody", "body_id": body, "kind": "ASTEROID", "mass": 1e-12,
+                "radius": 5e-7, "position": {"x": 1.7, "y": 0, "z": 0},
+                "velocity": {"x": 0, "y": 0.7, "z": 0}})
+            await outcome("bob nudges alice's body", b, nudge)
+            await outcome("bob removes alice's body", b, {"type": "RemoveBody", "body_id": body})
+            await outcome("bob takes alice's body", b, {
+                "type": "TransferBody", "body_id": body, "new_owner": bob})
+            await outcome("alice nudges her body", a, nudge)
+            await outcome("alice gives it to bob", a, {
+                "type": "TransferBody", "body_id": body, "new_owner": bob})
+            await outcome("bob nudges his body", b, nudge)
+            await outcome("alice nudges bob's body", a, nudge)
+        return out
+
+    gateway.start()
+    worker.start()
+    try:
+        assert gateway.wait_ready(90), gateway.failure()
+        live.open(asteroids=10, tick_rate_hz=10.0, snapshot_every=20)
+        seen = asyncio.run(play())
+    finally:
+        live.stop()
+        worker.stop()
+        gateway.stop()
+        registry.close()
+    applied, refused = ("APPLIED", ""), ("REJECTED", "NOT_PERMITTED")
+    assert seen == {
+        "alice spawns": applied, "bob nudges alice's body": refused,
+        "bob removes alice's body": refused, "bob takes alice's body": refused,
+        "alice nudges her body": applied, "alice gives it to bob": applied,
+        "bob nudges his body": applied, "alice nudges bob's body": refused}
+    replay = subprocess.run([sys.executable, "-m", "cosmic_app", "replay", "--world", world,
+                             "--from-tick", "0", "--verify"], capture_output=True, text=True,
+                            env=child_env(settings), timeout=150)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
