@@ -113,6 +113,17 @@ DLQ = Topic(
     doc="Records that could not be processed; headers name the source and the error.",
     retention_ms=FOREVER,
 )
+REVOCATIONS = Topic(
+    "cosmic.security.revocations.v1", key="'player:<id>' or 'token:<jti>'", value="Revocation",
+    doc="Banned players and revoked tokens; every gateway follows it (compacted).",
+    cleanup_policy="compact", retention_ms=FOREVER,
+    extra_config={"min.cleanable.dirty.ratio": "0.1"},
+)
+AUDIT = Topic(
+    "cosmic.audit.v1", key="gateway instance id", value="AuditRecord",
+    doc="Every attempt at a gateway and its outcome, hash-chained per gateway instance.",
+    retention_ms=FOREVER,
+)
 
 ALL: tuple[Topic, ...] = (
     COMMANDS,
@@ -128,6 +139,8 @@ ALL: tuple[Topic, ...] = (
     METRICS,
     SECURITY_FLAGS,
     DLQ,
+    REVOCATIONS,
+    AUDIT,
 )
 
 _BY_NAME = {t.name: t for t in ALL}

@@ -8,6 +8,7 @@ from cosmic import admin
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
+from cosmic_app.cli.stack import local_secrets
 from cosmic_app.smoke import SmokePipeline
 
 
@@ -39,10 +40,12 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     """Bring the stack up, create topics, and run the platform in the foreground."""
     settings = get_settings()
     Stack(settings).up(on_event=lambda m: click.echo(m))
+    click.echo(local_secrets(settings))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
     g = settings.gateway
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
-               f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}")
+               f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}; a development token: "
+               "cosmic auth token --player NAME")
     run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
     click.echo("platform stopped cleanly")
