@@ -43,6 +43,10 @@ class UnknownWorld(GatewayError):
         self.world_id = world_id
 
 
+class UnknownBody(GatewayError):
+    """A body the world does not hold at the gateway's latest tick."""
+
+
 class UnknownSubscription(GatewayError):
     """A view move for a subscription that is not (or no longer) running here."""
 
@@ -68,6 +72,7 @@ STATUS: tuple[tuple[type[GatewayError], Status], ...] = (
     (MessageTooLarge, Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 1009, 413, "too-large")),
     (BadRequest, Status(grpc.StatusCode.INVALID_ARGUMENT, 1007, 400, "bad-request")),
     (UnknownWorld, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-world")),
+    (UnknownBody, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-body")),
     (UnknownSubscription, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-subscription")),
     (Unavailable, Status(grpc.StatusCode.UNAVAILABLE, 1013, 503, "unavailable")),
 )

@@ -7,6 +7,8 @@ Routes (the OpenAPI document at ``/openapi.json`` is the reference):
   ids ascending (``limit``, ``after``), optionally within ``radius`` of
   ``cx, cy, cz``.
 - ``POST /api/v1/worlds/{world_id}/bodies``: a ``SpawnBody`` command.
+- ``PUT /api/v1/worlds/{world_id}/bodies/{body_id}`` with ``{"dv": {x, y, z}}``: an
+  ``ApplyImpulse`` command (a nudge) for a body the world holds at the latest tick.
 - ``DELETE /api/v1/worlds/{world_id}/bodies/{body_id}``: a ``RemoveBody`` command.
 
 Commands answer 202 with the command id: the outcome comes with the world's ticks.
@@ -24,7 +26,14 @@ from aiohttp import web
 
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore
-from .errors import BadRequest, GatewayError, InvalidView, status_of
+from .errors import (
+    BadRequest,
+    GatewayError,
+    InvalidCommand,
+    InvalidView,
+    UnknownBody,
+    status_of,
+)
 from .world import View
 
 PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
@@ -73,6 +82,23 @@ def _number(request: web.Request, name: str, default: float | None = None) -> fl
     return value
 
 
+def _body_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["body_id"])
+    except ValueError:
+        raise BadRequest("a body id is an integer") from None
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
 class RestFace:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
@@ -112,20 +138,24 @@ class RestFace:
                       "next_after": bodies[-1]["id"] if more else None})
 
     async def spawn(self, request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body must be JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object")
+        body = await _object(request)
         return await self._submit(request, {**body, "type": "SpawnBody"})
 
+    async def nudge(self, request: web.Request) -> web.Response:
+        body_id = _body_id(request)
+        body = await _object(request)
+        if extra := sorted(set(body) - {"dv"}):
+            raise InvalidCommand(f"command refused: a nudge has only dv, not {extra}")
+        # A nudge names an existing resource: refuse at once what the gateway can see is
+        # absent (the worker checks again when it applies it, and may still reject it).
+        tick = self.core.latest(request.match_info["world_id"])
+        slot = int(np.searchsorted(tick.ids, body_id))
+        if slot == len(tick) or tick.ids[slot] != body_id:
+            raise UnknownBody(f"no body {body_id} in world {tick.world_id!r} at tick {tick.tick}")
+        return await self._submit(request, {**body, "type": "ApplyImpulse", "body_id": body_id})
+
     async def remove(self, request: web.Request) -> web.Response:
-        try:
-            body_id = int(request.match_info["body_id"])
-        except ValueError:
-            raise BadRequest("a body id is an integer") from None
-        return await self._submit(request, {"type": "RemoveBody", "body_id": body_id})
+        return await self._submit(request, {"type": "RemoveBody", "body_id": _body_id(request)})
 
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
         reply = await self.core.submit(pb.SubmitCommandRequest(
@@ -145,6 +175,7 @@ def routes(core: GatewayCore) -> list[web.RouteDef]:
         web.get("/api/v1/worlds", face.worlds),
         web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),
         web.post("/api/v1/worlds/{world_id}/bodies", face.spawn),
+        web.put("/api/v1/worlds/{world_id}/bodies/{body_id}", face.nudge),
         web.delete("/api/v1/worlds/{world_id}/bodies/{body_id}", face.remove),
         web.get("/openapi.json", face.openapi),
     ]
@@ -170,6 +201,7 @@ def _ok(code: int, schema: str) -> dict[str, Any]:
 
 
 _WORLD = {"name": "world_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_BODY = {"name": "body_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
     ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
     ("after", {"type": "integer"}), ("cx", {"type": "number"}), ("cy", {"type": "number"}),
@@ -188,11 +220,14 @@ OPENAPI: dict[str, Any] = {
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": _ref("NewBody")}}},
                      "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
-        "/api/v1/worlds/{world_id}/bodies/{body_id}": {"delete": {
-            "operationId": "removeBody",
-            "parameters": [_WORLD, {"name": "body_id", "in": "path", "required": True,
-                                    "schema": {"type": "integer"}}],
-            "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+        "/api/v1/worlds/{world_id}/bodies/{body_id}": {
+            "put": {"operationId": "nudgeBody", "parameters": [_WORLD, _BODY],
+                    "description": "Change a body's velocity by dv (an ApplyImpulse command).",
+                    "requestBody": {"required": True, "content": {
+                        "application/json": {"schema": _ref("Impulse")}}},
+                    "responses": {**_ok(202, "Accepted"), **_problems(400, 404, 422, 503)}},
+            "delete": {"operationId": "removeBody", "parameters": [_WORLD, _BODY],
+                       "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
     },
     "components": {"schemas": {
         "Vec3": _vec(),
@@ -217,6 +252,8 @@ OPENAPI: dict[str, Any] = {
                                    "mass": {"type": "number", "exclusiveMinimum": 0},
                                    "radius": {"type": "number", "exclusiveMinimum": 0},
                                    "position": _ref("Vec3"), "velocity": _ref("Vec3")}},
+        "Impulse": {"type": "object", "required": ["dv"], "additionalProperties": False,
+                    "properties": {"dv": _ref("Vec3")}},
         "Accepted": {"type": "object", "required": ["command_id", "partition", "offset"],
                      "properties": {"command_id": {"type": "string", "format": "uuid"},
                                     "partition": {"type": "integer"},
