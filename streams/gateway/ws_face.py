@@ -4,7 +4,9 @@ A client connects to ``/ws`` (permessage-deflate is offered and used when the
 client accepts it), sends a ``ClientMessage`` with a ``subscribe``, then may
 send ``move`` messages at any time. The server sends each ``Frame`` as one
 binary message, the very bytes gRPC's Subscribe sends. Bad input closes that
-one socket with the close code from :data:`.errors.STATUS`.
+one socket with the close code from :data:`.errors.STATUS`. When the gateway stops,
+every open socket is closed with 1001 (going away), so clients reconnect to the next
+one at once instead of holding a socket to a gateway that no longer listens.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
 
 from ._proto import gateway_pb2 as pb
@@ -27,6 +29,7 @@ class WebSocketFace:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.max_bytes = core.settings.max_message_bytes
+        self.sockets: set[web.WebSocketResponse] = set()
 
     def _parse(self, data: bytes) -> pb.ClientMessage:
         if len(data) > self.max_bytes:
@@ -40,6 +43,7 @@ class WebSocketFace:
         ws = web.WebSocketResponse(compress=True, max_msg_size=self.max_bytes + 1)
         await ws.prepare(request)
         sender: asyncio.Task[None] | None = None
+        self.sockets.add(ws)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
@@ -64,6 +68,7 @@ class WebSocketFace:
             log.exception("websocket client failed")
             await ws.close(code=status_of(exc).ws_close, message=b"internal error")
         finally:
+            self.sockets.discard(ws)
             if sender is not None:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
@@ -77,5 +82,17 @@ class WebSocketFace:
             await ws.send_bytes(frame)
 
 
+    async def close_all(self, app: web.Application) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
+
+
 def routes(core: GatewayCore) -> list[web.RouteDef]:
     return [web.get("/ws", WebSocketFace(core).handle)]
+
+
+def setup(app: web.Application, core: GatewayCore) -> None:
+    """Serve ``/ws`` on ``app``, and close its sockets when ``app`` shuts down."""
+    face = WebSocketFace(core)
+    app.add_routes([web.get("/ws", face.handle)])
+    app.on_shutdown.append(face.close_all)
