@@ -20,7 +20,7 @@ from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
 
-from . import grpc_face, rest, ws_face
+from . import grpc_face, rest, viewer, ws_face
 from .core import GatewayCore
 from .log import CommandLog, DeltaReader
 
@@ -37,6 +37,7 @@ class GatewayService(ThreadService):
         self.grpc_port = 0
         self.http_port = 0
         self.reader: DeltaReader | None = None
+        self.core: GatewayCore | None = None
         self._ready = threading.Event()
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
@@ -68,12 +69,13 @@ class GatewayService(ThreadService):
         loop = asyncio.get_running_loop()
         g = self.settings.gateway
         commands = CommandLog(self.settings, self.registry, loop)
-        core = GatewayCore(g, commands.append)
+        core = self.core = GatewayCore(g, commands.append)
         self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop)
         self.reader.start()
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
-        app.add_routes(ws_face.routes(core) + rest.routes(core))
+        ws_face.setup(app, core)
+        app.add_routes(rest.routes(core) + viewer.routes())
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, g.host, g.http_port)
