@@ -4,7 +4,7 @@
 //
 // URL parameters: world, token, freeze=1 (no dead reckoning: a frame exactly as
 // received), cx/cy/cz (camera target), dist, az, el (degrees), draw=meshes (one mesh per
-// body: the benchmark's anchor).
+// body: the benchmark's anchor; draw=instanced: one InstancedMesh per kind; see scene.js).
 import { Api, Refused } from "./api.js";
 import { Connection } from "./connection.js";
 import { KINDS } from "./protocol.js";
@@ -20,7 +20,7 @@ const freeze = params.get("freeze") === "1";
 const $ = (id) => document.getElementById(id);
 
 const replica = new Replica();
-const scene = new BodyScene($("scene"), { naive: params.get("draw") === "meshes" });
+const scene = new BodyScene($("scene"), { draw: params.get("draw") || "sprites" });
 scene.setCamera({
   target: [num("cx", 0), num("cy", 0), num("cz", 0)], distance: num("dist", 8),
   azimuth: num("az", -60), elevation: num("el", 35),
@@ -231,6 +231,7 @@ function currentStats() {
     drawnByKind: scene.counts(), drawCalls: scene.drawCalls, enters: stats.enters,
     leaves: stats.leaves, entersPerS: enters, leavesPerS: leaves, bytesPerS: bytes,
     latencyMs: stats.latencyMs, frameMs: stats.frameMs, view: v, selected: selectedId,
+    draw: scene.draw,
     ...connection.counts,
   };
 }

@@ -1,6 +1,14 @@
-// The bodies on screen: one InstancedMesh per body kind, so a frame costs a handful of
-// draw calls whatever the number of bodies, and an orbit camera whose target and
-// distance are the subscription's view.
+// The bodies on screen, and an orbit camera whose target and distance are the
+// subscription's view. Bodies are drawn one layer per kind, so a frame costs a handful
+// of draw calls whatever the number of bodies. Three ways to draw a layer:
+//
+// - "sprites" (the default): one point per body, shaded as a lit sphere in the
+//   fragment shader (an impostor). One vertex per body: cheap on a GPU and in software
+//   rendering alike.
+// - "instanced": one InstancedMesh per kind (real sphere geometry). As cheap on a GPU,
+//   but SwiftShader (software WebGL, what a machine without a GPU gets) runs each
+//   instance as a draw of its own, ~50 us each: 5,000 bodies take ~250 ms a frame.
+// - "meshes": one Mesh per body, the anchor bench/viewer.py compares with.
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 
@@ -170,6 +178,134 @@ class NaiveLayer {
   }
 }
 
+const SPRITE_VERTEX = `
+attribute float size;
+attribute vec3 color;
+uniform float pixelsPerUnit;
+uniform float maxPointSize;
+varying vec3 vColor;
+void main() {
+  vec4 mv = modelViewMatrix * vec4(position, 1.0);
+  gl_Position = projectionMatrix * mv;
+  // The sphere's diameter on screen, never below two pixels (a body is always seen).
+  gl_PointSize = clamp(2.0 * size * pixelsPerUnit / -mv.z, 2.0, maxPointSize);
+  vColor = color;
+}`;
+
+const SPRITE_FRAGMENT = `
+uniform vec3 lightDir;
+uniform float lit;
+varying vec3 vColor;
+void main() {
+  vec2 p = vec2(gl_PointCoord.x * 2.0 - 1.0, 1.0 - gl_PointCoord.y * 2.0);
+  float r2 = dot(p, p);
+  if (r2 > 1.0) discard;
+  // The normal of a sphere seen face on, lit like MeshLambertMaterial would light it.
+  vec3 n = vec3(p, sqrt(1.0 - r2));
+  float diffuse = max(dot(n, lightDir), 0.0);
+  gl_FragColor = vec4(mix(vColor, vColor * (0.3 + 1.0 * diffuse), lit), 1.0);
+}`;
+
+function srgb(hex) {
+  return [((hex >> 16) & 255) / 255, ((hex >> 8) & 255) / 255, (hex & 255) / 255];
+}
+
+// Bodies of one kind as one THREE.Points of lit-sphere impostors (one vertex each).
+class SpriteLayer {
+  constructor(scene, kind, uniforms) {
+    const look = LOOKS[kind];
+    this.kind = kind;
+    this.scene = scene;
+    this.base = srgb(look.color);
+    this.material = new THREE.ShaderMaterial({
+      vertexShader: SPRITE_VERTEX, fragmentShader: SPRITE_FRAGMENT,
+      uniforms: { ...uniforms, lit: { value: look.lit ? 1.0 : 0.0 } },
+    });
+    this.bodies = [];
+    this.points = null;
+    this.allocate(64);
+  }
+
+  allocate(capacity) {
+    const geometry = new THREE.BufferGeometry();
+    const old = this.points && this.points.geometry;
+    for (const [name, width] of [["position", 3], ["size", 1], ["color", 3]]) {
+      const array = new Float32Array(capacity * width);
+      if (old) array.set(old.getAttribute(name).array);
+      const attr = new THREE.BufferAttribute(array, width);
+      if (name !== "color") attr.setUsage(THREE.DynamicDrawUsage);
+      geometry.setAttribute(name, attr);
+    }
+    if (this.points) {
+      this.scene.remove(this.points);
+      old.dispose();
+    }
+    this.capacity = capacity;
+    this.points = new THREE.Points(geometry, this.material);
+    this.points.frustumCulled = false; // the points move every frame
+    this.points.name = LOOKS[this.kind].name;
+    this.scene.add(this.points);
+    this.sync();
+  }
+
+  sync() {
+    this.points.geometry.setDrawRange(0, this.bodies.length);
+    this.points.visible = this.bodies.length > 0;
+  }
+
+  add(body) {
+    if (this.bodies.length === this.capacity) this.allocate(this.capacity * 2);
+    const slot = this.bodies.length;
+    this.bodies.push(body);
+    body.slot = slot;
+    body.layer = this;
+    body.size = sizeFactor(this.kind, body.radius);
+    const shade = 0.8 + 0.4 * hash01(body.id);
+    const colors = this.points.geometry.getAttribute("color");
+    colors.setXYZ(slot, Math.min(1, this.base[0] * shade), Math.min(1, this.base[1] * shade),
+      Math.min(1, this.base[2] * shade));
+    colors.needsUpdate = true;
+    this.sync();
+  }
+
+  remove(body) {
+    const slot = body.slot;
+    const last = this.bodies.length - 1;
+    const moved = this.bodies[last];
+    this.bodies[slot] = moved;
+    moved.slot = slot;
+    const colors = this.points.geometry.getAttribute("color");
+    colors.setXYZ(slot, colors.getX(last), colors.getY(last), colors.getZ(last));
+    colors.needsUpdate = true;
+    this.bodies.pop();
+    this.sync();
+  }
+
+  update(replica, dt, distance) {
+    const g = this.points.geometry;
+    const pos = g.getAttribute("position");
+    const size = g.getAttribute("size");
+    const p = pos.array;
+    const z = size.array;
+    const ps = replica.positionStep;
+    const vs = replica.velocityStep * dt;
+    const floor = LOOKS[this.kind].screen * distance;
+    for (let i = 0; i < this.bodies.length; i++) {
+      const b = this.bodies[i];
+      z[i] = Math.max(b.radius, floor * b.size);
+      p[3 * i] = b.qpos[0] * ps + b.qvel[0] * vs;
+      p[3 * i + 1] = b.qpos[1] * ps + b.qvel[1] * vs;
+      p[3 * i + 2] = b.qpos[2] * ps + b.qvel[2] * vs;
+    }
+    pos.clearUpdateRanges();
+    pos.addUpdateRange(0, 3 * this.bodies.length);
+    pos.needsUpdate = true;
+    size.clearUpdateRanges();
+    size.addUpdateRange(0, this.bodies.length);
+    size.needsUpdate = true;
+  }
+}
+
 function starfield(seed) {
   // Fixed background stars (seeded, so a frozen frame is the same on every run).
   let s = seed >>> 0;
@@ -195,7 +331,7 @@ function starfield(seed) {
 }
 
 export class BodyScene {
-  constructor(canvas, { naive = false } = {}) {
+  constructor(canvas, { draw = "sprites" } = {}) {
     this.canvas = canvas;
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, powerPreference: "high-performance" });
     this.renderer.setPixelRatio(1);
@@ -212,8 +348,15 @@ export class BodyScene {
     this.scene.add(this.light.target);
     this.stars = starfield(7);
     this.scene.add(this.stars);
-    const Layer = naive ? NaiveLayer : KindLayer;
-    this.layers = LOOKS.map((_, kind) => new Layer(this.scene, kind));
+    this.uniforms = {
+      pixelsPerUnit: { value: 1 }, lightDir: { value: new THREE.Vector3(0.5, 0.5, 0.7).normalize() },
+      maxPointSize: { value: 64 },
+    };
+    const Layer = { sprites: SpriteLayer, instanced: KindLayer, meshes: NaiveLayer }[draw] || SpriteLayer;
+    this.draw = Layer === SpriteLayer ? "sprites" : draw;
+    this.layers = LOOKS.map((_, kind) => new Layer(this.scene, kind, this.uniforms));
+    const range = this.renderer.getContext().getParameter(this.renderer.getContext().ALIASED_POINT_SIZE_RANGE);
+    this.uniforms.maxPointSize.value = range ? range[1] : 64;
     this.byId = new Map();
     this.marker = new THREE.Mesh(new THREE.IcosahedronGeometry(1, 2),
       new THREE.MeshBasicMaterial({ color: 0x7fffd4, wireframe: true }));
@@ -276,6 +419,8 @@ export class BodyScene {
     this.renderer.setSize(w, h, false);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
+    // A sprite's size in pixels: world size * this / depth (the projection's scale).
+    this.uniforms.pixelsPerUnit.value = h / (2 * Math.tan(THREE.MathUtils.degToRad(this.camera.fov) / 2));
   }
 
   // Draw the bodies at sim time replica.simTime + dt (dead reckoning: p + v * dt).
@@ -291,7 +436,7 @@ export class BodyScene {
     let drawn = 0;
     for (const layer of this.layers) {
       layer.update(replica, dt, d);
-      drawn += layer.mesh.count;
+      drawn += layer.bodies.length;
     }
     const sel = this.selected === null ? undefined : this.byId.get(this.selected);
     this.marker.visible = sel !== undefined;
@@ -335,7 +480,7 @@ export class BodyScene {
 
   counts() {
     const byKind = {};
-    for (const layer of this.layers) byKind[LOOKS[layer.kind].name] = layer.mesh.count;
+    for (const layer of this.layers) byKind[LOOKS[layer.kind].name] = layer.bodies.length;
     return byKind;
   }
 }
