@@ -11,6 +11,8 @@ One core, several faces (issue 13). Reading guide:
 6. :mod:`.grpc_face`, :mod:`.ws_face`: thin adapters; :mod:`.errors` holds the
    one table from domain errors to gRPC codes and WebSocket close codes.
 7. :mod:`.replica`: a frontend's copy rebuilt from frames (the reference decoder).
+8. :mod:`.viewer`: the browser viewer (``web/viewer``, bundled by
+   ``scripts/build-viewer``) at ``/`` and the API page at ``/docs``.
 
 ``build_gateway(settings)`` is the service; ``main()`` runs it until Ctrl-C.
 """

@@ -1,6 +1,6 @@
 """The browser viewer in a real browser (Debian's chromium, software WebGL) on the real stack.
 
-An in-process physics worker (a shard of its own) runs two worlds with gravity off,
+An in-process physics worker (a shard of its own) runs two worlds with gravity all but off,
 so every body stays where it was spawned: ``fixed`` (a star, planets, moons, a ring
 of asteroids and a far cluster), which nothing ever commands again, and ``sandbox``,
 which the page nudges and spawns into. One gateway serves both on a port picked once,
