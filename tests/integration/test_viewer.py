@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import os
 import re
@@ -286,8 +287,14 @@ def test_the_page_draws_exactly_the_bodies_the_gateway_holds_for_it(platform, op
     assert {platform.fixed, platform.sandbox} <= set(options)
     page.page.select_option("#world-picker", platform.sandbox)
     page.wait(f"window.cosmicViewer.stats().world === '{platform.sandbox}'"
-              " && window.cosmicViewer.stats().drawn === 3")
-    assert page.drawn_ids() == {1, 20, 21}
+              " && window.cosmicViewer.stats().drawn >= 3")
+    page.wait(f"window.cosmicViewer.stats().tick > {page.stats()['tick']}")
+    (held,) = platform.held(platform.sandbox)
+    assert page.drawn_ids() == held and {1, 20, 21} <= held
+    deadline = time.monotonic() + 5
+    while platform.held(platform.fixed):  # the old subscription ends with its socket
+        assert time.monotonic() < deadline, "the page's old subscription was never closed"
+        time.sleep(0.05)
     assert page.errors == []
 
 
@@ -405,6 +412,45 @@ def test_nudge_and_spawn_from_the_page(platform, open_page):
     # The browser logs each refused request (the 422 above, and the 404 of a gateway
     # without the command-outcome endpoint); nothing else went wrong.
     assert [e for e in page.errors if not re.search(r"status of (404|422)", e)] == []
+
+
+def test_the_outcome_of_a_command_is_shown(platform, open_page):
+    """The page follows a command on GET /api/v1/commands/{id} (the outcome endpoint's
+    contract; answered here by the browser, as the gateway may not offer it yet)."""
+    page = open_page(platform.url + camera_query(platform.sandbox, (0, 0, 0), 4.0))
+    page.wait_live()
+    page.wait("window.cosmicViewer.stats().drawn >= 3")
+    asked: list[str] = []
+    answers: list[dict[str, Any]] = []
+
+    def outcome(route: Any) -> None:
+        command_id = route.request.url.rsplit("/", 1)[1]
+        asked.append(command_id)
+        body = answers.pop(0) if len(answers) > 1 else answers[0]
+        route.fulfill(status=200, content_type="application/json",
+                      body=json.dumps({"command_id": command_id, **body}))
+
+    page.page.route("**/api/v1/commands/*", outcome)
+    click_body(page, 20)
+    status = page.page.locator("#command-status")
+    answers[:] = [{"state": "pending", "tick": None, "reason": None, "message": None},
+                  {"state": "applied", "tick": 4242, "reason": None, "message": None}]
+    with page.page.expect_response(lambda r: r.request.method == "PUT") as put:
+        page.page.click("#nudge")
+    accepted = put.value.json()
+    page.wait("/applied/.test(document.getElementById('command-status').textContent)")
+    assert status.inner_text() == "nudge of 20 applied at tick 4242"
+    assert status.get_attribute("data-kind") == "applied"
+    assert set(asked) == {accepted["command_id"]} and len(asked) >= 2
+
+    answers[:] = [{"state": "rejected", "tick": 4243, "reason": "NOT_PERMITTED",
+                   "message": "body 20 belongs to another player"}]
+    page.page.click("#nudge")
+    page.wait("/refused/.test(document.getElementById('command-status').textContent)")
+    assert status.inner_text() == ("nudge of 20 refused at tick 4243: NOT_PERMITTED: "
+                                   "body 20 belongs to another player")
+    assert status.get_attribute("data-kind") == "rejected"
+    assert page.errors == []
 
 
 def test_the_page_resumes_and_survives_a_gateway_restart(platform, open_page):
