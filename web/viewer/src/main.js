@@ -42,7 +42,16 @@ const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host
 const connection = new Connection({
   url, replica,
   onFrame(frame, changes, bytes) {
-    scene.applyChanges(replica, changes);
+    if (frame.snapshot) {
+      // A snapshot is the whole view: start the scene over from it (whatever the page
+      // held before, even bodies of a replica dropped for being out of order).
+      const keep = scene.selected;
+      scene.clear();
+      scene.applyChanges(replica, { entered: [...replica.bodies.keys()], left: [] });
+      scene.selected = replica.bodies.has(keep) ? keep : null;
+    } else {
+      scene.applyChanges(replica, changes);
+    }
     const now = performance.now();
     const entered = frame.snapshot ? 0 : changes.entered.length;
     const left = frame.snapshot ? 0 : frame.leave.length;
@@ -259,6 +268,11 @@ window.cosmicViewer = {
   setCamera(camera) {
     scene.setCamera(camera);
     viewChanged();
+  },
+  // Where a body was drawn in the last frame (world units, after dead reckoning).
+  drawnPosition(id) {
+    const b = scene.byId.get(id);
+    return b === undefined ? null : scene.position(b, replica, scene.lastDt);
   },
   screenPosition(id) {
     const b = scene.byId.get(id);

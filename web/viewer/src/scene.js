@@ -365,6 +365,7 @@ export class BodyScene {
     this.selected = null;
     this.drawn = 0;
     this.drawCalls = 0;
+    this.lastDt = 0;
     this.resize();
   }
 
@@ -400,6 +401,8 @@ export class BodyScene {
       if (this.selected === id && !entered.includes(id)) this.selected = null;
     }
     for (const id of entered) {
+      const stale = this.byId.get(id);
+      if (stale !== undefined) stale.layer.remove(stale);
       const b = replica.bodies.get(id);
       const layer = this.layers[b.kind] || this.layers[3];
       layer.add(b);
@@ -425,6 +428,7 @@ export class BodyScene {
 
   // Draw the bodies at sim time replica.simTime + dt (dead reckoning: p + v * dt).
   render(replica, dt) {
+    this.lastDt = dt;
     const d = this.distance();
     this.camera.near = d * 1e-3;
     this.camera.far = d * 1e3;
