@@ -86,7 +86,10 @@ function loop() {
   stats.frameMs = now - lastRender;
   lastRender = now;
   if (awaitingScreen !== null) {
-    stats.latencyMs = Date.now() - awaitingScreen;
+    // The producer's clock and this one: an age beyond a minute (or negative) means
+    // they are not comparable, and no figure beats a wrong one.
+    const age = Date.now() - awaitingScreen;
+    stats.latencyMs = age >= 0 && age < 60000 ? age : null;
     awaitingScreen = null;
   }
   requestAnimationFrame(loop);
@@ -254,7 +257,7 @@ function hud() {
   $("hud-sim").textContent = s.tick ? `${s.simTime.toFixed(4)} yr` : "–";
   $("hud-bodies").textContent = `${s.bodies} (${s.drawn} drawn, ${s.drawCalls} draw calls)`;
   $("hud-churn").textContent = `${s.entersPerS} / ${s.leavesPerS} per s (${s.enters} / ${s.leaves})`;
-  $("hud-bytes").textContent = `${(s.bytesPerS / 1024).toFixed(1)} KiB/s`;
+  $("hud-bytes").textContent = `${(s.bytesPerS / 1024).toFixed(1)} KiB/s of frames`;
   $("hud-latency").textContent = s.latencyMs === null ? "–" : `${Math.round(s.latencyMs)} ms`;
   $("hud-view").textContent = `(${s.view.center.map((c) => c.toFixed(2)).join(", ")}) r ${s.view.radius.toFixed(2)}`;
   showSelected();

@@ -19,8 +19,8 @@ import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 const LOOKS = [
   { name: "STAR", color: 0xffd27a, detail: 3, screen: 0.030, typical: 4.65e-3, lit: false },
   { name: "PLANET", color: 0x5b9be6, detail: 2, screen: 0.014, typical: 4.3e-5, lit: true },
-  { name: "MOON", color: 0xc9c4b8, detail: 1, screen: 0.009, typical: 1.0e-5, lit: true },
-  { name: "ASTEROID", color: 0xa07c58, detail: 0, screen: 0.005, typical: 5.0e-7, lit: true },
+  { name: "MOON", color: 0xc9c4b8, detail: 1, screen: 0.007, typical: 1.0e-5, lit: true },
+  { name: "ASTEROID", color: 0xa07c58, detail: 0, screen: 0.0035, typical: 5.0e-7, lit: true },
 ];
 // The subscription's radius per unit of camera distance: a little more than the
 // frustum's half-height at the target, so what is on screen is what is subscribed.
