@@ -27,7 +27,10 @@ def frames() -> list[bytes]:
     world = SyntheticWorld(5, n=300)
     sub = Subscriber(View((0.0, 0.0, 0.0), 6.0), bytes_per_s=20_000)
     out = []
+    rng = np.random.default_rng(6)
     for i in range(80):
+        # Nudges: velocities change too, so updates carry velocity deltas.
+        world.vel[i % 5::5] += rng.normal(0, 0.2, world.vel[i % 5::5].shape)
         tick = world.step()
         if i % 10 == 9:  # the view wanders: bodies enter and leave by the dozen
             sub.move(View((3.0 * np.cos(i / 10), 3.0 * np.sin(i / 10), 0.0), 5.0 + i % 3))
