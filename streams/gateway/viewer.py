@@ -9,10 +9,12 @@ pages with a 503 that says how to build it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 
 _NOT_BUILT = """<!doctype html>
@@ -62,6 +64,9 @@ class ViewerFace:
 
 
 def routes(root: Path = STATIC) -> list[web.RouteDef]:
+    if not (root / "index.html").is_file():
+        log.warning("the browser viewer is not built (%s): / answers 503 until "
+                    "scripts/build-viewer runs", root)
     face = ViewerFace(root)
     return [web.get("/", face.index), web.get("/docs", face.docs),
             web.get("/viewer/{name}", face.asset)]
