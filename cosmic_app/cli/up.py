@@ -44,8 +44,9 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
     g = settings.gateway
+    click.echo(f"viewer: http://{g.host}:{g.http_port}/ (open it in a browser)")
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
-               f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}; a development token: "
-               "cosmic auth token --player NAME")
+               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}; a "
+               "development token: cosmic auth token --player NAME")
     run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
     click.echo("platform stopped cleanly")
