@@ -37,8 +37,10 @@ from playwright import sync_api
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas import models
+from schemas.models import Role
 from schemas.registry.client import RegistryClient
 from streams.gateway import GatewayService, build_gateway
+from streams.gateway.testing import stack_token
 from streams.gateway.viewer import STATIC
 from streams.worlds.scenario import DAY
 from streams.worlds.worker import PhysicsWorker, WorkerConfig, build_worker
@@ -61,6 +63,7 @@ TICK_HZ = 10.0
 CLUSTER_AT = (12.0, 0.0, 0.0)
 # The one body that moves (in the sandbox): straight along x, at MOVER_SPEED AU/yr.
 MOVER = 22
+PLAYER = "viewer-test"
 MOVER_SPEED = 0.3
 KIND_NAMES = [k.value for k in models.BodyKind]
 
@@ -109,7 +112,7 @@ def opening(world: str, bodies: list[Body]) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
 
     def envelope(body: models.Command) -> dict[str, Any]:
-        return models.PlayerCommand(command_id=uuid.uuid4(), player_id="viewer-test",
+        return models.PlayerCommand(command_id=uuid.uuid4(), player_id=PLAYER,
                                     world_id=world, client_ts=now, received_ts=now,
                                     command=body).to_avro()
 
@@ -147,16 +150,25 @@ class Platform:
             settings, WorkerConfig(worker_id=f"viewer-{run}", shard=self.shard), self.registry)
         self.gateway: GatewayService = self.start_gateway()
         self.worker.start()
+        # The page's player: it owns the worlds' bodies (it spawned them; world parameters
+        # are an operator's), so it may nudge them.
+        self.token = stack_token(settings, PLAYER)
         for world, bodies in ((self.fixed, fixed_bodies()), (self.sandbox, sandbox_bodies())):
             live = LiveWorld(settings, self.registry, world)
             for record in opening(world, bodies):
-                live.send(record)
+                params = record["command"][0].endswith("SetWorldParams")
+                live.send(record, Role.OPERATOR if params else Role.PLAYER)
             assert live.producer.flush(30) == 0
             self.wait_for_world(world, len(bodies))
 
     @property
     def url(self) -> str:
         return self.gateway.http_url
+
+    def query(self, world: str, target: tuple[float, float, float], dist: float,
+              **extra: Any) -> str:
+        """The page's URL parameters for a camera, with this platform's player token."""
+        return camera_query(world, target, dist, **{"token": self.token, **extra})
 
     def start_gateway(self) -> GatewayService:
         gateway = build_gateway(self.settings, self.registry)
@@ -265,7 +277,7 @@ def camera_query(world: str, target: tuple[float, float, float], dist: float,
 
 
 def test_the_page_draws_exactly_the_bodies_the_gateway_holds_for_it(platform, open_page):
-    page = open_page(platform.url + camera_query(platform.fixed, (0, 0, 0), 5.0))
+    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0))
     page.wait_live()
     # Everything of the system within the view's radius (5 AU), none of the far cluster.
     expected = in_view(platform, (0, 0, 0), 5.0)
@@ -306,7 +318,7 @@ def test_the_page_draws_exactly_the_bodies_the_gateway_holds_for_it(platform, op
 
 
 def test_moving_the_camera_moves_the_view_within_three_ticks(platform, open_page):
-    page = open_page(platform.url + camera_query(platform.fixed, (0, 0, 0), 5.0))
+    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0))
     page.wait_live()
     central = in_view(platform, (0, 0, 0), 5.0)
     page.wait(f"window.cosmicViewer.stats().drawn === {len(central)}")
@@ -371,7 +383,7 @@ def drawn_samples(page: Page, body_id: int, n: int) -> list[tuple[int, float]]:
 
 
 def test_between_frames_bodies_move_by_dead_reckoning(platform, open_page):
-    query = camera_query(platform.sandbox, (0, -2, 0), 2.0)
+    query = platform.query(platform.sandbox, (0, -2, 0), 2.0)
     # One tab at a time: a browser draws animation frames only for the tab in front.
     for freeze in (False, True):
         page = open_page(platform.url + query + ("&freeze=1" if freeze else ""))
@@ -394,7 +406,7 @@ def test_between_frames_bodies_move_by_dead_reckoning(platform, open_page):
 
 def test_instanced_meshes_draw_the_same_bodies(platform, open_page):
     """The other renderer the page offers (one InstancedMesh per kind) draws the same set."""
-    page = open_page(platform.url + camera_query(platform.fixed, (0, 0, 0), 5.0,
+    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0,
                                                  draw="instanced"))
     page.wait_live()
     expected = in_view(platform, (0, 0, 0), 5.0)
@@ -418,15 +430,15 @@ def click_body(page: Page, body_id: int) -> None:
 
 
 def gateway_velocity(platform: Platform, world: str, body_id: int) -> tuple[float, ...]:
-    page = httpx.get(f"{platform.url}api/v1/worlds/{world}/bodies",
-                     params={"limit": "1000"}).json()
+    page = httpx.get(f"{platform.url}api/v1/worlds/{world}/bodies", params={"limit": "1000"},
+                     headers={"Authorization": f"Bearer {platform.token}"}).json()
     (body,) = [b for b in page["bodies"] if b["id"] == body_id]
     return tuple(body["velocity"][k] for k in "xyz")
 
 
 def test_nudge_and_spawn_from_the_page(platform, open_page):
-    page = open_page(platform.url + camera_query(platform.sandbox, (0, 0, 0), 4.0,
-                                                 token="viewer-test-token"))
+    page = open_page(platform.url + platform.query(platform.sandbox, (0, 0, 0), 4.0,
+                                                 ))
     page.wait_live()
     page.wait("window.cosmicViewer.stats().drawn >= 4")
     click_body(page, 21)
@@ -451,7 +463,7 @@ def test_nudge_and_spawn_from_the_page(platform, open_page):
               " === '0.00000, 0.25000, 0.00000'")
     # The token went with the command, as a bearer token.
     (put,) = [r for r in page.requests if r.method == "PUT"]
-    assert put.headers["authorization"] == "Bearer viewer-test-token"
+    assert put.headers["authorization"] == f"Bearer {platform.token}"
     assert put.url.endswith("/bodies/21") and put.post_data_json == {
         "dv": {"x": 0, "y": 0.25, "z": 0}}
 
@@ -481,7 +493,7 @@ def test_nudge_and_spawn_from_the_page(platform, open_page):
 def test_the_outcome_of_a_command_is_shown(platform, open_page):
     """The page follows a command on GET /api/v1/commands/{id} (the outcome endpoint's
     contract; answered here by the browser, as the gateway may not offer it yet)."""
-    page = open_page(platform.url + camera_query(platform.sandbox, (0, 0, 0), 4.0))
+    page = open_page(platform.url + platform.query(platform.sandbox, (0, 0, 0), 4.0))
     page.wait_live()
     page.wait("window.cosmicViewer.stats().drawn >= 3")
     asked: list[str] = []
@@ -518,7 +530,7 @@ def test_the_outcome_of_a_command_is_shown(platform, open_page):
 
 
 def test_the_page_resumes_and_survives_a_gateway_restart(platform, open_page):
-    page = open_page(platform.url + camera_query(platform.fixed, (0, 0, 0), 5.0))
+    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0))
     page.wait_live()
     expected = in_view(platform, (0, 0, 0), 5.0)
     page.wait(f"window.cosmicViewer.stats().drawn === {len(expected)}")
@@ -564,7 +576,7 @@ def png_pixels(data_url: str) -> np.ndarray:
 def test_a_frozen_frame_matches_the_reference_image(platform, open_page):
     from PIL import Image
 
-    page = open_page(platform.url + camera_query(platform.fixed, (0, 0, 0), 7.5,
+    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 7.5,
                                                  az=-60, el=55, freeze="1"))
     page.wait_live()
     expected = in_view(platform, (0, 0, 0), 7.5)

@@ -64,7 +64,8 @@ export class Connection {
 
   connect() {
     this.onState(this.counts.connects ? "reconnecting" : "connecting", "");
-    const ws = new WebSocket(this.url);
+    // The url may be a function: the token it carries can change between connects.
+    const ws = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {

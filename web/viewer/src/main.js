@@ -38,7 +38,13 @@ let lastFrame = null; // {arrival, simTime, producedMs}
 let simRate = 0; // sim-time units per wall-clock ms, from the producer's clock
 let awaitingScreen = null; // produced_ms of a frame not yet drawn
 
-const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+const wsBase = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+// Browsers cannot set headers on a WebSocket: the token goes as ?token= (the gateway
+// takes it there as it takes the Authorization header elsewhere).
+const url = () => {
+  const token = $("token").value.trim();
+  return token ? `${wsBase}?token=${encodeURIComponent(token)}` : wsBase;
+};
 const connection = new Connection({
   url, replica,
   onFrame(frame, changes, bytes) {
