@@ -8,6 +8,7 @@ import logging
 
 import click
 
+from cosmic import metrics
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -24,8 +25,13 @@ def run(duration: float | None) -> None:
     from streams.gateway import build_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    service = build_gateway(get_settings())
-    run_services([service], duration_s=duration, echo=click.echo)
+    settings = get_settings()
+    service = build_gateway(settings)
+    endpoint = metrics.serve(settings, "gateway")
+    try:
+        run_services([service], duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()
 
 
 def _vector(text: str) -> tuple[float, float, float]:

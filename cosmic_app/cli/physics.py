@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from cosmic import metrics
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -43,4 +44,8 @@ def worker(worker_id: str | None, shard: str | None, unpaced: bool, lockstep: bo
         settings, worker_id=worker_id, shard=shard, unpaced=unpaced or None, lockstep=lockstep or None,
         delta_tolerance=tolerance, hibernate_after_s=hibernate_after, max_worlds=max_worlds)
     w = build_worker(settings, config)
-    run_services([w], duration_s=duration, echo=click.echo)
+    endpoint = metrics.serve(settings, "physics")
+    try:
+        run_services([w], duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosmic import admin
+from cosmic import admin, metrics
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
@@ -43,5 +43,10 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     g = settings.gateway
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
                f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}")
-    run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
+    endpoint = metrics.serve(settings, "platform")
+    click.echo(f"metrics: {endpoint.url}")
+    try:
+        run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()
     click.echo("platform stopped cleanly")

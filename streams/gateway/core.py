@@ -33,6 +33,7 @@ from schemas import models
 
 from ._proto import gateway_pb2 as pb
 from .errors import BadRequest, InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
+from .metrics import GatewayMetrics
 from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
 from .world import Area, BoxView, Grid, Tick, View
@@ -99,7 +100,9 @@ class Subscription:
         try:
             while True:
                 tick = await self.core._next(self.world_id, self.subscriber)
-                yield self.subscriber.frame(tick).SerializeToString()
+                data = self.subscriber.frame(tick).SerializeToString()
+                self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
+                yield data
         finally:
             self.core._running.pop(self.id, None)
             self.core._park(self)
@@ -117,6 +120,7 @@ class GatewayCore:
         self._running: dict[str, Subscription] = {}
         # Ended subscriptions a client may resume: session -> (subscription, ended at).
         self._parked: OrderedDict[str, tuple[Subscription, float]] = OrderedDict()
+        self.metrics = GatewayMetrics(lambda: len(self._running), lambda: len(self._latest))
 
     # The log side.
 

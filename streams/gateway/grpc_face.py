@@ -71,7 +71,7 @@ class GrpcFace:
             await self._fail(context, exc)
             return
         await context.send_initial_metadata((("subscription-id", subscription.id),))
-        async for frame in subscription.frames():
+        async for frame in self.core.metrics.stream("grpc", subscription.frames()):
             yield frame
 
     async def move(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:

@@ -15,6 +15,7 @@ import threading
 
 from aiohttp import web
 
+from cosmic import metrics as process_metrics
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
@@ -77,6 +78,7 @@ class GatewayService(ThreadService):
         except BaseException:
             commands.close()
             raise
+        process_metrics.hub().add(core.metrics)
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
         app.add_routes(ws_face.routes(core) + rest.routes(core))
@@ -94,6 +96,7 @@ class GatewayService(ThreadService):
             await runner.cleanup()
             self.reader.stop()
             commands.close()
+            process_metrics.hub().discard(core.metrics)
             if self._owns_registry and isinstance(self.registry, RegistryClient):
                 self.registry.close()
 

@@ -39,6 +39,7 @@ class WebSocketFace:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=True, max_msg_size=self.max_bytes + 1)
         await ws.prepare(request)
+        self.core.metrics.opened("websocket")
         sender: asyncio.Task[None] | None = None
         try:
             async for msg in ws:
@@ -64,6 +65,7 @@ class WebSocketFace:
             log.exception("websocket client failed")
             await ws.close(code=status_of(exc).ws_close, message=b"internal error")
         finally:
+            self.core.metrics.closed("websocket")
             if sender is not None:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
