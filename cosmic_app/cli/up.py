@@ -14,6 +14,7 @@ from cosmic_app.smoke import SmokePipeline
 def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[PlatformService]:
     """Every service `cosmic up` runs; later layers add theirs here."""
     import connectors
+    from cosmic.lag import LagExporter
     from jobs.process import JobProcess
     from streams import living
     from streams.gateway import build_gateway
@@ -23,7 +24,7 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
             *living.build_services(settings),
             *(connectors.build(name, settings) for name in connectors.NAMES),
-            build_gateway(settings),
+            build_gateway(settings), LagExporter(settings),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
                          env=child_env(settings)) for name in with_jobs)]
