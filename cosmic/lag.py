@@ -27,7 +27,9 @@ STALLED    the group has members and lag, and its committed offset has not
 STOPPED    the group has lag and no members (nobody is consuming)
 =========  =====================================================================
 
-Groups that never committed (throwaway readers) are not reported.
+Groups that never committed (throwaway readers) are not reported. The exporter
+also exports the host's CPU and the state folder's disk (:mod:`cosmic.hostmetrics`),
+once per host.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from prometheus_client.registry import Collector
 
 from cosmic import kafka
 from cosmic import metrics as process_metrics
+from cosmic.hostmetrics import HostMetrics
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from cosmic.timeutil import now_ms
@@ -127,7 +130,9 @@ class LagExporter(ThreadService, Collector):
     def run(self) -> None:
         self._admin = kafka.admin(self.settings)
         self._reader = kafka.reader(self.settings, "lag-exporter", **{"enable.auto.commit": False})
+        host = HostMetrics(self.settings.state_dir)
         process_metrics.hub().add(self)
+        process_metrics.hub().add(host)
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -139,6 +144,7 @@ class LagExporter(ThreadService, Collector):
                                     - (time.monotonic() - started)))
         finally:
             process_metrics.hub().discard(self)
+            process_metrics.hub().discard(host)
             self._reader.close()
 
     # -- sampling ----------------------------------------------------------------------
