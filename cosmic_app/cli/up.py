@@ -8,6 +8,7 @@ from cosmic import admin, metrics
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
+from cosmic_app.cli.status import LiveTable, choose
 from cosmic_app.smoke import SmokePipeline
 
 
@@ -35,7 +36,11 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--with", "with_jobs", multiple=True, type=click.Choice(["live-metrics"]),
               help="Also run this streaming job (`cosmic jobs run NAME`). Repeatable.")
-def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
+@click.option("--status", "status_mode", type=click.Choice(["auto", "live", "plain"]),
+              default="auto", show_default=True,
+              help="live: a table refreshed in place; plain: a line every 2 s (logs, CI); "
+                   "auto: live on a terminal, plain otherwise.")
+def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> None:
     """Bring the stack up, create topics, and run the platform in the foreground."""
     settings = get_settings()
     Stack(settings).up(on_event=lambda m: click.echo(m))
@@ -47,7 +52,13 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     endpoint = metrics.serve(settings, "platform")
     click.echo(f"metrics: {endpoint.url}")
     try:
-        run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
+        services = build_services(settings, with_jobs)
+        if choose(status_mode) == "live":
+            with LiveTable() as table:
+                run_services(services, duration_s=duration, echo=table.echo,
+                             render=table.render)
+        else:
+            run_services(services, duration_s=duration, echo=click.echo)
     finally:
         endpoint.close()
     click.echo("platform stopped cleanly")
