@@ -44,8 +44,15 @@ class GatewayMetrics(Collector):
         self.latency = Histogram("cosmic_gateway_tick_to_send_seconds",
                                  "From a tick's production in the worker to its frame being "
                                  "handed to a client.", registry=None, buckets=LATENCY_BUCKETS)
+        self.requests = Counter("cosmic_gateway_requests",
+                                "Requests the guard decided, by face, action and outcome "
+                                "(ADMITTED, UNAUTHENTICATED, DENIED, RATE_LIMITED, REJECTED, "
+                                "FAILED).", ["face", "action", "outcome"], registry=None)
         for protocol in PROTOCOLS:
             self.connections.labels(protocol)
+
+    def decided(self, face: str, action: str, outcome: str) -> None:
+        self.requests.labels(face, action, outcome).inc()
 
     def opened(self, protocol: str) -> None:
         self.connections.labels(protocol).inc()
@@ -78,6 +85,6 @@ class GatewayMetrics(Collector):
                                    value=self._worlds())
         out: list[Metric] = [subs, worlds]
         for metric in (self.connections, self.frames, self.bytes, self.deferrals,
-                       self.deferred_updates, self.latency):
+                       self.deferred_updates, self.latency, self.requests):
             out.extend(metric.collect())
         return out

@@ -13,6 +13,11 @@ Routes (the OpenAPI document at ``/openapi.json`` is the reference):
   to ``wait_ms`` for a pending one.
 
 Commands answer 202 with the command id: the outcome comes with the world's ticks.
+
+Every route but ``/openapi.json`` takes ``Authorization: Bearer <token>``
+(reads may go without where ``security.anonymous_watch`` is on); the sender
+of a command is the token's player. Refusals are problems: 401, 403, 429
+(with ``Retry-After``).
 A ``Command-Id`` header (a UUID) names the command, so a retried request is
 answered with the first one's offset and applied once.
 """
@@ -29,7 +34,8 @@ from aiohttp import web
 
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore, command_id_of
-from .errors import BadRequest, GatewayError, InvalidView, status_of
+from .errors import BadRequest, InvalidView, is_refusal, retry_after, status_of
+from .guard import Caller, bearer
 from .world import View
 
 PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
@@ -44,11 +50,25 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def problem(exc: BaseException) -> web.Response:
     s = status_of(exc)
-    detail = str(exc) if isinstance(exc, GatewayError) else "internal error"
-    body = {"type": PROBLEM_BASE + s.problem, "title": s.problem.replace("-", " "),
-            "status": s.http, "detail": detail}
-    return web.Response(body=orjson.dumps(body), status=s.http,
+    detail = str(exc) if is_refusal(exc) else "internal error"
+    body: dict[str, Any] = {"type": PROBLEM_BASE + s.problem,
+                            "title": s.problem.replace("-", " "), "status": s.http,
+                            "detail": detail}
+    headers = {}
+    wait = retry_after(exc)
+    if wait is not None:
+        body["retry_after_s"] = round(wait, 3)
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    if s.http == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cosmic-garden"'
+    return web.Response(body=orjson.dumps(body), status=s.http, headers=headers,
                         content_type="application/problem+json")
+
+
+def caller_of(request: web.Request) -> Caller:
+    remote = request.remote or ""
+    return Caller("rest", bearer(request.headers.get("Authorization")), remote,
+                  f"rest:{remote}")
 
 
 @web.middleware
@@ -79,16 +99,19 @@ def _number(request: web.Request, name: str, default: float | None = None) -> fl
 
 
 class RestFace:
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(self, core: GatewayCore, document: dict[str, Any] | None = None) -> None:
         self.core = core
+        self.document = document or OPENAPI
 
     async def worlds(self, request: web.Request) -> web.Response:
+        self.core.watch(caller_of(request))
         reply = self.core.worlds()
         return _json({"worlds": [
             {"world_id": w.world_id, "tick": w.tick, "sim_time": w.sim_time,
              "body_count": w.body_count} for w in reply.worlds]})
 
     async def bodies(self, request: web.Request) -> web.Response:
+        self.core.watch(caller_of(request))
         tick = self.core.latest(request.match_info["world_id"])
         limit = int(_number(request, "limit", 100) or 0)
         if not 1 <= limit <= MAX_PAGE:
@@ -136,9 +159,9 @@ class RestFace:
         command_id = request.headers.get("Command-Id", "")
         reply = await self.core.submit(pb.SubmitCommandRequest(
             world_id=request.match_info["world_id"],
-            player_id=request.headers.get("X-Player-Id", "rest"),
             command_json=orjson.dumps(command).decode(),
-            command_id=str(command_id_of(command_id)) if command_id else ""))
+            command_id=str(command_id_of(command_id)) if command_id else ""),
+            caller_of(request))
         return _json({"command_id": reply.command_id, "partition": reply.partition,
                       "offset": reply.offset}, status=202)
 
@@ -147,6 +170,7 @@ class RestFace:
         if not (0 <= wait_ms <= 2**32 - 1 and wait_ms == int(wait_ms)):
             raise BadRequest(f"wait_ms must be a whole number of milliseconds >= 0, "
                              f"got {request.query['wait_ms']!r}")
+        self.core.watch(caller_of(request))
         reply = await self.core.outcome(pb.GetOutcomeRequest(
             command_id=request.match_info["command_id"], wait_ms=int(wait_ms)))
         return _json({"command_id": reply.command_id,
@@ -155,11 +179,18 @@ class RestFace:
                       "reason": reply.reason or None, "message": reply.message or None})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(OPENAPI)
+        return _json(self.document)
 
 
-def routes(core: GatewayCore) -> list[web.RouteDef]:
-    face = RestFace(core)
+def document(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with more operations (the accounts routes)."""
+    components = OPENAPI["components"]
+    return {**OPENAPI, "paths": {**OPENAPI["paths"], **paths},
+            "components": {**components, "schemas": {**components["schemas"], **schemas}}}
+
+
+def routes(core: GatewayCore, doc: dict[str, Any] | None = None) -> list[web.RouteDef]:
+    face = RestFace(core, doc)
     return [
         web.get("/api/v1/worlds", face.worlds),
         web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),
@@ -202,21 +233,22 @@ _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Cosmic Garden gateway", "version": "1"},
+    "security": [{"bearer": []}],
     "paths": {
         "/api/v1/worlds": {"get": {
-            "operationId": "listWorlds", "responses": _ok(200, "Worlds")}},
+            "operationId": "listWorlds", "responses": {**_ok(200, "Worlds"), **_problems(401)}}},
         "/api/v1/worlds/{world_id}/bodies": {
             "get": {"operationId": "listBodies", "parameters": [_WORLD, *_QUERY],
-                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 404)}},
+                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 401, 404)}},
             "post": {"operationId": "spawnBody", "parameters": [_WORLD, _COMMAND_ID],
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": _ref("NewBody")}}},
-                     "responses": {**_ok(202, "Accepted"), **_problems(400, 409, 422, 503)}}},
+                     "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
         "/api/v1/worlds/{world_id}/bodies/{body_id}": {"delete": {
             "operationId": "removeBody",
             "parameters": [_WORLD, {"name": "body_id", "in": "path", "required": True,
                                     "schema": {"type": "integer"}}, _COMMAND_ID],
-            "responses": {**_ok(202, "Accepted"), **_problems(400, 409, 422, 503)}}},
+            "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
         "/api/v1/commands/{command_id}": {"get": {
             "operationId": "getCommandOutcome",
             "description": "What became of a command this gateway admitted: pending, applied "
@@ -229,9 +261,10 @@ OPENAPI: dict[str, Any] = {
                  "description": "Wait this long for a pending command to be decided "
                                 "(at most the gateway's limit, 30 s by default).",
                  "schema": {"type": "integer", "minimum": 0, "default": 0}}],
-            "responses": {**_ok(200, "Outcome"), **_problems(400, 404)}}},
+            "responses": {**_ok(200, "Outcome"), **_problems(400, 401, 404)}}},
     },
-    "components": {"schemas": {
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                   "bearerFormat": "JWT"}}, "schemas": {
         "Vec3": _vec(),
         "World": {"type": "object", "required": ["world_id", "tick", "sim_time", "body_count"],
                   "properties": {"world_id": {"type": "string"}, "tick": {"type": "integer"},
@@ -271,6 +304,7 @@ OPENAPI: dict[str, Any] = {
         "Problem": {"type": "object", "required": ["type", "title", "status"],
                     "properties": {"type": {"type": "string"}, "title": {"type": "string"},
                                    "status": {"type": "integer"},
-                                   "detail": {"type": "string"}}},
+                                   "detail": {"type": "string"},
+                                   "retry_after_s": {"type": "number"}}},
     }},
 }

@@ -29,6 +29,7 @@ from schemas.registry.server import serve
 from schemas.registry.store import MemoryStore
 from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
+from streams.gateway.testing import stack_token
 from streams.worlds.worker import WorkerConfig, build_worker
 from tests.integration.connectors_support import produce, tick
 from tests.integration.test_living_worlds import Living
@@ -87,7 +88,7 @@ def test_every_panel_has_data_after_a_short_run(settings: Settings, stack: Stack
             live.open(asteroids=30, tick_rate_hz=10.0, snapshot_every=50)
             live.play(rate_hz=5, seed=2, asteroids=30, invalid_every=2)
             feeder.start()
-            asyncio.run(watch(gateway, world, seconds=25))
+            asyncio.run(watch(gateway, world, stack_token(private, f"dash-{run}"), seconds=25))
             api = f"{prometheus.url}/api/v1"
             missing: list[str] = []
             for board, title, expr in panel_queries():
@@ -109,16 +110,16 @@ def test_every_panel_has_data_after_a_short_run(settings: Settings, stack: Stack
             assert svc.failure() is None, svc.name
 
 
-async def watch(gateway, world: str, seconds: float) -> None:
+async def watch(gateway, world: str, token: str, seconds: float) -> None:
     """A player watching the world for a while (after waiting for the gateway to see it)."""
     from streams.gateway.client import GrpcClient
 
-    async with GrpcClient(gateway.grpc_address) as client:
+    async with GrpcClient(gateway.grpc_address, token=token) as client:
         await_until = time.monotonic() + 60
         while world not in [w.world_id for w in (await client.worlds()).worlds]:
             assert time.monotonic() < await_until, "the gateway never saw the world"
             await asyncio.sleep(0.2)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
         ws = await session.ws_connect(f"{gateway.http_url}ws")
         await ws.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest(
             world_id=world, view=pb.View(center=pb.Vec3(), radius=50.0),

@@ -22,6 +22,7 @@ from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
 from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
+from streams.gateway.testing import stack_token
 from streams.worlds.worker import WorkerConfig, build_worker
 from tests.liveworld import LiveWorld
 from tests.unit.test_metrics import promtool_check
@@ -67,6 +68,7 @@ def test_worker_and_gateway_metrics_follow_the_work(settings: Settings, stack: S
     first = build_worker(settings, WorkerConfig(worker_id=f"a-{run}", shard=shard), registry)
     second = build_worker(settings, WorkerConfig(worker_id=f"b-{run}", shard=shard), registry)
     live = LiveWorld(settings, registry, world)
+    token = stack_token(settings, f"metrics-{run}")
     gateway.start()
     first.start()
     try:
@@ -77,7 +79,8 @@ def test_worker_and_gateway_metrics_follow_the_work(settings: Settings, stack: S
                                  worker=f"a-{run}", partition=home) >= 20, 60, "ticks")
 
         async def watch_a_while() -> tuple[str, dict]:
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}
+                                             ) as session:
                 ws = await session.ws_connect(f"{gateway.http_url}ws")
                 await ws.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest(
                     world_id=world, view=pb.View(center=pb.Vec3(), radius=50.0),
@@ -89,7 +92,7 @@ def test_worker_and_gateway_metrics_follow_the_work(settings: Settings, stack: S
                 return seen
 
         deadline = time.monotonic() + 30
-        while world not in [w.world_id for w in gateway_worlds(gateway)]:
+        while world not in [w.world_id for w in gateway_worlds(gateway, token)]:
             assert time.monotonic() < deadline, "the gateway never saw the world"
             time.sleep(0.2)
         text, during = asyncio.run(watch_a_while())
@@ -99,6 +102,8 @@ def test_worker_and_gateway_metrics_follow_the_work(settings: Settings, stack: S
         assert value(during, "cosmic_gateway_sent_bytes_total") > 0
         assert value(during, "cosmic_gateway_tick_to_send_seconds_count") >= 10
         assert value(during, "cosmic_gateway_budget_deferrals_total") >= 1  # 2 kB/s is tight
+        assert value(during, "cosmic_gateway_requests_total", face="ws", action="subscribe",
+                     outcome="ADMITTED") == 1
         assert value(during, "cosmic_physics_tick_duration_seconds_count",
                      worker=f"a-{run}", partition=home) >= 20
         assert value(during, "cosmic_physics_commands_applied_total", worker=f"a-{run}") > 0
@@ -135,11 +140,11 @@ def test_worker_and_gateway_metrics_follow_the_work(settings: Settings, stack: S
     assert first.failure() is None and second.failure() is None and gateway.failure() is None
 
 
-def gateway_worlds(gateway) -> list[pb.WorldInfo]:
+def gateway_worlds(gateway, token: str) -> list[pb.WorldInfo]:
     from streams.gateway.client import GrpcClient
 
     async def go() -> list[pb.WorldInfo]:
-        async with GrpcClient(gateway.grpc_address) as client:
+        async with GrpcClient(gateway.grpc_address, token=token) as client:
             return list((await client.worlds()).worlds)
 
     return asyncio.run(go())

@@ -34,7 +34,8 @@ async def api() -> AsyncIterator[tuple[Harness, aiohttp.ClientSession, dict[str,
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={
+            "Authorization": f"Bearer {h.token}"}) as session:
         doc = await (await session.get("/openapi.json")).json()
         yield h, session, doc
     await runner.cleanup()
@@ -157,6 +158,17 @@ async def test_every_documented_operation_answers_as_documented(api):
     status, problem = await call(session, doc, called, "post", bodies, "/api/v1/worlds/w/bodies",
                                  json=new, headers={"Command-Id": "nope"})
     assert status == 400 and len(h.appended) == n + 1
+
+    # Without a token, or with a forged one, nothing is read or sent.
+    forged = h.token[:-4] + ("AAAA" if not h.token.endswith("AAAA") else "BBBB")
+    for headers in ({"Authorization": ""}, {"Authorization": f"Bearer {forged}"}):
+        n = len(h.appended)
+        status, problem = await call(session, doc, called, "get", worlds, worlds,
+                                     headers=headers)
+        assert status == 401 and problem["type"].endswith("unauthenticated")
+        status, problem = await call(session, doc, called, "post", bodies,
+                                     "/api/v1/worlds/w/bodies", json=new, headers=headers)
+        assert status == 401 and len(h.appended) == n
 
     documented = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
     assert called == documented
