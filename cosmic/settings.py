@@ -32,6 +32,7 @@ COSMIC_SECURITY__TOKEN_ISSUER/...      tokens (issuer, audience, lifetime, skew,
 COSMIC_METRICS__HOST/PORT/PUBLISH      each process's /metrics (port 0: a free one) and its target
 COSMIC_PROMETHEUS__PORT/...            the local stack's Prometheus: port, scrape interval, retention
 COSMIC_LAG__INTERVAL_S/STALL_AFTER_S   the lag exporter: sampling interval, status rules
+COSMIC_LOG__FORMAT/LEVEL               log lines: text (default) or json; the level
 =====================================  ==========================================
 """
 
@@ -283,6 +284,13 @@ class SecuritySettings(_Section):
     gateway_id: str = ""
 
 
+class LogSettings(_Section):
+    """Log output (cosmic/logs.py)."""
+
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"
+
+
 class MetricsSettings(_Section):
     """Every process's Prometheus exposition (cosmic/metrics.py)."""
 
@@ -341,6 +349,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     lag: LagSettings = LagSettings()
     # None is replaced by <state_dir>/lake when the settings are built.

@@ -40,11 +40,11 @@ def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: 
     import connectors as sinks
     from connectors.base import Connector
     from connectors.lake import RolloverPolicy
-    from cosmic import metrics
+    from cosmic import logs, metrics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
+    logs.configure(settings, "connectors")
     if metrics_port is not None:
         settings = settings.with_overrides(
             metrics=settings.metrics.model_copy(update={"port": metrics_port}))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from cosmic import metrics
+from cosmic import logs, metrics
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -20,8 +18,8 @@ def lag_exporter(port: int | None, duration: float | None) -> None:
     time; export lag and an OK / WARN / STALLED / STOPPED status per group."""
     from cosmic.lag import LagExporter
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    logs.configure(settings, "lag-exporter")
     chosen = settings.lag.metrics_port if port is None else port
     settings = settings.with_overrides(metrics=settings.metrics.model_copy(update={"port": chosen}))
     endpoint = metrics.serve(settings, "lag-exporter")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosmic import admin, metrics
+from cosmic import admin, logs, metrics
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
@@ -45,6 +45,8 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
 def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> None:
     """Bring the stack up, create topics, and run the platform in the foreground."""
     settings = get_settings()
+    if settings.log.format == "json":  # text: services' warnings go to stderr as they are
+        logs.configure(settings, "platform")
     Stack(settings).up(on_event=lambda m: click.echo(m))
     click.echo(local_secrets(settings))
     for line in admin.reconcile_topics(settings):

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cosmic import metrics
+from cosmic import logs, metrics
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings, get_settings
 from schemas.errors import BadRequest, InvalidSchema, RegistryError
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m schemas.registry.server", description=main.__doc__)
     parser.add_argument("--memory", action="store_true", help="keep schemas in memory only (lost on exit)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings(), "registry")
     try:
         server = build_server(store="memory" if args.memory else "kafka")
     except (CosmicError, OSError) as exc:

@@ -413,7 +413,8 @@ class PhysicsWorker(ThreadService):
         self.worlds[world_id] = live
         self.stats.woke += 1
         self._status(state, "ACTIVE", f"woke on the command at offset {offset}")
-        log.info("world %s woke at tick %d", world_id, state.world.tick)
+        log.info("world %s woke at tick %d", world_id, state.world.tick,
+                 extra={"world": world_id, "tick": state.world.tick})
         return live
 
     def _reject(self, world_id: str, partition: int, tick: int | None, offset: int,
@@ -565,7 +566,8 @@ class PhysicsWorker(ThreadService):
         del self.worlds[state.world_id]
         self.sleeping[state.world_id] = (state, lw.reckoner)
         self.stats.hibernated += 1
-        log.info("world %s hibernates at tick %d", state.world_id, state.world.tick)
+        log.info("world %s hibernates at tick %d", state.world_id, state.world.tick,
+                 extra={"world": state.world_id, "tick": state.world.tick})
 
     def _quarantine(self, lw: _Live, commands: Pending, reason: str) -> None:
         state = lw.state
@@ -587,7 +589,8 @@ class PhysicsWorker(ThreadService):
         if status == "QUARANTINED":
             self.stats.quarantined += 1
             self.metrics.quarantined.labels(self.config.worker_id).inc()
-            log.error("world %s quarantined: %s", world_id, reason)
+            log.error("world %s quarantined: %s", world_id, reason,
+                      extra={"world": world_id, "tick": tick, "partition": partition})
         else:
             log.info("world %s retired: %s", world_id, reason)
         self._write_status(world_id, partition, state, status, reason)
