@@ -65,7 +65,8 @@ def test_a_paused_consumer_shows_its_lag_in_records_and_seconds(
     topic = topic_factory(partitions=1, prefix="test-lag")
     group = f"test-lag-{uuid.uuid4().hex[:8]}"
     local = settings.model_copy(update={
-        "lag": settings.lag.model_copy(update={"interval_s": 0.2, "group_prefix": group}),
+        "lag": settings.lag.model_copy(update={"interval_s": 0.2, "stall_after_s": 5.0,
+                                               "group_prefix": group}),
         "metrics": settings.metrics.model_copy(update={"targets_dir": tmp_path})})
     exporter = LagExporter(local)
     endpoint = metrics.serve(local, "test")
