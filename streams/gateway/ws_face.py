@@ -51,6 +51,7 @@ class WebSocketFace:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=True, max_msg_size=self.max_bytes + 1)
         await ws.prepare(request)
+        self.core.metrics.opened("websocket")
         peer = request.remote or ""
         caller = Caller("ws", bearer(request.headers.get("Authorization"))
                         or request.query.get("token") or None, peer, f"ws:{id(ws)}")
@@ -78,6 +79,7 @@ class WebSocketFace:
         except Exception as exc:  # noqa: BLE001 - mapped to a close code, this socket only
             await self._close(ws, exc)
         finally:
+            self.core.metrics.closed("websocket")
             if subscription is not None:
                 subscription.close()
             self.sockets.discard(ws)
