@@ -52,9 +52,10 @@ def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> 
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
     g = settings.gateway
+    click.echo(f"viewer: http://{g.host}:{g.http_port}/ (open it in a browser)")
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
-               f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}; a development token: "
-               "cosmic auth token --player NAME")
+               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}; a "
+               "development token: cosmic auth token --player NAME")
     endpoint = metrics.serve(settings, "platform")
     click.echo(f"metrics: {endpoint.url}")
     try:

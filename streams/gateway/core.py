@@ -225,6 +225,10 @@ class GatewayCore:
     def clients(self) -> int:
         return len(self._running)
 
+    def running(self, world_id: str) -> list[Subscription]:
+        """The subscriptions of a world being served now (what each holds: its subscriber)."""
+        return [s for s in self._running.values() if s.world_id == world_id]
+
     def snapshot(self, request: pb.SubscribeRequest, caller: Caller) -> bytes:
         sub = self.subscribe(request, caller, action="snapshot")
         try:
