@@ -27,6 +27,8 @@ COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem 
 COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
 COSMIC_SPARK__MASTER/DRIVER_MEMORY     spark-submit's master and driver memory (warehouse)
 COSMIC_GATEWAY__HOST/HTTP_PORT/...     gateway: address, ports, client budget, quantization grid
+COSMIC_SECURITY__REQUIRE_SIGNED_...    who may do what: signed commands, command keys, tokens
+COSMIC_SECURITY__TOKEN_ISSUER/...      tokens (issuer, audience, lifetime, skew, OIDC), rate limits
 =====================================  ==========================================
 """
 
@@ -197,7 +199,8 @@ class GatewaySettings(_Section):
     # gateway's (AU and AU/yr in the demo's units).
     position_step: float = 1e-5
     velocity_step: float = 1e-4
-    # A body in view leaves it only beyond radius * (1 + view_hysteresis).
+    # A body in view leaves it only beyond the view scaled by (1 + view_hysteresis)
+    # about its centre (a sphere's radius; each half-size of a box).
     view_hysteresis: float = 0.05
     max_message_bytes: int = 64 * 1024
     # A subscription whose connection ended can be resumed this long (and at most this
@@ -207,6 +210,74 @@ class GatewaySettings(_Section):
     # On start, deltas are read from this far back (besides each world's snapshot), so
     # a world younger than its first snapshot is seen whole.
     lookback_s: float = 120.0
+    # Admitted command ids are remembered (their outcome, and so a retry of one is
+    # answered with its first offset instead of being appended again) for at most
+    # command_window_s after admission, and at most max_commands of them.
+    max_commands: int = 100_000
+    command_window_s: float = 600.0
+    # The longest an outcome request waits for a pending command to be decided.
+    max_outcome_wait_s: float = 30.0
+
+
+class SecuritySettings(_Section):
+    """Identities and permissions (streams/security)."""
+
+    # The physics worker applies only commands a gateway admitted (signed with a command
+    # key); off, every command counts as an operator's (a closed test rig only).
+    require_signed_commands: bool = True
+    # The command keys (HMAC) gateways sign with and workers verify with; None:
+    # <state_dir>/secrets/command-keys.json, created (mode 0600) on first use.
+    command_keys_file: Path | None = None
+    # Cheat and anomaly detection (streams/security/anomaly.py), per player and window:
+    # a nudge larger than this (AU/yr, the demo's units; orbits run at ~1-10) is impossible.
+    max_impulse: float = 1.0
+    flag_window_s: float = 10.0
+    # More commands than this per second over a window is a flood.
+    flood_commands_per_s: float = 30.0
+    # This many refusals for others' bodies (or operator actions) in a window.
+    others_bodies_attempts: int = 5
+    # A window this many times the player's own usual rate (and at least burst_min_commands).
+    burst_factor: float = 8.0
+    burst_min_commands: int = 50
+
+    # Tokens (streams.security.tokens). The platform signs its own with EdDSA (Ed25519);
+    # the key pair lives in <state_dir>/secrets/ (created, mode 0600, on first use).
+    token_issuer: str = "cosmic-garden"
+    token_audience: str = "cosmic-gateway"
+    # Longest lifetime a token may have (exp - iat), and the default of issued ones.
+    token_lifetime_s: int = 300
+    clock_skew_s: float = 10.0  # tolerated difference of clocks for exp, nbf and iat
+    # None: <state_dir>/secrets/token-signing.pem (private) and token-jwks.json (public).
+    token_signing_key_file: Path | None = None
+    token_jwks_file: Path | None = None
+    # Development only: also accept (and issue) HS256 tokens with a shared secret
+    # (<state_dir>/secrets/token-hs256.key). Never on a shared deployment.
+    allow_dev_hs256: bool = False
+    # An external OpenID Connect provider whose tokens are accepted too ("": none):
+    # its issuer, the audience it puts in our tokens, and its key set (a file or a URL).
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str = ""
+    # The claim that names an OIDC user's role ("": every OIDC user is a player).
+    oidc_role_claim: str = ""
+    oidc_token_lifetime_s: int = 3600  # providers' access tokens often last an hour
+    # Subscriptions need a valid token unless this is on (watching only, never commands).
+    anonymous_watch: bool = False
+    # Accounts (register / log in through the gateway): refresh tokens' lifetime.
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    # Rate limits at the gateway: a token bucket per player, world creation per player.
+    commands_per_s: float = 20.0
+    command_burst: int = 40
+    world_creations_per_hour: float = 10.0
+    world_creation_burst: int = 5
+    subscriptions_per_connection: int = 16  # a gRPC channel multiplexes many
+    subscriptions_per_player: int = 64
+    # Largest command_json a submit may carry (bytes); the whole message is bounded by
+    # gateway.max_message_bytes.
+    max_command_bytes: int = 16 * 1024
+    # Audit records (cosmic.audit.v1) carry this id plus a per-start suffix ("": host name).
+    gateway_id: str = ""
 
 
 class Settings(BaseSettings):
@@ -232,6 +303,7 @@ class Settings(BaseSettings):
     live_metrics: LiveMetricsSettings = LiveMetricsSettings()
     spark: SparkSettings = SparkSettings()
     gateway: GatewaySettings = GatewaySettings()
+    security: SecuritySettings = SecuritySettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 

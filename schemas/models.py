@@ -66,6 +66,14 @@ class RejectReason(StrEnum):
     WORLD_RETIRED = "WORLD_RETIRED"
     WORLD_QUARANTINED = "WORLD_QUARANTINED"
     WORLD_LIMIT = "WORLD_LIMIT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+
+
+class Role(StrEnum):
+    """What a gateway may admit a sender as (a world's owner is a player: ownership is state)."""
+
+    PLAYER = "player"
+    OPERATOR = "operator"
 
 
 class Vec3(_Record):
@@ -171,15 +179,32 @@ class RetireWorld(_Command):
     reason: str
 
 
+class TransferBody(_Command):
+    """Give a body to another player (its owner, the world's owner or an operator may)."""
+
+    avro_name: ClassVar[str] = f"{NAMESPACE}.TransferBody"
+    type: Literal["TransferBody"] = "TransferBody"
+    body_id: Int64
+    new_owner: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 Command = Annotated[
     SpawnBody | ApplyImpulse | RemoveBody | SeedSpecies | FoundCivilization | SetWorldParams
-    | AdoptSnapshot | RetireWorld,
+    | AdoptSnapshot | RetireWorld | TransferBody,
     Field(discriminator="type"),
 ]
 COMMAND_TYPES: dict[str, type[_Command]] = {
     c.avro_name: c for c in (SpawnBody, ApplyImpulse, RemoveBody, SeedSpecies, FoundCivilization, SetWorldParams,
-                             AdoptSnapshot, RetireWorld)
+                             AdoptSnapshot, RetireWorld, TransferBody)
 }
+
+
+class Admission(_Record):
+    """A gateway's HMAC over a command, with the role it granted the sender."""
+
+    key_id: Annotated[str, Field(min_length=1, max_length=64)]
+    role: Role
+    signature: Annotated[bytes, Field(min_length=16, max_length=64)]
 
 
 class PlayerCommand(_Record):
@@ -191,6 +216,9 @@ class PlayerCommand(_Record):
     client_ts: AwareDatetime
     received_ts: AwareDatetime
     command: Command
+    # Set by the gateway that admitted the command (streams.security.signing), never by
+    # a client: the faces build PlayerCommands themselves.
+    admission: Admission | None = None
 
     def to_avro(self) -> dict[str, Any]:
         """The record as the PlayerCommand schema's writer expects it."""
@@ -201,6 +229,7 @@ class PlayerCommand(_Record):
             "client_ts": _millis(self.client_ts),
             "received_ts": _millis(self.received_ts),
             "command": self.command.to_avro(),
+            "admission": None if self.admission is None else self.admission.model_dump(),
         }
 
     @classmethod

@@ -26,6 +26,7 @@ from cosmic.timeutil import now_ms
 from schemas import columnar, models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
+from streams.security import signing
 from streams.worlds import scenario
 from streams.worlds.deltas import DeltaMirror
 from streams.worlds.eventlog import KafkaLog, raw_messages
@@ -115,6 +116,12 @@ class SyntheticPlayers(ThreadService):
                                             invalid_every=invalid_every)
                         for i, w in enumerate(world_ids)}
         self.seen = {w: SeenWorld() for w in world_ids}
+        self._ring = signing.KeyRing.for_settings(settings)
+
+    def _signed(self, record: dict[str, Any]) -> dict[str, Any]:
+        # A platform service, trusted as the operator tools are: it opens the demo worlds
+        # (world parameters are operator actions) and plays the world's own bodies.
+        return signing.sign_record(record, models.Role.OPERATOR, self._ring)
 
     @property
     def invalid(self) -> int:
@@ -150,7 +157,7 @@ class SyntheticPlayers(ThreadService):
                             # Not seen until the world's first delta; taken already.
                             self.seen[world_id].spawned(cmd.command.body_id)
                         producer.produce(topics.COMMANDS.name, key=world_id.encode(),
-                                         value=encode(cmd.to_avro(), ctx))
+                                         value=encode(self._signed(cmd.to_avro()), ctx))
                         self.sent += 1
                 else:
                     record, ts = found
@@ -198,7 +205,7 @@ class SyntheticPlayers(ThreadService):
                     for world_id in self.world_ids:
                         for cmd in scenario.life(world_id, seed=self.seed):
                             producer.produce(topics.COMMANDS.name, key=world_id.encode(),
-                                             value=encode(cmd.to_avro(), ctx))
+                                             value=encode(self._signed(cmd.to_avro()), ctx))
                             self.sent += 1
                 world_id = self.world_ids[k % len(self.world_ids)]
                 k += 1
@@ -208,7 +215,7 @@ class SyntheticPlayers(ThreadService):
                     if move.removes is not None:
                         seen.removing(move.removes)
                     producer.produce(topics.COMMANDS.name, key=world_id.encode(),
-                                     value=encode(move.record, ctx))
+                                     value=encode(self._signed(move.record), ctx))
                     self.sent += 1
                 producer.poll(0)
                 next_at += period

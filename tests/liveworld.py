@@ -13,8 +13,10 @@ from typing import Any
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
+from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
+from streams.security import signing
 from streams.worlds import scenario
 
 
@@ -23,13 +25,19 @@ class LiveWorld:
 
     def __init__(self, settings: Settings, registry: RegistryClient, world: str) -> None:
         self.world = world
+        self.ring = signing.KeyRing.for_settings(settings)
         self.producer = kafka.producer(settings)
         self._encode = AvroSerializer(registry, "PlayerCommand")
         self._ctx = SerializationContext(topics.COMMANDS.name)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def send(self, record: dict[str, Any] | bytes) -> None:
+    def send(self, record: dict[str, Any] | bytes, role: models.Role | None = models.Role.OPERATOR
+             ) -> None:
+        """Produce a record (signed as ``role``'s, as the platform's tools sign; None: as it
+        is) or raw bytes."""
+        if not isinstance(record, bytes) and role is not None:
+            record = signing.sign_record(record, role, self.ring)
         value = record if isinstance(record, bytes) else self._encode(record, self._ctx)
         self.producer.produce(topics.COMMANDS.name, key=self.world.encode(), value=value)
         self.producer.poll(0)

@@ -62,6 +62,7 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
       cosmic replay --world garden-demo --at-tick 500 --verify --restore --reason "bad deploy"
     """
     from schemas.registry.client import RegistryClient
+    from streams.security import signing
     from streams.worlds.eventlog import ExportedLog, KafkaLog, LogSource
     from streams.worlds.pointintime import (
         UnreadableLog,
@@ -108,6 +109,7 @@ def replay(world_id: str | None, at_tick: int | None, at_time: str | None,
             bar = ProgressBar(f"replaying {world_id}", "ticks")
             try:
                 rebuilt = rebuild(source, world_id, at_tick=at_tick, at_time=moment,
+                                  authenticate=signing.authenticator(settings),
                                   from_tick=from_tick, verify=verify, progress=bar)
             except (ReplayDivergence, TickGap) as exc:
                 bar.close()

@@ -8,6 +8,7 @@ from cosmic import admin
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
+from cosmic_app.cli.stack import local_secrets
 from cosmic_app.smoke import SmokePipeline
 
 
@@ -18,12 +19,13 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     from streams import living
     from streams.gateway import build_gateway
     from streams.players import SyntheticPlayers
+    from streams.security.detector import CheatDetector
     from streams.worlds.worker import build_worker
 
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
             *living.build_services(settings),
             *(connectors.build(name, settings) for name in connectors.NAMES),
-            build_gateway(settings),
+            build_gateway(settings), CheatDetector(settings),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
                          env=child_env(settings)) for name in with_jobs)]
@@ -38,11 +40,13 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     """Bring the stack up, create topics, and run the platform in the foreground."""
     settings = get_settings()
     Stack(settings).up(on_event=lambda m: click.echo(m))
+    click.echo(local_secrets(settings))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
     g = settings.gateway
-    click.echo(f"viewer: http://{g.host}:{g.http_port}/ (open it in a browser)")
+    click.echo(f"viewer: http://{g.host}:{g.http_port}/?token=TOKEN (open it in a browser)")
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
-               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}")
+               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}; "
+               "a development token: cosmic auth token --player NAME")
     run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
     click.echo("platform stopped cleanly")

@@ -2,16 +2,20 @@
 
 One core, several faces (issue 13). Reading guide:
 
-1. ``schemas/gateway.proto``: the contract (frames, views, the four RPCs).
+1. ``schemas/gateway.proto``: the contract (frames, views, the RPCs).
 2. :mod:`.world`: a world's deltas folded in and quantized once per tick (the
    error bound is documented there).
 3. :mod:`.session`: one client's view, baseline, budget and priorities.
 4. :mod:`.core`: subscriptions, snapshots and command submission, on one loop.
-5. :mod:`.log`: the Kafka side (one deltas reader, one command producer).
-6. :mod:`.grpc_face`, :mod:`.ws_face`: thin adapters; :mod:`.errors` holds the
-   one table from domain errors to gRPC codes and WebSocket close codes.
-7. :mod:`.replica`: a frontend's copy rebuilt from frames (the reference decoder).
-8. :mod:`.viewer`: the browser viewer (``web/viewer``, bundled by
+5. :mod:`.outcomes`: what became of each admitted command (applied at a tick,
+   rejected and why), and each command id appended once.
+6. :mod:`.log`: the Kafka side (one reader of deltas, ticks and rejections; one
+   command producer).
+7. :mod:`.grpc_face`, :mod:`.ws_face`, :mod:`.rest`: thin adapters; :mod:`.errors`
+   holds the one table from domain errors to gRPC codes, WebSocket close codes and
+   HTTP problems.
+8. :mod:`.replica`: a frontend's copy rebuilt from frames (the reference decoder).
+9. :mod:`.viewer`: the browser viewer (``web/viewer``, bundled by
    ``scripts/build-viewer``) at ``/`` and the API page at ``/docs``.
 
 ``build_gateway(settings)`` is the service; ``main()`` runs it until Ctrl-C.

@@ -8,7 +8,18 @@ against what that client last received, so a slow reader costs one baseline of
 memory and gets the latest state, never a backlog. A subscription that names a
 ``session`` is kept a while after its connection ends (``resume_window_s``,
 at most ``max_parked``); a reconnect naming the session and the tick it last
-applied continues from that baseline instead of a snapshot.
+applied continues from that baseline instead of a snapshot (only for the
+player who opened it).
+
+Every call names its :class:`~.guard.Caller`; the :class:`~.guard.Guard`
+decides who that is and whether they may, and audits each attempt. A running
+subscription ends (UNAUTHENTICATED) when its player is banned or its token
+revoked.
+
+Commands go through :class:`~.outcomes.Outcomes`: each command id is appended
+once (a retry is answered with the first append's partition and offset), and
+its outcome is decided from the world's ticks and rejections that the log
+side hands to :attr:`GatewayCore.outcomes`.
 """
 
 from __future__ import annotations
@@ -19,17 +30,28 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from cosmic.settings import GatewaySettings
 from schemas import models
+from streams.security.tokens import Identity
 
 from ._proto import gateway_pb2 as pb
-from .errors import BadRequest, InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
+from .errors import (
+    BadRequest,
+    InvalidCommand,
+    InvalidView,
+    MessageTooLarge,
+    UnknownSubscription,
+    UnknownWorld,
+)
+from .guard import Caller, Guard, outcome_of
+from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
-from .world import Grid, Tick, View
+from .world import Area, BoxView, Grid, Tick, View
 
 # What the log side does with a validated command: (partition, offset) once durable.
 Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
@@ -37,21 +59,59 @@ Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
 _COMMAND = TypeAdapter(models.Command)
 
 
-def view_of(message: pb.View) -> View:
+def view_of(message: pb.View) -> Area:
+    """A sphere (centre and radius) or, when ``box`` is set, a box (and nothing else)."""
+    if message.HasField("box"):
+        if message.HasField("center") or message.radius != 0:
+            raise InvalidView("a view is a sphere (centre and radius) or a box, not both")
+        box = message.box
+        if not (box.HasField("min") and box.HasField("max")):
+            raise InvalidView("a box view needs both its min and max corners")
+        lo, hi = box.min, box.max
+        return BoxView((lo.x, lo.y, lo.z), (hi.x, hi.y, hi.z))
     c = message.center
     return View((c.x, c.y, c.z), message.radius)
+
+
+_OUTCOME_STATE = {State.PENDING: pb.CommandOutcome.PENDING,
+                  State.APPLIED: pb.CommandOutcome.APPLIED,
+                  State.REJECTED: pb.CommandOutcome.REJECTED}
+
+
+def outcome_message(outcome: Outcome) -> pb.CommandOutcome:
+    out = pb.CommandOutcome(command_id=str(outcome.command_id),
+                            state=_OUTCOME_STATE[outcome.state], reason=outcome.reason or "",
+                            message=outcome.message or "")
+    if outcome.tick is not None:
+        out.tick = outcome.tick
+    return out
+
+
+def command_id_of(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise BadRequest(f"a command id is a UUID, got {text[:60]!r}") from None
 
 
 class Subscription:
     """One client's stream of frames for one world."""
 
     def __init__(self, core: GatewayCore, world_id: str, subscriber: Subscriber,
-                 session: str = "") -> None:
+                 session: str = "", identity: Identity | None = None) -> None:
         self.id = uuid.uuid4().hex
         self.session = session
         self.core = core
         self.world_id = world_id
         self.subscriber = subscriber
+        self.identity = identity
+        self._caller: Caller | None = None  # set while it counts against the limits
+
+    def close(self) -> None:
+        """Stop counting against the caller's limits (idempotent; faces call it at the end)."""
+        if self._caller is not None:
+            self.core.guard.close_subscription(self._caller, self.identity)
+            self._caller = None
 
     def move(self, view: pb.View) -> None:
         self.subscriber.move(view_of(view))
@@ -60,20 +120,29 @@ class Subscription:
     async def frames(self) -> AsyncIterator[bytes]:
         """Serialized frames, the first a snapshot; each the latest state when asked for."""
         self.core._running[self.id] = self
+        guard = self.core.guard
         try:
             while True:
                 tick = await self.core._next(self.world_id, self.subscriber)
+                guard.still_valid(self.identity)
                 yield self.subscriber.frame(tick).SerializeToString()
         finally:
+            self.close()
             self.core._running.pop(self.id, None)
             self.core._park(self)
 
 
 class GatewayCore:
-    def __init__(self, settings: GatewaySettings, append: Append) -> None:
+    def __init__(self, settings: GatewaySettings, append: Append, guard: Guard) -> None:
         self.settings = settings
+        self.guard = guard
+        self.max_command_bytes = guard.security.max_command_bytes
+        # Worlds commands were sent to through this gateway (besides those it reads).
+        self._commanded: set[str] = set()
         self.grid = Grid(settings.position_step, settings.velocity_step)
         self._append = append
+        self.outcomes = Outcomes(settings.max_commands, settings.command_window_s,
+                                 settings.max_outcome_wait_s)
         self._latest: dict[str, Tick] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._running: dict[str, Subscription] = {}
@@ -104,29 +173,47 @@ class GatewayCore:
             raise UnknownWorld(world_id)
         return tick
 
-    def subscribe(self, request: pb.SubscribeRequest) -> Subscription:
+    def subscribe(self, request: pb.SubscribeRequest, caller: Caller,
+                  action: str = "subscribe") -> Subscription:
+        """A subscription counted against the caller's limits (a face ends it with close)."""
+        identity: Identity | None = None
+        try:
+            identity = self.guard.watcher(caller)
+            sub = self._subscription(request, identity)
+            self.guard.open_subscription(caller, identity)
+        except Exception as exc:
+            self.guard.record(caller, action, outcome_of(exc), identity, str(exc),
+                              world_id=request.world_id[:200])
+            raise
+        sub._caller = caller
+        self.guard.record(caller, action, "ADMITTED", identity, world_id=request.world_id)
+        return sub
+
+    def _subscription(self, request: pb.SubscribeRequest, identity: Identity | None
+                      ) -> Subscription:
         if request.world_id not in self._latest:
             raise UnknownWorld(request.world_id)
         if not request.HasField("view"):
-            raise InvalidView("a subscription needs a view (centre and radius)")
+            raise InvalidView("a subscription needs a view (centre and radius, or a box)")
         view = view_of(request.view)
         if request.session and len(request.session) < 16:
             raise BadRequest("a session id has at least 16 characters")
-        resumed = self._unpark(request)
+        resumed = self._unpark(request, identity)
         if resumed is not None:
             resumed.subscriber.move(view)
+            resumed.identity = identity
             return resumed
         cap = self.settings.client_bytes_per_s
         budget = min(request.max_bytes_per_s or cap, cap)
         sub = Subscriber(view, bytes_per_s=budget, hysteresis=self.settings.view_hysteresis)
-        return Subscription(self, request.world_id, sub, request.session)
+        return Subscription(self, request.world_id, sub, request.session, identity)
 
-    def move(self, request: pb.MoveViewRequest) -> None:
+    def move(self, request: pb.MoveViewRequest, identity: Identity | None = None) -> None:
         subscription = self._running.get(request.subscription_id)
-        if subscription is None:
+        if subscription is None or _who(subscription.identity) != _who(identity):
             raise UnknownSubscription(f"no subscription {request.subscription_id!r} runs here")
         if not request.HasField("view"):
-            raise InvalidView("a move needs a view (centre and radius)")
+            raise InvalidView("a move needs a view (centre and radius, or a box)")
         subscription.move(request.view)
 
     @property
@@ -137,24 +224,63 @@ class GatewayCore:
         """The subscriptions of a world being served now (what each holds: its subscriber)."""
         return [s for s in self._running.values() if s.world_id == world_id]
 
-    def snapshot(self, request: pb.SubscribeRequest) -> bytes:
-        sub = self.subscribe(request)
-        return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+    def snapshot(self, request: pb.SubscribeRequest, caller: Caller) -> bytes:
+        sub = self.subscribe(request, caller, action="snapshot")
+        try:
+            return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+        finally:
+            sub.close()
 
-    async def submit(self, request: pb.SubmitCommandRequest) -> pb.SubmitCommandReply:
-        """Validate with the models, append to the world's home partition, answer the id."""
+    def watch(self, caller: Caller) -> Identity | None:
+        """Check that ``caller`` may read worlds (the REST reads, ListWorlds)."""
+        return self.guard.watcher(caller)
+
+    async def submit(self, request: pb.SubmitCommandRequest, caller: Caller
+                     ) -> pb.SubmitCommandReply:
+        """Authenticate, limit, validate, authorize, sign, append; one audit record each."""
+        identity: Identity | None = None
+        facts: dict[str, Any] = {"world_id": request.world_id[:200] or None}
+        try:
+            identity = self.guard.authenticate(caller)
+            self.guard.check_sender(identity, request.player_id)
+            command = self._command(request, identity)
+            facts.update(command_id=str(command.command_id),
+                         command_type=type(command.command).__name__)
+            new_world = (command.world_id not in self._latest
+                         and command.world_id not in self._commanded)
+            signed = self.guard.admit(identity, command, new_world)
+            # Once per command id: a retry gets the first append's answer, another
+            # command under a taken id is CommandIdInUse.
+            partition, offset = await self.outcomes.admit(signed, self._append)
+        except Exception as exc:
+            self.guard.record(caller, "submit", outcome_of(exc), identity, str(exc), **facts)
+            raise
+        self._commanded.add(command.world_id)
+        self.guard.record(caller, "submit", "ADMITTED", identity, command_offset=offset,
+                          **facts)
+        return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
+                                     offset=offset)
+
+    def _command(self, request: pb.SubmitCommandRequest, identity: Identity
+                 ) -> models.PlayerCommand:
+        """The command as the models read it, sent by ``identity`` (never by the request)."""
+        if len(request.command_json) > self.max_command_bytes:
+            raise MessageTooLarge(f"command_json of {len(request.command_json)} bytes; at most "
+                                  f"{self.max_command_bytes}")
         try:
             body = _COMMAND.validate_python(orjson.loads(request.command_json))
             now = datetime.now(UTC)
-            command = models.PlayerCommand(
+            return models.PlayerCommand(
                 command_id=uuid.UUID(request.command_id) if request.command_id else uuid.uuid4(),
-                player_id=request.player_id, world_id=request.world_id,
+                player_id=identity.player_id, world_id=request.world_id,
                 client_ts=now, received_ts=now, command=body)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             raise InvalidCommand(f"command refused: {_short(exc)}") from None
-        partition, offset = await self._append(command)
-        return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
-                                     offset=offset)
+
+    async def outcome(self, request: pb.GetOutcomeRequest) -> pb.CommandOutcome:
+        """A command's outcome, waiting up to ``wait_ms`` for a pending one."""
+        command_id = command_id_of(request.command_id)
+        return outcome_message(await self.outcomes.wait(command_id, request.wait_ms / 1000))
 
     # Resuming.
 
@@ -166,7 +292,8 @@ class GatewayCore:
         while len(self._parked) > self.settings.max_parked:
             self._parked.popitem(last=False)
 
-    def _unpark(self, request: pb.SubscribeRequest) -> Subscription | None:
+    def _unpark(self, request: pb.SubscribeRequest, identity: Identity | None
+                ) -> Subscription | None:
         """The parked subscription this request resumes, if it is recent and at its tick."""
         cutoff = time.monotonic() - self.settings.resume_window_s
         while self._parked and next(iter(self._parked.values()))[1] < cutoff:
@@ -178,7 +305,8 @@ class GatewayCore:
             return None
         subscription = parked[0]
         if (subscription.world_id != request.world_id or request.resume_tick == 0
-                or subscription.subscriber.last_tick != request.resume_tick):
+                or subscription.subscriber.last_tick != request.resume_tick
+                or _who(subscription.identity) != _who(identity)):
             return None
         return subscription
 
@@ -196,6 +324,10 @@ class GatewayCore:
                 return tick
             event = self._changed.setdefault(world_id, asyncio.Event())
             await event.wait()
+
+
+def _who(identity: Identity | None) -> str | None:
+    return None if identity is None else identity.player_id
 
 
 def _short(exc: Exception) -> str:

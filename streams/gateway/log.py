@@ -1,4 +1,4 @@
-"""The gateway's Kafka side: one deltas reader for every world, one command producer.
+"""The gateway's Kafka side: one reader for every world, one command producer.
 
 :class:`DeltaReader` is one ``read_committed`` consumer of
 ``cosmic.state.deltas.v1`` (every partition, by assignment: it commits
@@ -12,6 +12,13 @@ slower than one snapshot per lookback: its bodies are exact again once each has
 been in a delta. Every tick it
 folds in becomes a :class:`~.world.Tick` handed to the core on its loop.
 
+The same consumer follows ``cosmic.physics.ticks.v1`` and
+``cosmic.commands.rejected.v1`` for the outcomes of the commands this gateway
+admits (:mod:`.outcomes`), from their ends as of :meth:`DeltaReader.start`:
+the service starts it before its faces listen, so every admitted command's
+tick and rejection come after that point. Ticks that consumed no command are
+dropped here; the rest, and every rejection, go to the outcome table.
+
 :class:`CommandLog` produces validated commands idempotently to their world's
 home partition and resolves when the broker has them.
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_END, KafkaError, Message, TopicPartition
 
@@ -37,12 +44,24 @@ from .world import Grid, Tick, WorldFeed
 
 log = logging.getLogger(__name__)
 
+_OUTCOME_TOPICS = (topics.PHYSICS_TICKS.name, topics.COMMANDS_REJECTED.name)
+
+
+class OutcomeSink(Protocol):
+    """Where ticks and rejections go (:class:`~.outcomes.Outcomes`), on the loop."""
+
+    def tick(self, record: dict[str, Any]) -> None: ...
+
+    def rejection(self, record: dict[str, Any], partition: int) -> None: ...
+
 
 class DeltaReader:
-    """Reads every world's deltas in a thread of its own and publishes their ticks."""
+    """Reads every world's deltas in a thread of its own and publishes their ticks;
+    follows ticks and rejections for the outcome table."""
 
     def __init__(self, settings: Settings, registry: SchemaSource, grid: Grid,
-                 publish: Any, loop: asyncio.AbstractEventLoop) -> None:
+                 publish: Any, loop: asyncio.AbstractEventLoop,
+                 outcomes: OutcomeSink | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.grid = grid
@@ -50,6 +69,9 @@ class DeltaReader:
         self._loop = loop
         self._decode = AvroDeserializer(registry)
         self._ctx = SerializationContext(topics.STATE_DELTAS.name)
+        self._outcomes = outcomes
+        self._outcome_ctx = {t: SerializationContext(t) for t in _OUTCOME_TOPICS}
+        self._outcomes_from: list[TopicPartition] = []
         self.worlds: dict[str, WorldFeed] = {}
         self.ticks = 0
         self.undecodable = 0
@@ -59,6 +81,10 @@ class DeltaReader:
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        """Fix where ticks and rejections are followed from (their ends now; blocks
+        for a metadata round trip), then read in a thread of its own."""
+        if self._outcomes is not None:
+            self._outcomes_from = _ends(self.settings, _OUTCOME_TOPICS)
         self._thread = threading.Thread(target=self._guarded, name="gateway-deltas", daemon=True)
         self._thread.start()
 
@@ -94,7 +120,7 @@ class DeltaReader:
                 offset = source.offset_for_time(topics.STATE_DELTAS.name, partition, start_ms)
                 parts.append(TopicPartition(topics.STATE_DELTAS.name, partition,
                                             OFFSET_END if offset is None else offset))
-            consumer.assign(parts)
+            consumer.assign(parts + self._outcomes_from)
             self._ready.set()
             while not self._stop.is_set():
                 for msg in consumer.consume(1000, timeout=0.05):
@@ -106,6 +132,9 @@ class DeltaReader:
         if (err := msg.error()) is not None:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("deltas: %s", err)
+            return
+        if msg.topic() in self._outcome_ctx:
+            self._follow(msg)
             return
         try:
             record = self._decode(msg.value(), self._ctx)
@@ -124,6 +153,22 @@ class DeltaReader:
         self.ticks += 1
         self._loop.call_soon_threadsafe(self._publish, tick)
 
+    def _follow(self, msg: Message) -> None:
+        assert self._outcomes is not None
+        topic = msg.topic() or ""
+        try:
+            record = self._decode(msg.value(), self._outcome_ctx[topic])
+        except Exception:  # noqa: BLE001 - a bad record is skipped, counted, never fatal
+            self.undecodable += 1
+            return
+        if topic == topics.PHYSICS_TICKS.name:
+            if record.get("first_command_offset") is None:
+                return  # consumed no command: decides nothing
+            self._loop.call_soon_threadsafe(self._outcomes.tick, record)
+        else:
+            self._loop.call_soon_threadsafe(self._outcomes.rejection, record,
+                                            msg.partition() or 0)
+
 
 class CommandLog:
     """Appends commands to ``cosmic.commands.v1`` at their world's home partition."""
@@ -141,6 +186,7 @@ class CommandLog:
         self._thread.start()
 
     async def append(self, command: models.PlayerCommand) -> tuple[int, int]:
+        """Append a command the guard admitted (and signed); (partition, offset)."""
         done: asyncio.Future[tuple[int, int]] = self._loop.create_future()
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -166,6 +212,22 @@ class CommandLog:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+
+
+def _ends(settings: Settings, names: tuple[str, ...]) -> list[TopicPartition]:
+    """Every partition of ``names`` at its end now: what is appended later is read."""
+    consumer = kafka.reader(settings, "gateway-ends")
+    try:
+        out = []
+        for name in names:
+            md = consumer.list_topics(name, timeout=30).topics[name]
+            for partition in sorted(md.partitions):
+                tp = TopicPartition(name, partition)
+                _, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+                out.append(TopicPartition(name, partition, high))
+        return out
+    finally:
+        consumer.close()
 
 
 def _settle(future: asyncio.Future[tuple[int, int]], result: Any) -> None:

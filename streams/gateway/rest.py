@@ -10,8 +10,18 @@ Routes (the OpenAPI document at ``/openapi.json`` is the reference):
 - ``PUT /api/v1/worlds/{world_id}/bodies/{body_id}`` with ``{"dv": {x, y, z}}``: an
   ``ApplyImpulse`` command (a nudge) for a body the world holds at the latest tick.
 - ``DELETE /api/v1/worlds/{world_id}/bodies/{body_id}``: a ``RemoveBody`` command.
+- ``GET /api/v1/commands/{command_id}``: what became of a command this gateway
+  admitted (``pending``, ``applied`` at a tick, ``rejected`` and why), waiting up
+  to ``wait_ms`` for a pending one.
 
 Commands answer 202 with the command id: the outcome comes with the world's ticks.
+
+Every route but ``/openapi.json`` takes ``Authorization: Bearer <token>``
+(reads may go without where ``security.anonymous_watch`` is on); the sender
+of a command is the token's player. Refusals are problems: 401, 403, 429
+(with ``Retry-After``).
+A ``Command-Id`` header (a UUID) names the command, so a retried request is
+answered with the first one's offset and applied once.
 """
 
 from __future__ import annotations
@@ -25,15 +35,17 @@ import orjson
 from aiohttp import web
 
 from ._proto import gateway_pb2 as pb
-from .core import GatewayCore
+from .core import GatewayCore, command_id_of
 from .errors import (
     BadRequest,
-    GatewayError,
     InvalidCommand,
     InvalidView,
     UnknownBody,
+    is_refusal,
+    retry_after,
     status_of,
 )
+from .guard import Caller, bearer
 from .world import View
 
 PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
@@ -48,11 +60,25 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def problem(exc: BaseException) -> web.Response:
     s = status_of(exc)
-    detail = str(exc) if isinstance(exc, GatewayError) else "internal error"
-    body = {"type": PROBLEM_BASE + s.problem, "title": s.problem.replace("-", " "),
-            "status": s.http, "detail": detail}
-    return web.Response(body=orjson.dumps(body), status=s.http,
+    detail = str(exc) if is_refusal(exc) else "internal error"
+    body: dict[str, Any] = {"type": PROBLEM_BASE + s.problem,
+                            "title": s.problem.replace("-", " "), "status": s.http,
+                            "detail": detail}
+    headers = {}
+    wait = retry_after(exc)
+    if wait is not None:
+        body["retry_after_s"] = round(wait, 3)
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    if s.http == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cosmic-garden"'
+    return web.Response(body=orjson.dumps(body), status=s.http, headers=headers,
                         content_type="application/problem+json")
+
+
+def caller_of(request: web.Request) -> Caller:
+    remote = request.remote or ""
+    return Caller("rest", bearer(request.headers.get("Authorization")), remote,
+                  f"rest:{remote}")
 
 
 @web.middleware
@@ -100,16 +126,19 @@ async def _object(request: web.Request) -> dict[str, Any]:
 
 
 class RestFace:
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(self, core: GatewayCore, document: dict[str, Any] | None = None) -> None:
         self.core = core
+        self.document = document or OPENAPI
 
     async def worlds(self, request: web.Request) -> web.Response:
+        self.core.watch(caller_of(request))
         reply = self.core.worlds()
         return _json({"worlds": [
             {"world_id": w.world_id, "tick": w.tick, "sim_time": w.sim_time,
              "body_count": w.body_count} for w in reply.worlds]})
 
     async def bodies(self, request: web.Request) -> web.Response:
+        self.core.watch(caller_of(request))
         tick = self.core.latest(request.match_info["world_id"])
         limit = int(_number(request, "limit", 100) or 0)
         if not 1 <= limit <= MAX_PAGE:
@@ -147,7 +176,9 @@ class RestFace:
         if extra := sorted(set(body) - {"dv"}):
             raise InvalidCommand(f"command refused: a nudge has only dv, not {extra}")
         # A nudge names an existing resource: refuse at once what the gateway can see is
-        # absent (the worker checks again when it applies it, and may still reject it).
+        # absent, to a caller who may read the world (the worker checks again, with the
+        # body's owner, when it applies it).
+        self.core.watch(caller_of(request))
         tick = self.core.latest(request.match_info["world_id"])
         slot = int(np.searchsorted(tick.ids, body_id))
         if slot == len(tick) or tick.ids[slot] != body_id:
@@ -158,25 +189,48 @@ class RestFace:
         return await self._submit(request, {"type": "RemoveBody", "body_id": _body_id(request)})
 
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
+        command_id = request.headers.get("Command-Id", "")
         reply = await self.core.submit(pb.SubmitCommandRequest(
             world_id=request.match_info["world_id"],
-            player_id=request.headers.get("X-Player-Id", "rest"),
-            command_json=orjson.dumps(command).decode()))
+            command_json=orjson.dumps(command).decode(),
+            command_id=str(command_id_of(command_id)) if command_id else ""),
+            caller_of(request))
         return _json({"command_id": reply.command_id, "partition": reply.partition,
                       "offset": reply.offset}, status=202)
 
+    async def outcome(self, request: web.Request) -> web.Response:
+        wait_ms = _number(request, "wait_ms", 0.0) or 0.0
+        if not (0 <= wait_ms <= 2**32 - 1 and wait_ms == int(wait_ms)):
+            raise BadRequest(f"wait_ms must be a whole number of milliseconds >= 0, "
+                             f"got {request.query['wait_ms']!r}")
+        self.core.watch(caller_of(request))
+        reply = await self.core.outcome(pb.GetOutcomeRequest(
+            command_id=request.match_info["command_id"], wait_ms=int(wait_ms)))
+        return _json({"command_id": reply.command_id,
+                      "state": pb.CommandOutcome.State.Name(reply.state).lower(),
+                      "tick": reply.tick if reply.HasField("tick") else None,
+                      "reason": reply.reason or None, "message": reply.message or None})
+
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(OPENAPI)
+        return _json(self.document)
 
 
-def routes(core: GatewayCore) -> list[web.RouteDef]:
-    face = RestFace(core)
+def document(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with more operations (the accounts routes)."""
+    components = OPENAPI["components"]
+    return {**OPENAPI, "paths": {**OPENAPI["paths"], **paths},
+            "components": {**components, "schemas": {**components["schemas"], **schemas}}}
+
+
+def routes(core: GatewayCore, doc: dict[str, Any] | None = None) -> list[web.RouteDef]:
+    face = RestFace(core, doc)
     return [
         web.get("/api/v1/worlds", face.worlds),
         web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),
         web.post("/api/v1/worlds/{world_id}/bodies", face.spawn),
         web.put("/api/v1/worlds/{world_id}/bodies/{body_id}", face.nudge),
         web.delete("/api/v1/worlds/{world_id}/bodies/{body_id}", face.remove),
+        web.get("/api/v1/commands/{command_id}", face.outcome),
         web.get("/openapi.json", face.openapi),
     ]
 
@@ -201,6 +255,10 @@ def _ok(code: int, schema: str) -> dict[str, Any]:
 
 
 _WORLD = {"name": "world_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_COMMAND_ID = {"name": "Command-Id", "in": "header", "required": False,
+               "description": "Names the command (a UUID): a retry with the same id and body "
+                              "is answered with the first request's offset, applied once.",
+               "schema": {"type": "string", "format": "uuid"}}
 _BODY = {"name": "body_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
     ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
@@ -210,26 +268,43 @@ _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Cosmic Garden gateway", "version": "1"},
+    "security": [{"bearer": []}],
     "paths": {
         "/api/v1/worlds": {"get": {
-            "operationId": "listWorlds", "responses": _ok(200, "Worlds")}},
+            "operationId": "listWorlds", "responses": {**_ok(200, "Worlds"), **_problems(401)}}},
         "/api/v1/worlds/{world_id}/bodies": {
             "get": {"operationId": "listBodies", "parameters": [_WORLD, *_QUERY],
-                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 404)}},
-            "post": {"operationId": "spawnBody", "parameters": [_WORLD],
+                    "responses": {**_ok(200, "BodyPage"), **_problems(400, 401, 404)}},
+            "post": {"operationId": "spawnBody", "parameters": [_WORLD, _COMMAND_ID],
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": _ref("NewBody")}}},
-                     "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+                     "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
         "/api/v1/worlds/{world_id}/bodies/{body_id}": {
-            "put": {"operationId": "nudgeBody", "parameters": [_WORLD, _BODY],
+            "put": {"operationId": "nudgeBody", "parameters": [_WORLD, _BODY, _COMMAND_ID],
                     "description": "Change a body's velocity by dv (an ApplyImpulse command).",
                     "requestBody": {"required": True, "content": {
                         "application/json": {"schema": _ref("Impulse")}}},
-                    "responses": {**_ok(202, "Accepted"), **_problems(400, 404, 422, 503)}},
-            "delete": {"operationId": "removeBody", "parameters": [_WORLD, _BODY],
-                       "responses": {**_ok(202, "Accepted"), **_problems(400, 422, 503)}}},
+                    "responses": {**_ok(202, "Accepted"),
+                                  **_problems(400, 401, 403, 404, 409, 422, 429, 503)}},
+            "delete": {"operationId": "removeBody", "parameters": [_WORLD, _BODY, _COMMAND_ID],
+                       "responses": {**_ok(202, "Accepted"),
+                                     **_problems(400, 401, 403, 409, 422, 429, 503)}}},
+        "/api/v1/commands/{command_id}": {"get": {
+            "operationId": "getCommandOutcome",
+            "description": "What became of a command this gateway admitted: pending, applied "
+                           "at a tick, or rejected with the worker's reason. 404 for an id "
+                           "this gateway never admitted (or no longer remembers).",
+            "parameters": [
+                {"name": "command_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "format": "uuid"}},
+                {"name": "wait_ms", "in": "query", "required": False,
+                 "description": "Wait this long for a pending command to be decided "
+                                "(at most the gateway's limit, 30 s by default).",
+                 "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+            "responses": {**_ok(200, "Outcome"), **_problems(400, 401, 404)}}},
     },
-    "components": {"schemas": {
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                   "bearerFormat": "JWT"}}, "schemas": {
         "Vec3": _vec(),
         "World": {"type": "object", "required": ["world_id", "tick", "sim_time", "body_count"],
                   "properties": {"world_id": {"type": "string"}, "tick": {"type": "integer"},
@@ -258,9 +333,20 @@ OPENAPI: dict[str, Any] = {
                      "properties": {"command_id": {"type": "string", "format": "uuid"},
                                     "partition": {"type": "integer"},
                                     "offset": {"type": "integer"}}},
+        "Outcome": {"type": "object", "additionalProperties": False,
+                    "required": ["command_id", "state", "tick", "reason", "message"],
+                    "properties": {
+                        "command_id": {"type": "string", "format": "uuid"},
+                        "state": {"enum": ["pending", "applied", "rejected"]},
+                        "tick": {"type": ["integer", "null"], "minimum": 0,
+                                 "description": "applied at, or considered at when rejected"},
+                        "reason": {"type": ["string", "null"],
+                                   "description": "a RejectReason symbol, e.g. UNKNOWN_BODY"},
+                        "message": {"type": ["string", "null"]}}},
         "Problem": {"type": "object", "required": ["type", "title", "status"],
                     "properties": {"type": {"type": "string"}, "title": {"type": "string"},
                                    "status": {"type": "integer"},
-                                   "detail": {"type": "string"}}},
+                                   "detail": {"type": "string"},
+                                   "retry_after_s": {"type": "number"}}},
     }},
 }

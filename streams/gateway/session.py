@@ -10,14 +10,17 @@ queue.
 
 Per frame:
 
-- **Membership, with hysteresis.** A body enters when it is within the
-  radius; a body held leaves only when it is beyond ``radius * (1 +
-  hysteresis)`` or gone from the world. Enters and leaves are never deferred,
+- **Membership, with hysteresis.** A body enters when it is inside the view
+  (within the radius of a sphere, or inside a box); a body held leaves only
+  when it is outside the view grown by ``hysteresis`` (``radius * (1 +
+  hysteresis)``; a box scaled by ``1 + hysteresis`` about its centre) or gone
+  from the world. Enters and leaves are never deferred,
   so the client's set equals the gateway's set for it after every frame.
 - **Updates under a budget.** Held bodies whose quantized position or velocity
   moved are candidates. Each candidate's priority grows every frame it waits,
-  by a weight that is larger for near bodies and for bodies that moved many
-  grid steps, and never below a positive floor, so every body in view is sent
+  by a weight that is larger for near bodies (distance to the view's centre
+  against its size: a sphere's radius, a box's half-diagonal) and for bodies
+  that moved many grid steps, and never below a positive floor, so every body in view is sent
   eventually. Candidates go in descending priority while the frame fits the
   client's byte budget (a token bucket refilled by the producer's tick times,
   so the choice depends on the ticks, not on when the client reads).
@@ -31,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._proto import gateway_pb2 as pb
-from .world import Floats, Ints, Tick, View, locate
+from .world import Area, Floats, Ints, Tick, locate
 
 # Bytes a frame costs besides its bodies (tags, lengths, tick, times): an estimate
 # for choosing updates; the bucket is charged the frame's real size.
@@ -55,7 +58,7 @@ def zigzag(values: Ints) -> Ints:
 class Subscriber:
     """What one client of one world holds, and how to bring it up to date."""
 
-    def __init__(self, view: View, *, bytes_per_s: float, hysteresis: float = 0.05,
+    def __init__(self, view: Area, *, bytes_per_s: float, hysteresis: float = 0.05,
                  burst_s: float = 1.0) -> None:
         if not (math.isfinite(bytes_per_s) and bytes_per_s > 0):
             raise ValueError(f"bytes_per_s must be > 0, got {bytes_per_s!r}")
@@ -75,7 +78,7 @@ class Subscriber:
         self.priority: Floats = np.empty(0)
         self.bytes_sent = 0
 
-    def move(self, view: View) -> None:
+    def move(self, view: Area) -> None:
         """A new area of interest; it applies from the next frame."""
         self.view = view
         self._view_moved = True
@@ -88,15 +91,16 @@ class Subscriber:
         """The frame that brings this client to ``tick``; the baseline becomes what it carries."""
         snapshot = self.last_tick == 0
         self._refill(tick.produced_ms)
-        r = self.view.radius
+        view, grow = self.view, self.hysteresis
+        r = view.size
         # Only the slab that can hold the view matters: a held body outside it is
         # beyond the view's outer edge, so it leaves.
-        tick = tick.near(self.view.center, r * (1 + self.hysteresis))
-        dist = np.linalg.norm(tick.positions - np.asarray(self.view.center), axis=1)
+        tick = tick.slab(*view.x_range(grow))
+        dist = np.linalg.norm(tick.positions - np.asarray(view.center), axis=1)
 
         # Where each of the world's bodies sits in the baseline (-1: not held).
         slot_c, held = locate(self.ids, tick.ids)
-        in_view = (dist <= r) | (held & (dist <= r * (1 + self.hysteresis)))
+        in_view = view.contains(tick.positions) | (held & view.contains(tick.positions, grow))
         stays = in_view & held
         if len(self.ids):
             stays &= self.revisions[slot_c] == tick.revisions

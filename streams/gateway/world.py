@@ -70,18 +70,86 @@ class Grid:
         return np.rint(np.asarray(values, np.float64) / self.velocity_step).astype(np.int64)
 
 
+def _finite3(name: str, v: tuple[float, ...]) -> None:
+    if len(v) != 3 or not all(math.isfinite(c) for c in v):
+        raise InvalidView(f"a view's {name} must be 3 finite numbers, got {v!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class View:
-    """An area of interest: the bodies within ``radius`` of ``center``."""
+    """An area of interest: the bodies within ``radius`` of ``center``.
+
+    Every area (this sphere, :class:`BoxView`) answers the same questions for a
+    :class:`~.session.Subscriber`: which positions it holds when grown by a
+    fraction (the hysteresis), which x-slab can hold those, and its ``size``
+    (the distance that scales priorities).
+    """
 
     center: tuple[float, float, float]
     radius: float
 
     def __post_init__(self) -> None:
-        if len(self.center) != 3 or not all(math.isfinite(c) for c in self.center):
-            raise InvalidView(f"a view's centre must be 3 finite numbers, got {self.center!r}")
+        _finite3("centre", self.center)
         if not (math.isfinite(self.radius) and self.radius > 0):
             raise InvalidView(f"a view's radius must be finite and > 0, got {self.radius!r}")
+
+    @property
+    def size(self) -> float:
+        return self.radius
+
+    def x_range(self, grow: float = 0.0) -> tuple[float, float]:
+        reach = self.radius * (1 + grow) if grow else self.radius
+        return self.center[0] - reach, self.center[0] + reach
+
+    def contains(self, positions: Floats, grow: float = 0.0) -> npt.NDArray[np.bool_]:
+        """Which of ``positions`` (n, 3) are within the radius, times ``1 + grow``."""
+        dist = np.linalg.norm(positions - np.asarray(self.center), axis=1)
+        return dist <= (self.radius * (1 + grow) if grow else self.radius)
+
+
+@dataclass(frozen=True, slots=True)
+class BoxView:
+    """An area of interest: the bodies in the axis-aligned box ``low`` .. ``high``
+    (faces included). Grown by a fraction ``g``, each face moves out by ``g`` times
+    the box's half-size on its axis: the box scaled by ``1 + g`` about its centre."""
+
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        _finite3("min corner", self.low)
+        _finite3("max corner", self.high)
+        if not all(lo < hi for lo, hi in zip(self.low, self.high, strict=True)):
+            raise InvalidView(f"a box's min must be below its max on every axis, got "
+                              f"{self.low!r} .. {self.high!r}")
+
+    @property
+    def center(self) -> tuple[float, float, float]:
+        c = [(lo + hi) / 2 for lo, hi in zip(self.low, self.high, strict=True)]
+        return c[0], c[1], c[2]
+
+    @property
+    def size(self) -> float:
+        """Half the diagonal: the radius of the sphere around the box."""
+        return math.dist(self.low, self.high) / 2
+
+    def bounds(self, grow: float = 0.0) -> tuple[Floats, Floats]:
+        lo, hi = np.asarray(self.low), np.asarray(self.high)
+        if not grow:
+            return lo, hi
+        margin = (hi - lo) / 2 * grow
+        return lo - margin, hi + margin
+
+    def x_range(self, grow: float = 0.0) -> tuple[float, float]:
+        lo, hi = self.bounds(grow)
+        return float(lo[0]), float(hi[0])
+
+    def contains(self, positions: Floats, grow: float = 0.0) -> npt.NDArray[np.bool_]:
+        lo, hi = self.bounds(grow)
+        return ((positions >= lo) & (positions <= hi)).all(axis=1)
+
+
+Area = View | BoxView
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +183,12 @@ class Tick:
     def near(self, center: tuple[float, float, float], reach: float) -> Tick:
         """The bodies with ``|x - center.x| <= reach`` (a superset of those within
         ``reach``), ids still ascending: what a view of that reach needs to look at."""
-        lo = np.searchsorted(self.x_sorted, center[0] - reach, side="left")
-        hi = np.searchsorted(self.x_sorted, center[0] + reach, side="right")
+        return self.slab(center[0] - reach, center[0] + reach)
+
+    def slab(self, x_low: float, x_high: float) -> Tick:
+        """The bodies with ``x_low <= x <= x_high``, ids still ascending."""
+        lo = np.searchsorted(self.x_sorted, x_low, side="left")
+        hi = np.searchsorted(self.x_sorted, x_high, side="right")
         idx = np.sort(self.x_order[lo:hi])
         return replace(
             self, ids=self.ids[idx], kinds=self.kinds[idx], masses=self.masses[idx],

@@ -5,21 +5,26 @@ recovery, and point-in-time replay all advance worlds through :func:`advance`,
 so the same snapshot and the same commands give the same state hash sequence.
 
 Commands arrive as :class:`schemas.models.PlayerCommand` models (the intake
-has already resolved the writer's schema and validated the record). A command
-the world cannot take is a :class:`~.outcome.Rejection` with a reason from
-:data:`REASONS`; anything that goes wrong while applying one command, a bug
-included, rejects that command only and leaves the world as it was.
+has already resolved the writer's schema and validated the record). Before a
+command changes anything, the world asks who sent it (``authenticate``: the
+gateway's signature, :mod:`streams.security.signing`), whether it is a retry
+of a command it applied (``DUPLICATE_COMMAND``), and whether that sender may
+send it here (:mod:`streams.security.policy`, with the owners this world
+records). A command the world cannot take is a :class:`~.outcome.Rejection`
+with a reason from :data:`REASONS`; anything that goes wrong while applying
+one command, a bug included, rejects that command only and leaves the world
+as it was.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cosmic.errors import CosmicError
 from schemas import models
-from schemas.models import RejectReason
+from schemas.models import RejectReason, Role
 from streams.physics import World
 from streams.physics.errors import (
     DuplicateBody,
@@ -28,6 +33,8 @@ from streams.physics.errors import (
     PhysicsError,
     UnknownBody,
 )
+from streams.security import policy, signing
+from streams.security.errors import Forbidden, Unauthenticated
 
 from .events import state_from_snapshot
 from .outcome import Rejection, TickOutcome
@@ -48,6 +55,8 @@ REASONS: tuple[tuple[type[PhysicsError], RejectReason], ...] = (
 )
 
 Verdict = tuple[RejectReason, str] | None
+# Who sent a command, as its admission proves: the role, or Unauthenticated.
+Authenticate = Callable[[models.PlayerCommand], Role]
 
 
 class CommandRefused(PhysicsError):
@@ -72,10 +81,28 @@ def _vec(v: models.Vec3) -> tuple[float, float, float]:
 
 
 def apply_command(state: WorldState, command: models.PlayerCommand,
-                  fetch_snapshot: SnapshotFetcher | None = None) -> Verdict:
+                  fetch_snapshot: SnapshotFetcher | None = None, *,
+                  authenticate: Authenticate = signing.trust_all) -> Verdict:
     """Apply one command; return ``(reason, message)`` if it was rejected (state unchanged)."""
     try:
-        _apply(state, command.command, fetch_snapshot)
+        role = authenticate(command)
+    except Unauthenticated as exc:
+        return RejectReason.UNAUTHENTICATED, str(exc)
+    if command.command_id in state.recent:
+        return RejectReason.DUPLICATE_COMMAND, f"command {command.command_id} was applied already"
+    body = command.command
+    body_id = getattr(body, "body_id", None) if isinstance(body, policy.BODY_COMMANDS) else None
+    # A body command on a body the world does not have is UNKNOWN_BODY, whoever sends it.
+    if body_id is None or body_id in state.world:
+        try:
+            policy.check(role, command.player_id, body,
+                         body_owner=None if body_id is None else state.owners.get(body_id),
+                         world_owner=state.world_owner)
+        except Forbidden as exc:
+            return RejectReason.NOT_PERMITTED, str(exc)
+    try:
+        _apply(state, body, fetch_snapshot)
+        _take_ownership(state, command, role)
     except PhysicsError as exc:
         return reason_for(exc), str(exc)
     except SnapshotUnavailable:
@@ -84,6 +111,17 @@ def apply_command(state: WorldState, command: models.PlayerCommand,
         log.exception("world %s: command %s failed", state.world_id, command.command_id)
         return RejectReason.INTERNAL, f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _take_ownership(state: WorldState, command: models.PlayerCommand, role: Role) -> None:
+    """What an applied command changes in who owns what, and that it was applied."""
+    sender = "" if role is Role.OPERATOR else command.player_id
+    if state.world_owner is None:
+        state.world_owner = sender
+    body = command.command
+    if isinstance(body, models.SpawnBody) and sender:
+        state.owners[body.body_id] = sender
+    state.recent.add(command.command_id)
 
 
 def _apply(state: WorldState, body: models.Command, fetch_snapshot: SnapshotFetcher | None) -> None:
@@ -100,7 +138,11 @@ def _apply(state: WorldState, body: models.Command, fetch_snapshot: SnapshotFetc
             w.apply_impulse(body.body_id, _vec(body.dv))
         case models.RemoveBody():
             w.remove_body(body.body_id)
-            state.kinds.pop(body.body_id, None)
+            state.forget_body(body.body_id)
+        case models.TransferBody():
+            if body.body_id not in w:
+                raise UnknownBody(body.body_id)
+            state.owners[body.body_id] = body.new_owner
         case models.SetWorldParams():
             _set_params(state, body)
         case models.AdoptSnapshot():
@@ -145,16 +187,21 @@ def _adopt(state: WorldState, body: models.AdoptSnapshot,
                   theta=current.theta, backend=current.backend)
     state.world = World.from_arrays(**arrays)
     state.kinds = dict(source.kinds)
+    state.owners = dict(source.owners)
     state.tick_rate_hz, state.dt, state.snapshot_every = (
         source.tick_rate_hz, source.dt, source.snapshot_every)
 
 
 def advance(state: WorldState, commands: Sequence[tuple[int, models.PlayerCommand]],
-            fetch_snapshot: SnapshotFetcher | None = None) -> TickOutcome:
+            fetch_snapshot: SnapshotFetcher | None = None, *,
+            authenticate: Authenticate = signing.trust_all) -> TickOutcome:
     """Apply ``commands`` (offset, command) in offset order, then step the world once.
 
     ``fetch_snapshot`` resolves the snapshots ``AdoptSnapshot`` commands name;
-    without it such commands are rejected. An error in the step itself (the
+    without it such commands are rejected. ``authenticate`` says who sent each
+    command (the live worker, recovery and replay all pass
+    :func:`streams.security.signing.authenticator`; the default trusts every
+    command, for pure tests of the rules). An error in the step itself (the
     engine, not a command) propagates: the caller quarantines the world.
     """
     applied = 0
@@ -166,7 +213,8 @@ def advance(state: WorldState, commands: Sequence[tuple[int, models.PlayerComman
         body = command.command
         if isinstance(body, NOT_PHYSICS):
             continue
-        verdict = (apply_command(state, command, fetch_snapshot) if retire is None
+        verdict = (apply_command(state, command, fetch_snapshot, authenticate=authenticate)
+                   if retire is None
                    else (RejectReason.WORLD_RETIRED, f"world {state.world_id} is retired"))
         if verdict is not None:
             rejections.append(Rejection(offset, command, *verdict))
@@ -186,7 +234,7 @@ def advance(state: WorldState, commands: Sequence[tuple[int, models.PlayerComman
         changed.append(merge.survivor)
         for gone in merge.absorbed:
             removed.append(gone)
-            state.kinds.pop(gone, None)
+            state.forget_body(gone)
     return TickOutcome(
         tick=state.world.tick,
         sim_time=state.world.time,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from schemas import columnar
 from streams.physics import World
 
 from .outcome import Rejection, TickOutcome
-from .state import WorldState
+from .state import RecentCommands, WorldState
 
 # The state and the force arithmetic are float64 on every backend.
 PRECISION = "float64"
@@ -73,6 +74,9 @@ def snapshot_record(state: WorldState, ts_ms: int) -> dict[str, Any]:
         "state_hash": state.state_hash(),
         "backend": w.backend,
         **columnar.pack_bodies(bodies, "FLOAT64"),
+        "owners": [state.owners.get(int(i), "") for i in w.ids] if state.owners else [],
+        "world_owner": state.world_owner,
+        "recent_commands": [str(i) for i in state.recent.ids()],
         "ts": ts_ms,
     }
 
@@ -87,7 +91,13 @@ def state_from_snapshot(record: dict[str, Any], partition: int) -> WorldState:
         tick=int(record["tick"]), time=float(record["sim_time"]),
         backend=record.get("backend", "cpu"),
     )
+    owners = record.get("owners") or []
+    if owners and len(owners) != len(b.ids):
+        raise ValueError(f"snapshot has {len(owners)} owners for {len(b.ids)} bodies")
     return WorldState(
+        owners={int(i): str(o) for i, o in zip(b.ids, owners, strict=False) if o},
+        world_owner=record.get("world_owner"),
+        recent=RecentCommands(uuid.UUID(str(c)) for c in record.get("recent_commands") or ()),
         world_id=str(record["world_id"]),
         partition=partition,
         world=world,

@@ -18,6 +18,7 @@ from cosmic.errors import CosmicError
 from cosmic.settings import Settings
 from schemas import models
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
+from streams.security import signing
 
 from . import scenario
 from .eventlog import KafkaLog
@@ -72,9 +73,11 @@ def _send(settings: Settings, registry: SchemaSource, commands: list[models.Play
     encode = AvroSerializer(registry, "PlayerCommand")
     ctx = SerializationContext(topics.COMMANDS.name)
     producer = kafka.producer(settings, client_id="cosmic-world")
+    ring = signing.KeyRing.for_settings(settings)  # `cosmic world` is an operator tool
     for cmd in commands:
+        signed = signing.sign(cmd, models.Role.OPERATOR, ring)
         producer.produce(topics.COMMANDS.name, key=cmd.world_id.encode(),
-                         value=encode(cmd.to_avro(), ctx))
+                         value=encode(signed.to_avro(), ctx))
     if producer.flush(30) > 0:
         raise WorldError("could not deliver the commands to Kafka within 30 s")
 

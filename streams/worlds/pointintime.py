@@ -11,6 +11,7 @@ everything that happened.
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 import fastavro
 from fastavro.read import SchemaResolutionError
+from fastavro.schema import SchemaParseException
 
 from cosmic import kafka, topics
 from cosmic.errors import CosmicError, SerializationError
@@ -28,7 +30,9 @@ from cosmic.settings import Settings
 from cosmic.timeutil import now_ms, to_ms
 from schemas import catalog, models
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
+from streams.security import signing
 
+from .commands import Authenticate
 from .eventlog import LogSource, LogTopics, Undecodable, partition_count, raw_messages
 from .events import snapshot_record
 from .recovery import (
@@ -177,7 +181,8 @@ def _starting_point(source: LogSource, world_id: str, partition: int, *, bound: 
 
 def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
             at_time: datetime | None = None, from_tick: int | None = None, verify: bool = True,
-            progress: Progress | None = None) -> Rebuilt:
+            progress: Progress | None = None,
+            authenticate: Authenticate = signing.trust_all) -> Rebuilt:
     """The world's state at ``at_tick`` (or at its last tick at or before ``at_time``,
     or at its latest tick); raises ReplayDivergence/TickGap/UnreadableLog when
     verification fails.
@@ -186,6 +191,8 @@ def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
     before ``from_tick`` when given (``0``: audit the world's whole history).
     A verifying replay starts strictly before the target, so that even a
     snapshot tick is re-applied and checked against its recorded tick hash.
+    ``authenticate`` decides who sent each command, as the live worker did
+    (:func:`streams.security.signing.authenticator` of the deployment's settings).
     """
     t0 = time.monotonic()
     partition = source.world_partition(world_id)
@@ -225,7 +232,8 @@ def rebuild(source: LogSource, world_id: str, *, at_tick: int | None = None,
                 progress(done, len(todo))
 
         replayed = replay(state, todo, commands, verify=verify,
-                          fetch_snapshot=snapshot_fetcher(source), on_tick=on_tick)
+                          fetch_snapshot=snapshot_fetcher(source), on_tick=on_tick,
+                          authenticate=authenticate)
         if verify:
             damage.refuse()  # an adopted snapshot that would not decode
             final = todo[-1]
@@ -272,10 +280,15 @@ def read_snapshot_file(path: Path, partition: int = 0) -> tuple[WorldState, Reco
     of any other record (or a snapshot of an older, compatible version) is told
     apart before anything is restored."""
     try:
-        with path.open("rb") as f:
-            records = list(fastavro.reader(f, reader_schema=catalog.parsed("WorldSnapshot")))
-    except (OSError, ValueError, EOFError) as exc:
-        raise ReplayError(f"cannot read snapshot file {path}: {exc}") from None
+        # From memory, not the file: a damaged length then reads short instead of
+        # asking for gigabytes.
+        data = io.BytesIO(path.read_bytes())
+        records = list(fastavro.reader(data, reader_schema=catalog.parsed("WorldSnapshot")))
+    except (OSError, ValueError, EOFError, SchemaParseException, KeyError, TypeError,
+            IndexError, AttributeError, MemoryError) as exc:
+        # A damaged container (its embedded schema included) is refused, not a crash.
+        raise ReplayError(f"cannot read snapshot file {path}: {type(exc).__name__}: {exc}"
+                          ) from None
     except SchemaResolutionError:
         with path.open("rb") as f:
             writer = fastavro.reader(f).writer_schema
@@ -340,7 +353,9 @@ def adopt(settings: Settings, registry: SchemaSource, state: WorldState, *, into
             source_tick=source_tick, reason=reason))
     encode_cmd = AvroSerializer(registry, "PlayerCommand")
     producer.produce(topics.COMMANDS.name, key=into_world.encode(),
-                     value=encode_cmd(command.to_avro(), SerializationContext(topics.COMMANDS.name)))
+                     value=encode_cmd(signing.sign(command, models.Role.OPERATOR,
+                                                   signing.KeyRing.for_settings(settings)).to_avro(),
+                                      SerializationContext(topics.COMMANDS.name)))
     if producer.flush(30) > 0:
         raise ReplayError("could not send the AdoptSnapshot command")
     return Adoption(into_world, partition, int(delivered["offset"]), str(command.command_id))

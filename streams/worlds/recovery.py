@@ -25,8 +25,9 @@ from schemas import models
 from schemas.serde import SchemaSource
 from schemas.typed import to_model
 from streams.physics.errors import PhysicsError
+from streams.security import signing
 
-from .commands import advance
+from .commands import Authenticate, advance
 from .eventlog import KafkaLog, LogSource
 from .events import state_from_snapshot
 from .state import SnapshotFetcher, SnapshotUnavailable, WorldState, shard_of
@@ -118,14 +119,17 @@ def follow_backend(state: WorldState, tick: Record) -> None:
 
 def replay(state: WorldState, ticks: list[Record], commands: Commands, *,
            verify: bool = True, fetch_snapshot: SnapshotFetcher | None = None,
-           on_tick: Callable[[WorldState, Record], None] | None = None) -> int:
+           on_tick: Callable[[WorldState, Record], None] | None = None,
+           authenticate: Authenticate = signing.trust_all) -> int:
     """Re-apply recorded ``ticks`` (in tick order, those after ``state``'s tick) to ``state``.
 
     Each tick is computed on the backend it records (a switch in the log is
     followed). Returns how many were applied. Raises :class:`TickGap` when a
     tick is missing and, when ``verify`` is set, :class:`BackendMismatch` when a
     tick's backend is not available here and :class:`ReplayDivergence` at the
-    first tick whose hash differs from the recorded one.
+    first tick whose hash differs from the recorded one. ``authenticate`` must be
+    what the live worker used (:func:`streams.security.signing.authenticator`), or
+    commands it refused may be applied here.
     """
     done = 0
     for tick in ticks:
@@ -140,7 +144,8 @@ def replay(state: WorldState, ticks: list[Record], commands: Commands, *,
                 raise
             log.warning("world %s: tick %d was computed on %s, replayed on %s (hashes will differ)",
                         state.world_id, tick["tick"], tick.get("backend"), state.world.backend)
-        advance(state, commands_of_tick(tick, state.world_id, commands), fetch_snapshot)
+        advance(state, commands_of_tick(tick, state.world_id, commands), fetch_snapshot,
+                authenticate=authenticate)
         if verify and state.state_hash() != tick["state_hash"]:
             raise ReplayDivergence(state.world_id, tick["tick"], tick["state_hash"],
                                    state.state_hash())
@@ -210,13 +215,15 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
                  if rec["world_id"] in worlds and rec["tick"] > worlds[rec["world_id"]].world.tick]
         commands = read_commands(source, partition, ticks)
         fetch = snapshot_fetcher(source)
+        authenticate = signing.authenticator(settings)
         by_world: dict[str, list[Record]] = {}
         for t in ticks:
             by_world.setdefault(t["world_id"], []).append(t)
         for world_id, world_ticks in by_world.items():
             world_ticks.sort(key=lambda r: r["tick"])
             try:
-                replayed += replay(worlds[world_id], world_ticks, commands, fetch_snapshot=fetch)
+                replayed += replay(worlds[world_id], world_ticks, commands, fetch_snapshot=fetch,
+                                   authenticate=authenticate)
             except PhysicsError as exc:
                 failed[world_id] = str(exc)
                 del worlds[world_id]

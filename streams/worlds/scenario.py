@@ -39,11 +39,21 @@ PLANETS = (
 )
 
 
-def _envelope(world_id: str, player_id: str, body: models.Command, now: datetime) -> models.PlayerCommand:
+def _envelope(world_id: str, player_id: str, body: models.Command, now: datetime,
+              command_id: uuid.UUID | None = None) -> models.PlayerCommand:
     return models.PlayerCommand(
-        command_id=uuid.uuid4(), player_id=player_id, world_id=world_id,
+        command_id=command_id or uuid.uuid4(), player_id=player_id, world_id=world_id,
         client_ts=now, received_ts=now, command=body,
     )
+
+
+def _seeded_ids(*seed: int) -> Iterator[uuid.UUID]:
+    """Command ids from a seed: a seeded stream is the same commands every time, and a
+    world's state (which remembers applied command ids) the same with them. Ids need
+    only be unique within a world: that is where a retry is recognised."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield uuid.UUID(bytes=rng.bytes(16), version=4)
 
 
 def _vec(v: np.ndarray | tuple[float, float, float]) -> models.Vec3:
@@ -66,6 +76,7 @@ def star_system(world_id: str, *, asteroids: int = 200, seed: int = 7,
     """The opening commands of a demo world (deterministic for a given seed)."""
     rng = np.random.default_rng(seed)
     now = datetime.now(UTC)
+    ids = _seeded_ids(seed)
     out = [_envelope(world_id, player_id, models.SetWorldParams(
         G=G_ASTRO, softening=1e-5, tick_rate_hz=tick_rate_hz, dt=dt,
         merge_on_contact=True, snapshot_every=snapshot_every), now)]
@@ -91,11 +102,11 @@ def star_system(world_id: str, *, asteroids: int = 200, seed: int = 7,
             body_id=FIRST_ASTEROID_ID + k, kind=models.BodyKind.ASTEROID,
             mass=float(rng.uniform(1e-13, 1e-11)), radius=float(rng.uniform(1e-7, 1e-6)),
             position=_vec(pos), velocity=_vec(vel)), now))
-    return out
+    return [c.model_copy(update={"command_id": next(ids)}) for c in out]
 
 
 def _invalid(world_id: str, player: str, n: int, spawn_id: int, *, bad_spawn: bool,
-             now: datetime) -> dict[str, Any]:
+             now: datetime, command_id: uuid.UUID | None = None) -> dict[str, Any]:
     """A well-formed command the world must refuse: removing body ``-n`` (no body has a
     negative id), or spawning ``spawn_id`` beyond the world's radius. (Records that break
     the model, such as a negative mass, never reach a world: they are dead letters.)"""
@@ -106,7 +117,7 @@ def _invalid(world_id: str, player: str, n: int, spawn_id: int, *, bad_spawn: bo
             position=_vec((2 * WORLD_RADIUS, 0.0, 0.0)), velocity=_vec((0.0, 3.6, 0.0)))
     else:
         body = models.RemoveBody(body_id=-n)
-    return _envelope(world_id, player, body, now).to_avro()
+    return _envelope(world_id, player, body, now, command_id).to_avro()
 
 
 def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
@@ -118,6 +129,7 @@ def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
     a non-positive mass), built raw since the API models would refuse it first.
     """
     rng = np.random.default_rng(seed)
+    ids = _seeded_ids(seed, 1)
     next_id = FIRST_ASTEROID_ID + asteroids + 100_000 * (seed % 100_000)
     players = [f"player-{i}" for i in range(8)]
     n = 0
@@ -130,7 +142,8 @@ def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
         body: models.Command
         if invalid_every and n % invalid_every == 0:
             bad_spawn = rng.random() >= 0.5
-            yield _invalid(world_id, player, n, next_id, bad_spawn=bad_spawn, now=now)
+            yield _invalid(world_id, player, n, next_id, bad_spawn=bad_spawn, now=now,
+                           command_id=next(ids))
             if bad_spawn:
                 next_id += 1
             continue
@@ -145,7 +158,7 @@ def player_commands(world_id: str, *, seed: int, asteroids: int = 200,
             next_id += 1
         else:
             body = models.RemoveBody(body_id=target)
-        yield _envelope(world_id, player, body, now).to_avro()
+        yield _envelope(world_id, player, body, now, next(ids)).to_avro()
 
 
 @dataclass(frozen=True, slots=True)

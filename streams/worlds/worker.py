@@ -54,6 +54,7 @@ from schemas.errors import RegistryError
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SchemaSource, SerializationContext
 from schemas.typed import ModelDeserializer
+from streams.security import signing
 
 from .commands import advance
 from .deltas import DeadReckoner
@@ -186,6 +187,7 @@ class PhysicsWorker(ThreadService):
         self._n_partitions = 0
         self._in_txn = False
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
+        self._authenticate = signing.authenticator(settings)
 
     # -- PlatformService (start/stop/failure come from ThreadService) -------------------
 
@@ -493,7 +495,8 @@ class PhysicsWorker(ThreadService):
             if lw.new:
                 out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts)))
             t0 = time.perf_counter_ns()
-            outcome = advance(state, commands, self._fetch_snapshot)
+            outcome = advance(state, commands, self._fetch_snapshot,
+                              authenticate=self._authenticate)
             step_us = (time.perf_counter_ns() - t0) // 1000
             out.append((topics.PHYSICS_TICKS, tick_record(state, outcome, step_us, ts)))
             delta = lw.reckoner.delta(state, outcome)

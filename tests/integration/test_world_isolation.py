@@ -20,6 +20,7 @@ from cosmic.stack import Stack
 from schemas import catalog, dlq, models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext, header
+from streams.security import signing
 from streams.worlds import scenario
 from streams.worlds.eventlog import KafkaLog
 from streams.worlds.pointintime import nearest_snapshot
@@ -193,7 +194,8 @@ def test_hostile_records_dead_letter_or_reject_once_and_every_world_goes_on(
                 position=models.Vec3(x=2.5 + k, y=0, z=0), velocity=models.Vec3(x=0, y=4.0, z=0)))
             spawned.append(body_id)
             plain.produce(topics.COMMANDS.name, key=world.encode(),
-                          value=AvroSerializer(registry, "PlayerCommand")(cmd.to_avro(), CMD_CTX),
+                          value=AvroSerializer(registry, "PlayerCommand")(signing.sign_record(
+                              cmd.to_avro(), models.Role.OPERATOR, live.ring), CMD_CTX),
                           on_delivery=lambda err, msg: where.append(msg.partition()))
         assert plain.flush(30) == 0 and all(p != part for p in where), (where, part)
         assert live.producer.flush(30) == 0

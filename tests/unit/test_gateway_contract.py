@@ -34,7 +34,7 @@ def test_frame_round_trips_and_packs_columns():
 def test_gateway_service_is_declared():
     service = pb.DESCRIPTOR.services_by_name["Gateway"]
     assert [m.name for m in service.methods] == [
-        "SubmitCommand", "Subscribe", "MoveView", "GetSnapshot", "ListWorlds"]
+        "SubmitCommand", "Subscribe", "MoveView", "GetSnapshot", "ListWorlds", "GetOutcome"]
     assert service.methods_by_name["Subscribe"].server_streaming
 
 

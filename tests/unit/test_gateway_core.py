@@ -19,17 +19,30 @@ from streams.gateway.errors import InvalidView
 from streams.gateway.replica import FrameOutOfOrder, Replica
 from streams.gateway.session import Subscriber
 from streams.gateway.testing import GRID, TICK_MS, SyntheticWorld
-from streams.gateway.world import Grid, Tick, View, WorldFeed
+from streams.gateway.world import Area, BoxView, Grid, Tick, View, WorldFeed
 
 UNLIMITED = 1e12
 
 
-def in_view(tick: Tick, view: View, held: set[int], hysteresis: float) -> set[int]:
+def in_view(tick: Tick, view: Area, held: set[int], hysteresis: float) -> set[int]:
     """The set a client must hold, computed independently of the Subscriber."""
+    if isinstance(view, BoxView):
+        return in_box(tick, view, held, hysteresis)
     d = np.linalg.norm(tick.positions - np.asarray(view.center), axis=1)
     out = set()
     for body_id, dist in zip(tick.ids.tolist(), d.tolist(), strict=True):
         if dist <= view.radius or (body_id in held and dist <= view.radius * (1 + hysteresis)):
+            out.add(body_id)
+    return out
+
+
+def in_box(tick: Tick, box: BoxView, held: set[int], hysteresis: float) -> set[int]:
+    out = set()
+    for body_id, p in zip(tick.ids.tolist(), tick.positions.tolist(), strict=True):
+        inside = all(lo <= x <= hi for x, lo, hi in zip(p, box.low, box.high, strict=True))
+        grown = all(lo - (hi - lo) / 2 * hysteresis <= x <= hi + (hi - lo) / 2 * hysteresis
+                    for x, lo, hi in zip(p, box.low, box.high, strict=True))
+        if inside or (body_id in held and grown):
             out.add(body_id)
     return out
 
@@ -42,15 +55,20 @@ def replica_error(replica: Replica, tick: Tick) -> float:
     return float(np.linalg.norm(replica.positions() - truth, axis=1).max())
 
 
-views = st.builds(
+spheres = st.builds(
     lambda x, y, z, r: View((x, y, z), r),
     st.floats(-8, 8), st.floats(-8, 8), st.floats(-8, 8), st.floats(0.5, 12))
+boxes = st.builds(
+    lambda c, h: BoxView(tuple(a - b for a, b in zip(c, h, strict=True)),
+                         tuple(a + b for a, b in zip(c, h, strict=True))),
+    st.tuples(*[st.floats(-8, 8)] * 3), st.tuples(*[st.floats(0.3, 8)] * 3))
+views = spheres | boxes
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), first=views, moves=st.lists(views, max_size=3))
-def test_replica_equals_the_view_within_the_bound_every_tick(seed: int, first: View,
-                                                             moves: list[View]):
+def test_replica_equals_the_view_within_the_bound_every_tick(seed: int, first: Area,
+                                                             moves: list[Area]):
     world = SyntheticWorld(seed, n=120)
     sub = Subscriber(first, bytes_per_s=UNLIMITED, hysteresis=0.1)
     replica = Replica()
@@ -84,6 +102,72 @@ def test_hysteresis_keeps_a_body_on_the_edge():
         held_at.append(bool(replica.bodies))
     # In at 0.99; stays up to 1.1; leaves beyond; re-enters only inside the radius.
     assert held_at == [True, True, True, True, False, False, True]
+
+
+def test_a_moving_box_takes_bodies_in_and_out_exactly_with_hysteresis_at_its_faces():
+    """A box sliding along x over still bodies on a line: each body enters when a face
+    reaches it, and leaves only when the box has moved on by hysteresis * half-size."""
+    world = SyntheticWorld(11, n=21)
+    world.vel[:] = 0
+    world.pos = np.zeros((21, 3))
+    world.pos[:, 0] = np.arange(21) * 0.5  # bodies at x = 0, 0.5, ... 10
+    sub = Subscriber(BoxView((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)), bytes_per_s=UNLIMITED,
+                     hysteresis=0.1)  # half-size 1: a face holds 0.1 beyond itself
+    replica = Replica()
+    replica.apply(sub.frame(world.step(churn=False)))
+    assert sorted(replica.bodies) == [1, 2, 3]  # x = 0, 0.5, 1 (on the face)
+    seen: list[tuple[set[int], set[int]]] = []
+    for k in range(1, 9):
+        lo = -1.0 + 0.35 * k
+        sub.move(BoxView((lo, -1.0, -1.0), (lo + 2.0, 1.0, 1.0)))
+        frame = sub.frame(world.step(churn=False))
+        replica.apply(frame)
+        seen.append((set(frame.enter.ids), set(frame.leave)))
+        x = world.pos[:, 0]
+        inside = set(world.ids[(x >= lo) & (x <= lo + 2.0)].tolist())
+        assert inside <= set(replica.bodies)
+        assert set(replica.bodies) <= set(world.ids[(x >= lo - 0.1) & (x <= lo + 2.1)].tolist())
+    # At k=3 the box is [0.05, 2.05]: the body at x=0 is 0.05 behind, held; at k=4
+    # ([0.4, 2.4]) it is 0.4 behind, and leaves.
+    assert 1 not in seen[2][1] and 1 in seen[3][1]
+    # The leading face takes x=2.0 in at k=3 ([.., 2.05]), not at k=2 ([.., 1.7]).
+    assert 5 in seen[2][0] and all(5 not in e for e, _ in seen[:2])
+    # Stepped back by less than the margin, a body just left behind stays out until
+    # the face reaches it again, and one just inside stays in.
+    sub.move(BoxView((3.95, -1.0, -1.0), (5.95, 1.0, 1.0)))
+    replica.apply(sub.frame(world.step(churn=False)))
+    held = set(replica.bodies)
+    sub.move(BoxView((4.05, -1.0, -1.0), (6.05, 1.0, 1.0)))  # x=4.0 now 0.05 outside
+    replica.apply(sub.frame(world.step(churn=False)))
+    assert 9 in held and 9 in replica.bodies  # x = 4.0 held by the margin
+    sub.move(BoxView((5.9, -1.0, -1.0), (7.9, 1.0, 1.0)))
+    replica.apply(sub.frame(world.step(churn=False)))
+    assert sorted(replica.bodies) == [13, 14, 15, 16]  # x = 6 .. 7.5; 5.5 is beyond 5.8
+
+
+def test_a_box_is_prioritised_by_distance_to_its_centre():
+    world = SyntheticWorld(12, n=300)
+    direction = world.rng.normal(size=(300, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    world.vel = direction * 0.2
+    sub = Subscriber(BoxView((-30.0, -30.0, -30.0), (30.0, 30.0, 30.0)), bytes_per_s=3000.0)
+    sub.frame(world.step(churn=False))
+    near = np.linalg.norm(world.pos, axis=1) < 8
+    far = np.linalg.norm(world.pos, axis=1) > 13
+    stale = np.zeros(300)
+    for _ in range(150):
+        tick = world.step(churn=False)
+        sub.frame(tick)
+        stale += np.isin(tick.ids, sub.pending(tick))
+    assert stale[near].mean() < stale[far].mean() and stale.max() < 150
+
+
+@pytest.mark.parametrize(("low", "high"), [
+    ((0.0, 0.0, 0.0), (1.0, 1.0, 0.0)), ((0.0, 0.0, 0.0), (1.0, -1.0, 1.0)),
+    ((math.nan, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.0, 0.0, 0.0), (1.0, math.inf, 1.0))])
+def test_a_box_with_bad_corners_is_refused(low, high):
+    with pytest.raises(InvalidView):
+        BoxView(low, high)
 
 
 def test_updates_are_deltas_and_quiet_bodies_cost_nothing():

@@ -3,6 +3,7 @@ called, and every response matches the schema the document gives for its status.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,7 +34,8 @@ async def api() -> AsyncIterator[tuple[Harness, aiohttp.ClientSession, dict[str,
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={
+            "Authorization": f"Bearer {h.token}"}) as session:
         doc = await (await session.get("/openapi.json")).json()
         yield h, session, doc
     await runner.cleanup()
@@ -139,6 +141,61 @@ async def test_every_documented_operation_answers_as_documented(api):
     status, problem = await call(session, doc, called, "delete", one,
                                  "/api/v1/worlds/w/bodies/seven")
     assert status == 400
+
+    # The outcome of a command the gateway admitted: pending, then applied at its tick.
+    commands = "/api/v1/commands/{command_id}"
+    cid = accepted["command_id"]
+    status, outcome = await call(session, doc, called, "get", commands, f"/api/v1/commands/{cid}")
+    assert status == 200 and outcome == {"command_id": cid, "state": "pending", "tick": None,
+                                         "reason": None, "message": None}
+    h.core.outcomes.tick({"world_id": "w", "tick": 9, "command_partition": accepted["partition"],
+                          "first_command_offset": accepted["offset"],
+                          "last_command_offset": accepted["offset"], "n_rejected": 0})
+    status, outcome = await call(session, doc, called, "get", commands, f"/api/v1/commands/{cid}",
+                                 params={"wait_ms": "1000"})
+    assert (outcome["state"], outcome["tick"], outcome["reason"]) == ("applied", 9, None)
+    spawned = h.appended[-2]
+    h.core.outcomes.rejection({
+        "command_id": str(spawned.command_id), "world_id": "w", "reason": "DUPLICATE_ID",
+        "message": "body 5000 exists", "tick": 10, "command_offset": len(h.appended) - 2}, 1)
+    status, outcome = await call(session, doc, called, "get", commands,
+                                 f"/api/v1/commands/{spawned.command_id}")
+    assert (outcome["state"], outcome["tick"], outcome["reason"], outcome["message"]) == (
+        "rejected", 10, "DUPLICATE_ID", "body 5000 exists")
+    for path, params, code, kind in (
+            (f"/api/v1/commands/{uuid.uuid4()}", {}, 404, "unknown-command"),
+            ("/api/v1/commands/not-a-uuid", {}, 400, "bad-request"),
+            (f"/api/v1/commands/{cid}", {"wait_ms": "-5"}, 400, "bad-request"),
+            (f"/api/v1/commands/{cid}", {"wait_ms": "0.5"}, 400, "bad-request")):
+        status, problem = await call(session, doc, called, "get", commands, path, params=params)
+        assert status == code and problem["type"] == rest.PROBLEM_BASE + kind, path
+
+    # A retried request (the same Command-Id) is answered with the first offset, once.
+    n = len(h.appended)
+    retry = {"Command-Id": str(uuid.uuid4())}
+    status, first = await call(session, doc, called, "delete", one,
+                               "/api/v1/worlds/w/bodies/8", headers=retry)
+    status, second = await call(session, doc, called, "delete", one,
+                                "/api/v1/worlds/w/bodies/8", headers=retry)
+    assert first == second and first["command_id"] == retry["Command-Id"]
+    assert len(h.appended) == n + 1
+    status, problem = await call(session, doc, called, "delete", one,
+                                 "/api/v1/worlds/w/bodies/9", headers=retry)
+    assert status == 409 and problem["type"].endswith("command-id-in-use")
+    status, problem = await call(session, doc, called, "post", bodies, "/api/v1/worlds/w/bodies",
+                                 json=new, headers={"Command-Id": "nope"})
+    assert status == 400 and len(h.appended) == n + 1
+
+    # Without a token, or with a forged one, nothing is read or sent.
+    forged = h.token[:-4] + ("AAAA" if not h.token.endswith("AAAA") else "BBBB")
+    for headers in ({"Authorization": ""}, {"Authorization": f"Bearer {forged}"}):
+        n = len(h.appended)
+        status, problem = await call(session, doc, called, "get", worlds, worlds,
+                                     headers=headers)
+        assert status == 401 and problem["type"].endswith("unauthenticated")
+        status, problem = await call(session, doc, called, "post", bodies,
+                                     "/api/v1/worlds/w/bodies", json=new, headers=headers)
+        assert status == 401 and len(h.appended) == n
 
     documented = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
     assert called == documented

@@ -86,6 +86,7 @@ def test_command_unions_cross_between_the_serdes(server: RegistryHTTPServer, con
     record: dict[str, Any] = {
         "command_id": uuid.UUID(int=7), "player_id": "p", "world_id": "w", "client_ts": T0, "received_ts": T0,
         "command": ("io.cosmicgarden.ApplyImpulse", {"body_id": 5, "dv": {"x": 1.0, "y": -2.0, "z": 0.5}}),
+        "admission": {"key_id": "k1", "role": "player", "signature": b"\x01" * 32},
     }
     cctx = CContext(topic, CMessageField.VALUE)
     with RegistryClient(server.url) as ours:

@@ -33,6 +33,7 @@ def _command() -> dict[str, Any]:
         "command_id": uuid.UUID(int=42), "player_id": "p-1", "world_id": "w-1",
         "client_ts": NOW, "received_ts": NOW,
         "command": ("io.cosmicgarden.FoundCivilization", {"planet_id": 3, "civilization_id": 9, "name": "Ur"}),
+        "admission": None,
     }
 
 
