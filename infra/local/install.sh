@@ -47,7 +47,7 @@ missing_commands() {
   command -v "$py" >/dev/null && [[ -f "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]] \
     || echo "python-headers"
   local c
-  for c in cc c++ make cmake java mvn pg_config clickhouse-client chromium node npm git curl; do
+  for c in cc c++ make cmake java mvn pg_config clickhouse-client chromium node npm git curl prometheus promtool; do
     command -v "$c" >/dev/null || echo "$c"
   done
   # Debian puts it in /usr/sbin, which a user's PATH does not hold.
@@ -73,6 +73,7 @@ if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
     postgresql postgresql-contrib "postgresql-server-dev-$pg_major"
     clickhouse-server clickhouse-client
     chromium                                    # the browser tests (driven by Playwright)
+    prometheus                                  # the stack's Prometheus, and promtool
   )
   # Node.js and npm bundle the browser viewer (scripts/build-viewer). One already on PATH
   # (nodesource, nvm) is used as it is: Debian's npm package conflicts with nodesource's.

@@ -16,6 +16,7 @@ import threading
 
 from aiohttp import web
 
+from cosmic import metrics as process_metrics
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
@@ -44,10 +45,10 @@ class GatewayService(ThreadService):
         self.grpc_port = 0
         self.http_port = 0
         self.reader: DeltaReader | None = None
-        self.core: GatewayCore | None = None
         self.revocations: RevocationFollower | None = None
         self.audit_sink: audit.KafkaAuditSink | None = None
         self.gateway_id = audit.instance_id(settings.security.gateway_id)
+        self.core: GatewayCore | None = None
         self._ready = threading.Event()
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
@@ -101,6 +102,7 @@ class GatewayService(ThreadService):
         except BaseException:
             commands.close()
             raise
+        process_metrics.hub().add(core.metrics)
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
         store = AccountStore(self.settings, tokens.TokenKeys.for_settings(self.settings))
@@ -124,6 +126,7 @@ class GatewayService(ThreadService):
             await runner.cleanup()
             self.reader.stop()
             commands.close()
+            process_metrics.hub().discard(core.metrics)
             if self.revocations is not None:
                 self.revocations.stop()
             if self.audit_sink is not None:

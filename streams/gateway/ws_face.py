@@ -11,9 +11,10 @@ upgrade request or, since browsers cannot set headers on a WebSocket, in the
 ``token`` query parameter (``/ws?token=<jwt>``; keep such URLs out of logs).
 It is checked when the client subscribes: no valid token closes the socket
 with 4401, a limit with 4429 (the reason says when to retry), and a ban
-during the subscription closes it with 4401 too. When the gateway stops, every open
-socket is closed with 1001 (going away), so clients reconnect to the next one at once
-instead of holding a socket to a gateway that no longer listens.
+during the subscription closes it with 4401 too.
+When the gateway stops, every open socket is closed with 1001 (going away), so
+clients reconnect to the next one at once instead of holding a socket to a
+gateway that no longer listens.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class WebSocketFace:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=True, max_msg_size=self.max_bytes + 1)
         await ws.prepare(request)
+        self.core.metrics.opened("websocket")
         peer = request.remote or ""
         caller = Caller("ws", bearer(request.headers.get("Authorization"))
                         or request.query.get("token") or None, peer, f"ws:{id(ws)}")
@@ -77,9 +79,10 @@ class WebSocketFace:
         except Exception as exc:  # noqa: BLE001 - mapped to a close code, this socket only
             await self._close(ws, exc)
         finally:
-            self.sockets.discard(ws)
+            self.core.metrics.closed("websocket")
             if subscription is not None:
                 subscription.close()
+            self.sockets.discard(ws)
             if sender is not None:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
