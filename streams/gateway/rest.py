@@ -171,12 +171,14 @@ class RestFace:
         return await self._submit(request, {**body, "type": "SpawnBody"})
 
     async def nudge(self, request: web.Request) -> web.Response:
+        # A nudge names an existing resource: refuse at once what the gateway can see is
+        # absent, but only to a caller who may read the world (the worker checks again,
+        # with the body's owner, when it applies it).
+        self.core.watch(caller_of(request))
         body_id = _body_id(request)
         body = await _object(request)
         if extra := sorted(set(body) - {"dv"}):
             raise InvalidCommand(f"command refused: a nudge has only dv, not {extra}")
-        # A nudge names an existing resource: refuse at once what the gateway can see is
-        # absent (the worker checks again when it applies it, and may still reject it).
         tick = self.core.latest(request.match_info["world_id"])
         slot = int(np.searchsorted(tick.ids, body_id))
         if slot == len(tick) or tick.ids[slot] != body_id:

@@ -196,6 +196,12 @@ async def test_every_documented_operation_answers_as_documented(api):
         status, problem = await call(session, doc, called, "post", bodies,
                                      "/api/v1/worlds/w/bodies", json=new, headers=headers)
         assert status == 401 and len(h.appended) == n
+        # Not even whether a body exists is told to a caller without a token.
+        for body_id in (int(h.world.feed.latest.ids[0]), 987654321):
+            status, problem = await call(session, doc, called, "put", one,
+                                         f"/api/v1/worlds/w/bodies/{body_id}", headers=headers,
+                                         json={"dv": {"x": 1, "y": 0, "z": 0}})
+            assert status == 401 and len(h.appended) == n
 
     documented = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
     assert called == documented
