@@ -196,7 +196,7 @@ class KafkaAuditSink:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(0.25)
 
     def close(self) -> None:
         self._stop.set()
