@@ -228,6 +228,17 @@ class SecuritySettings(_Section):
     # The command keys (HMAC) gateways sign with and workers verify with; None:
     # <state_dir>/secrets/command-keys.json, created (mode 0600) on first use.
     command_keys_file: Path | None = None
+    # Cheat and anomaly detection (streams/security/anomaly.py), per player and window:
+    # a nudge larger than this (AU/yr, the demo's units; orbits run at ~1-10) is impossible.
+    max_impulse: float = 1.0
+    flag_window_s: float = 10.0
+    # More commands than this per second over a window is a flood.
+    flood_commands_per_s: float = 30.0
+    # This many refusals for others' bodies (or operator actions) in a window.
+    others_bodies_attempts: int = 5
+    # A window this many times the player's own usual rate (and at least burst_min_commands).
+    burst_factor: float = 8.0
+    burst_min_commands: int = 50
 
     # Tokens (streams.security.tokens). The platform signs its own with EdDSA (Ed25519);
     # the key pair lives in <state_dir>/secrets/ (created, mode 0600, on first use).

@@ -103,6 +103,11 @@ METRICS = Topic(
     doc="Windowed metric points computed by the live-metrics job.",
     retention_ms=_DAY_MS,
 )
+SECURITY_FLAGS = Topic(
+    "cosmic.security.flags.v1", key="player id", value="SecurityFlag",
+    doc="Players whose commands look impossible or abnormal, with the evidence.",
+    retention_ms=90 * _DAY_MS,
+)
 DLQ = Topic(
     "cosmic.dlq.v1", key="original key", value="original bytes",
     doc="Records that could not be processed; headers name the source and the error.",
@@ -132,6 +137,7 @@ ALL: tuple[Topic, ...] = (
     CIVILIZATION_EVENTS,
     PLANET_STATUS,
     METRICS,
+    SECURITY_FLAGS,
     DLQ,
     REVOCATIONS,
     AUDIT,

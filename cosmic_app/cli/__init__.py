@@ -36,6 +36,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic_app.cli.db", "db"),
     ("cosmic_app.cli.connectors", "connectors"),
     ("cosmic_app.cli.jobs", "jobs"),
+    ("cosmic_app.cli.security", "security"),
     ("cosmic_app.cli.auth", "auth"),
     ("cosmic_app.cli.auth", "audit"),
 )

@@ -19,12 +19,13 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     from streams import living
     from streams.gateway import build_gateway
     from streams.players import SyntheticPlayers
+    from streams.security.detector import CheatDetector
     from streams.worlds.worker import build_worker
 
     return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
             *living.build_services(settings),
             *(connectors.build(name, settings) for name in connectors.NAMES),
-            build_gateway(settings),
+            build_gateway(settings), CheatDetector(settings),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
                          env=child_env(settings)) for name in with_jobs)]

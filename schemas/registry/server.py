@@ -217,6 +217,9 @@ def _root(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
 class _RequestHandler(BaseHTTPRequestHandler):
     server: RegistryHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+    # A request line without a (valid) version is answered as HTTP/1.0, with a status
+    # line, instead of HTTP/0.9's bare body: no registry client speaks 0.9.
+    default_request_version = "HTTP/1.0"
     timeout = READ_TIMEOUT_S  # socket timeout of every read: a stalled client is let go
 
     def setup(self) -> None:
@@ -295,6 +298,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        # http.server's own refusals (a bad request line, an unsupported method) in the
+        # registry's JSON error format, like every other answer.
+        self.close_connection = True
+        self._send(code, {"error_code": code, "message": message or explain or "bad request"})
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

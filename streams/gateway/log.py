@@ -37,7 +37,6 @@ from cosmic.settings import Settings
 from cosmic.timeutil import now_ms
 from schemas import models
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
-from streams.security import signing
 from streams.worlds.eventlog import KafkaLog
 
 from .errors import Unavailable
@@ -182,14 +181,12 @@ class CommandLog:
         self._loop = loop
         self._timeout_s = timeout_s
         self._partitions = topics.COMMANDS.partitions
-        self._ring = signing.KeyRing.for_settings(settings)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="gateway-commands", daemon=True)
         self._thread.start()
 
-    async def append(self, command: models.PlayerCommand,
-                     role: models.Role = models.Role.PLAYER) -> tuple[int, int]:
-        """Sign ``command`` as admitted with ``role`` and append it; (partition, offset)."""
+    async def append(self, command: models.PlayerCommand) -> tuple[int, int]:
+        """Append a command the guard admitted (and signed); (partition, offset)."""
         done: asyncio.Future[tuple[int, int]] = self._loop.create_future()
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -197,7 +194,7 @@ class CommandLog:
                            if err is not None else (msg.partition(), msg.offset()))
             self._loop.call_soon_threadsafe(_settle, done, result)
 
-        value = self._encode(signing.sign(command, role, self._ring).to_avro(), self._ctx)
+        value = self._encode(command.to_avro(), self._ctx)
         self._producer.produce(
             topics.COMMANDS.name, key=command.world_id.encode(), value=value,
             partition=kafka.home_partition(command.world_id, self._partitions),

@@ -90,6 +90,33 @@ def test_exactly_n_rows_with_commands_flattened(ch_db: Settings, topic_factory):
     assert ticks == [(0, 49, 50)]
 
 
+def test_security_flags_land_once_per_finding(ch_db: Settings, topic_factory):
+    """The detector writes at least once: a finding delivered twice is one row under FINAL."""
+    s = ch_db
+    t_flags = topic_factory()
+    ts = int(cs.NOW.timestamp() * 1000)
+
+    def flag(player: str, kind: str) -> dict[str, Any]:
+        return {"flag_id": f"{player}-{kind}", "player_id": player, "world_id": "w",
+                "kind": kind, "score": 2.5, "window_start": ts, "window_end": ts + 10_000,
+                "evidence": '{"commands": 611}', "ts": ts}
+
+    records = [flag("mallory", "FLOOD"), flag("mallory", "BURST"), flag("mallory", "FLOOD")]
+    cs.produce(s, t_flags, "SecurityFlag", records)
+    conn = clickhouse.build(s, {t_flags: topics.SECURITY_FLAGS}, group_id=f"g-{uuid.uuid4().hex[:8]}")
+    conn.start()
+    try:
+        cs.wait_for(lambda: conn.metrics.rows_written >= 3, 60, "all flags", conn.failure)
+    finally:
+        conn.stop()
+    assert _count(s, "security_flags", t_flags) == 3
+    assert _rows(s, "SELECT kind, count() FROM security_flags FINAL WHERE _topic = %(t)s "
+                    "GROUP BY kind ORDER BY kind", t=t_flags) == [("BURST", 1), ("FLOOD", 1)]
+    assert _rows(s, "SELECT evidence, toString(window_start) FROM security_flags "
+                    "WHERE _topic = %(t)s LIMIT 1", t=t_flags) == [
+        ('{"commands": 611}', f"{cs.NOW:%Y-%m-%d %H:%M:%S}")]
+
+
 def test_sigkill_between_insert_and_commit(ch_db: Settings, topic_factory, tmp_path: Path):
     s = ch_db
     world = f"w-{uuid.uuid4().hex[:8]}"

@@ -266,3 +266,40 @@ def test_postgres_outage_backs_off_and_catches_up(settings: Settings, topic_fact
     finally:
         conn.stop()
         pg.stop()
+
+
+def test_a_zombie_instance_is_fenced_and_duplicates_nothing(pg_db: Settings):
+    """Two instances of one connector believe they own a partition: the one whose view of
+    the stored position is stale (its partitions moved on) is refused, whole batch and all."""
+    from connectors.base import Batch, Item
+    from connectors.errors import StoreFenced
+    from connectors.timescale import TimescaleSink
+
+    world = f"w-{uuid.uuid4().hex[:8]}"
+    tp = ("ticks-in", 0)
+    routes = {"ticks-in": topics.PHYSICS_TICKS}
+
+    def batch(first: int, last: int) -> Batch:
+        items = [Item("ticks-in", topics.PHYSICS_TICKS, 0, o, 0, None, cs.tick(f"{world}-0", o))
+                 for o in range(first, last)]
+        return Batch(items, {tp: last})
+
+    zombie, owner = (TimescaleSink(pg_db, routes, "fenced") for _ in range(2))
+    for sink in (zombie, owner):
+        sink.open()
+        assert sink.resume_positions([tp]) == {}
+    try:
+        owner.write(batch(0, 10))
+        with pytest.raises(StoreFenced, match="another instance"):
+            zombie.write(batch(0, 10))  # it never saw the owner's write: a duplicate
+        owner.write(batch(10, 15))
+        assert zombie.resume_positions([tp]) == {tp: 15}  # re-reads, then may go on
+        zombie.write(batch(15, 20))
+        with pytest.raises(StoreFenced):
+            owner.write(batch(15, 20))  # now the owner is the stale one
+    finally:
+        zombie.close()
+        owner.close()
+    _assert_ticks_exact(pg_db, world, 20)
+    assert _count(pg_db, "SELECT next_offset FROM connector_offsets WHERE connector = %s",
+                  "fenced") == 20

@@ -14,7 +14,8 @@ def test_registry_holds_every_design_topic_once():
         "cosmic.state.snapshots.v1", "cosmic.state.snapshots.history.v1", "cosmic.worlds.v1",
         "cosmic.ecosystem.events.v1",
         "cosmic.civilization.events.v1", "cosmic.living.planets.v1", "cosmic.metrics.v1",
-        "cosmic.dlq.v1", "cosmic.security.revocations.v1", "cosmic.audit.v1",
+        "cosmic.security.flags.v1", "cosmic.dlq.v1", "cosmic.security.revocations.v1",
+        "cosmic.audit.v1",
     }
 
 
