@@ -24,8 +24,9 @@ answered with the first one's offset and applied once.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -140,27 +141,40 @@ class RestFace:
                       "next_after": bodies[-1]["id"] if more else None})
 
     async def spawn(self, request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body must be JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object")
+        with self._audited(request):
+            try:
+                body = orjson.loads(await request.read())
+            except orjson.JSONDecodeError:
+                raise BadRequest("the body must be JSON") from None
+            if not isinstance(body, dict):
+                raise BadRequest("the body must be a JSON object")
         return await self._submit(request, {**body, "type": "SpawnBody"})
 
     async def remove(self, request: web.Request) -> web.Response:
-        try:
-            body_id = int(request.match_info["body_id"])
-        except ValueError:
-            raise BadRequest("a body id is an integer") from None
+        with self._audited(request):
+            try:
+                body_id = int(request.match_info["body_id"])
+            except ValueError:
+                raise BadRequest("a body id is an integer") from None
         return await self._submit(request, {"type": "RemoveBody", "body_id": body_id})
+
+    @contextlib.contextmanager
+    def _audited(self, request: web.Request) -> Iterator[None]:
+        """A request refused before it is a command is an attempt too: one audit record."""
+        try:
+            yield
+        except BadRequest as exc:
+            self.core.guard.record(caller_of(request), "submit", "REJECTED", None, str(exc),
+                                   world_id=request.match_info["world_id"][:200])
+            raise
 
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
         command_id = request.headers.get("Command-Id", "")
+        with self._audited(request):
+            command_id = str(command_id_of(command_id)) if command_id else ""
         reply = await self.core.submit(pb.SubmitCommandRequest(
             world_id=request.match_info["world_id"],
-            command_json=orjson.dumps(command).decode(),
-            command_id=str(command_id_of(command_id)) if command_id else ""),
+            command_json=orjson.dumps(command).decode(), command_id=command_id),
             caller_of(request))
         return _json({"command_id": reply.command_id, "partition": reply.partition,
                       "offset": reply.offset}, status=202)
