@@ -70,6 +70,24 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(record)).hexdigest()
 
 
+def legacy_record_hash(record: dict[str, Any]) -> str:
+    """The first format's hash (over ``prev_hash`` and the record's Avro encoding with
+    ``hash`` empty), which gateways wrote for a while: still accepted by :func:`verify`."""
+    import io
+
+    from fastavro import schemaless_writer
+
+    from schemas import catalog
+
+    out = io.BytesIO()
+    schemaless_writer(out, catalog.parsed("AuditRecord"), {**record, "hash": ""})
+    return hashlib.sha256(record["prev_hash"].encode() + out.getvalue()).hexdigest()
+
+
+def _hash_matches(record: dict[str, Any]) -> bool:
+    return record["hash"] in (record_hash(record), legacy_record_hash(record))
+
+
 def instance_id(configured: str) -> str:
     import secrets
 
@@ -142,7 +160,7 @@ def verify(records: Iterable[dict[str, Any]], gateway: str | None = None
             continue
         seq = r["seq"]
         what = ""
-        if record_hash(r) != r["hash"]:
+        if not _hash_matches(r):
             what = f"record at position {state.expected} was changed (its hash does not match)"
         elif seq > state.expected:
             what = (f"record {state.expected} is missing (next is {seq})" if seq > state.expected + 1
