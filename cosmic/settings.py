@@ -29,6 +29,10 @@ COSMIC_SPARK__MASTER/DRIVER_MEMORY     spark-submit's master and driver memory (
 COSMIC_GATEWAY__HOST/HTTP_PORT/...     gateway: address, ports, client budget, quantization grid
 COSMIC_SECURITY__REQUIRE_SIGNED_...    who may do what: signed commands, command keys, tokens
 COSMIC_SECURITY__TOKEN_ISSUER/...      tokens (issuer, audience, lifetime, skew, OIDC), rate limits
+COSMIC_METRICS__HOST/PORT/PUBLISH      each process's /metrics (port 0: a free one) and its target
+COSMIC_PROMETHEUS__PORT/...            the local stack's Prometheus: port, scrape interval, retention
+COSMIC_LAG__INTERVAL_S/STALL_AFTER_S   the lag exporter: sampling interval, status rules
+COSMIC_LOG__FORMAT/LEVEL               log lines: text (default) or json; the level
 =====================================  ==========================================
 """
 
@@ -280,6 +284,48 @@ class SecuritySettings(_Section):
     gateway_id: str = ""
 
 
+class LogSettings(_Section):
+    """Log output (cosmic/logs.py)."""
+
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"
+
+
+class MetricsSettings(_Section):
+    """Every process's Prometheus exposition (cosmic/metrics.py)."""
+
+    host: str = "127.0.0.1"
+    # 0: a free port, written to the process's file_sd target and its log.
+    port: int = 0
+    # Write a file_sd target for the local Prometheus (<state_dir>/prometheus/targets).
+    publish: bool = True
+    targets_dir: Path | None = None
+
+
+class PrometheusSettings(_Section):
+    """The local stack's Prometheus (Debian's package)."""
+
+    port: int = 19090
+    scrape_interval_s: float = 5.0
+    evaluation_interval_s: float = 5.0
+    retention: str = "2d"
+
+
+class LagSettings(_Section):
+    """The lag exporter (cosmic/lag.py): how often it samples, and its status rules."""
+
+    # Each sample asks for every group's offsets (one request a group): on a box of two
+    # cores with ~300 groups a sample costs ~0.3 s of CPU, so not every second.
+    interval_s: float = 5.0
+    # A group with lag whose committed offset has not moved for this long is STALLED.
+    stall_after_s: float = 30.0
+    # A group whose lag in records grew over this many samples in a row is WARN.
+    warn_samples: int = 3
+    # Only the groups whose id starts with this (empty: every group).
+    group_prefix: str = ""
+    metrics_port: int = 19465
+
+
 class Settings(BaseSettings):
     """Everything the platform can be configured with."""
 
@@ -304,6 +350,10 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     gateway: GatewaySettings = GatewaySettings()
     security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    lag: LagSettings = LagSettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 

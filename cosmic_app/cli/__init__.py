@@ -39,6 +39,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic_app.cli.security", "security"),
     ("cosmic_app.cli.auth", "auth"),
     ("cosmic_app.cli.auth", "audit"),
+    ("cosmic_app.cli.lag", "lag_exporter"),
 )
 
 

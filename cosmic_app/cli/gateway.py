@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 import click
 
+from cosmic import logs, metrics
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -23,9 +23,14 @@ def run(duration: float | None) -> None:
     """Serve until Ctrl-C (ports from COSMIC_GATEWAY__*)."""
     from streams.gateway import build_gateway
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    service = build_gateway(get_settings())
-    run_services([service], duration_s=duration, echo=click.echo)
+    settings = get_settings()
+    logs.configure(settings, "gateway")
+    service = build_gateway(settings)
+    endpoint = metrics.serve(settings, "gateway")
+    try:
+        run_services([service], duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()
 
 
 def _vector(text: str) -> tuple[float, float, float]:

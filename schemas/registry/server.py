@@ -20,6 +20,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -27,11 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cosmic import logs, metrics
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings, get_settings
 from schemas.errors import BadRequest, InvalidSchema, RegistryError
 from schemas.registry.compatibility import ParsedSchema
 from schemas.registry.core import Registry
+from schemas.registry.metrics import RegistryMetrics
 from schemas.registry.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -229,14 +232,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _dispatch(self, method: str) -> None:
+        started = time.perf_counter()
+        self._route, self._status = "unmatched", 0
+        try:
+            self._dispatch_timed(method)
+        finally:
+            self.server.metrics.observe(self._route, self._status, time.perf_counter() - started)
+
+    def _dispatch_timed(self, method: str) -> None:
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path.rstrip("/")
+        if method == "GET" and path == "/metrics":
+            self._route = "metrics"
+            self._send_raw(HTTPStatus.OK, metrics.CONTENT_TYPE_LATEST, metrics.exposition(self.server.metrics))
+            return
         try:
             body = self._body()
             for m, regex, handler in _ROUTES:
                 match = regex.match(path)
                 if match and m == method:
+                    self._route = handler.__name__.lstrip("_")
                     args = [unquote(a) for a in match.groups()]
                     self._send(HTTPStatus.OK, handler(self.server.registry, args, query, body))
                     return
@@ -280,9 +296,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return body
 
     def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(status, CONTENT_TYPE, json.dumps(payload).encode())
+
+    def _send_raw(self, status: int, content_type: str, data: bytes) -> None:
+        self._status = status
         self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -316,6 +335,7 @@ class RegistryHTTPServer(ThreadingHTTPServer):
     def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _RequestHandler)
         self.registry = registry
+        self.metrics = RegistryMetrics(registry)
 
     @property
     def url(self) -> str:
@@ -361,14 +381,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m schemas.registry.server", description=main.__doc__)
     parser.add_argument("--memory", action="store_true", help="keep schemas in memory only (lost on exit)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings(), "registry")
     try:
         server = build_server(store="memory" if args.memory else "kafka")
     except (CosmicError, OSError) as exc:
         # Kafka unreachable or the port taken: one clear line, not a traceback.
         log.error("schema registry cannot start: %s", exc)
         raise SystemExit(1) from None
-    log.info("schema registry listening on %s", server.url)
+    log.info("schema registry listening on %s (metrics at /metrics)", server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

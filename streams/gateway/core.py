@@ -49,6 +49,7 @@ from .errors import (
     UnknownWorld,
 )
 from .guard import Caller, Guard, outcome_of
+from .metrics import GatewayMetrics
 from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
 from .world import Area, BoxView, Grid, Tick, View
@@ -125,7 +126,9 @@ class Subscription:
             while True:
                 tick = await self.core._next(self.world_id, self.subscriber)
                 guard.still_valid(self.identity)
-                yield self.subscriber.frame(tick).SerializeToString()
+                data = self.subscriber.frame(tick).SerializeToString()
+                self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
+                yield data
         finally:
             self.close()
             self.core._running.pop(self.id, None)
@@ -148,6 +151,8 @@ class GatewayCore:
         self._running: dict[str, Subscription] = {}
         # Ended subscriptions a client may resume: session -> (subscription, ended at).
         self._parked: OrderedDict[str, tuple[Subscription, float]] = OrderedDict()
+        self.metrics = GatewayMetrics(lambda: len(self._running), lambda: len(self._latest))
+        guard.on_decision = self.metrics.decided
 
     # The log side.
 
@@ -219,6 +224,10 @@ class GatewayCore:
     @property
     def clients(self) -> int:
         return len(self._running)
+
+    def running(self, world_id: str) -> list[Subscription]:
+        """The subscriptions of a world being served now (what each holds: its subscriber)."""
+        return [s for s in self._running.values() if s.world_id == world_id]
 
     def snapshot(self, request: pb.SubscribeRequest, caller: Caller) -> bytes:
         sub = self.subscribe(request, caller, action="snapshot")

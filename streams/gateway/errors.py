@@ -52,6 +52,10 @@ class UnknownWorld(GatewayError):
         self.world_id = world_id
 
 
+class UnknownBody(GatewayError):
+    """A body the world does not hold at the gateway's latest tick."""
+
+
 class UnknownSubscription(GatewayError):
     """A view move for a subscription that is not (or no longer) running here."""
 
@@ -99,6 +103,7 @@ STATUS: tuple[tuple[type[CosmicError], Status], ...] = (
     (MessageTooLarge, Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 1009, 413, "too-large")),
     (BadRequest, Status(grpc.StatusCode.INVALID_ARGUMENT, 1007, 400, "bad-request")),
     (UnknownWorld, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-world")),
+    (UnknownBody, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-body")),
     (UnknownSubscription, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-subscription")),
     (UnknownCommand, Status(grpc.StatusCode.NOT_FOUND, 4404, 404, "unknown-command")),
     (CommandIdInUse, Status(grpc.StatusCode.ALREADY_EXISTS, 4409, 409, "command-id-in-use")),

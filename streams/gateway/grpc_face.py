@@ -95,7 +95,7 @@ class GrpcFace:
             return
         try:
             await context.send_initial_metadata((("subscription-id", subscription.id),))
-            async for frame in subscription.frames():
+            async for frame in self.core.metrics.stream("grpc", subscription.frames()):
                 yield frame
         except Exception as exc:  # noqa: BLE001 - a ban mid-stream ends this call only
             await self._fail(context, exc)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,8 @@ class Guard:
                                       "subscriptions on this connection")
         self.per_player = Counter(security.subscriptions_per_player, "subscriptions")
         self._tokens: OrderedDict[str, Identity] = OrderedDict()
+        # Told (face, action, outcome) of every decision recorded (the gateway's metrics).
+        self.on_decision: Callable[[str, str, str], None] | None = None
 
     # Identities.
 
@@ -150,5 +153,7 @@ class Guard:
         who: dict[str, Any] = {} if identity is None else {
             "player_id": identity.player_id, "role": identity.role.value,
             "token_id": identity.token_id or None}
+        if self.on_decision is not None:
+            self.on_decision(caller.face, action, outcome)
         self.audit.record(action=action, face=caller.face, outcome=outcome, peer=caller.peer,
                           reason=reason, **who, **fields)

@@ -7,6 +7,8 @@ Routes (the OpenAPI document at ``/openapi.json`` is the reference):
   ids ascending (``limit``, ``after``), optionally within ``radius`` of
   ``cx, cy, cz``.
 - ``POST /api/v1/worlds/{world_id}/bodies``: a ``SpawnBody`` command.
+- ``PUT /api/v1/worlds/{world_id}/bodies/{body_id}`` with ``{"dv": {x, y, z}}``: an
+  ``ApplyImpulse`` command (a nudge) for a body the world holds at the latest tick.
 - ``DELETE /api/v1/worlds/{world_id}/bodies/{body_id}``: a ``RemoveBody`` command.
 - ``GET /api/v1/commands/{command_id}``: what became of a command this gateway
   admitted (``pending``, ``applied`` at a tick, ``rejected`` and why), waiting up
@@ -33,10 +35,20 @@ import numpy as np
 import orjson
 from aiohttp import web
 
+from cosmic.errors import CosmicError
+
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore, command_id_of
-from .errors import BadRequest, InvalidView, is_refusal, retry_after, status_of
-from .guard import Caller, bearer
+from .errors import (
+    BadRequest,
+    InvalidCommand,
+    InvalidView,
+    UnknownBody,
+    is_refusal,
+    retry_after,
+    status_of,
+)
+from .guard import Caller, bearer, outcome_of
 from .world import View
 
 PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
@@ -99,6 +111,23 @@ def _number(request: web.Request, name: str, default: float | None = None) -> fl
     return value
 
 
+def _body_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["body_id"])
+    except ValueError:
+        raise BadRequest("a body id is an integer") from None
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
 class RestFace:
     def __init__(self, core: GatewayCore, document: dict[str, Any] | None = None) -> None:
         self.core = core
@@ -142,20 +171,29 @@ class RestFace:
 
     async def spawn(self, request: web.Request) -> web.Response:
         with self._audited(request):
-            try:
-                body = orjson.loads(await request.read())
-            except orjson.JSONDecodeError:
-                raise BadRequest("the body must be JSON") from None
-            if not isinstance(body, dict):
-                raise BadRequest("the body must be a JSON object")
+            body = await _object(request)
         return await self._submit(request, {**body, "type": "SpawnBody"})
+
+    async def nudge(self, request: web.Request) -> web.Response:
+        with self._audited(request):
+            # Who asks first: whether a body exists is not for anonymous eyes.
+            self.core.guard.authenticate(caller_of(request))
+            body_id = _body_id(request)
+            body = await _object(request)
+            if extra := sorted(set(body) - {"dv"}):
+                raise InvalidCommand(f"command refused: a nudge has only dv, not {extra}")
+            # A nudge names an existing resource: refuse at once what the gateway can see
+            # is absent (the worker checks again when it applies it, and may still reject it).
+            tick = self.core.latest(request.match_info["world_id"])
+            slot = int(np.searchsorted(tick.ids, body_id))
+            if slot == len(tick) or tick.ids[slot] != body_id:
+                raise UnknownBody(f"no body {body_id} in world {tick.world_id!r} at tick "
+                                  f"{tick.tick}")
+        return await self._submit(request, {**body, "type": "ApplyImpulse", "body_id": body_id})
 
     async def remove(self, request: web.Request) -> web.Response:
         with self._audited(request):
-            try:
-                body_id = int(request.match_info["body_id"])
-            except ValueError:
-                raise BadRequest("a body id is an integer") from None
+            body_id = _body_id(request)
         return await self._submit(request, {"type": "RemoveBody", "body_id": body_id})
 
     @contextlib.contextmanager
@@ -163,9 +201,9 @@ class RestFace:
         """A request refused before it is a command is an attempt too: one audit record."""
         try:
             yield
-        except BadRequest as exc:
-            self.core.guard.record(caller_of(request), "submit", "REJECTED", None, str(exc),
-                                   world_id=request.match_info["world_id"][:200])
+        except CosmicError as exc:
+            self.core.guard.record(caller_of(request), "submit", outcome_of(exc), None,
+                                   str(exc), world_id=request.match_info["world_id"][:200])
             raise
 
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
@@ -209,6 +247,7 @@ def routes(core: GatewayCore, doc: dict[str, Any] | None = None) -> list[web.Rou
         web.get("/api/v1/worlds", face.worlds),
         web.get("/api/v1/worlds/{world_id}/bodies", face.bodies),
         web.post("/api/v1/worlds/{world_id}/bodies", face.spawn),
+        web.put("/api/v1/worlds/{world_id}/bodies/{body_id}", face.nudge),
         web.delete("/api/v1/worlds/{world_id}/bodies/{body_id}", face.remove),
         web.get("/api/v1/commands/{command_id}", face.outcome),
         web.get("/openapi.json", face.openapi),
@@ -239,6 +278,7 @@ _COMMAND_ID = {"name": "Command-Id", "in": "header", "required": False,
                "description": "Names the command (a UUID): a retry with the same id and body "
                               "is answered with the first request's offset, applied once.",
                "schema": {"type": "string", "format": "uuid"}}
+_BODY = {"name": "body_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _QUERY = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
     ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}),
     ("after", {"type": "integer"}), ("cx", {"type": "number"}), ("cy", {"type": "number"}),
@@ -258,11 +298,16 @@ OPENAPI: dict[str, Any] = {
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": _ref("NewBody")}}},
                      "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
-        "/api/v1/worlds/{world_id}/bodies/{body_id}": {"delete": {
-            "operationId": "removeBody",
-            "parameters": [_WORLD, {"name": "body_id", "in": "path", "required": True,
-                                    "schema": {"type": "integer"}}, _COMMAND_ID],
-            "responses": {**_ok(202, "Accepted"), **_problems(400, 401, 403, 409, 422, 429, 503)}}},
+        "/api/v1/worlds/{world_id}/bodies/{body_id}": {
+            "put": {"operationId": "nudgeBody", "parameters": [_WORLD, _BODY, _COMMAND_ID],
+                    "description": "Change a body's velocity by dv (an ApplyImpulse command).",
+                    "requestBody": {"required": True, "content": {
+                        "application/json": {"schema": _ref("Impulse")}}},
+                    "responses": {**_ok(202, "Accepted"),
+                                  **_problems(400, 401, 403, 404, 409, 422, 429, 503)}},
+            "delete": {"operationId": "removeBody", "parameters": [_WORLD, _BODY, _COMMAND_ID],
+                       "responses": {**_ok(202, "Accepted"),
+                                     **_problems(400, 401, 403, 409, 422, 429, 503)}}},
         "/api/v1/commands/{command_id}": {"get": {
             "operationId": "getCommandOutcome",
             "description": "What became of a command this gateway admitted: pending, applied "
@@ -301,6 +346,8 @@ OPENAPI: dict[str, Any] = {
                                    "mass": {"type": "number", "exclusiveMinimum": 0},
                                    "radius": {"type": "number", "exclusiveMinimum": 0},
                                    "position": _ref("Vec3"), "velocity": _ref("Vec3")}},
+        "Impulse": {"type": "object", "required": ["dv"], "additionalProperties": False,
+                    "properties": {"dv": _ref("Vec3")}},
         "Accepted": {"type": "object", "required": ["command_id", "partition", "offset"],
                      "properties": {"command_id": {"type": "string", "format": "uuid"},
                                     "partition": {"type": "integer"},

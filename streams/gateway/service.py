@@ -16,6 +16,7 @@ import threading
 
 from aiohttp import web
 
+from cosmic import metrics as process_metrics
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
@@ -24,7 +25,7 @@ from streams.security import audit, signing, tokens
 from streams.security.accounts import AccountStore
 from streams.security.revocations import RevocationFollower
 
-from . import accounts_face, grpc_face, rest, ws_face
+from . import accounts_face, grpc_face, rest, viewer, ws_face
 from .core import GatewayCore
 from .guard import Guard
 from .log import CommandLog, DeltaReader
@@ -47,6 +48,7 @@ class GatewayService(ThreadService):
         self.revocations: RevocationFollower | None = None
         self.audit_sink: audit.KafkaAuditSink | None = None
         self.gateway_id = audit.instance_id(settings.security.gateway_id)
+        self.core: GatewayCore | None = None
         self._ready = threading.Event()
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
@@ -91,7 +93,7 @@ class GatewayService(ThreadService):
         g = self.settings.gateway
         commands = CommandLog(self.settings, self.registry, loop)
         guard = self.build_guard()
-        core = GatewayCore(g, commands.append, guard)
+        core = self.core = GatewayCore(g, commands.append, guard)
         self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop,
                                   core.outcomes)
         # Before the faces listen: every command admitted afterwards has its outcome followed.
@@ -100,11 +102,14 @@ class GatewayService(ThreadService):
         except BaseException:
             commands.close()
             raise
+        process_metrics.hub().add(core.metrics)
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
         store = AccountStore(self.settings, tokens.TokenKeys.for_settings(self.settings))
-        app.add_routes(ws_face.routes(core) + accounts_face.routes(store, guard) + rest.routes(
-            core, rest.document(accounts_face.OPENAPI_PATHS, accounts_face.OPENAPI_SCHEMAS)))
+        ws_face.setup(app, core)
+        app.add_routes(accounts_face.routes(store, guard) + rest.routes(
+            core, rest.document(accounts_face.OPENAPI_PATHS, accounts_face.OPENAPI_SCHEMAS))
+            + viewer.routes())
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, g.host, g.http_port)
@@ -121,6 +126,7 @@ class GatewayService(ThreadService):
             await runner.cleanup()
             self.reader.stop()
             commands.close()
+            process_metrics.hub().discard(core.metrics)
             if self.revocations is not None:
                 self.revocations.stop()
             if self.audit_sink is not None:

@@ -12,6 +12,9 @@ upgrade request or, since browsers cannot set headers on a WebSocket, in the
 It is checked when the client subscribes: no valid token closes the socket
 with 4401, a limit with 4429 (the reason says when to retry), and a ban
 during the subscription closes it with 4401 too.
+When the gateway stops, every open socket is closed with 1001 (going away), so
+clients reconnect to the next one at once instead of holding a socket to a
+gateway that no longer listens.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
 
 from ._proto import gateway_pb2 as pb
@@ -35,6 +38,7 @@ class WebSocketFace:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.max_bytes = core.settings.max_message_bytes
+        self.sockets: set[web.WebSocketResponse] = set()
 
     def _parse(self, data: bytes) -> pb.ClientMessage:
         if len(data) > self.max_bytes:
@@ -47,11 +51,13 @@ class WebSocketFace:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=True, max_msg_size=self.max_bytes + 1)
         await ws.prepare(request)
+        self.core.metrics.opened("websocket")
         peer = request.remote or ""
         caller = Caller("ws", bearer(request.headers.get("Authorization"))
                         or request.query.get("token") or None, peer, f"ws:{id(ws)}")
         sender: asyncio.Task[None] | None = None
         subscription: Subscription | None = None
+        self.sockets.add(ws)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
@@ -73,8 +79,10 @@ class WebSocketFace:
         except Exception as exc:  # noqa: BLE001 - mapped to a close code, this socket only
             await self._close(ws, exc)
         finally:
+            self.core.metrics.closed("websocket")
             if subscription is not None:
                 subscription.close()
+            self.sockets.discard(ws)
             if sender is not None:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
@@ -104,5 +112,17 @@ class WebSocketFace:
             await self._close(ws, exc)
 
 
+    async def close_all(self, app: web.Application) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
+
+
 def routes(core: GatewayCore) -> list[web.RouteDef]:
     return [web.get("/ws", WebSocketFace(core).handle)]
+
+
+def setup(app: web.Application, core: GatewayCore) -> None:
+    """Serve ``/ws`` on ``app``, and close its sockets when ``app`` shuts down."""
+    face = WebSocketFace(core)
+    app.add_routes([web.get("/ws", face.handle)])
+    app.on_shutdown.append(face.close_all)

@@ -132,7 +132,7 @@ def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
         assert _count(pg_db, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
     assert civ_types == {"TechAdvanced": 3, "ResourceUsed": 3, "CivilizationFounded": 3}
     text = conn.metrics_text()
-    assert f'cosmic_connector_rows_written_total{{connector="timescale"}} {n + 27}' in text
+    assert f'cosmic_connector_rows_written_total{{connector="timescale"}} {n + 27}.0' in text
 
 
 def test_values_postgres_refuses_are_dead_lettered_alone(pg_db: Settings, topic_factory):

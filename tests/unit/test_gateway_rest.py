@@ -50,7 +50,7 @@ async def call(session: aiohttp.ClientSession, doc: dict[str, Any], called: set[
     """Call one documented operation; check the response against the document."""
     op = doc["paths"][template][method]
     called.add(op["operationId"])
-    if method in ("post", "delete"):
+    if method in ("post", "put", "delete"):
         SUBMITS.append(path)
     async with session.request(method.upper(), path, **kwargs) as resp:
         documented = op["responses"].get(str(resp.status))
@@ -113,6 +113,33 @@ async def test_every_documented_operation_answers_as_documented(api):
     status, problem = await call(session, doc, called, "post", bodies,
                                  "/api/v1/worlds/w/bodies", data=b"{not json")
     assert status == 400
+
+    # A nudge: an impulse for a body the world holds; refused at once otherwise.
+    held = int(h.world.feed.latest.ids[3])
+    status, accepted = await call(session, doc, called, "put", one,
+                                  f"/api/v1/worlds/w/bodies/{held}",
+                                  json={"dv": {"x": 0.5, "y": 0, "z": -1}})
+    assert status == 202 and accepted["command_id"] == str(h.appended[-1].command_id)
+    impulse = h.appended[-1].command
+    assert impulse.type == "ApplyImpulse" and impulse.body_id == held
+    assert (impulse.dv.x, impulse.dv.y, impulse.dv.z) == (0.5, 0, -1)
+    status, problem = await call(session, doc, called, "put", one,
+                                 "/api/v1/worlds/w/bodies/987654321",
+                                 json={"dv": {"x": 1, "y": 0, "z": 0}})
+    assert status == 404 and problem["type"].endswith("unknown-body")
+    assert "987654321" in problem["detail"]
+    for bad in ({"dv": {"x": None, "y": 0, "z": 0}}, {"dv": {"x": 1, "y": 0}},
+                {"dv": {"x": 1, "y": 0, "z": 0}, "body_id": 1}):
+        status, problem = await call(session, doc, called, "put", one,
+                                     f"/api/v1/worlds/w/bodies/{held}", json=bad)
+        assert status == 422 and problem["detail"].startswith("command refused"), bad
+    status, problem = await call(session, doc, called, "put", one,
+                                 "/api/v1/worlds/nope/bodies/1", json={"dv": {"x": 1}})
+    assert status == 404 and problem["type"].endswith("unknown-world")
+    before = len(h.appended)
+    status, problem = await call(session, doc, called, "put", one,
+                                 f"/api/v1/worlds/w/bodies/{held}", data=b"[1, 2]")
+    assert status == 400 and len(h.appended) == before
 
     status, accepted = await call(session, doc, called, "delete", one,
                                   "/api/v1/worlds/w/bodies/7")
