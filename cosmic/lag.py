@@ -76,7 +76,7 @@ class PartitionLag:
     committed: int
     end: int
     records: int
-    seconds: float
+    seconds: float | None  # None: the next record's time is not known yet
     status: str
 
 
@@ -101,7 +101,7 @@ class GroupLag:
 
     @property
     def seconds(self) -> float:
-        return max((p.seconds for p in self.partitions), default=0.0)
+        return max((p.seconds or 0.0 for p in self.partitions), default=0.0)
 
 
 class LagExporter(ThreadService, Collector):
@@ -184,7 +184,10 @@ class LagExporter(ThreadService, Collector):
                     continue
                 records = max(0, end - off)
                 ts = self._timestamps.get((topic, partition, off))
-                seconds = max(0.0, (wall - ts) / 1000) if records and ts is not None else 0.0
+                if records and ts is None:
+                    seconds: float | None = None  # not read yet (the time budget ran out)
+                else:
+                    seconds = max(0.0, (wall - ts) / 1000) if records and ts is not None else 0.0
                 key = (group, topic, partition)
                 seen.add(key)
                 status = self._judge(key, off, records, now, states[group])
@@ -234,16 +237,24 @@ class LagExporter(ThreadService, Collector):
                 log.debug("end of %s/%d: %s", tp.topic, tp.partition, exc)
         return ends
 
-    def _read_timestamps(self, behind: set[tuple[str, int, int]]) -> None:
-        """The timestamp of the record at each (topic, partition, offset) not yet cached."""
+    def _read_timestamps(self, behind: set[tuple[str, int, int]], budget_s: float = 3.0) -> None:
+        """The timestamp of the record at each (topic, partition, offset) not yet cached.
+
+        Groups at different offsets of one partition take one round each; rounds stop
+        after ``budget_s``, and the rest are read in the next samples (their lag in
+        seconds is not exported until then), so one sample never blocks for long.
+        """
         todo = {(t, p): off for t, p, off in behind if (t, p, off) not in self._timestamps}
-        # Two groups at different offsets of one partition: one read each, in turns.
-        while todo:
+        until = time.monotonic() + budget_s
+        while todo and time.monotonic() < until and not self._stop.is_set():
             self._reader.assign([TopicPartition(t, p, off) for (t, p), off in todo.items()])
             deadline = time.monotonic() + 2.0
             pending = dict(todo)
             while pending and time.monotonic() < deadline:
-                for msg in self._reader.consume(500, timeout=0.2):
+                batch = self._reader.consume(500, timeout=0.2)
+                if not batch and len(pending) < len(todo):
+                    break  # the fetches came back; what is still pending has nothing visible
+                for msg in batch:
                     if msg.error() is not None:
                         continue
                     where = (msg.topic() or "", msg.partition() or 0)
@@ -252,8 +263,9 @@ class LagExporter(ThreadService, Collector):
                         # record or an aborted one is skipped by read_committed).
                         self._timestamps[(*where, pending.pop(where))] = msg.timestamp()[1]
             self._reader.unassign()
-            for (t, p), off in pending.items():
-                self._timestamps[(t, p, off)] = now_ms()  # unreadable now: count from here
+            if time.monotonic() >= deadline:  # nothing visible after them for 2 s
+                for (t, p), off in pending.items():
+                    self._timestamps[(t, p, off)] = now_ms()  # count from here
             todo = {(t, p): off for t, p, off in behind if (t, p, off) not in self._timestamps}
 
     # -- Prometheus --------------------------------------------------------------------
@@ -273,7 +285,8 @@ class LagExporter(ThreadService, Collector):
             for p in group.partitions:
                 where = [p.group, p.topic, str(p.partition)]
                 records.add_metric(where, p.records)
-                seconds.add_metric(where, p.seconds)
+                if p.seconds is not None:
+                    seconds.add_metric(where, p.seconds)
             for s in STATUSES:
                 status.add_metric([group.group, s], 1.0 if group.status == s else 0.0)
         return [records, seconds, status]

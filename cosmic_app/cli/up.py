@@ -52,7 +52,7 @@ def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> 
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
     g = settings.gateway
-    click.echo(f"viewer: http://{g.host}:{g.http_port}/ (open it in a browser)")
+    click.echo(f"viewer: http://{g.host}:{g.http_port}/?token=TOKEN (open it in a browser)")
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
                f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}; a "
                "development token: cosmic auth token --player NAME")

@@ -26,13 +26,16 @@ answered with the first one's offset and applied once.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
 import orjson
 from aiohttp import web
+
+from cosmic.errors import CosmicError
 
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore, command_id_of
@@ -45,7 +48,7 @@ from .errors import (
     retry_after,
     status_of,
 )
-from .guard import Caller, bearer
+from .guard import Caller, bearer, outcome_of
 from .world import View
 
 PROBLEM_BASE = "https://cosmicgarden.dev/problems/"
@@ -167,31 +170,49 @@ class RestFace:
                       "next_after": bodies[-1]["id"] if more else None})
 
     async def spawn(self, request: web.Request) -> web.Response:
-        body = await _object(request)
+        with self._audited(request):
+            body = await _object(request)
         return await self._submit(request, {**body, "type": "SpawnBody"})
 
     async def nudge(self, request: web.Request) -> web.Response:
-        body_id = _body_id(request)
-        body = await _object(request)
-        if extra := sorted(set(body) - {"dv"}):
-            raise InvalidCommand(f"command refused: a nudge has only dv, not {extra}")
-        # A nudge names an existing resource: refuse at once what the gateway can see is
-        # absent (the worker checks again when it applies it, and may still reject it).
-        tick = self.core.latest(request.match_info["world_id"])
-        slot = int(np.searchsorted(tick.ids, body_id))
-        if slot == len(tick) or tick.ids[slot] != body_id:
-            raise UnknownBody(f"no body {body_id} in world {tick.world_id!r} at tick {tick.tick}")
+        with self._audited(request):
+            # Who asks first: whether a body exists is not for anonymous eyes.
+            self.core.guard.authenticate(caller_of(request))
+            body_id = _body_id(request)
+            body = await _object(request)
+            if extra := sorted(set(body) - {"dv"}):
+                raise InvalidCommand(f"command refused: a nudge has only dv, not {extra}")
+            # A nudge names an existing resource: refuse at once what the gateway can see
+            # is absent (the worker checks again when it applies it, and may still reject it).
+            tick = self.core.latest(request.match_info["world_id"])
+            slot = int(np.searchsorted(tick.ids, body_id))
+            if slot == len(tick) or tick.ids[slot] != body_id:
+                raise UnknownBody(f"no body {body_id} in world {tick.world_id!r} at tick "
+                                  f"{tick.tick}")
         return await self._submit(request, {**body, "type": "ApplyImpulse", "body_id": body_id})
 
     async def remove(self, request: web.Request) -> web.Response:
-        return await self._submit(request, {"type": "RemoveBody", "body_id": _body_id(request)})
+        with self._audited(request):
+            body_id = _body_id(request)
+        return await self._submit(request, {"type": "RemoveBody", "body_id": body_id})
+
+    @contextlib.contextmanager
+    def _audited(self, request: web.Request) -> Iterator[None]:
+        """A request refused before it is a command is an attempt too: one audit record."""
+        try:
+            yield
+        except CosmicError as exc:
+            self.core.guard.record(caller_of(request), "submit", outcome_of(exc), None,
+                                   str(exc), world_id=request.match_info["world_id"][:200])
+            raise
 
     async def _submit(self, request: web.Request, command: dict[str, Any]) -> web.Response:
         command_id = request.headers.get("Command-Id", "")
+        with self._audited(request):
+            command_id = str(command_id_of(command_id)) if command_id else ""
         reply = await self.core.submit(pb.SubmitCommandRequest(
             world_id=request.match_info["world_id"],
-            command_json=orjson.dumps(command).decode(),
-            command_id=str(command_id_of(command_id)) if command_id else ""),
+            command_json=orjson.dumps(command).decode(), command_id=command_id),
             caller_of(request))
         return _json({"command_id": reply.command_id, "partition": reply.partition,
                       "offset": reply.offset}, status=202)

@@ -5,8 +5,8 @@ limited, or sent without a valid identity; a subscription; an account action —
 becomes one ``AuditRecord`` on ``cosmic.audit.v1``. Each gateway *instance*
 (its configured id plus a suffix drawn at start) writes one chain: record
 ``seq`` carries ``prev_hash``, the hash of record ``seq - 1`` (64 zeros for
-the first), and its own ``hash``: SHA-256 over ``prev_hash`` and the record's
-Avro encoding with ``hash`` empty. All of an instance's records go to one
+the first), and its own ``hash``: SHA-256 over every other field, ``prev_hash``
+included (a JSON array in a fixed order, :data:`HASHED`). All of an instance's records go to one
 partition (its key's), in order, from an idempotent producer.
 
 :func:`verify` walks the chains as read from the topic: an edited record no
@@ -20,7 +20,6 @@ the gateway logs its last ``seq`` when it stops, for that comparison.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import socket
 import threading
@@ -28,13 +27,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-from fastavro import schemaless_writer
+import orjson
 
-from schemas import catalog
-from schemas.fastwriter import compile_writer
+from cosmic.timeutil import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +43,49 @@ FIELDS = ("action", "face", "outcome", "player_id", "role", "token_id", "world_i
 Sink = Callable[[str, dict[str, Any]], None]
 
 
-@cache
-def _encoder() -> Callable[[Any, list[bytes]], bytes] | None:
-    schema = catalog.parsed("AuditRecord")
-    return compile_writer(schema, schema["__named_schemas"])
+# What the hash covers, in this order: every field but the hash itself. The canonical
+# form is a JSON array of them (times as epoch ms, ids as text), so a record hashes the
+# same however it was decoded, and a later schema version can add fields without
+# changing the hashes of the records already written.
+HASHED = ("gateway_id", "seq", "ts", "action", "face", "outcome", "player_id", "role",
+          "token_id", "world_id", "command_id", "command_type", "peer", "reason",
+          "command_offset", "prev_hash")
 
 
-def _encode(record: dict[str, Any]) -> bytes:
-    """The record's Avro binary body (the compiled writer; fastavro where it declines)."""
-    fast = _encoder()
-    if fast is not None:
-        try:
-            return fast(record, [])
-        except (TypeError, ValueError, KeyError, OverflowError):
-            pass
-    out = io.BytesIO()
-    schemaless_writer(out, catalog.parsed("AuditRecord"), record)
-    return out.getvalue()
+def _canonical(record: dict[str, Any]) -> bytes:
+    values = []
+    for name in HASHED:
+        value = record[name]
+        if isinstance(value, datetime):
+            value = to_ms(value)
+        elif name == "command_id":
+            value = str(value)
+        values.append(value)
+    return orjson.dumps(values)
 
 
 def record_hash(record: dict[str, Any]) -> str:
-    """The hash a record must carry: over its ``prev_hash`` and its encoding with no hash."""
-    body = _encode({**record, "hash": ""})
-    return hashlib.sha256(record["prev_hash"].encode() + body).hexdigest()
+    """The hash a record must carry: SHA-256 over the canonical form of every other field
+    (``prev_hash`` among them, which is what chains it)."""
+    return hashlib.sha256(_canonical(record)).hexdigest()
+
+
+def legacy_record_hash(record: dict[str, Any]) -> str:
+    """The first format's hash (over ``prev_hash`` and the record's Avro encoding with
+    ``hash`` empty), which gateways wrote for a while: still accepted by :func:`verify`."""
+    import io
+
+    from fastavro import schemaless_writer
+
+    from schemas import catalog
+
+    out = io.BytesIO()
+    schemaless_writer(out, catalog.parsed("AuditRecord"), {**record, "hash": ""})
+    return hashlib.sha256(record["prev_hash"].encode() + out.getvalue()).hexdigest()
+
+
+def _hash_matches(record: dict[str, Any]) -> bool:
+    return record["hash"] in (record_hash(record), legacy_record_hash(record))
 
 
 def instance_id(configured: str) -> str:
@@ -143,7 +160,7 @@ def verify(records: Iterable[dict[str, Any]], gateway: str | None = None
             continue
         seq = r["seq"]
         what = ""
-        if record_hash(r) != r["hash"]:
+        if not _hash_matches(r):
             what = f"record at position {state.expected} was changed (its hash does not match)"
         elif seq > state.expected:
             what = (f"record {state.expected} is missing (next is {seq})" if seq > state.expected + 1
@@ -196,7 +213,7 @@ class KafkaAuditSink:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(0.25)
 
     def close(self) -> None:
         self._stop.set()

@@ -3,8 +3,9 @@
 The topic is compacted and keyed ``player:<id>`` or ``token:<jti>``: the latest
 record per key is the state, a tombstone lifts it. :class:`RevocationFollower`
 reads it from the start into a :class:`~.tokens.Denylist` and then keeps up
-(a poll every 20 ms), so a ban written by ``cosmic auth ban`` reaches every
-gateway well within a second. :func:`publish` writes one.
+as records arrive, so a ban written by ``cosmic auth ban`` reaches every
+gateway well within a second (a record wakes the consumer at once; it polls the
+broker every 10 ms). :func:`publish` writes one.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class RevocationFollower:
             ends = {p.partition: consumer.get_watermark_offsets(p, timeout=30)[1] for p in parts}
             consumer.assign(parts)
             while not self._stop.is_set():
-                for msg in consumer.consume(500, timeout=0.02):
+                msg = consumer.poll(0.25)  # returns as soon as a record is there
+                if msg is not None:
                     self._apply(msg)
                 if not self._ready.is_set() and all(
                         end == 0 or tp.offset >= end for tp, end in zip(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import itertools
-import json
 import math
 import os
 import re
@@ -37,7 +36,6 @@ from playwright import sync_api
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas import models
-from schemas.models import Role
 from schemas.registry.client import RegistryClient
 from streams.gateway import GatewayService, build_gateway
 from streams.gateway.testing import stack_token
@@ -63,9 +61,11 @@ TICK_HZ = 10.0
 CLUSTER_AT = (12.0, 0.0, 0.0)
 # The one body that moves (in the sandbox): straight along x, at MOVER_SPEED AU/yr.
 MOVER = 22
-PLAYER = "viewer-test"
 MOVER_SPEED = 0.3
 KIND_NAMES = [k.value for k in models.BodyKind]
+# The page's player; the sandbox's body 20 belongs to someone else.
+PLAYER = "viewer-test"
+OTHER = "someone-else"
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class Body:
     mass: float
     radius: float
     position: tuple[float, float, float]
+    owner: str = ""  # "": spawned by the operator (nobody's)
 
 
 def fixed_bodies() -> list[Body]:
@@ -100,21 +101,23 @@ def fixed_bodies() -> list[Body]:
 
 def sandbox_bodies() -> list[Body]:
     return [Body(1, models.BodyKind.STAR, 1.0, 4.65e-3, (0.0, 0.0, 0.0)),
-            Body(20, models.BodyKind.PLANET, 3e-6, 6e-5, (1.5, 0.0, 0.0)),
-            Body(21, models.BodyKind.PLANET, 3e-6, 6e-5, (-1.0, 1.0, 0.0)),
+            Body(20, models.BodyKind.PLANET, 3e-6, 6e-5, (1.5, 0.0, 0.0), OTHER),
+            Body(21, models.BodyKind.PLANET, 3e-6, 6e-5, (-1.0, 1.0, 0.0), PLAYER),
             Body(MOVER, models.BodyKind.MOON, 4e-8, 2e-5, (0.0, -2.0, 0.0))]
 
 
-def opening(world: str, bodies: list[Body]) -> list[dict[str, Any]]:
+def opening(world: str, bodies: list[Body]) -> list[tuple[dict[str, Any], models.Role]]:
     """Gravity all but off (the engine wants G > 0: 1e-12 moves a body less than the
     position grid in a simulated century) and no mergers: the bodies stay exactly where
-    they are spawned."""
+    they are spawned. The parameters are the operator's; a body with an owner is
+    spawned by that player (signed as a player's), so that player owns it."""
     now = datetime.now(UTC)
 
-    def envelope(body: models.Command) -> dict[str, Any]:
-        return models.PlayerCommand(command_id=uuid.uuid4(), player_id=PLAYER,
-                                    world_id=world, client_ts=now, received_ts=now,
-                                    command=body).to_avro()
+    def envelope(body: models.Command, owner: str = "") -> tuple[dict[str, Any], models.Role]:
+        record = models.PlayerCommand(command_id=uuid.uuid4(), player_id=owner or "operator",
+                                      world_id=world, client_ts=now, received_ts=now,
+                                      command=body).to_avro()
+        return record, models.Role.PLAYER if owner else models.Role.OPERATOR
 
     def velocity(b: Body) -> models.Vec3:
         return models.Vec3(x=MOVER_SPEED if b.id == MOVER else 0.0, y=0, z=0)
@@ -125,7 +128,7 @@ def opening(world: str, bodies: list[Body]) -> list[dict[str, Any]]:
             *(envelope(models.SpawnBody(
                 body_id=b.id, kind=b.kind, mass=b.mass, radius=b.radius,
                 position=models.Vec3(x=b.position[0], y=b.position[1], z=b.position[2]),
-                velocity=velocity(b))) for b in bodies)]
+                velocity=velocity(b)), b.owner) for b in bodies)]
 
 
 def free_port() -> int:
@@ -150,14 +153,10 @@ class Platform:
             settings, WorkerConfig(worker_id=f"viewer-{run}", shard=self.shard), self.registry)
         self.gateway: GatewayService = self.start_gateway()
         self.worker.start()
-        # The page's player: it owns the worlds' bodies (it spawned them; world parameters
-        # are an operator's), so it may nudge them.
-        self.token = stack_token(settings, PLAYER)
         for world, bodies in ((self.fixed, fixed_bodies()), (self.sandbox, sandbox_bodies())):
             live = LiveWorld(settings, self.registry, world)
-            for record in opening(world, bodies):
-                params = record["command"][0].endswith("SetWorldParams")
-                live.send(record, Role.OPERATOR if params else Role.PLAYER)
+            for record, role in opening(world, bodies):
+                live.send(record, role)
             assert live.producer.flush(30) == 0
             self.wait_for_world(world, len(bodies))
 
@@ -165,10 +164,16 @@ class Platform:
     def url(self) -> str:
         return self.gateway.http_url
 
-    def query(self, world: str, target: tuple[float, float, float], dist: float,
-              **extra: Any) -> str:
-        """The page's URL parameters for a camera, with this platform's player token."""
-        return camera_query(world, target, dist, **{"token": self.token, **extra})
+    def token(self) -> str:
+        """A fresh token of the page's player (tokens live minutes)."""
+        return stack_token(self.settings, PLAYER)
+
+    def get(self, path: str, **params: str) -> Any:
+        """A REST read as the page's player."""
+        resp = httpx.get(self.url + path, params=params,
+                         headers={"Authorization": f"Bearer {self.token()}"})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
 
     def start_gateway(self) -> GatewayService:
         gateway = build_gateway(self.settings, self.registry)
@@ -271,13 +276,20 @@ def in_view(platform: Platform, center: tuple[float, float, float], radius: floa
 
 def camera_query(world: str, target: tuple[float, float, float], dist: float,
                  az: float = -60, el: float = 35, **extra: str) -> str:
+    """The page's query: a world, a camera, and (unless given) a token of the player."""
     q = {"world": world, "cx": target[0], "cy": target[1], "cz": target[2], "dist": dist,
          "az": az, "el": el, **extra}
     return "?" + "&".join(f"{k}={v}" for k, v in q.items())
 
 
+def viewer_url(platform: Platform, world: str, target: tuple[float, float, float],
+               dist: float, **extra: Any) -> str:
+    extra.setdefault("token", platform.token())
+    return platform.url + camera_query(world, target, dist, **extra)
+
+
 def test_the_page_draws_exactly_the_bodies_the_gateway_holds_for_it(platform, open_page):
-    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0))
+    page = open_page(viewer_url(platform, platform.fixed, (0, 0, 0), 5.0))
     page.wait_live()
     # Everything of the system within the view's radius (5 AU), none of the far cluster.
     expected = in_view(platform, (0, 0, 0), 5.0)
@@ -318,7 +330,7 @@ def test_the_page_draws_exactly_the_bodies_the_gateway_holds_for_it(platform, op
 
 
 def test_moving_the_camera_moves_the_view_within_three_ticks(platform, open_page):
-    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0))
+    page = open_page(viewer_url(platform, platform.fixed, (0, 0, 0), 5.0))
     page.wait_live()
     central = in_view(platform, (0, 0, 0), 5.0)
     page.wait(f"window.cosmicViewer.stats().drawn === {len(central)}")
@@ -383,10 +395,10 @@ def drawn_samples(page: Page, body_id: int, n: int) -> list[tuple[int, float]]:
 
 
 def test_between_frames_bodies_move_by_dead_reckoning(platform, open_page):
-    query = platform.query(platform.sandbox, (0, -2, 0), 2.0)
     # One tab at a time: a browser draws animation frames only for the tab in front.
     for freeze in (False, True):
-        page = open_page(platform.url + query + ("&freeze=1" if freeze else ""))
+        page = open_page(viewer_url(platform, platform.sandbox, (0, -2, 0), 2.0,
+                                    **({"freeze": "1"} if freeze else {})))
         page.wait_live()
         page.wait(f"window.cosmicViewer.drawnIds().includes({MOVER})")
         samples = drawn_samples(page, MOVER, 30)
@@ -406,7 +418,7 @@ def test_between_frames_bodies_move_by_dead_reckoning(platform, open_page):
 
 def test_instanced_meshes_draw_the_same_bodies(platform, open_page):
     """The other renderer the page offers (one InstancedMesh per kind) draws the same set."""
-    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0,
+    page = open_page(viewer_url(platform, platform.fixed, (0, 0, 0), 5.0,
                                                  draw="instanced"))
     page.wait_live()
     expected = in_view(platform, (0, 0, 0), 5.0)
@@ -430,44 +442,51 @@ def click_body(page: Page, body_id: int) -> None:
 
 
 def gateway_velocity(platform: Platform, world: str, body_id: int) -> tuple[float, ...]:
-    page = httpx.get(f"{platform.url}api/v1/worlds/{world}/bodies", params={"limit": "1000"},
-                     headers={"Authorization": f"Bearer {platform.token}"}).json()
+    page = platform.get(f"api/v1/worlds/{world}/bodies", limit="1000")
     (body,) = [b for b in page["bodies"] if b["id"] == body_id]
     return tuple(body["velocity"][k] for k in "xyz")
 
 
 def test_nudge_and_spawn_from_the_page(platform, open_page):
-    page = open_page(platform.url + platform.query(platform.sandbox, (0, 0, 0), 4.0,
-                                                 ))
+    token = platform.token()
+    page = open_page(viewer_url(platform, platform.sandbox, (0, 0, 0), 4.0, token=token))
     page.wait_live()
     page.wait("window.cosmicViewer.stats().drawn >= 4")
     click_body(page, 21)
     panel = page.page.locator("#body-panel")
     assert panel.locator("#body-title").inner_text() == "PLANET 21"
     assert panel.locator("dd[data-prop='velocity']").inner_text() == "0.00000, 0.00000, 0.00000"
+    status = page.page.locator("#command-status")
 
-    # A nudge the gateway takes: the world applies it, the gateway holds the new
-    # velocity, and the page's panel shows it.
+    # A nudge of the player's own body: the world applies it, the page says at which
+    # tick, the gateway holds the new velocity, and the page's panel shows it.
     for axis, value in (("x", "0"), ("y", "0.25"), ("z", "0")):
         page.page.fill(f"#dv-{axis}", value)
-    page.page.click("#nudge")
-    status = page.page.locator("#command-status")
-    page.wait("!/sending/.test(document.getElementById('command-status').textContent)")
-    assert "refused" not in status.inner_text(), status.inner_text()
-    deadline = time.monotonic() + 15
+    with page.page.expect_response(lambda r: r.request.method == "PUT") as put:
+        page.page.click("#nudge")
+    assert put.value.status == 202, put.value.text()
+    page.wait("/applied at tick [0-9]+$/.test("
+              "document.getElementById('command-status').textContent)")
+    assert status.get_attribute("data-kind") == "applied"
+    applied_at = int(status.inner_text().rsplit(" ", 1)[1])
+    outcome = platform.get(f"api/v1/commands/{put.value.json()['command_id']}")
+    assert outcome["state"] == "applied" and outcome["tick"] == applied_at
+    # (The outcome follows the tick record, the velocity its delta: a moment apart.)
+    deadline = time.monotonic() + 10
     while gateway_velocity(platform, platform.sandbox, 21) != pytest.approx((0, 0.25, 0),
                                                                             abs=1e-3):
-        assert time.monotonic() < deadline, "the nudge never reached the world"
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, "the applied nudge never showed in the state"
+        time.sleep(0.05)
     page.wait("document.querySelector(\"dd[data-prop='velocity']\").textContent"
               " === '0.00000, 0.25000, 0.00000'")
-    # The token went with the command, as a bearer token.
-    (put,) = [r for r in page.requests if r.method == "PUT"]
-    assert put.headers["authorization"] == f"Bearer {platform.token}"
-    assert put.url.endswith("/bodies/21") and put.post_data_json == {
+    # The token went with the command, as a bearer token, and the command named itself.
+    request = put.value.request
+    assert request.headers["authorization"] == f"Bearer {token}"
+    assert uuid.UUID(request.headers["command-id"]).version == 4
+    assert request.url.endswith("/bodies/21") and request.post_data_json == {
         "dv": {"x": 0, "y": 0.25, "z": 0}}
 
-    # A nudge the gateway refuses: a speed no number can hold. The page says why.
+    # A nudge the gateway refuses at once: a speed no number can hold. The page says why.
     page.page.fill("#dv-x", "1e999")
     page.page.click("#nudge")
     page.wait("/refused/.test(document.getElementById('command-status').textContent)")
@@ -475,8 +494,21 @@ def test_nudge_and_spawn_from_the_page(platform, open_page):
     assert "dv.x" in text and "422" in text, text
     assert status.get_attribute("data-kind") == "rejected"
 
+    # A nudge the world refuses: body 20 is another player's. The page shows the
+    # worker's reason, at the tick that considered it.
+    page.page.evaluate("window.cosmicViewer.setCamera({target: [1.5, 0, 0], distance: 4,"
+                       " azimuth: -60, elevation: 35})")
+    click_body(page, 20)
+    page.page.fill("#dv-x", "0")
+    page.page.click("#nudge")
+    page.wait("/refused at tick/.test(document.getElementById('command-status').textContent)")
+    text = status.inner_text()
+    assert text.startswith("nudge of 20 refused at tick ") and "NOT_PERMITTED" in text, text
+    assert status.get_attribute("data-kind") == "rejected"
+    assert gateway_velocity(platform, platform.sandbox, 20) == (0, 0, 0)
+
     # A spawn at the camera's target (moved off the star first): a new asteroid enters
-    # the view, where the camera looks.
+    # the view, where the camera looks, and is applied.
     page.page.evaluate("window.cosmicViewer.setCamera({target: [0.5, -1, 0], distance: 4,"
                        " azimuth: -60, elevation: 35})")
     page.page.click("#spawn")
@@ -485,52 +517,14 @@ def test_nudge_and_spawn_from_the_page(platform, open_page):
     (spawned,) = page.drawn_ids() - {1, 20, 21, MOVER}
     at = page.page.evaluate(f"window.cosmicViewer.screenPosition({spawned})")
     assert at == pytest.approx({"x": VIEWPORT["width"] / 2, "y": VIEWPORT["height"] / 2}, abs=2)
-    # The browser logs each refused request (the 422 above, and the 404 of a gateway
-    # without the command-outcome endpoint); nothing else went wrong.
-    assert [e for e in page.errors if not re.search(r"status of (404|422)", e)] == []
-
-
-def test_the_outcome_of_a_command_is_shown(platform, open_page):
-    """The page follows a command on GET /api/v1/commands/{id} (the outcome endpoint's
-    contract; answered here by the browser, as the gateway may not offer it yet)."""
-    page = open_page(platform.url + platform.query(platform.sandbox, (0, 0, 0), 4.0))
-    page.wait_live()
-    page.wait("window.cosmicViewer.stats().drawn >= 3")
-    asked: list[str] = []
-    answers: list[dict[str, Any]] = []
-
-    def outcome(route: Any) -> None:
-        command_id = route.request.url.rsplit("/", 1)[1]
-        asked.append(command_id)
-        body = answers.pop(0) if len(answers) > 1 else answers[0]
-        route.fulfill(status=200, content_type="application/json",
-                      body=json.dumps({"command_id": command_id, **body}))
-
-    page.page.route("**/api/v1/commands/*", outcome)
-    click_body(page, 20)
-    status = page.page.locator("#command-status")
-    answers[:] = [{"state": "pending", "tick": None, "reason": None, "message": None},
-                  {"state": "applied", "tick": 4242, "reason": None, "message": None}]
-    with page.page.expect_response(lambda r: r.request.method == "PUT") as put:
-        page.page.click("#nudge")
-    accepted = put.value.json()
-    page.wait("/applied/.test(document.getElementById('command-status').textContent)")
-    assert status.inner_text() == "nudge of 20 applied at tick 4242"
-    assert status.get_attribute("data-kind") == "applied"
-    assert set(asked) == {accepted["command_id"]} and len(asked) >= 2
-
-    answers[:] = [{"state": "rejected", "tick": 4243, "reason": "NOT_PERMITTED",
-                   "message": "body 20 belongs to another player"}]
-    page.page.click("#nudge")
-    page.wait("/refused/.test(document.getElementById('command-status').textContent)")
-    assert status.inner_text() == ("nudge of 20 refused at tick 4243: NOT_PERMITTED: "
-                                   "body 20 belongs to another player")
-    assert status.get_attribute("data-kind") == "rejected"
-    assert page.errors == []
+    page.wait("/applied at tick/.test(document.getElementById('command-status').textContent)")
+    assert status.inner_text().startswith(f"spawn of {spawned} applied at tick ")
+    # The browser logs the refused request (the 422 above); nothing else went wrong.
+    assert [e for e in page.errors if not re.search(r"status of 422", e)] == []
 
 
 def test_the_page_resumes_and_survives_a_gateway_restart(platform, open_page):
-    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 5.0))
+    page = open_page(viewer_url(platform, platform.fixed, (0, 0, 0), 5.0))
     page.wait_live()
     expected = in_view(platform, (0, 0, 0), 5.0)
     page.wait(f"window.cosmicViewer.stats().drawn === {len(expected)}")
@@ -576,7 +570,7 @@ def png_pixels(data_url: str) -> np.ndarray:
 def test_a_frozen_frame_matches_the_reference_image(platform, open_page):
     from PIL import Image
 
-    page = open_page(platform.url + platform.query(platform.fixed, (0, 0, 0), 7.5,
+    page = open_page(viewer_url(platform, platform.fixed, (0, 0, 0), 7.5,
                                                  az=-60, el=55, freeze="1"))
     page.wait_live()
     expected = in_view(platform, (0, 0, 0), 7.5)
@@ -606,7 +600,7 @@ def test_a_frozen_frame_matches_the_reference_image(platform, open_page):
 def test_docs_lists_every_operation(platform, open_page):
     page = open_page(platform.url + "docs")
     page.wait("document.querySelectorAll('section.op').length > 1")
-    doc = httpx.get(platform.url + "openapi.json").json()
+    doc = platform.get("openapi.json")
     text = page.page.locator("#operations").inner_text()
     for item in doc["paths"].values():
         for op in item.values():

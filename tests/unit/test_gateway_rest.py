@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from streams.gateway import rest
+from streams.security import audit
 from tests.unit.test_gateway_faces import Harness
 
 pytestmark = pytest.mark.anyio
@@ -41,11 +42,16 @@ async def api() -> AsyncIterator[tuple[Harness, aiohttp.ClientSession, dict[str,
     await runner.cleanup()
 
 
+SUBMITS: list[str] = []  # every command attempt the test makes
+
+
 async def call(session: aiohttp.ClientSession, doc: dict[str, Any], called: set[str],
                method: str, template: str, path: str, **kwargs: Any) -> Any:
     """Call one documented operation; check the response against the document."""
     op = doc["paths"][template][method]
     called.add(op["operationId"])
+    if method in ("post", "put", "delete"):
+        SUBMITS.append(path)
     async with session.request(method.upper(), path, **kwargs) as resp:
         documented = op["responses"].get(str(resp.status))
         assert documented, f"{method} {path}: status {resp.status} is not documented"
@@ -196,6 +202,15 @@ async def test_every_documented_operation_answers_as_documented(api):
         status, problem = await call(session, doc, called, "post", bodies,
                                      "/api/v1/worlds/w/bodies", json=new, headers=headers)
         assert status == 401 and len(h.appended) == n
+        # Not even whether a body exists is told to a caller without a token.
+        for body_id in (int(h.world.feed.latest.ids[0]), 987654321):
+            status, problem = await call(session, doc, called, "put", one,
+                                         f"/api/v1/worlds/w/bodies/{body_id}", headers=headers,
+                                         json={"dv": {"x": 1, "y": 0, "z": 0}})
+            assert status == 401 and len(h.appended) == n
 
     documented = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
     assert called == documented
+    # Every command attempt, refused or not, is one audit record, and the chain holds.
+    submits = [r for r in h.auth.records if r["action"] == "submit"]
+    assert len(submits) == len(SUBMITS) and audit.verify(h.auth.records)[1] == []

@@ -294,3 +294,15 @@ def test_anonymous_watching_only_where_the_setting_allows():
     open_core.core.subscribe(request, Caller("ws", None, "peer", "conn"))
     with pytest.raises(Unauthenticated):  # watching, never commanding
         open_core.submit(Caller("ws", None), {"type": "RemoveBody", "body_id": 1})
+
+
+def test_records_of_the_first_hash_format_still_verify():
+    records = _chain(6)
+    prev = audit.GENESIS
+    for r in records:  # rewrite the chain as the first format hashed it
+        r["prev_hash"] = prev
+        r["hash"] = audit.legacy_record_hash(r)
+        prev = r["hash"]
+    assert audit.verify(records)[1] == []
+    records[2] = {**records[2], "outcome": "ADMITTED"}  # it was DENIED
+    assert [p.seq for p in audit.verify(records)[1]] == [2]

@@ -18,6 +18,7 @@ function randomSession() {
 }
 
 export class Connection {
+  // url(): where to connect now (it carries the token, which may change);
   // onFrame(frame, changes, bytes) after each applied frame; onState(state, detail).
   constructor({ url, replica, onFrame, onState }) {
     this.url = url;
@@ -64,8 +65,7 @@ export class Connection {
 
   connect() {
     this.onState(this.counts.connects ? "reconnecting" : "connecting", "");
-    // The url may be a function: the token it carries can change between connects.
-    const ws = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
+    const ws = new WebSocket(this.url());
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {

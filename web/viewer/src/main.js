@@ -27,6 +27,11 @@ scene.setCamera({
 });
 $("token").value = params.get("token") || "";
 const api = new Api("", () => $("token").value.trim());
+// A new token: subscribe again with it (and list the worlds it may see).
+$("token").addEventListener("change", () => {
+  connection.drop();
+  refreshWorlds();
+});
 
 // What the HUD and the tests read.
 const stats = {
@@ -38,15 +43,11 @@ let lastFrame = null; // {arrival, simTime, producedMs}
 let simRate = 0; // sim-time units per wall-clock ms, from the producer's clock
 let awaitingScreen = null; // produced_ms of a frame not yet drawn
 
+// Browsers cannot set headers on a WebSocket: the gateway takes the token as ?token=.
 const wsBase = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
-// Browsers cannot set headers on a WebSocket: the token goes as ?token= (the gateway
-// takes it there as it takes the Authorization header elsewhere).
-const url = () => {
-  const token = $("token").value.trim();
-  return token ? `${wsBase}?token=${encodeURIComponent(token)}` : wsBase;
-};
+const token = () => $("token").value.trim();
 const connection = new Connection({
-  url, replica,
+  url: () => (token() ? `${wsBase}?token=${encodeURIComponent(token())}` : wsBase), replica,
   onFrame(frame, changes, bytes) {
     if (frame.snapshot) {
       // A snapshot is the whole view: start the scene over from it (whatever the page
