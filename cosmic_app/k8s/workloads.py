@@ -82,6 +82,10 @@ def settings_env(settings: Settings, values: Values, secured: bool) -> dict[str,
     if secured:
         env["COSMIC_KAFKA__SECURITY_PROTOCOL"] = "SASL_PLAINTEXT"
         env["COSMIC_KAFKA__SASL_MECHANISM"] = "SCRAM-SHA-512"
+    elif "security_protocol" in type(s.kafka).model_fields:
+        # An open listener; the secured settings' default protocol is SASL, so say so
+        # (settings without the field have only the open one).
+        env["COSMIC_KAFKA__SECURITY_PROTOCOL"] = "PLAINTEXT"
     return env
 
 
