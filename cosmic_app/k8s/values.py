@@ -40,7 +40,7 @@ class Resources(_Part):
 class Scaled(_Part):
     """A consumer-group service: its replica range and the lag that adds one."""
 
-    replicas: int = Field(default=1, ge=0)
+    replicas: int = Field(default=1, ge=1)  # the floor KEDA keeps; never zero
     max_replicas: int = Field(default=1, ge=1)
     # KEDA adds a replica per this many records of lag (per partition, summed).
     lag_threshold: int = Field(default=1000, ge=1)

@@ -191,6 +191,9 @@ def _template(settings: Settings, values: Values, svc: Service, secured: bool) -
 
 
 def workload(settings: Settings, values: Values, svc: Service, secured: bool) -> Manifest:
+    """The StatefulSet or Deployment of ``svc``. It names no replica count: its
+    ScaledObject owns that (from ``minReplicaCount`` up), and a count here would be
+    set back by every ``kubectl apply`` or GitOps sync, fighting the autoscaler."""
     selector = {"matchLabels": {"app.kubernetes.io/name": svc.name}}
     if svc.name == "physics":
         # Pod names physics-0, physics-1, ... are the worker ids: a replaced pod comes
@@ -202,14 +205,14 @@ def workload(settings: Settings, values: Values, svc: Service, secured: bool) ->
                 "fieldPath": "metadata.name"}}})
         return {"apiVersion": "apps/v1", "kind": "StatefulSet",
                 "metadata": _meta(values, svc.name),
-                "spec": {"serviceName": svc.name, "replicas": svc.size.replicas,
+                "spec": {"serviceName": svc.name,
                          # Start and stop in parallel: ordering buys nothing, fencing
                          # is per id, and a rebalance of many joins is one rebalance.
                          "podManagementPolicy": "Parallel",
                          "updateStrategy": {"type": "RollingUpdate"},
                          "selector": selector, "template": pod}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(values, svc.name),
-            "spec": {"replicas": svc.size.replicas, "selector": selector,
+            "spec": {"selector": selector,
                      # Add the new pod before taking an old one away: the group never
                      # shrinks below its size during a roll.
                      "strategy": {"type": "RollingUpdate",
@@ -247,8 +250,8 @@ def scaled_object(values: Values, svc: Service, secured: bool, cpu_target: int) 
     return {"apiVersion": KEDA, "kind": "ScaledObject", "metadata": _meta(values, svc.name),
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind,
                                         "name": svc.name},
-                     "minReplicaCount": max(svc.size.replicas, 1),
-                     "maxReplicaCount": max(svc.size.max_replicas, svc.size.replicas, 1),
+                     "minReplicaCount": svc.size.replicas,
+                     "maxReplicaCount": max(svc.size.max_replicas, svc.size.replicas),
                      "pollingInterval": 15,
                      # Slow to shrink: every removal is a handover.
                      "cooldownPeriod": 300,

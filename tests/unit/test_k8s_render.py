@@ -139,7 +139,6 @@ def test_physics_workers_are_a_stateful_set_whose_pod_names_are_worker_ids():
     (workers,) = [m for m in manifests if m["metadata"]["name"] == "physics"
                   and m["kind"] in ("StatefulSet", "Deployment")]
     assert workers["kind"] == "StatefulSet"
-    assert workers["spec"]["replicas"] == 2
     container = workers["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["COSMIC_PHYSICS__WORKER_ID"]["valueFrom"] == {
@@ -153,6 +152,9 @@ def test_physics_workers_are_a_stateful_set_whose_pod_names_are_worker_ids():
     (scaled,) = [m for m in by_kind(manifests, "ScaledObject")
                  if m["spec"]["scaleTargetRef"]["name"] == "physics"]
     assert scaled["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    # The autoscaler owns the count, from the values' replicas up to their maximum.
+    assert "replicas" not in workers["spec"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 3)
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["metadata"]["consumerGroup"] == Settings().physics.group_id
     assert trigger["metadata"]["topic"] == topics.COMMANDS.name
