@@ -11,7 +11,10 @@ during a voluntary disruption (a PodDisruptionBudget).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
+
+from pydantic import BaseModel, SecretStr
 
 from cosmic import topics
 from cosmic.settings import Settings
@@ -43,15 +46,39 @@ class Service:
     token_keys: bool = False  # verifies players' tokens
 
 
-def settings_env(settings: Settings, values: Values, secured: bool) -> dict[str, str]:
-    """What differs from the local defaults on a cluster, as the variables that set it.
+def _env_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
-    Only addresses, sizes of the cluster and file locations are changed; every other
-    key keeps the value the settings give it, so a setting the deployer put in
-    ``cosmic.toml`` or the environment when rendering reaches the pods as it was.
-    """
+
+def carried(settings: Settings) -> dict[str, str]:
+    """Every setting the renderer's settings changed from the defaults, as the variable
+    that sets it: what the deployer put in ``cosmic.toml`` or the environment when
+    rendering reaches the pods. Secrets never (they come from Secrets), and no path
+    (a path on the rendering machine means nothing in a pod)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, model: BaseModel, default: BaseModel | None) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            base = (getattr(default, name) if default is not None
+                    else field.get_default(call_default_factory=True))
+            key = f"{prefix}{name.upper()}"
+            if isinstance(value, BaseModel):
+                walk(f"{key}__", value, base)
+            elif (value != base and value is not None
+                  and not isinstance(value, SecretStr | PurePath)):
+                out[key] = _env_text(value)
+
+    walk("COSMIC_", settings, None)
+    return out
+
+
+def settings_env(settings: Settings, values: Values, secured: bool) -> dict[str, str]:
+    """The settings of every pod: those :func:`carried` from the renderer's, then what
+    a cluster changes (addresses, the cluster's size, file locations), which wins."""
     s = settings
-    env = {
+    env = carried(settings)
+    env |= {
         "COSMIC_KAFKA__BOOTSTRAP_SERVERS": bootstrap(values),
         "COSMIC_KAFKA__REPLICATION_FACTOR": str(values.kafka.replication),
         "COSMIC_KAFKA__DEFAULT_PARTITIONS": str(s.kafka.default_partitions),

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from cosmic import topics
 from cosmic.errors import ConfigError
@@ -308,3 +309,22 @@ def test_the_pods_settings_are_settings_the_platform_accepts(monkeypatch: pytest
     assert s.kafka.replication_factor == 3 and s.physics.worker_id == "physics-1"
     assert s.metrics.port == 9464 and not s.metrics.publish
     assert s.postgres.host == "timescale.db.internal"
+
+
+def test_settings_changed_where_it_is_rendered_reach_the_pods_but_secrets_do_not():
+    base = Settings()
+    settings = base.with_overrides(
+        physics=base.physics.model_copy(update={"hibernate_after_s": 30.0}),
+        living=base.living.model_copy(update={"start_from": "earliest"}),
+        postgres=base.postgres.model_copy(update={"password": SecretStr("hunter2")}),
+        kafka=base.kafka.model_copy(update={"bootstrap_servers": "127.0.0.1:1"}))
+    manifests = k8s.render(settings, k8s.load_values(VALUES["small"]))
+    (config,) = by_kind(manifests, "ConfigMap")
+    data = config["data"]
+    assert data["COSMIC_PHYSICS__HIBERNATE_AFTER_S"] == "30.0"
+    assert data["COSMIC_LIVING__START_FROM"] == "earliest"
+    # The cluster's own address wins over the laptop's; a password never travels.
+    assert data["COSMIC_KAFKA__BOOTSTRAP_SERVERS"].endswith(".svc:9092")
+    assert "hunter2" not in k8s.to_yaml(manifests)
+    (plain,) = by_kind(k8s.render(base, k8s.load_values(VALUES["small"])), "ConfigMap")
+    assert "COSMIC_PHYSICS__HIBERNATE_AFTER_S" not in plain["data"]
