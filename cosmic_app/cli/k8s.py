@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cosmic.errors import DependencyMissing
 from cosmic.settings import Settings, get_settings
 
+if TYPE_CHECKING:  # the package needs the k8s extra; `cosmic --help` must not
+    from cosmic_app.k8s.kafka import Identity
 
-def acl_table(settings: Settings) -> Sequence[object]:
+
+def acl_table(settings: Settings) -> Sequence[Identity]:
     """The security model's identities, for the KafkaUsers and each pod's Kafka user.
 
     Empty until cosmic/acls.py lands on this branch; then this body is
@@ -44,7 +48,7 @@ def render(values_file: Path | None, out_dir: Path | None) -> None:
 
     settings = get_settings()
     values = kube.load_values(values_file)
-    manifests = kube.render(settings, values, acl_table(settings))  # type: ignore[arg-type]
+    manifests = kube.render(settings, values, acl_table(settings))
     kube.check(manifests)
     if out_dir is None:
         click.echo(kube.to_yaml(manifests), nl=False)
