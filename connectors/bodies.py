@@ -123,11 +123,18 @@ def migrate(settings: Settings) -> list[str]:
             for m in for_variant(discover(SQL_DIR), None):
                 if m.version in applied:
                     continue
-                with conn.transaction():
-                    for statement in split_statements(m.text):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO bodies_migrations (version, name) VALUES (%s, %s)",
-                                 (m.version, m.name))
+                try:
+                    with conn.transaction():
+                        for statement in split_statements(m.text):
+                            conn.execute(statement)
+                        conn.execute("INSERT INTO bodies_migrations (version, name) "
+                                     "VALUES (%s, %s)", (m.version, m.name))
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    raise StoreUnavailable(f"PostgreSQL: {exc}") from None
+                except psycopg.Error as exc:
+                    # e.g. a role that may not CREATE EXTENSION postgis (it needs a superuser,
+                    # or the extension created beforehand by one)
+                    raise MigrationError(f"{m.path.name}: {type(exc).__name__}: {exc}") from None
                 done.append(f"applied {m.path.name}")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
