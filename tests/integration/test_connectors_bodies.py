@@ -115,7 +115,7 @@ def _table(s: Settings, world: str) -> dict[int, tuple[Any, ...]]:
 
 
 def _assert_matches(table: dict[int, tuple[Any, ...]], truth: dict[int, tuple[Any, ...]]) -> None:
-    assert sorted(table) == sorted(truth)
+    assert sorted(table) == sorted(truth), (sorted(set(truth) - set(table)), sorted(set(table) - set(truth)))
     for i, want in truth.items():
         got = table[i]
         assert got[0:4] == want[0:4], f"body {i}"
@@ -206,13 +206,18 @@ def test_redelivered_and_old_records_change_nothing(pg_db: Settings, topic_facto
     log = tmp_path / "connector.log"
     first = cs.start_cli(pg_db, log, *args, **env, COSMIC_CONNECTORS__CRASH_AFTER_WRITE="1")
     assert first.wait(timeout=60) == -signal.SIGKILL, log.read_text()
+
+    def stored() -> int:
+        with psycopg.connect(pg_db.postgres.dsn) as c:
+            row = c.execute("SELECT coalesce(sum(next_offset), 0) FROM connector_offsets "
+                            "WHERE connector = %s", (group,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    assert 0 < stored() < 1 + len(deltas), "the crash came after a first batch, before the rest"
     second = cs.start_cli(pg_db, log, *args, **env)
 
-    def caught_up() -> bool:
-        with psycopg.connect(pg_db.postgres.dsn) as c:
-            row = c.execute("SELECT tick FROM celestial_worlds WHERE world_id = %s",
-                            (world,)).fetchone()
-        return row is not None and row[0] == 18
+    def caught_up() -> bool:  # every record's position stored (the snapshot may come last)
+        return stored() == 1 + len(deltas)
 
     try:
         cs.wait_for(caught_up, 60, "the restarted connector to catch up",
@@ -247,3 +252,37 @@ def test_missing_postgis_is_a_clear_error(pg_db: Settings):
             return
     with pytest.raises(MigrationError, match="postgresql-15-postgis-3"):
         bodies.migrate(pg_db)
+
+
+def test_snapshot_read_after_later_deltas_yields_to_them(pg_db: Settings, topic_factory):
+    """The two topics are not ordered between them: deltas of later ticks read before
+    their snapshot keep what they set and removed; the snapshot brings the rest and the
+    owners."""
+    rng = np.random.default_rng(11)
+    world = f"w-{uuid.uuid4().hex[:8]}"
+    t_snap, t_delta = topic_factory(partitions=1), topic_factory(partitions=1)
+    truth = Truth()
+    snap = truth.snapshot(world, 10, 1.0, list(range(30)), rng)
+    deltas = [truth.delta(world, 11, 1.1, [3, 500], [4], rng),
+              truth.delta(world, 12, 1.2, [3], [6], rng)]
+    cs.produce(pg_db, t_snap, "WorldSnapshot", [snap])
+    cs.produce(pg_db, t_delta, "StateDelta", deltas)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    _run(pg_db, {t_delta: topics.STATE_DELTAS}, group, 2)  # the deltas first
+    assert sorted(_table(pg_db, world)) == [3, 500]
+    _run(pg_db, {t_snap: topics.STATE_SNAPSHOTS, t_delta: topics.STATE_DELTAS}, group, 3)
+    table = _table(pg_db, world)
+    _assert_matches(table, truth.now())
+    assert 4 not in table and 6 not in table
+    assert table[3][1] == "p0" and table[3][6] == 12, "the delta's state, the snapshot's owner"
+
+    def removals() -> list[tuple[int, int]]:
+        with psycopg.connect(pg_db.postgres.dsn) as c:
+            return c.execute("SELECT body_id, tick FROM celestial_removals "
+                             "ORDER BY body_id").fetchall()
+
+    assert removals() == [(4, 11), (6, 12)], "kept while a snapshot before them could come"
+    cs.produce(pg_db, t_snap, "WorldSnapshot", [truth.snapshot(world, 13, 1.3, [3, 7], rng)])
+    _run(pg_db, {t_snap: topics.STATE_SNAPSHOTS, t_delta: topics.STATE_DELTAS}, group, 4)
+    _assert_matches(_table(pg_db, world), truth.now())
+    assert removals() == [], "pruned once a snapshot at or past their tick is applied"
