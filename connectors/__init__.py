@@ -3,7 +3,7 @@
 Reading guide: start with :mod:`connectors.base` (the shared consume -> decode
 -> batch -> write -> commit loop and how a crash stays duplicate-free), then
 one sink: :mod:`connectors.timescale` (COPY, positions in the same
-transaction), :mod:`connectors.clickhouse` (columnar inserts, ``_offset``
+transaction), :mod:`connectors.bodies` (each world's bodies now, PostGIS), :mod:`connectors.clickhouse` (columnar inserts, ``_offset``
 columns), :mod:`connectors.archive` with :mod:`connectors.lake` (Avro files,
 manifests, and :func:`~connectors.lake.read_topic` for replay and Spark).
 :mod:`connectors.migrate` applies the SQL under ``infra/sql/``;
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from connectors.base import Connector
     from cosmic.settings import Settings
 
-NAMES = ("timescale", "clickhouse", "archive")
+NAMES = ("timescale", "clickhouse", "archive", "bodies")
 
 
 def build(name: str, settings: Settings, **options: object) -> Connector:

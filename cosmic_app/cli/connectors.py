@@ -13,11 +13,11 @@ from cosmic.settings import get_settings
 
 @click.group()
 def connectors() -> None:
-    """Sinks from Kafka into TimescaleDB, ClickHouse and the archive lake."""
+    """Sinks from Kafka into TimescaleDB, ClickHouse, the archive lake and PostGIS (bodies)."""
 
 
 @connectors.command()
-@click.argument("which", type=click.Choice(["timescale", "clickhouse", "archive", "all"]),
+@click.argument("which", type=click.Choice(["timescale", "clickhouse", "archive", "bodies", "all"]),
                 default="all")
 @click.option("--route", "routes", multiple=True, metavar="TOPIC=REGISTERED_TOPIC",
               help="Read TOPIC as the registered topic's events (default: the connector's own "

@@ -13,11 +13,11 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--store", type=click.Choice(["all", "timescale", "clickhouse"]), default="all",
+@click.option("--store", type=click.Choice(["all", "timescale", "clickhouse", "bodies"]), default="all",
               show_default=True, help="Which store to migrate.")
 def migrate(store: str) -> None:
     """Apply the migrations not yet applied (recorded in each store's schema_migrations)."""
-    from connectors import clickhouse, timescale
+    from connectors import bodies, clickhouse, timescale
 
     settings = get_settings()
     if store in ("all", "timescale"):
@@ -28,3 +28,6 @@ def migrate(store: str) -> None:
     if store in ("all", "clickhouse"):
         for line in clickhouse.migrate(settings) or ["up to date"]:
             click.echo(f"clickhouse: {line}")
+    if store in ("all", "bodies"):
+        for line in bodies.migrate(settings) or ["up to date"]:
+            click.echo(f"bodies: {line}")

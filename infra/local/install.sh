@@ -56,6 +56,7 @@ missing_commands() {
   if command -v pg_config >/dev/null; then
     [[ -x "$(pg_config --bindir)/initdb" ]] || echo "postgresql-server"
     [[ -f "$(pg_config --includedir-server)/postgres.h" ]] || echo "postgresql-server-headers"
+    [[ -f "$(pg_config --sharedir)/extension/postgis.control" ]] || echo "postgis"
   fi
 }
 
@@ -71,6 +72,7 @@ if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
     build-essential cmake                       # C/C++ (numba's tests, TimescaleDB's build)
     openjdk-17-jre-headless maven               # Kafka, Flink and Spark JARs
     postgresql postgresql-contrib "postgresql-server-dev-$pg_major"
+    "postgresql-$pg_major-postgis-3"           # celestial_bodies (the bodies connector)
     clickhouse-server clickhouse-client
     chromium                                    # the browser tests (driven by Playwright)
     prometheus                                  # the stack's Prometheus, and promtool
