@@ -12,13 +12,20 @@ COSMIC_STATE_DIR                       folder holding every local service's data
 COSMIC_CACHE_DIR                       folder caching downloaded Java artifacts
 COSMIC_KAFKA__BOOTSTRAP_SERVERS        Kafka bootstrap servers
 COSMIC_KAFKA__PORT / CONTROLLER_PORT   ports of the local KRaft broker
+COSMIC_KAFKA__SECURITY_PROTOCOL        SASL_PLAINTEXT (default), SASL_SSL, or PLAINTEXT (security off)
+COSMIC_KAFKA__IDENTITY                 SASL user this process is (default admin; see cosmic/acls.py)
+COSMIC_KAFKA__SASL_PASSWORD            its password (default: <state_dir>/secrets/kafka/<identity>)
 COSMIC_KAFKA__DEFAULT_PARTITIONS       partitions for topics created here
 COSMIC_KAFKA__REPLICATION_FACTOR       replication factor for topics created here
 COSMIC_REGISTRY__URL                   Confluent-compatible schema registry URL
 COSMIC_REGISTRY__PORT                  port of the embedded registry
-COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials
+COSMIC_REGISTRY__USERNAME/PASSWORD     HTTP basic credentials for registry writes (default
+                                       password: <state_dir>/secrets/registry/<username>)
+COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials (default password:
+                                       <state_dir>/secrets/postgres/<user>)
 COSMIC_POSTGRES__TIMESCALE             auto | on | off: TimescaleDB or the native fallback
-COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports)
+COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports) and credentials
+                                       (default password: <state_dir>/secrets/clickhouse/<user>)
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
 COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
@@ -39,13 +46,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from cosmic import secrets
+from cosmic.errors import ConfigError
 
 
 def _default_state_dir() -> Path:
@@ -66,6 +85,18 @@ def _default_cache_dir() -> Path:
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # Where generated passwords are read from: set by Settings to its state folder, so a
+    # section resolves its password lazily, when a client is built (the stack may make the
+    # file after these settings were read).
+    _state_dir: Path | None = PrivateAttr(default=None)
+
+    def _stored(self, service: str, name: str, explicit: SecretStr | None) -> str:
+        if explicit is not None:
+            return explicit.get_secret_value()
+        if self._state_dir is None:
+            raise ConfigError(f"no {service} password for {name!r}: none is set and these "
+                              "settings have no state folder to read a generated one from")
+        return secrets.read(self._state_dir, service, name)
 
 
 class KafkaSettings(_Section):
@@ -77,28 +108,59 @@ class KafkaSettings(_Section):
     default_partitions: int = 3
     replication_factor: int = 1
     client_id: str = "cosmic"
+    # Secured by default: SCRAM over SASL, as the local stack's broker requires. PLAINTEXT
+    # turns authentication off (a cluster with no listener security; the local stack then
+    # starts without SASL and ACLs too).
+    security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = "SASL_PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    # Who this process is to the broker: a user of cosmic/acls.py. Tools and tests are
+    # admin; `cosmic up` runs each service as its own identity (Settings.as_identity).
+    identity: str = "admin"
+    # None: the password the local stack generated for `identity`.
+    sasl_password: SecretStr | None = None
+
+    @property
+    def secured(self) -> bool:
+        return self.security_protocol != "PLAINTEXT"
+
+    def password(self) -> str:
+        """This identity's SASL password (from the settings, else the stack's secrets)."""
+        return self._stored("kafka", self.identity, self.sasl_password)
 
 
 class RegistrySettings(_Section):
     url: str = "http://127.0.0.1:18081"
     port: int = 18081
     topic: str = "_schemas"
+    # Writes (POST, PUT, DELETE) need HTTP basic credentials; reads stay open.
+    username: str = "admin"
+    password: SecretStr | None = None  # None: the local stack's generated one
+
+    def secret(self) -> str:
+        return self._stored("registry", self.username, self.password)
+
+    def auth(self) -> tuple[str, str]:
+        """(user, password) for HTTP basic authentication."""
+        return self.username, self.secret()
 
 
 class PostgresSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 15432
     user: str = "cosmic"
-    password: SecretStr = SecretStr("cosmic")
+    password: SecretStr | None = None  # None: the local stack's generated one
     database: str = "cosmic"
     # Which time-series path a database takes when it is first migrated: "auto" uses
     # TimescaleDB where the extension can be enabled, else native partitioning; "off"
     # forces the native fallback; "on" requires the extension (and fails without it).
     timescale: Literal["auto", "on", "off"] = "auto"
 
+    def secret(self) -> str:
+        return self._stored("postgres", self.user, self.password)
+
     @property
     def dsn(self) -> str:
-        pw = self.password.get_secret_value()
+        pw = self.secret()
         return f"postgresql://{self.user}:{pw}@{self.host}:{self.port}/{self.database}"
 
     @property
@@ -111,8 +173,11 @@ class ClickHouseSettings(_Section):
     port: int = 19000
     http_port: int = 18123
     user: str = "default"
-    password: SecretStr = SecretStr("")
+    password: SecretStr | None = None  # None: the local stack's generated one
     database: str = "cosmic"
+
+    def secret(self) -> str:
+        return self._stored("clickhouse", self.user, self.password)
 
 
 class ConnectorSettings(_Section):
@@ -261,6 +326,10 @@ class Settings(BaseSettings):
     def _default_lake_dir(cls, value: Any, info: ValidationInfo) -> Any:
         return Path(info.data["state_dir"]) / "lake" if value is None else value
 
+    @model_validator(mode="after")
+    def _sections_know_the_state_dir(self) -> Settings:
+        return _bind_sections(self)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -279,7 +348,30 @@ class Settings(BaseSettings):
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some top-level fields replaced (settings are frozen)."""
-        return self.model_copy(update=changes)
+        return _bind_sections(self.model_copy(update=changes))
+
+    def as_identity(self, identity: str) -> Settings:
+        """These settings for a process that is Kafka user ``identity`` (cosmic/acls.py).
+
+        Its password is the one the stack generated for it, never this process's own.
+        """
+        kafka = self.kafka.model_copy(update={"identity": identity, "sasl_password": None})
+        return self.with_overrides(kafka=kafka)
+
+
+def _bind_sections(settings: Settings) -> Settings:
+    """Point every section's password lookup at ``settings.state_dir``.
+
+    Each section gets its own copy: a section object handed in by a caller may be
+    shared with settings of another state folder.
+    """
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, _Section):
+            value = value.model_copy()
+            value._state_dir = settings.state_dir
+            object.__setattr__(settings, name, value)  # frozen: this is construction
+    return settings
 
 
 def _env_value(value: Any) -> str:
