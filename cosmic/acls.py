@@ -88,7 +88,8 @@ def identities(settings: Settings) -> tuple[Identity, ...]:
             write(T.COMMANDS)
             + read(T.STATE_DELTAS, T.STATE_SNAPSHOTS, T.PHYSICS_TICKS, T.COMMANDS_REJECTED,
                    T.WORLDS)
-            + (group("cosmic-gateway"),),
+            # Its event-log readers (snapshots for late joiners) are cosmic-log-... groups.
+            + (group("cosmic-gateway"), group("cosmic-log-")),
         ),
         Identity(
             "physics", "the world service: reads commands, writes every world event",
@@ -115,7 +116,8 @@ def identities(settings: Settings) -> tuple[Identity, ...]:
         ),
         Identity(
             "connectors", "sinks into TimescaleDB, ClickHouse and the lake: read, dead-letter",
-            read(*EVENT_TOPICS) + write(T.DLQ) + (group("cosmic-connector-"),),
+            # The archive keeps the DLQ too.
+            read(*T.ALL) + write(T.DLQ) + (group("cosmic-connector-"),),
         ),
         Identity(
             "jobs", "Flink live metrics and Spark warehouse builds",
@@ -126,7 +128,7 @@ def identities(settings: Settings) -> tuple[Identity, ...]:
         Identity(
             "players", "the synthetic players: a frontend that writes commands to Kafka itself",
             write(T.COMMANDS) + read(T.STATE_DELTAS, T.STATE_SNAPSHOTS)
-            + (group("cosmic-players"),),
+            + (group("cosmic-players"), group("cosmic-log-")),
         ),
         Identity(
             "registry", "the embedded schema registry's own store",

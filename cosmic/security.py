@@ -22,6 +22,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -36,7 +37,7 @@ SCRAM_ITERATIONS = 8192
 _RESOURCE = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
              "transactional_id": ResourceType.TRANSACTIONAL_ID}
 
-Key = tuple[ResourceType, str, ResourcePatternType, str, AclOperation]
+Key = tuple[object, str, object, str, object]
 
 
 def principal(identity: str) -> str:
@@ -72,8 +73,10 @@ def reconcile_acls(settings: Settings) -> list[str]:
     client = kafka.admin(settings)
     ours = {principal(i.name) for i in acls.identities(settings)}
     wanted = {_key(b): b for b in desired_bindings(settings)}
-    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
-                                  AclOperation.ANY, AclPermissionType.ANY)
+    # None matches any name, principal and host (the library's stubs say str only).
+    anything: Any = None
+    everything = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything,
+                                  anything, AclOperation.ANY, AclPermissionType.ANY)
     present = {_key(b): b for b in _result(client.describe_acls(everything), "list ACLs")
                if b.principal in ours}
     report = []
@@ -101,7 +104,9 @@ def ensure_scram_users(settings: Settings, password_of: Callable[[str], str],
     names = list(users if users is not None else (i.name for i in acls.identities(settings)))
     client = kafka.admin(settings)
     have: set[str] = set()
-    for name, fut in client.describe_user_scram_credentials(names).items():
+    described = client.describe_user_scram_credentials(names)
+    assert isinstance(described, dict)  # a list of users: one future per user
+    for name, fut in described.items():
         try:
             desc = fut.result(timeout=_TIMEOUT_S)
         except KafkaException:
@@ -111,7 +116,7 @@ def ensure_scram_users(settings: Settings, password_of: Callable[[str], str],
     todo = [n for n in names if n not in have]
     if not todo:
         return []
-    upserts = [UserScramCredentialUpsertion(n, ScramCredentialInfo(mech, SCRAM_ITERATIONS),
+    upserts: list[UserScramCredentialAlteration] = [UserScramCredentialUpsertion(n, ScramCredentialInfo(mech, SCRAM_ITERATIONS),
                                             password_of(n).encode()) for n in todo]
     for fut in client.alter_user_scram_credentials(upserts).values():
         _result(fut, "store SCRAM credentials")

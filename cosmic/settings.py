@@ -139,9 +139,13 @@ class RegistrySettings(_Section):
     def secret(self) -> str:
         return self._stored("registry", self.username, self.password)
 
-    def auth(self) -> tuple[str, str]:
-        """(user, password) for HTTP basic authentication."""
-        return self.username, self.secret()
+    def auth(self) -> tuple[str, str] | None:
+        """(user, password) for a client's HTTP basic authentication, or None where no
+        password is set or stored (a registry that asks for none; reads need none)."""
+        try:
+            return self.username, self.secret()
+        except ConfigError:
+            return None
 
 
 class PostgresSettings(_Section):

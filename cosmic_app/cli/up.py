@@ -20,13 +20,16 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     from streams.players import SyntheticPlayers
     from streams.worlds.worker import build_worker
 
-    return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
-            *living.build_services(settings),
-            *(connectors.build(name, settings) for name in connectors.NAMES),
-            build_gateway(settings),
+    # Each service is its own Kafka identity (cosmic/acls.py), so the broker holds it to
+    # what it may read and write; the smoke pipeline is a platform tool (admin).
+    as_ = settings.as_identity
+    return [SmokePipeline(settings), build_worker(as_("physics")), SyntheticPlayers(as_("players")),
+            *living.build_services(as_("living")),
+            *(connectors.build(name, as_("connectors")) for name in connectors.NAMES),
+            build_gateway(as_("gateway")),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
-                         env=child_env(settings)) for name in with_jobs)]
+                         env=child_env(as_("jobs"))) for name in with_jobs)]
 
 
 @click.command()
