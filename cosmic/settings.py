@@ -350,9 +350,16 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> Settings:
+        # A section handed in by the update (built on its own) reads its passwords from
+        # the copy's state folder; sections carried over keep theirs, so a private
+        # PostgreSQL in a test's folder sits beside the stack's Kafka credentials.
+        return _bind_sections(super().model_copy(update=update, deep=deep))
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some top-level fields replaced (settings are frozen)."""
-        return _bind_sections(self.model_copy(update=changes))
+        return self.model_copy(update=changes)
 
     def as_identity(self, identity: str) -> Settings:
         """These settings for a process that is Kafka user ``identity`` (cosmic/acls.py).
@@ -364,14 +371,13 @@ class Settings(BaseSettings):
 
 
 def _bind_sections(settings: Settings) -> Settings:
-    """Point every section's password lookup at ``settings.state_dir``.
+    """Point the password lookup of every section that has none at ``settings.state_dir``.
 
-    Each section gets its own copy: a section object handed in by a caller may be
-    shared with settings of another state folder.
+    Such a section is copied first: the object may be shared with other settings.
     """
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        if isinstance(value, _Section):
+        if isinstance(value, _Section) and value._state_dir is None:
             value = value.model_copy()
             value._state_dir = settings.state_dir
             object.__setattr__(settings, name, value)  # frozen: this is construction
