@@ -57,3 +57,15 @@ def ensure(state_dir: Path, service: str, name: str) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(value + "\n")
     return value
+
+
+def compose_env(state_dir: Path, identities: list[str], users: dict[str, str]) -> dict[str, str]:
+    """The passwords as the environment ``docker-compose.kafka.yml`` reads, made where
+    missing: the containers and the platform's own clients (which read these files)
+    then share one set. ``users`` maps a service (postgres, clickhouse, registry) to
+    its user name."""
+    env = {f"COSMIC_KAFKA_PASSWORD_{name.upper()}": ensure(state_dir, "kafka", name)
+           for name in identities}
+    for service, user in users.items():
+        env[f"COSMIC_{service.upper()}_PASSWORD"] = ensure(state_dir, service, user)
+    return env

@@ -3,6 +3,8 @@ or writable by someone who should not write it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cosmic import acls, security, topics
 from cosmic.settings import Settings
 
@@ -70,3 +72,19 @@ def test_the_documentation_table_names_every_identity():
     text = acls.markdown(s)
     for ident in acls.identities(s):
         assert f"`{ident.name}`" in text
+
+
+def test_the_compose_file_makes_a_user_for_every_identity():
+    """docker-compose.kafka.yml creates the SCRAM users itself: the same names as the table."""
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.kafka.yml").read_text())
+    users = compose["services"]["kafka-users"]
+    names = {i.name for i in acls.identities(Settings())}
+    assert set(users["environment"]) == {n.upper() for n in names}
+    loop = users["command"][0]
+    listed = loop[loop.index("for name in ") + len("for name in "):loop.index("; do")]
+    assert set(listed.split()) == names
+    kafka = compose["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_SUPER_USERS"] == f"User:{acls.ADMIN}"
