@@ -143,12 +143,20 @@ def by_name(settings: Settings) -> dict[str, Identity]:
     return {i.name: i for i in identities(settings)}
 
 
+def _describe(ident: Identity) -> str:
+    if not ident.grants:
+        return "super user" if ident.name == ADMIN else "none"
+    by_kind: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for g in ident.grants:
+        name = f"`{g.name}`" + ("*" if g.prefixed else "")
+        by_kind.setdefault((g.resource, g.operations), []).append(name)
+    return "; ".join(f"{resource.replace('_', ' ')} {'/'.join(ops).lower()}: {', '.join(names)}"
+                     for (resource, ops), names in by_kind.items())
+
+
 def markdown(settings: Settings) -> str:
-    """The table as documentation (``cosmic topics acls``)."""
-    rows = ["| identity | what it is | grants |", "|---|---|---|"]
-    for ident in identities(settings):
-        grants = "; ".join(
-            f"{g.resource} {g.name}{'*' if g.prefixed else ''}: {','.join(g.operations)}"
-            for g in ident.grants) or ("super user" if ident.name == ADMIN else "none")
-        rows.append(f"| `{ident.name}` | {ident.doc} | {grants} |")
+    """The table as documentation (``cosmic topics acls``; docs/security.md holds it)."""
+    rows = ["| identity | what it is | grants (`*`: every name with this prefix) |",
+            "|---|---|---|"]
+    rows += [f"| `{i.name}` | {i.doc} | {_describe(i)} |" for i in identities(settings)]
     return "\n".join(rows)
