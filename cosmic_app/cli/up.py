@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosmic import admin
+from cosmic import admin, security
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
@@ -43,6 +43,10 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
     Stack(settings).up(on_event=lambda m: click.echo(m))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
+    if settings.kafka.secured:
+        # The services below run as their own identities: their grants must be in place.
+        for line in security.reconcile_acls(settings):
+            click.echo(f"acls: {line}")
     g = settings.gateway
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
                f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}")

@@ -56,6 +56,10 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
         username=k.identity, password=k.password(), mechanism=k.sasl_mechanism,
         ssl_context=tls,
     ) if k.secured else None
+    datadir = settings.state_dir / "faust" / app_id
+    # Faust makes its data folder but not the folders above it: a fresh state folder
+    # has no faust/ yet, and the worker would die at start.
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=servers,
@@ -65,7 +69,7 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
         # Changelogs must have as many partitions as the topics the tables follow.
         topic_partitions=settings.kafka.default_partitions,
         topic_replication_factor=settings.kafka.replication_factor,
-        datadir=str(settings.state_dir / "faust" / app_id),
+        datadir=str(datadir),
         web_enabled=False,
         # A crashed worker's partitions move after this, not after Faust's 60 s default.
         broker_session_timeout=timeout,
