@@ -21,8 +21,12 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     from streams.worlds.worker import build_worker
 
     # Each service is its own Kafka identity (cosmic/acls.py), so the broker holds it to
-    # what it may read and write; the smoke pipeline is a platform tool (admin).
-    as_ = settings.as_identity
+    # what it may read and write; the smoke pipeline is a platform tool (admin). Their
+    # passwords are the stack's generated ones; where the settings give one password
+    # explicitly (a real cluster), only that identity is known, and every service is it.
+    def as_(identity: str) -> Settings:
+        return settings.as_identity(identity) if settings.kafka.sasl_password is None else settings
+
     return [SmokePipeline(settings), build_worker(as_("physics")), SyntheticPlayers(as_("players")),
             *living.build_services(as_("living")),
             *(connectors.build(name, as_("connectors")) for name in connectors.NAMES),
