@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connectors.errors import StoreRejected, StoreUnavailable
 from connectors.metrics import ConnectorMetrics
 from cosmic import kafka, topics
+from cosmic import metrics as process_metrics
 from cosmic.errors import ConfigError, CosmicError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
@@ -167,7 +168,8 @@ class Connector(ThreadService):
         """The loop, in the calling thread, until :meth:`stop` (or an error)."""
         owned = RegistryClient.from_settings(self.settings) if self._registry is None else None
         try:
-            self._run(owned or self._registry)
+            with process_metrics.registered(self.metrics):
+                self._run(owned or self._registry)
         finally:
             if owned is not None:
                 owned.close()
@@ -279,7 +281,9 @@ class Connector(ThreadService):
                                if i.offset >= held.get((i.topic, i.partition), -1)]
             return self._write_isolating(batch, producer)
 
+        started = time.perf_counter()
         durable = self._retry(write, "write a batch")
+        self.metrics.store_write.labels(self.name).observe(time.perf_counter() - started)
         self._writes += 1
         self.metrics.rows_written += len(batch.items)
         self.metrics.batches += 1

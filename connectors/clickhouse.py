@@ -1,4 +1,5 @@
-"""ClickHouse sink: raw commands, ticks, ecosystem and civilization events for analysts.
+"""ClickHouse sink: raw commands, ticks, ecosystem and civilization events, the
+gateways' audit trail and the security flags, for analysts.
 
 Rows go in as columnar inserts (one per table per batch). ClickHouse has no
 transactions, so each row carries ``_topic``, ``_partition`` and ``_offset``:
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 SQL_DIR = SQL_ROOT / "clickhouse"
 TOPICS: tuple[Topic, ...] = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.ECOSYSTEM_EVENTS,
-                             topics.CIVILIZATION_EVENTS)
+                             topics.CIVILIZATION_EVENTS, topics.AUDIT, topics.SECURITY_FLAGS)
 _SOURCE_COLUMNS = ("_topic", "_partition", "_offset")
 
 

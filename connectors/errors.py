@@ -23,6 +23,11 @@ class StoreRejected(StoreError):
     """
 
 
+class StoreFenced(StoreError):
+    """Another instance moved a partition's stored position on since this one read it:
+    this one is a zombie (its partitions went elsewhere), and its batch is not stored."""
+
+
 class MigrationError(StoreError):
     """A schema migration could not be read or applied."""
 

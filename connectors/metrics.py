@@ -1,15 +1,20 @@
-"""Counters every connector keeps, shown by ``progress()`` and as Prometheus text.
+"""What every connector counts: shown by ``progress()`` and in the process's ``/metrics``.
 
-Plain integers updated by the connector's one loop thread; readers on other
-threads see a consistent-enough snapshot for monitoring, so no lock is taken.
+Plain integers updated by the connector's one loop thread; :meth:`collect`
+turns them into Prometheus families when scraped (a consistent-enough snapshot
+for monitoring, so no lock is taken). Lag series exist only for partitions the
+connector is assigned: a revoked partition's series go with it. The exposition
+itself is :mod:`cosmic.metrics`'s, shared by every service of the process.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _COUNTERS = (
     ("rows_written", "Rows (or archived records) the store accepted."),
@@ -19,10 +24,11 @@ _COUNTERS = (
     ("skipped", "Records skipped because the store already held them."),
     ("commits", "Offset commits to Kafka."),
 )
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-@dataclass
-class ConnectorMetrics:
+@dataclass(eq=False)
+class ConnectorMetrics(Collector):
     connector: str
     rows_written: int = 0
     batches: int = 0
@@ -32,6 +38,14 @@ class ConnectorMetrics:
     commits: int = 0
     # (topic, partition) -> records between the consumer's position and the high watermark
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    store_write: Histogram = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.store_write = Histogram(
+            "cosmic_connector_store_write_duration_seconds",
+            "Time the store took to accept one batch (successful writes only).",
+            ["connector"], registry=None, buckets=WRITE_BUCKETS)
+        self.store_write.labels(self.connector)
 
     @property
     def total_lag(self) -> int:
@@ -41,53 +55,23 @@ class ConnectorMetrics:
         return (f"{self.rows_written} rows in {self.batches} batches, lag {self.total_lag}, "
                 f"{self.retries} retries, {self.dead_letters} dead letters")
 
-    def prometheus_text(self) -> str:
-        """The counters in the Prometheus text exposition format (version 0.0.4)."""
-        label = f'connector="{_escape(self.connector)}"'
-        lines: list[str] = []
+    def collect(self) -> Iterable[Metric]:
+        out: list[Metric] = []
         for name, doc in _COUNTERS:
-            metric = f"cosmic_connector_{name}_total"
-            lines += [f"# HELP {metric} {doc}", f"# TYPE {metric} counter",
-                      f"{metric}{{{label}}} {getattr(self, name)}"]
-        lines += ["# HELP cosmic_connector_lag Records not yet consumed, per partition.",
-                  "# TYPE cosmic_connector_lag gauge"]
-        for (topic, partition), lag in sorted(self.lag.items()):
-            lines.append(f'cosmic_connector_lag{{{label},topic="{_escape(topic)}",'
-                         f'partition="{partition}"}} {lag}')
-        return "\n".join(lines) + "\n"
+            family = CounterMetricFamily(f"cosmic_connector_{name}", doc, labels=["connector"])
+            family.add_metric([self.connector], getattr(self, name))
+            out.append(family)
+        lag = GaugeMetricFamily("cosmic_connector_lag",
+                                "Records not yet consumed, per assigned partition.",
+                                labels=["connector", "topic", "partition"])
+        for (topic, partition), value in sorted(self.lag.items()):
+            lag.add_metric([self.connector, topic, str(partition)], value)
+        out.append(lag)
+        out.extend(self.store_write.collect())
+        return out
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-class MetricsServer:
-    """``GET /metrics`` on loopback: the Prometheus text of the given connectors."""
-
-    def __init__(self, texts: Callable[[], str], port: int = 0, host: str = "127.0.0.1") -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self.send_error(404)
-                    return
-                body = texts().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return None  # scrapes every few seconds would flood the log
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="connector-metrics", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def prometheus_text(self) -> str:
+        """This connector's families alone, in the Prometheus text format."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return generate_latest(registry).decode()

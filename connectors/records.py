@@ -113,6 +113,29 @@ def command_row(r: dict[str, Any]) -> Row:
             _json(body))
 
 
+FLAG_COLUMNS = (
+    "ts", "ts_ms", "flag_id", "player_id", "world_id", "kind", "score", "window_start", "window_end",
+    "evidence",
+)
+
+
+def flag_row(r: dict[str, Any]) -> Row:
+    return (r["ts"], to_ms(r["ts"]), r["flag_id"], r["player_id"], r["world_id"], r["kind"], r["score"],
+            r["window_start"], r["window_end"], r["evidence"])
+
+
+AUDIT_COLUMNS = (
+    "ts", "ts_ms", "gateway_id", "seq", "action", "face", "outcome", "player_id", "role",
+    "token_id", "world_id", "command_id", "command_type", "peer", "reason", "command_offset",
+    "prev_hash", "hash",
+)
+
+
+def audit_row(r: dict[str, Any]) -> Row:
+    return (r["ts"], to_ms(r["ts"]), *(str(r[c]) if c == "command_id" else r[c]
+                                       for c in AUDIT_COLUMNS[2:]))
+
+
 def columns_of(build: Callable[[dict[str, Any]], Row],
                values: list[dict[str, Any]]) -> list[list[Any]]:
     """Rows built one by one, transposed (column by column: zip(*rows) is ~3x slower)."""
@@ -129,6 +152,10 @@ FLATTENERS: dict[str, Flattener] = {
                                       civilization_row),
     topics.METRICS.name: ("metric_points", METRIC_COLUMNS, metric_row),
     topics.COMMANDS.name: ("commands", COMMAND_COLUMNS, command_row),
+    topics.SECURITY_FLAGS.name: ("security_flags", FLAG_COLUMNS, flag_row),
+
+
+    topics.AUDIT.name: ("audit_log", AUDIT_COLUMNS, audit_row),
 }
 # Faster column builders where a family is busy enough to deserve one.
 COLUMN_BUILDERS: dict[str, Callable[[list[dict[str, Any]]], list[list[Any]]]] = {

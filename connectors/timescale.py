@@ -10,6 +10,11 @@ reported when the sink opens.
 Each batch is one transaction: a COPY per table plus the new position of
 every partition in ``connector_offsets``. A restart resumes from those
 positions, so a crash between the write and Kafka's commit duplicates nothing.
+The position is moved on only from the value this instance last read or
+wrote (compare and set): a zombie whose partitions moved to another instance
+finds it changed, its whole batch rolls back, and it stops with
+:class:`~connectors.errors.StoreFenced` instead of duplicating rows and moving
+the position back.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import psycopg
 
 from connectors.base import TP, Batch, Connector, Sink, check_routes
-from connectors.errors import StoreError, StoreRejected, StoreUnavailable
+from connectors.errors import StoreError, StoreFenced, StoreRejected, StoreUnavailable
 from connectors.migrate import (
     SQL_ROOT,
     Variant,
@@ -129,6 +135,9 @@ class TimescaleSink(Sink):
         self.variant: Variant | None = None
         self._conn: PostgresConnection | None = None
         self._partitions: dict[str, set[date]] = {}
+        # The stored position of each partition as this instance last read or wrote it
+        # (None: no row yet), what the next write expects to find.
+        self._held: dict[TP, int | None] = {}
 
     def open(self) -> str:
         self.variant, done = migrate(self.settings, self.prefer)
@@ -157,7 +166,14 @@ class TimescaleSink(Sink):
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise StoreUnavailable(f"PostgreSQL: {exc}") from None
-        return {(t, p): o for t, p, o in rows if (t, p) in wanted}
+        found = {(t, p): o for t, p, o in rows if (t, p) in wanted}
+        for tp in wanted:
+            self._held[tp] = found.get(tp)
+        return found
+
+    def release(self, tps: Collection[TP]) -> None:
+        for tp in tps:
+            self._held.pop(tp, None)
 
     def write(self, batch: Batch) -> dict[TP, int]:
         by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
@@ -173,11 +189,8 @@ class TimescaleSink(Sink):
                     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                         for row in rows:
                             copy.write_row(row)
-                cur.executemany(
-                    "INSERT INTO connector_offsets (connector, topic, kafka_partition, next_offset) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (connector, topic, kafka_partition) "
-                    "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                    [(self.connector_id, t, p, o) for (t, p), o in batch.positions.items()])
+                for tp, position in batch.positions.items():
+                    self._move_position(cur, tp, position)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             # Partitions made in a rolled-back transaction are gone: forget them.
@@ -189,9 +202,33 @@ class TimescaleSink(Sink):
         except psycopg.Error as exc:
             self._partitions.clear()
             raise StoreError(f"PostgreSQL refused a batch: {type(exc).__name__}: {exc}") from exc
+        self._held.update(batch.positions)
         return dict(batch.positions)
 
     # -- internals -------------------------------------------------------------------
+
+    def _move_position(self, cur: psycopg.Cursor[Any], tp: TP, position: int) -> None:
+        """Set ``tp``'s stored position to ``position`` if it is still what this instance
+        holds; else raise :class:`StoreFenced` (the caller's transaction rolls back)."""
+        topic, partition = tp
+        key = (self.connector_id, topic, partition)
+        if tp not in self._held:  # never resumed here (a sink used on its own): read it now
+            row = cur.execute("SELECT next_offset FROM connector_offsets WHERE connector = %s "
+                              "AND topic = %s AND kafka_partition = %s FOR UPDATE", key).fetchone()
+            self._held[tp] = None if row is None else int(row[0])
+        expected = self._held[tp]
+        if expected is None:
+            cur.execute("INSERT INTO connector_offsets (connector, topic, kafka_partition, "
+                        "next_offset) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (*key, position))
+        else:
+            cur.execute("UPDATE connector_offsets SET next_offset = %s, updated_at = now() "
+                        "WHERE connector = %s AND topic = %s AND kafka_partition = %s "
+                        "AND next_offset = %s", (position, *key, expected))
+        if cur.rowcount != 1:
+            raise StoreFenced(
+                f"{topic}[{partition}]: another instance of connector {self.connector_id} has "
+                f"moved its stored position on (this one held {expected}); not writing")
 
     def _connection(self) -> PostgresConnection:
         if self._conn is None or self._conn.closed:

@@ -72,6 +72,10 @@ def transactions(prefix: str) -> Grant:
     return Grant("transactional_id", prefix, ("WRITE", "DESCRIBE"), prefixed=True)
 
 
+# Topics only platform tools write, as admin: banning a player or revoking a token is an
+# operator's act (`cosmic auth ban/revoke`), never a service's.
+ADMIN_WRITES: frozenset[str] = frozenset({topics.REVOCATIONS.name})
+
 # Every topic whose records describe the game: what the stores and the jobs read.
 EVENT_TOPICS: tuple[Topic, ...] = tuple(t for t in topics.ALL if t is not topics.DLQ)
 
@@ -85,11 +89,12 @@ def identities(settings: Settings) -> tuple[Identity, ...]:
         Identity(ADMIN, "platform tools, topic and ACL reconciliation, tests (super user)"),
         Identity(
             "gateway", "the front door: writes player commands, serves deltas and snapshots",
-            write(T.COMMANDS)
+            # It audits every attempt, and follows the bans and revoked tokens.
+            write(T.COMMANDS, T.AUDIT)
             + read(T.STATE_DELTAS, T.STATE_SNAPSHOTS, T.PHYSICS_TICKS, T.COMMANDS_REJECTED,
-                   T.WORLDS)
+                   T.WORLDS, T.REVOCATIONS)
             # Its event-log readers (snapshots for late joiners) are cosmic-log-... groups.
-            + (group("cosmic-gateway"), group("cosmic-log-")),
+            + (group("cosmic-gateway"), group("cosmic-log-"), group("cosmic-revocations")),
         ),
         Identity(
             "physics", "the world service: reads commands, writes every world event",
@@ -113,6 +118,11 @@ def identities(settings: Settings) -> tuple[Identity, ...]:
                 Grant("topic", f"{app}-", ("READ", "WRITE", "DESCRIBE", "CREATE"),
                       prefixed=True),
                 group(app), transactions(app))),
+        ),
+        Identity(
+            "detector", "cheat and anomaly detection: watches commands and refusals, flags",
+            read(T.COMMANDS, T.COMMANDS_REJECTED) + write(T.SECURITY_FLAGS)
+            + (group("cosmic-security-detector"),),
         ),
         Identity(
             "connectors", "sinks into TimescaleDB, ClickHouse and the lake: read, dead-letter",

@@ -177,7 +177,10 @@ def run_services(
     duration_s: float | None,
     echo: Callable[[str], None],
     interval_s: float = 2.0,
+    render: Callable[[float, Sequence[PlatformService]], None] | None = None,
 ) -> None:
+    """Start ``services``, report their progress every ``interval_s`` (one line through
+    ``echo``, or ``render(elapsed, services)`` where given), and stop them all."""
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -195,8 +198,11 @@ def run_services(
             for svc in services:
                 if (err := svc.failure()) is not None:
                     raise ServiceFailed(f"{svc.name} failed: {err}") from err
-            line = " | ".join(f"{s.name}: {s.progress()}" for s in services)
-            echo(f"[{elapsed:6.1f}s] {line}")
+            if render is not None:
+                render(elapsed, services)
+            else:
+                line = " | ".join(f"{s.name}: {s.progress()}" for s in services)
+                echo(f"[{elapsed:6.1f}s] {line}")
             if duration_s is not None and elapsed >= duration_s:
                 break
     finally:

@@ -35,6 +35,11 @@ COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, check
 COSMIC_SPARK__MASTER/DRIVER_MEMORY     spark-submit's master and driver memory (warehouse)
 COSMIC_GATEWAY__HOST/HTTP_PORT/...     gateway: address, ports, client budget, quantization grid
 COSMIC_SECURITY__REQUIRE_SIGNED_...    who may do what: signed commands, command keys, tokens
+COSMIC_SECURITY__TOKEN_ISSUER/...      tokens (issuer, audience, lifetime, skew, OIDC), rate limits
+COSMIC_METRICS__HOST/PORT/PUBLISH      each process's /metrics (port 0: a free one) and its target
+COSMIC_PROMETHEUS__PORT/...            the local stack's Prometheus: port, scrape interval, retention
+COSMIC_LAG__INTERVAL_S/STALL_AFTER_S   the lag exporter: sampling interval, status rules
+COSMIC_LOG__FORMAT/LEVEL               log lines: text (default) or json; the level
 =====================================  ==========================================
 """
 
@@ -296,6 +301,98 @@ class SecuritySettings(_Section):
     # The command keys (HMAC) gateways sign with and workers verify with; None:
     # <state_dir>/secrets/command-keys.json, created (mode 0600) on first use.
     command_keys_file: Path | None = None
+    # Cheat and anomaly detection (streams/security/anomaly.py), per player and window:
+    # a nudge larger than this (AU/yr, the demo's units; orbits run at ~1-10) is impossible.
+    max_impulse: float = 1.0
+    flag_window_s: float = 10.0
+    # More commands than this per second over a window is a flood.
+    flood_commands_per_s: float = 30.0
+    # This many refusals for others' bodies (or operator actions) in a window.
+    others_bodies_attempts: int = 5
+    # A window this many times the player's own usual rate (and at least burst_min_commands).
+    burst_factor: float = 8.0
+    burst_min_commands: int = 50
+
+    # Tokens (streams.security.tokens). The platform signs its own with EdDSA (Ed25519);
+    # the key pair lives in <state_dir>/secrets/ (created, mode 0600, on first use).
+    token_issuer: str = "cosmic-garden"
+    token_audience: str = "cosmic-gateway"
+    # Longest lifetime a token may have (exp - iat), and the default of issued ones.
+    token_lifetime_s: int = 300
+    clock_skew_s: float = 10.0  # tolerated difference of clocks for exp, nbf and iat
+    # None: <state_dir>/secrets/token-signing.pem (private) and token-jwks.json (public).
+    token_signing_key_file: Path | None = None
+    token_jwks_file: Path | None = None
+    # Development only: also accept (and issue) HS256 tokens with a shared secret
+    # (<state_dir>/secrets/token-hs256.key). Never on a shared deployment.
+    allow_dev_hs256: bool = False
+    # An external OpenID Connect provider whose tokens are accepted too ("": none):
+    # its issuer, the audience it puts in our tokens, and its key set (a file or a URL).
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str = ""
+    # The claim that names an OIDC user's role ("": every OIDC user is a player).
+    oidc_role_claim: str = ""
+    oidc_token_lifetime_s: int = 3600  # providers' access tokens often last an hour
+    # Subscriptions need a valid token unless this is on (watching only, never commands).
+    anonymous_watch: bool = False
+    # Accounts (register / log in through the gateway): refresh tokens' lifetime.
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    # Rate limits at the gateway: a token bucket per player, world creation per player.
+    commands_per_s: float = 20.0
+    command_burst: int = 40
+    world_creations_per_hour: float = 10.0
+    world_creation_burst: int = 5
+    subscriptions_per_connection: int = 16  # a gRPC channel multiplexes many
+    subscriptions_per_player: int = 64
+    # Largest command_json a submit may carry (bytes); the whole message is bounded by
+    # gateway.max_message_bytes.
+    max_command_bytes: int = 16 * 1024
+    # Audit records (cosmic.audit.v1) carry this id plus a per-start suffix ("": host name).
+    gateway_id: str = ""
+
+
+class LogSettings(_Section):
+    """Log output (cosmic/logs.py)."""
+
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"
+
+
+class MetricsSettings(_Section):
+    """Every process's Prometheus exposition (cosmic/metrics.py)."""
+
+    host: str = "127.0.0.1"
+    # 0: a free port, written to the process's file_sd target and its log.
+    port: int = 0
+    # Write a file_sd target for the local Prometheus (<state_dir>/prometheus/targets).
+    publish: bool = True
+    targets_dir: Path | None = None
+
+
+class PrometheusSettings(_Section):
+    """The local stack's Prometheus (Debian's package)."""
+
+    port: int = 19090
+    scrape_interval_s: float = 5.0
+    evaluation_interval_s: float = 5.0
+    retention: str = "2d"
+
+
+class LagSettings(_Section):
+    """The lag exporter (cosmic/lag.py): how often it samples, and its status rules."""
+
+    # Each sample asks for every group's offsets (one request a group): on a box of two
+    # cores with ~300 groups a sample costs ~0.3 s of CPU, so not every second.
+    interval_s: float = 5.0
+    # A group with lag whose committed offset has not moved for this long is STALLED.
+    stall_after_s: float = 30.0
+    # A group whose lag in records grew over this many samples in a row is WARN.
+    warn_samples: int = 3
+    # Only the groups whose id starts with this (empty: every group).
+    group_prefix: str = ""
+    metrics_port: int = 19465
 
 
 class Settings(BaseSettings):
@@ -322,6 +419,10 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     gateway: GatewaySettings = GatewaySettings()
     security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    lag: LagSettings = LagSettings()
     # None is replaced by <state_dir>/lake when the settings are built.
     lake_dir: Path = Field(default=None, validate_default=True)
 

@@ -103,9 +103,25 @@ METRICS = Topic(
     doc="Windowed metric points computed by the live-metrics job.",
     retention_ms=_DAY_MS,
 )
+SECURITY_FLAGS = Topic(
+    "cosmic.security.flags.v1", key="player id", value="SecurityFlag",
+    doc="Players whose commands look impossible or abnormal, with the evidence.",
+    retention_ms=90 * _DAY_MS,
+)
 DLQ = Topic(
     "cosmic.dlq.v1", key="original key", value="original bytes",
     doc="Records that could not be processed; headers name the source and the error.",
+    retention_ms=FOREVER,
+)
+REVOCATIONS = Topic(
+    "cosmic.security.revocations.v1", key="'player:<id>' or 'token:<jti>'", value="Revocation",
+    doc="Banned players and revoked tokens; every gateway follows it (compacted).",
+    cleanup_policy="compact", retention_ms=FOREVER,
+    extra_config={"min.cleanable.dirty.ratio": "0.1"},
+)
+AUDIT = Topic(
+    "cosmic.audit.v1", key="gateway instance id", value="AuditRecord",
+    doc="Every attempt at a gateway and its outcome, hash-chained per gateway instance.",
     retention_ms=FOREVER,
 )
 
@@ -121,7 +137,10 @@ ALL: tuple[Topic, ...] = (
     CIVILIZATION_EVENTS,
     PLANET_STATUS,
     METRICS,
+    SECURITY_FLAGS,
     DLQ,
+    REVOCATIONS,
+    AUDIT,
 )
 
 _BY_NAME = {t.name: t for t in ALL}

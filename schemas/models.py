@@ -229,7 +229,11 @@ class PlayerCommand(_Record):
             "client_ts": _millis(self.client_ts),
             "received_ts": _millis(self.received_ts),
             "command": self.command.to_avro(),
-            "admission": None if self.admission is None else self.admission.model_dump(),
+            # Plain values (the role's string, not the enum): the serde's compiled writer
+            # takes them; an enum member sends every signed command to fastavro (~4x slower).
+            "admission": None if self.admission is None else {
+                "key_id": self.admission.key_id, "role": self.admission.role.value,
+                "signature": self.admission.signature},
         }
 
     @classmethod

@@ -86,7 +86,8 @@ def main(settings: Settings | None = None, loglevel: str = "WARNING") -> None:
     """Run the civilization worker in the foreground until SIGINT/SIGTERM."""
     from streams.living.service import run_worker
 
-    run_worker(build_app(settings or get_settings()), loglevel)
+    settings = settings or get_settings()
+    run_worker(build_app(settings), loglevel, settings)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,16 @@ from cosmic.settings import Settings
 from cosmic.stack.clickhouse import ClickHouseService
 from cosmic.stack.kafka import KafkaService
 from cosmic.stack.postgres import PostgresService
+from cosmic.stack.prometheus import PrometheusService
 from cosmic.stack.registry import RegistryService
 from cosmic.stack.service import LocalService, ServiceStatus
 
 ServiceFactory = Callable[[Settings], LocalService]
 
-# Start order; stopped in reverse. The registry keeps its schemas in Kafka.
+# Start order; stopped in reverse. The registry keeps its schemas in Kafka; Prometheus
+# scrapes the others (and the platform's processes).
 SERVICE_FACTORIES: list[ServiceFactory] = [
-    KafkaService, RegistryService, PostgresService, ClickHouseService,
+    KafkaService, RegistryService, PostgresService, ClickHouseService, PrometheusService,
 ]
 
 

@@ -6,7 +6,7 @@ command here, in :data:`_COMMAND_MODULES`; the group is assembled lazily when
 :mod:`cosmic_app.cli.up` (``cosmic up``: the stack, the topics and every service
 of the platform in one command), then the family you need: ``stack``,
 ``topics``, ``schemas``, ``physics``, ``replay``, ``log``, ``db``,
-``connectors``, ``jobs``. A :class:`~cosmic.errors.CosmicError` raised by a
+``connectors``, ``jobs``, ``auth``, ``audit``. A :class:`~cosmic.errors.CosmicError` raised by a
 command is printed as one line and exits 1.
 """
 
@@ -36,6 +36,10 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic_app.cli.db", "db"),
     ("cosmic_app.cli.connectors", "connectors"),
     ("cosmic_app.cli.jobs", "jobs"),
+    ("cosmic_app.cli.security", "security"),
+    ("cosmic_app.cli.auth", "auth"),
+    ("cosmic_app.cli.auth", "audit"),
+    ("cosmic_app.cli.lag", "lag_exporter"),
 )
 
 

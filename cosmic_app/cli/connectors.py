@@ -29,7 +29,8 @@ def connectors() -> None:
 @click.option("--roll-bytes", type=int, default=None, help="Archive: close files at this size.")
 @click.option("--roll-seconds", type=float, default=None, help="Archive: close files this old.")
 @click.option("--metrics-port", type=int, default=None,
-              help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics.")
+              help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics "
+                   "[default: settings.metrics.port; 0 picks a free port].")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: str | None,
         dlq_topic: str | None,
@@ -39,11 +40,14 @@ def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: 
     import connectors as sinks
     from connectors.base import Connector
     from connectors.lake import RolloverPolicy
-    from connectors.metrics import MetricsServer
+    from cosmic import logs, metrics
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
+    logs.configure(settings, "connectors")
+    if metrics_port is not None:
+        settings = settings.with_overrides(
+            metrics=settings.metrics.model_copy(update={"port": metrics_port}))
     names = sinks.NAMES if which == "all" else (which,)
     built: list[Connector] = []
     for name in names:
@@ -60,14 +64,10 @@ def run(which: str, routes: tuple[str, ...], group_id: str | None, instance_id: 
             options["policy"] = RolloverPolicy(roll_bytes or default.max_bytes,
                                                roll_seconds or default.max_age_s)
         built.append(sinks.build(name, settings, **options))
-    server = None
-    if metrics_port is not None:
-        server = MetricsServer(lambda: "".join(c.metrics_text() for c in built), metrics_port)
-        server.start()
-        click.echo(f"metrics at http://127.0.0.1:{server.port}/metrics")
+    endpoint = metrics.serve(settings, "connectors")
+    click.echo(f"metrics at {endpoint.url}")
     services: list[PlatformService] = list(built)
     try:
         run_services(services, duration_s=duration, echo=click.echo)
     finally:
-        if server is not None:
-            server.stop()
+        endpoint.close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 import click
 
+from cosmic import logs, metrics
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -23,9 +23,14 @@ def run(duration: float | None) -> None:
     """Serve until Ctrl-C (ports from COSMIC_GATEWAY__*)."""
     from streams.gateway import build_gateway
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    service = build_gateway(get_settings())
-    run_services([service], duration_s=duration, echo=click.echo)
+    settings = get_settings()
+    logs.configure(settings, "gateway")
+    service = build_gateway(settings)
+    endpoint = metrics.serve(settings, "gateway")
+    try:
+        run_services([service], duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()
 
 
 def _vector(text: str) -> tuple[float, float, float]:
@@ -43,17 +48,24 @@ def _vector(text: str) -> tuple[float, float, float]:
 @click.option("--lines", type=int, default=None, help="Stop after this many lines.")
 @click.option("--gateway", "address", default=None,
               help="gRPC address of a gateway [default: from settings].")
-def watch(world_id: str, center: str, radius: float, lines: int | None, address: str | None) -> None:
+@click.option("--token", default=None,
+              help="Bearer token [default: a development token for player 'watcher', minted "
+                   "with the local stack's key].")
+def watch(world_id: str, center: str, radius: float, lines: int | None, address: str | None,
+          token: str | None) -> None:
     """A terminal view of a subscription: bodies in view, enters/leaves, bytes/s, latency."""
     from streams.gateway.client import GrpcClient, subscribe_request
+    from streams.gateway.testing import stack_token
     from streams.gateway.watch import watch as watch_frames
 
-    g = get_settings().gateway
+    settings = get_settings()
+    g = settings.gateway
     target = address or f"{g.host}:{g.grpc_port}"
     request = subscribe_request(world_id, _vector(center), radius)
+    bearer = token or stack_token(settings, "watcher")
 
     async def go() -> None:
-        async with GrpcClient(target) as client:
+        async with GrpcClient(target, token=bearer) as client:
             await watch_frames(client.frames(request), click.echo, max_lines=lines)
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the view

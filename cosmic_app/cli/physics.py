@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
+from cosmic import logs, metrics
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -37,10 +36,14 @@ def worker(worker_id: str | None, shard: str | None, unpaced: bool, lockstep: bo
     """
     from streams.worlds.worker import WorkerConfig, build_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    logs.configure(settings, "physics")
     config = WorkerConfig.from_settings(
         settings, worker_id=worker_id, shard=shard, unpaced=unpaced or None, lockstep=lockstep or None,
         delta_tolerance=tolerance, hibernate_after_s=hibernate_after, max_worlds=max_worlds)
     w = build_worker(settings, config)
-    run_services([w], duration_s=duration, echo=click.echo)
+    endpoint = metrics.serve(settings, "physics")
+    try:
+        run_services([w], duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()

@@ -10,7 +10,7 @@ import time
 import click
 import orjson
 
-from cosmic.settings import get_settings
+from cosmic.settings import Settings, get_settings
 from cosmic.stack import Stack
 from cosmic.stack.artifacts import INFRA_LOCAL
 from cosmic.stack.kafka import KafkaService
@@ -46,7 +46,19 @@ def up() -> None:
     st = _stack()
     t0 = time.monotonic()
     st.up(on_event=lambda msg: click.echo(msg))
+    click.echo(local_secrets(st.settings))
     click.echo(f"stack is up in {time.monotonic() - t0:.1f}s (state: {st.settings.state_dir})")
+
+
+def local_secrets(settings: Settings) -> str:
+    """Make the platform's keys under the state folder if missing (mode 0600): the token
+    signing key pair and the command keys; one line saying where they are."""
+    from streams.security import signing, tokens
+
+    keys = tokens.TokenKeys.for_settings(settings)
+    signing.KeyRing.for_settings(settings)
+    return (f"secrets: token key {keys.signing_kid} and command keys in "
+            f"{tokens.secrets_dir(settings)}")
 
 
 @stack.command()

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import click
 
-from cosmic import admin, security
+from cosmic import admin, logs, metrics, security
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
+from cosmic_app.cli.stack import local_secrets
+from cosmic_app.cli.status import LiveTable, choose
 from cosmic_app.smoke import SmokePipeline
 
 
 def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[PlatformService]:
     """Every service `cosmic up` runs; later layers add theirs here."""
     import connectors
+    from cosmic.lag import LagExporter
     from jobs.process import JobProcess
     from streams import living
     from streams.gateway import build_gateway
     from streams.players import SyntheticPlayers
+    from streams.security.detector import CheatDetector
     from streams.worlds.worker import build_worker
 
     # Each service is its own Kafka identity (cosmic/acls.py), so the broker holds it to
@@ -30,7 +34,8 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     return [SmokePipeline(settings), build_worker(as_("physics")), SyntheticPlayers(as_("players")),
             *living.build_services(as_("living")),
             *(connectors.build(name, as_("connectors")) for name in connectors.NAMES),
-            build_gateway(as_("gateway")),
+            build_gateway(as_("gateway")), CheatDetector(as_("detector")),
+            LagExporter(settings),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
                          env=child_env(as_("jobs"))) for name in with_jobs)]
@@ -41,10 +46,17 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--with", "with_jobs", multiple=True, type=click.Choice(["live-metrics"]),
               help="Also run this streaming job (`cosmic jobs run NAME`). Repeatable.")
-def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
+@click.option("--status", "status_mode", type=click.Choice(["auto", "live", "plain"]),
+              default="auto", show_default=True,
+              help="live: a table refreshed in place; plain: a line every 2 s (logs, CI); "
+                   "auto: live on a terminal, plain otherwise.")
+def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> None:
     """Bring the stack up, create topics, and run the platform in the foreground."""
     settings = get_settings()
+    if settings.log.format == "json":  # text: services' warnings go to stderr as they are
+        logs.configure(settings, "platform")
     Stack(settings).up(on_event=lambda m: click.echo(m))
+    click.echo(local_secrets(settings))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
     if settings.kafka.secured:
@@ -52,7 +64,20 @@ def up(duration: float | None, with_jobs: tuple[str, ...]) -> None:
         for line in security.reconcile_acls(settings):
             click.echo(f"acls: {line}")
     g = settings.gateway
+    click.echo(f"viewer: http://{g.host}:{g.http_port}/?token=TOKEN (open it in a browser)")
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
-               f"OpenAPI /openapi.json), gRPC {g.host}:{g.grpc_port}")
-    run_services(build_services(settings, with_jobs), duration_s=duration, echo=click.echo)
+               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}; a "
+               "development token: cosmic auth token --player NAME")
+    endpoint = metrics.serve(settings, "platform")
+    click.echo(f"metrics: {endpoint.url}")
+    try:
+        services = build_services(settings, with_jobs)
+        if choose(status_mode) == "live":
+            with LiveTable() as table:
+                run_services(services, duration_s=duration, echo=table.echo,
+                             render=table.render)
+        else:
+            run_services(services, duration_s=duration, echo=click.echo)
+    finally:
+        endpoint.close()
     click.echo("platform stopped cleanly")

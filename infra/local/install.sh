@@ -17,7 +17,7 @@
 # these are present and lists what is not, then goes on to the Python half:
 #   Python >= 3.11 with venv and headers, a C/C++ compiler, make, cmake, Java 17 (JRE),
 #   Maven, PostgreSQL 15+ server binaries with pg_config and server headers,
-#   ClickHouse server and client, Chromium, git, curl, CA certificates.
+#   ClickHouse server and client, Chromium, Node.js 18+ with npm, git, curl, CA certificates.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,7 +47,7 @@ missing_commands() {
   command -v "$py" >/dev/null && [[ -f "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]] \
     || echo "python-headers"
   local c
-  for c in cc c++ make cmake java mvn pg_config clickhouse-client chromium git curl; do
+  for c in cc c++ make cmake java mvn pg_config clickhouse-client chromium node npm git curl prometheus promtool; do
     command -v "$c" >/dev/null || echo "$c"
   done
   # Debian puts it in /usr/sbin, which a user's PATH does not hold.
@@ -73,7 +73,11 @@ if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
     postgresql postgresql-contrib "postgresql-server-dev-$pg_major"
     clickhouse-server clickhouse-client
     chromium                                    # the browser tests (driven by Playwright)
+    prometheus                                  # the stack's Prometheus, and promtool
   )
+  # Node.js and npm bundle the browser viewer (scripts/build-viewer). One already on PATH
+  # (nodesource, nvm) is used as it is: Debian's npm package conflicts with nodesource's.
+  command -v npm >/dev/null || packages+=(nodejs npm)
   missing=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -142,6 +146,8 @@ fi
 "$repo/.venv/bin/python" -m pip install -q -e "$repo[dev,spark,flink]"
 echo "install: compiling the gateway's protobuf contract"
 PYTHON="$repo/.venv/bin/python" "$repo/scripts/gen-protos"
+echo "install: bundling the browser viewer (npm ci from the lockfile; cached after the first time)"
+"$repo/scripts/build-viewer"
 
 echo "install: resolving Kafka JARs (cached after the first time)"
 "$repo/.venv/bin/cosmic" stack install --no-system

@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -30,11 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cosmic import logs, metrics
 from cosmic.errors import CosmicError
 from cosmic.settings import Settings, get_settings
 from schemas.errors import BadRequest, InvalidSchema, RegistryError, Unauthorized
 from schemas.registry.compatibility import ParsedSchema
 from schemas.registry.core import Registry
+from schemas.registry.metrics import RegistryMetrics
 from schemas.registry.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -220,6 +223,9 @@ def _root(reg: Registry, args: list[str], q: Query, body: Body) -> Any:
 class _RequestHandler(BaseHTTPRequestHandler):
     server: RegistryHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+    # A request line without a (valid) version is answered as HTTP/1.0, with a status
+    # line, instead of HTTP/0.9's bare body: no registry client speaks 0.9.
+    default_request_version = "HTTP/1.0"
     timeout = READ_TIMEOUT_S  # socket timeout of every read: a stalled client is let go
 
     def setup(self) -> None:
@@ -246,9 +252,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return bool(sep) and ok_user and ok_pass
 
     def _dispatch(self, method: str) -> None:
+        started = time.perf_counter()
+        self._route, self._status = "unmatched", 0
+        try:
+            self._dispatch_timed(method)
+        finally:
+            self.server.metrics.observe(self._route, self._status, time.perf_counter() - started)
+
+    def _dispatch_timed(self, method: str) -> None:
         if not self._authorized(method):
             # The body is not read: drop the connection rather than parse what follows it.
             self.close_connection = True
+            self._route, self._status = "unauthorized", Unauthorized.STATUS
             data = json.dumps({"error_code": Unauthorized.CODE,
                                "message": "Unauthorized: writes need credentials"}).encode()
             self.send_response(Unauthorized.STATUS)
@@ -261,11 +276,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path.rstrip("/")
+        if method == "GET" and path == "/metrics":
+            self._route = "metrics"
+            self._send_raw(HTTPStatus.OK, metrics.CONTENT_TYPE_LATEST, metrics.exposition(self.server.metrics))
+            return
         try:
             body = self._body()
             for m, regex, handler in _ROUTES:
                 match = regex.match(path)
                 if match and m == method:
+                    self._route = handler.__name__.lstrip("_")
                     args = [unquote(a) for a in match.groups()]
                     self._send(HTTPStatus.OK, handler(self.server.registry, args, query, body))
                     return
@@ -309,9 +329,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return body
 
     def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(status, CONTENT_TYPE, json.dumps(payload).encode())
+
+    def _send_raw(self, status: int, content_type: str, data: bytes) -> None:
+        self._status = status
         self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -328,6 +351,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        # http.server's own refusals (a bad request line, an unsupported method) in the
+        # registry's JSON error format, like every other answer.
+        self.close_connection = True
+        self._send(code, {"error_code": code, "message": message or explain or "bad request"})
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -339,6 +369,7 @@ class RegistryHTTPServer(ThreadingHTTPServer):
                  credentials: tuple[str, str] | None = None) -> None:
         super().__init__((host, port), _RequestHandler)
         self.registry = registry
+        self.metrics = RegistryMetrics(registry)
         # (user, password) every write must present; None: writes are open (tests'
         # in-process registries).
         self.credentials = credentials
@@ -390,14 +421,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m schemas.registry.server", description=main.__doc__)
     parser.add_argument("--memory", action="store_true", help="keep schemas in memory only (lost on exit)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings(), "registry")
     try:
         server = build_server(store="memory" if args.memory else "kafka")
     except (CosmicError, OSError) as exc:
         # Kafka unreachable or the port taken: one clear line, not a traceback.
         log.error("schema registry cannot start: %s", exc)
         raise SystemExit(1) from None
-    log.info("schema registry listening on %s", server.url)
+    log.info("schema registry listening on %s (metrics at /metrics)", server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

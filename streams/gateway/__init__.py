@@ -15,6 +15,8 @@ One core, several faces (issue 13). Reading guide:
    holds the one table from domain errors to gRPC codes, WebSocket close codes and
    HTTP problems.
 8. :mod:`.replica`: a frontend's copy rebuilt from frames (the reference decoder).
+9. :mod:`.viewer`: the browser viewer (``web/viewer``, bundled by
+   ``scripts/build-viewer``) at ``/`` and the API page at ``/docs``.
 
 ``build_gateway(settings)`` is the service; ``main()`` runs it until Ctrl-C.
 """

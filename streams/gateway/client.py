@@ -1,13 +1,15 @@
 """A Python client of the gateway, over gRPC or WebSocket (asyncio).
 
-    async with GrpcClient("127.0.0.1:18091") as gw:
-        reply = await gw.submit("demo:w", "me", {"type": "RemoveBody", "body_id": 7})
+    async with GrpcClient("127.0.0.1:18091", token=TOKEN) as gw:
+        reply = await gw.submit("demo:w", {"type": "RemoveBody", "body_id": 7})
         outcome = await gw.outcome(reply.command_id, timeout=10)  # applied, or rejected
         async for frame, replica in gw.watch("demo:w", (0, 0, 0), 2.0):
             print(replica.tick, len(replica.bodies))
 
 Frames come as raw bytes too (``frames``), which is what the tests compare
 between the faces. :class:`~.replica.Replica` rebuilds the view from them.
+The token (``cosmic auth token --player me`` prints a development one) goes
+with every call as ``authorization: Bearer``; the sender is its player.
 """
 
 from __future__ import annotations
@@ -59,8 +61,13 @@ async def replicas(frames: AsyncIterator[bytes]) -> AsyncIterator[tuple[pb.Frame
 
 
 class GrpcClient:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str | None = None) -> None:
         self.channel = grpc.aio.insecure_channel(address)
+        self.token = token
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     async def __aenter__(self) -> GrpcClient:
         return self
@@ -72,13 +79,13 @@ class GrpcClient:
         return self.channel.unary_unary(f"/{SERVICE}/{name}", request_serializer=_ident,
                                         response_deserializer=_ident)
 
-    async def submit(self, world_id: str, player_id: str, command: dict[str, Any],
+    async def submit(self, world_id: str, command: dict[str, Any],
                      command_id: uuid.UUID | None = None) -> pb.SubmitCommandReply:
         request = pb.SubmitCommandRequest(
-            world_id=world_id, player_id=player_id, command_json=orjson.dumps(command).decode(),
+            world_id=world_id, command_json=orjson.dumps(command).decode(),
             command_id=str(command_id) if command_id else "")
-        return pb.SubmitCommandReply.FromString(
-            await self._unary("SubmitCommand")(request.SerializeToString()))
+        return pb.SubmitCommandReply.FromString(await self._unary("SubmitCommand")(
+            request.SerializeToString(), metadata=self.metadata))
 
     async def outcome(self, command_id: str | uuid.UUID, timeout: float = 30.0
                       ) -> pb.CommandOutcome:
@@ -91,21 +98,25 @@ class GrpcClient:
             request = pb.GetOutcomeRequest(command_id=str(command_id),
                                            wait_ms=max(0, int(left * 1000)))
             reply = pb.CommandOutcome.FromString(
-                await self._unary("GetOutcome")(request.SerializeToString()))
+                await self._unary("GetOutcome")(request.SerializeToString(),
+                                                metadata=self.metadata))
             if reply.state != pb.CommandOutcome.PENDING:
                 return reply
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"command {command_id} still pending after {timeout:g}s")
 
     async def worlds(self) -> pb.ListWorldsReply:
-        return pb.ListWorldsReply.FromString(await self._unary("ListWorlds")(b""))
+        return pb.ListWorldsReply.FromString(
+            await self._unary("ListWorlds")(b"", metadata=self.metadata))
 
     async def snapshot(self, request: pb.SubscribeRequest) -> pb.Frame:
-        return pb.Frame.FromString(await self._unary("GetSnapshot")(request.SerializeToString()))
+        return pb.Frame.FromString(await self._unary("GetSnapshot")(
+            request.SerializeToString(), metadata=self.metadata))
 
     async def frames(self, request: pb.SubscribeRequest) -> AsyncIterator[bytes]:
         call = self.channel.unary_stream(f"/{SERVICE}/Subscribe", request_serializer=_ident,
-                                         response_deserializer=_ident)(request.SerializeToString())
+                                         response_deserializer=_ident)(
+            request.SerializeToString(), metadata=self.metadata)
         try:
             async for data in call:
                 yield data
@@ -118,9 +129,11 @@ class GrpcClient:
 
 
 async def websocket_frames(session: aiohttp.ClientSession, url: str,
-                           request: pb.SubscribeRequest) -> AsyncIterator[bytes]:
+                           request: pb.SubscribeRequest, token: str | None = None
+                           ) -> AsyncIterator[bytes]:
     """Subscribe over ``url`` (``http://host:port/ws``) with permessage-deflate."""
-    async with session.ws_connect(url, compress=15) as ws:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.ws_connect(url, compress=15, headers=headers) as ws:
         await ws.send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.BINARY:

@@ -8,7 +8,13 @@ against what that client last received, so a slow reader costs one baseline of
 memory and gets the latest state, never a backlog. A subscription that names a
 ``session`` is kept a while after its connection ends (``resume_window_s``,
 at most ``max_parked``); a reconnect naming the session and the tick it last
-applied continues from that baseline instead of a snapshot.
+applied continues from that baseline instead of a snapshot (only for the
+player who opened it).
+
+Every call names its :class:`~.guard.Caller`; the :class:`~.guard.Guard`
+decides who that is and whether they may, and audits each attempt. A running
+subscription ends (UNAUTHENTICATED) when its player is banned or its token
+revoked.
 
 Commands go through :class:`~.outcomes.Outcomes`: each command id is appended
 once (a retry is answered with the first append's partition and offset), and
@@ -24,15 +30,26 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from cosmic.settings import GatewaySettings
 from schemas import models
+from streams.security.tokens import Identity
 
 from ._proto import gateway_pb2 as pb
-from .errors import BadRequest, InvalidCommand, InvalidView, UnknownSubscription, UnknownWorld
+from .errors import (
+    BadRequest,
+    InvalidCommand,
+    InvalidView,
+    MessageTooLarge,
+    UnknownSubscription,
+    UnknownWorld,
+)
+from .guard import Caller, Guard, outcome_of
+from .metrics import GatewayMetrics
 from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
 from .world import Area, BoxView, Grid, Tick, View
@@ -82,12 +99,20 @@ class Subscription:
     """One client's stream of frames for one world."""
 
     def __init__(self, core: GatewayCore, world_id: str, subscriber: Subscriber,
-                 session: str = "") -> None:
+                 session: str = "", identity: Identity | None = None) -> None:
         self.id = uuid.uuid4().hex
         self.session = session
         self.core = core
         self.world_id = world_id
         self.subscriber = subscriber
+        self.identity = identity
+        self._caller: Caller | None = None  # set while it counts against the limits
+
+    def close(self) -> None:
+        """Stop counting against the caller's limits (idempotent; faces call it at the end)."""
+        if self._caller is not None:
+            self.core.guard.close_subscription(self._caller, self.identity)
+            self._caller = None
 
     def move(self, view: pb.View) -> None:
         self.subscriber.move(view_of(view))
@@ -96,18 +121,27 @@ class Subscription:
     async def frames(self) -> AsyncIterator[bytes]:
         """Serialized frames, the first a snapshot; each the latest state when asked for."""
         self.core._running[self.id] = self
+        guard = self.core.guard
         try:
             while True:
                 tick = await self.core._next(self.world_id, self.subscriber)
-                yield self.subscriber.frame(tick).SerializeToString()
+                guard.still_valid(self.identity)
+                data = self.subscriber.frame(tick).SerializeToString()
+                self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
+                yield data
         finally:
+            self.close()
             self.core._running.pop(self.id, None)
             self.core._park(self)
 
 
 class GatewayCore:
-    def __init__(self, settings: GatewaySettings, append: Append) -> None:
+    def __init__(self, settings: GatewaySettings, append: Append, guard: Guard) -> None:
         self.settings = settings
+        self.guard = guard
+        self.max_command_bytes = guard.security.max_command_bytes
+        # Worlds commands were sent to through this gateway (besides those it reads).
+        self._commanded: set[str] = set()
         self.grid = Grid(settings.position_step, settings.velocity_step)
         self._append = append
         self.outcomes = Outcomes(settings.max_commands, settings.command_window_s,
@@ -117,6 +151,8 @@ class GatewayCore:
         self._running: dict[str, Subscription] = {}
         # Ended subscriptions a client may resume: session -> (subscription, ended at).
         self._parked: OrderedDict[str, tuple[Subscription, float]] = OrderedDict()
+        self.metrics = GatewayMetrics(lambda: len(self._running), lambda: len(self._latest))
+        guard.on_decision = self.metrics.decided
 
     # The log side.
 
@@ -142,7 +178,24 @@ class GatewayCore:
             raise UnknownWorld(world_id)
         return tick
 
-    def subscribe(self, request: pb.SubscribeRequest) -> Subscription:
+    def subscribe(self, request: pb.SubscribeRequest, caller: Caller,
+                  action: str = "subscribe") -> Subscription:
+        """A subscription counted against the caller's limits (a face ends it with close)."""
+        identity: Identity | None = None
+        try:
+            identity = self.guard.watcher(caller)
+            sub = self._subscription(request, identity)
+            self.guard.open_subscription(caller, identity)
+        except Exception as exc:
+            self.guard.record(caller, action, outcome_of(exc), identity, str(exc),
+                              world_id=request.world_id[:200])
+            raise
+        sub._caller = caller
+        self.guard.record(caller, action, "ADMITTED", identity, world_id=request.world_id)
+        return sub
+
+    def _subscription(self, request: pb.SubscribeRequest, identity: Identity | None
+                      ) -> Subscription:
         if request.world_id not in self._latest:
             raise UnknownWorld(request.world_id)
         if not request.HasField("view"):
@@ -150,18 +203,19 @@ class GatewayCore:
         view = view_of(request.view)
         if request.session and len(request.session) < 16:
             raise BadRequest("a session id has at least 16 characters")
-        resumed = self._unpark(request)
+        resumed = self._unpark(request, identity)
         if resumed is not None:
             resumed.subscriber.move(view)
+            resumed.identity = identity
             return resumed
         cap = self.settings.client_bytes_per_s
         budget = min(request.max_bytes_per_s or cap, cap)
         sub = Subscriber(view, bytes_per_s=budget, hysteresis=self.settings.view_hysteresis)
-        return Subscription(self, request.world_id, sub, request.session)
+        return Subscription(self, request.world_id, sub, request.session, identity)
 
-    def move(self, request: pb.MoveViewRequest) -> None:
+    def move(self, request: pb.MoveViewRequest, identity: Identity | None = None) -> None:
         subscription = self._running.get(request.subscription_id)
-        if subscription is None:
+        if subscription is None or _who(subscription.identity) != _who(identity):
             raise UnknownSubscription(f"no subscription {request.subscription_id!r} runs here")
         if not request.HasField("view"):
             raise InvalidView("a move needs a view (centre and radius, or a box)")
@@ -171,25 +225,62 @@ class GatewayCore:
     def clients(self) -> int:
         return len(self._running)
 
-    def snapshot(self, request: pb.SubscribeRequest) -> bytes:
-        sub = self.subscribe(request)
-        return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+    def running(self, world_id: str) -> list[Subscription]:
+        """The subscriptions of a world being served now (what each holds: its subscriber)."""
+        return [s for s in self._running.values() if s.world_id == world_id]
 
-    async def submit(self, request: pb.SubmitCommandRequest) -> pb.SubmitCommandReply:
-        """Validate with the models, append to the world's home partition (once per
-        command id), answer the id."""
+    def snapshot(self, request: pb.SubscribeRequest, caller: Caller) -> bytes:
+        sub = self.subscribe(request, caller, action="snapshot")
+        try:
+            return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+        finally:
+            sub.close()
+
+    def watch(self, caller: Caller) -> Identity | None:
+        """Check that ``caller`` may read worlds (the REST reads, ListWorlds)."""
+        return self.guard.watcher(caller)
+
+    async def submit(self, request: pb.SubmitCommandRequest, caller: Caller
+                     ) -> pb.SubmitCommandReply:
+        """Authenticate, limit, validate, authorize, sign, append; one audit record each."""
+        identity: Identity | None = None
+        facts: dict[str, Any] = {"world_id": request.world_id[:200] or None}
+        try:
+            identity = self.guard.authenticate(caller)
+            self.guard.check_sender(identity, request.player_id)
+            command = self._command(request, identity)
+            facts.update(command_id=str(command.command_id),
+                         command_type=type(command.command).__name__)
+            new_world = (command.world_id not in self._latest
+                         and command.world_id not in self._commanded)
+            signed = self.guard.admit(identity, command, new_world)
+            # Once per command id: a retry gets the first append's answer, another
+            # command under a taken id is CommandIdInUse.
+            partition, offset = await self.outcomes.admit(signed, self._append)
+        except Exception as exc:
+            self.guard.record(caller, "submit", outcome_of(exc), identity, str(exc), **facts)
+            raise
+        self._commanded.add(command.world_id)
+        self.guard.record(caller, "submit", "ADMITTED", identity, command_offset=offset,
+                          **facts)
+        return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
+                                     offset=offset)
+
+    def _command(self, request: pb.SubmitCommandRequest, identity: Identity
+                 ) -> models.PlayerCommand:
+        """The command as the models read it, sent by ``identity`` (never by the request)."""
+        if len(request.command_json) > self.max_command_bytes:
+            raise MessageTooLarge(f"command_json of {len(request.command_json)} bytes; at most "
+                                  f"{self.max_command_bytes}")
         try:
             body = _COMMAND.validate_python(orjson.loads(request.command_json))
             now = datetime.now(UTC)
-            command = models.PlayerCommand(
+            return models.PlayerCommand(
                 command_id=uuid.UUID(request.command_id) if request.command_id else uuid.uuid4(),
-                player_id=request.player_id, world_id=request.world_id,
+                player_id=identity.player_id, world_id=request.world_id,
                 client_ts=now, received_ts=now, command=body)
         except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
             raise InvalidCommand(f"command refused: {_short(exc)}") from None
-        partition, offset = await self.outcomes.admit(command, self._append)
-        return pb.SubmitCommandReply(command_id=str(command.command_id), partition=partition,
-                                     offset=offset)
 
     async def outcome(self, request: pb.GetOutcomeRequest) -> pb.CommandOutcome:
         """A command's outcome, waiting up to ``wait_ms`` for a pending one."""
@@ -206,7 +297,8 @@ class GatewayCore:
         while len(self._parked) > self.settings.max_parked:
             self._parked.popitem(last=False)
 
-    def _unpark(self, request: pb.SubscribeRequest) -> Subscription | None:
+    def _unpark(self, request: pb.SubscribeRequest, identity: Identity | None
+                ) -> Subscription | None:
         """The parked subscription this request resumes, if it is recent and at its tick."""
         cutoff = time.monotonic() - self.settings.resume_window_s
         while self._parked and next(iter(self._parked.values()))[1] < cutoff:
@@ -218,7 +310,8 @@ class GatewayCore:
             return None
         subscription = parked[0]
         if (subscription.world_id != request.world_id or request.resume_tick == 0
-                or subscription.subscriber.last_tick != request.resume_tick):
+                or subscription.subscriber.last_tick != request.resume_tick
+                or _who(subscription.identity) != _who(identity)):
             return None
         return subscription
 
@@ -236,6 +329,10 @@ class GatewayCore:
                 return tick
             event = self._changed.setdefault(world_id, asyncio.Event())
             await event.wait()
+
+
+def _who(identity: Identity | None) -> str | None:
+    return None if identity is None else identity.player_id
 
 
 def _short(exc: Exception) -> str:

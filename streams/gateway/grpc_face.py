@@ -4,6 +4,10 @@ Handlers are registered as generic handlers whose responses are the core's
 bytes as they are (an identity serializer), so a Subscribe message is
 byte-for-byte the WebSocket frame for the same view. A domain error ends the
 call with the status from :data:`.errors.STATUS`; nothing else is touched.
+
+Every call authenticates with the metadata ``authorization: Bearer <token>``;
+a rate-limited call ends with RESOURCE_EXHAUSTED and the trailing metadata
+``retry-after`` (seconds, decimal).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from google.protobuf.message import DecodeError
 
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore
-from .errors import BadRequest, GatewayError, MessageTooLarge, status_of
+from .errors import BadRequest, MessageTooLarge, is_refusal, retry_after, status_of
+from .guard import Caller, bearer
 
 SERVICE = "cosmicgarden.gateway.v1.Gateway"
 Unary = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
@@ -42,10 +47,13 @@ class GrpcFace:
             raise BadRequest(f"not a {kind.DESCRIPTOR.name} message") from None
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-        if not isinstance(exc, GatewayError):
+        refusal = is_refusal(exc)
+        if not refusal:
             log.error("gRPC call failed", exc_info=exc)
-        await context.abort(status_of(exc).grpc, str(exc) if isinstance(exc, GatewayError)
-                            else "internal error")
+        wait = retry_after(exc)
+        if wait is not None:
+            context.set_trailing_metadata((("retry-after", f"{wait:.3f}"),))
+        await context.abort(status_of(exc).grpc, str(exc) if refusal else "internal error")
 
     def _guard(self, fn: Unary) -> Unary:
         """End the call with the table's status for any error but an abort."""
@@ -59,32 +67,55 @@ class GrpcFace:
                 raise AssertionError("abort returned") from None
         return call
 
+    @staticmethod
+    def caller(context: grpc.aio.ServicerContext) -> Caller:
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                token = bearer(value if isinstance(value, str) else value.decode())
+        peer = context.peer() or ""
+        return Caller("grpc", token, peer, peer)
+
     async def submit(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        request = self._parse(pb.SubmitCommandRequest, data)
-        return (await self.core.submit(request)).SerializeToString()
+        caller = self.caller(context)
+        try:
+            request = self._parse(pb.SubmitCommandRequest, data)
+        except Exception as exc:
+            self.core.guard.record(caller, "submit", "REJECTED", None, str(exc))
+            raise
+        return (await self.core.submit(request, caller)).SerializeToString()
 
     async def subscribe(self, data: bytes, context: grpc.aio.ServicerContext
                         ) -> AsyncIterator[bytes]:
         try:
-            subscription = self.core.subscribe(self._parse(pb.SubscribeRequest, data))
+            subscription = self.core.subscribe(self._parse(pb.SubscribeRequest, data),
+                                               self.caller(context))
         except Exception as exc:  # noqa: BLE001 - mapped to a status, this call only
             await self._fail(context, exc)
             return
-        await context.send_initial_metadata((("subscription-id", subscription.id),))
-        async for frame in subscription.frames():
-            yield frame
+        try:
+            await context.send_initial_metadata((("subscription-id", subscription.id),))
+            async for frame in self.core.metrics.stream("grpc", subscription.frames()):
+                yield frame
+        except Exception as exc:  # noqa: BLE001 - a ban mid-stream ends this call only
+            await self._fail(context, exc)
+        finally:
+            subscription.close()
 
     async def move(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        self.core.move(self._parse(pb.MoveViewRequest, data))
+        identity = self.core.watch(self.caller(context))
+        self.core.move(self._parse(pb.MoveViewRequest, data), identity)
         return pb.MoveViewReply().SerializeToString()
 
     async def snapshot(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return self.core.snapshot(self._parse(pb.SubscribeRequest, data))
+        return self.core.snapshot(self._parse(pb.SubscribeRequest, data), self.caller(context))
 
     async def list_worlds(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.core.watch(self.caller(context))
         return self.core.worlds().SerializeToString()
 
     async def outcome(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.core.watch(self.caller(context))
         request = self._parse(pb.GetOutcomeRequest, data)
         return (await self.core.outcome(request)).SerializeToString()
 

@@ -11,18 +11,26 @@ returns.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from aiohttp import web
 
+from cosmic import metrics as process_metrics
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from schemas.serde import SchemaSource
+from streams.security import audit, signing, tokens
+from streams.security.accounts import AccountStore
+from streams.security.revocations import RevocationFollower
 
-from . import grpc_face, rest, ws_face
+from . import accounts_face, grpc_face, rest, viewer, ws_face
 from .core import GatewayCore
+from .guard import Guard
 from .log import CommandLog, DeltaReader
+
+log = logging.getLogger(__name__)
 
 
 class GatewayService(ThreadService):
@@ -37,6 +45,10 @@ class GatewayService(ThreadService):
         self.grpc_port = 0
         self.http_port = 0
         self.reader: DeltaReader | None = None
+        self.revocations: RevocationFollower | None = None
+        self.audit_sink: audit.KafkaAuditSink | None = None
+        self.gateway_id = audit.instance_id(settings.security.gateway_id)
+        self.core: GatewayCore | None = None
         self._ready = threading.Event()
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
@@ -59,7 +71,19 @@ class GatewayService(ThreadService):
                 f"http {self.http_url}")
 
     def failure(self) -> BaseException | None:
-        return self._error or (self.reader.error if self.reader is not None else None)
+        return (self._error or (self.reader.error if self.reader is not None else None)
+                or (self.revocations.error if self.revocations is not None else None))
+
+    def build_guard(self) -> Guard:
+        """Tokens, the denylist (following the revocations topic), command keys, audit."""
+        denylist = tokens.Denylist()
+        verifier = tokens.verifier_for_settings(self.settings, denylist)
+        self.revocations = RevocationFollower(self.settings, self.registry, denylist)
+        self.revocations.start()
+        self.audit_sink = audit.KafkaAuditSink(self.settings, self.registry)
+        chain = audit.AuditChain(self.gateway_id, self.audit_sink)
+        return Guard(self.settings.security, verifier, signing.KeyRing.for_settings(self.settings),
+                     chain)
 
     def run(self) -> None:
         asyncio.run(self._serve())
@@ -68,7 +92,8 @@ class GatewayService(ThreadService):
         loop = asyncio.get_running_loop()
         g = self.settings.gateway
         commands = CommandLog(self.settings, self.registry, loop)
-        core = GatewayCore(g, commands.append)
+        guard = self.build_guard()
+        core = self.core = GatewayCore(g, commands.append, guard)
         self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop,
                                   core.outcomes)
         # Before the faces listen: every command admitted afterwards has its outcome followed.
@@ -77,9 +102,14 @@ class GatewayService(ThreadService):
         except BaseException:
             commands.close()
             raise
+        process_metrics.hub().add(core.metrics)
         server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
-        app.add_routes(ws_face.routes(core) + rest.routes(core))
+        store = AccountStore(self.settings, tokens.TokenKeys.for_settings(self.settings))
+        ws_face.setup(app, core)
+        app.add_routes(accounts_face.routes(store, guard) + rest.routes(
+            core, rest.document(accounts_face.OPENAPI_PATHS, accounts_face.OPENAPI_SCHEMAS))
+            + viewer.routes())
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, g.host, g.http_port)
@@ -87,6 +117,8 @@ class GatewayService(ThreadService):
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
             await asyncio.to_thread(self.reader.wait_ready, 120.0)
+            assert self.revocations is not None
+            await asyncio.to_thread(self.revocations.wait_ready, 60.0)
             self._ready.set()
             await asyncio.to_thread(self._stop.wait)
         finally:
@@ -94,6 +126,12 @@ class GatewayService(ThreadService):
             await runner.cleanup()
             self.reader.stop()
             commands.close()
+            process_metrics.hub().discard(core.metrics)
+            if self.revocations is not None:
+                self.revocations.stop()
+            if self.audit_sink is not None:
+                self.audit_sink.close()
+                log.info("audit chain %s ends at seq %d", self.gateway_id, guard.audit.seq - 1)
             if self._owns_registry and isinstance(self.registry, RegistryClient):
                 self.registry.close()
 

@@ -77,6 +77,7 @@ class Subscriber:
         self.revisions: Ints = np.empty(0, np.int64)
         self.priority: Floats = np.empty(0)
         self.bytes_sent = 0
+        self.deferred = 0
 
     def move(self, view: Area) -> None:
         """A new area of interest; it applies from the next frame."""
@@ -128,6 +129,7 @@ class Subscriber:
             np.empty(0, np.int64))
         room = self._tokens - cost
         n_send = int(np.searchsorted(np.cumsum(each), room, side="right")) if room > 0 else 0
+        self.deferred = len(order) - n_send  # moved, but left for a later frame (metrics)
         send = np.sort(order[:n_send])
 
         out = pb.Frame(tick=tick.tick, base_tick=self.last_tick, sim_time=tick.sim_time,

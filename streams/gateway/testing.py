@@ -1,16 +1,27 @@
-"""In-memory worlds for testing the gateway's core and faces without Kafka.
+"""In-memory worlds and identities for testing the gateway without Kafka.
 
 :class:`SyntheticWorld` writes the same ``StateDelta`` columns the physics
 worker does (every body, every tick) into a :class:`~.world.WorldFeed`, with
 drift, spawns, removals and mergers, so tests see what clients would.
+
+:class:`TestAuth` is a guard with keys of its own and an in-memory audit
+chain; ``auth.token("alice")`` mints a token it accepts. :func:`stack_token`
+mints one with the local stack's key (what ``cosmic auth token`` prints), for
+tests against a running gateway; :func:`bearer_metadata` wraps one for gRPC.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from cosmic.settings import SecuritySettings, Settings
 from schemas import columnar
+from schemas.models import Role
+from streams.security import audit, signing, tokens
 
+from .guard import Guard
 from .world import Grid, Tick, WorldFeed
 
 GRID = Grid(position_step=1e-3, velocity_step=1e-3)
@@ -59,3 +70,37 @@ class SyntheticWorld:
         tick = self.feed.apply(record)
         assert tick is not None
         return tick
+
+
+class TestAuth:
+    """A guard with its own keys (EdDSA, and HS256 for development) and audit in memory."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, security: SecuritySettings | None = None, **overrides: Any) -> None:
+        base = security or SecuritySettings(allow_dev_hs256=True)
+        self.security = base.model_copy(update=overrides) if overrides else base
+        self.keys = tokens.TokenKeys.generate(with_hs256=True)
+        self.denylist = tokens.Denylist()
+        self.verifier = tokens.Verifier(self.security, self.keys, self.denylist)
+        self.ring = signing.KeyRing.generate()
+        self.records: list[dict[str, Any]] = []
+        self.chain = audit.AuditChain("test-gw", lambda _gid, r: self.records.append(r))
+        self.guard = Guard(self.security, self.verifier, self.ring, self.chain)
+
+    def token(self, player: str = "alice", role: Role = Role.PLAYER, **kwargs: Any) -> str:
+        return tokens.mint(self.keys, self.security, player, role, **kwargs)
+
+    def metadata(self, player: str = "alice", role: Role = Role.PLAYER
+                 ) -> tuple[tuple[str, str], ...]:
+        return bearer_metadata(self.token(player, role))
+
+
+def stack_token(settings: Settings, player: str, role: Role = Role.PLAYER, **kwargs: Any) -> str:
+    """A token the local stack's gateways accept (its key under the state folder)."""
+    return tokens.mint(tokens.TokenKeys.for_settings(settings), settings.security, player,
+                       role, **kwargs)
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)

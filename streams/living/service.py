@@ -18,11 +18,21 @@ from cosmic.runtime import ChildProcessService, ServiceFailed
 from cosmic.settings import Settings, child_env, get_settings
 
 
-def run_worker(app: Any, loglevel: str = "WARNING") -> None:
-    """Run a Faust app's worker in this process until it is told to stop."""
+def run_worker(app: Any, loglevel: str = "WARNING", settings: Settings | None = None) -> None:
+    """Run a Faust app's worker in this process until it is told to stop, with its
+    metrics at this process's ``/metrics``."""
     import faust
 
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    from cosmic import metrics
+
+    from .metrics import FaustMetrics
+
+    endpoint = metrics.serve(settings or get_settings(), str(app.conf.id))
+    try:
+        with metrics.registered(FaustMetrics(app)):
+            faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    finally:
+        endpoint.close()
 
 
 def lazy_app(build_app: Any) -> Any:
@@ -53,8 +63,10 @@ class FaustService(ChildProcessService):
 
     def __init__(self, name: str, module: str, settings: Settings,
                  loglevel: str = "WARNING") -> None:
+        # Each child's /metrics on a port of its own (a fixed one would clash).
+        own_port = settings.with_overrides(metrics=settings.metrics.model_copy(update={"port": 0}))
         super().__init__(name, [], settings.state_dir / "logs" / f"{name}.log",
-                         env=child_env(settings), grace_s=30.0)
+                         env=child_env(own_port), grace_s=30.0)
         self.module = module
         self.settings = settings
         self.loglevel = loglevel

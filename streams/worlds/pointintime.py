@@ -11,6 +11,7 @@ everything that happened.
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 import fastavro
 from fastavro.read import SchemaResolutionError
+from fastavro.schema import SchemaParseException
 
 from cosmic import kafka, topics
 from cosmic.errors import CosmicError, SerializationError
@@ -278,10 +280,15 @@ def read_snapshot_file(path: Path, partition: int = 0) -> tuple[WorldState, Reco
     of any other record (or a snapshot of an older, compatible version) is told
     apart before anything is restored."""
     try:
-        with path.open("rb") as f:
-            records = list(fastavro.reader(f, reader_schema=catalog.parsed("WorldSnapshot")))
-    except (OSError, ValueError, EOFError) as exc:
-        raise ReplayError(f"cannot read snapshot file {path}: {exc}") from None
+        # From memory, not the file: a damaged length then reads short instead of
+        # asking for gigabytes.
+        data = io.BytesIO(path.read_bytes())
+        records = list(fastavro.reader(data, reader_schema=catalog.parsed("WorldSnapshot")))
+    except (OSError, ValueError, EOFError, SchemaParseException, KeyError, TypeError,
+            IndexError, AttributeError, MemoryError) as exc:
+        # A damaged container (its embedded schema included) is refused, not a crash.
+        raise ReplayError(f"cannot read snapshot file {path}: {type(exc).__name__}: {exc}"
+                          ) from None
     except SchemaResolutionError:
         with path.open("rb") as f:
             writer = fastavro.reader(f).writer_schema

@@ -44,6 +44,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from cosmic import kafka, topics
+from cosmic import metrics as process_metrics
 from cosmic.errors import ConfigError, SerializationError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
@@ -60,6 +61,7 @@ from .commands import advance
 from .deltas import DeadReckoner
 from .eventlog import KafkaLog
 from .events import rejection_record, snapshot_record, status_record, tick_record
+from .metrics import WorkerMetrics
 from .outcome import Rejection
 from .recovery import recover_partition, snapshot_fetcher
 from .state import SHARD_SEPARATOR, SnapshotUnavailable, WorldState, shard_of
@@ -170,6 +172,7 @@ class PhysicsWorker(ThreadService):
         self.config = config or WorkerConfig.from_settings(settings)
         super().__init__()
         self.stats = WorkerStats()
+        self.metrics = WorkerMetrics(self.config.worker_id, self._world_counts)
         self.worlds: dict[str, _Live] = {}
         self.sleeping: dict[str, tuple[WorldState, DeadReckoner]] = {}
         self.ended: dict[str, _Ended] = {}
@@ -225,6 +228,7 @@ class PhysicsWorker(ThreadService):
         self._dlq = DeadLetterQueue(self._producer)
         self._consumer.subscribe([topics.COMMANDS.name], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        process_metrics.hub().add(self.metrics)
         try:
             while not self._stop.is_set():
                 msgs = self._consumer.consume(500, timeout=self._poll_timeout())
@@ -245,6 +249,7 @@ class PhysicsWorker(ThreadService):
                 if cfg.max_ticks is not None and self.stats.ticks >= cfg.max_ticks:
                     break
         finally:
+            process_metrics.hub().discard(self.metrics)
             self._consumer.close()
             self._consumer = None
             self._producer.flush(10)
@@ -268,6 +273,7 @@ class PhysicsWorker(ThreadService):
             recovered = recover_partition(self.settings, self.registry, tp.partition,
                                           self.config.shard)
             self.stats.recoveries += 1
+            self.metrics.recovery.labels(self.config.worker_id).observe(recovered.seconds)
             self.stats.ticks_replayed += recovered.ticks_replayed
             now = time.monotonic()
             for world_id, status in recovered.statuses.items():
@@ -303,6 +309,7 @@ class PhysicsWorker(ThreadService):
         self.sleeping = {w: s for w, s in self.sleeping.items() if s[0].partition not in gone}
         self.ended = {w: e for w, e in self.ended.items() if e.partition not in gone}
         self._assigned -= gone
+        self.metrics.forget(gone)
         for p in gone:
             self._routed.pop(p, None)
         consumer.incremental_unassign(partitions)
@@ -343,6 +350,7 @@ class PhysicsWorker(ThreadService):
             if not seen and shard_of(key) == self.config.shard:
                 self._dlq.send(msg, exc)
                 self.stats.dead_letters += 1
+                self.metrics.dead_letters.labels(self.config.worker_id).inc()
             return
         world_id = command.world_id
         if shard_of(world_id) != self.config.shard:
@@ -392,6 +400,7 @@ class PhysicsWorker(ThreadService):
                                partition=home, headers=headers)
         self._producer.poll(0)
         self.stats.forwarded += 1
+        self.metrics.forwarded.labels(self.config.worker_id).inc()
 
     def _wake(self, world_id: str, offset: int) -> _Live | None:
         if world_id not in self.sleeping:
@@ -404,7 +413,8 @@ class PhysicsWorker(ThreadService):
         self.worlds[world_id] = live
         self.stats.woke += 1
         self._status(state, "ACTIVE", f"woke on the command at offset {offset}")
-        log.info("world %s woke at tick %d", world_id, state.world.tick)
+        log.info("world %s woke at tick %d", world_id, state.world.tick,
+                 extra={"world": world_id, "tick": state.world.tick})
         return live
 
     def _reject(self, world_id: str, partition: int, tick: int | None, offset: int,
@@ -413,6 +423,7 @@ class PhysicsWorker(ThreadService):
         record = rejection_record(world_id, tick, Rejection(offset, command, reason, message), ts)
         self._produce_to(topics.COMMANDS_REJECTED, world_id, partition, record, ts)
         self.stats.rejected += 1
+        self.metrics.reject(reason.value)
 
     # -- ticking -----------------------------------------------------------------------
 
@@ -460,6 +471,7 @@ class PhysicsWorker(ThreadService):
             producer.commit_transaction(30)
             self._in_txn = False
             self.stats.transactions += 1
+            self.metrics.transactions.labels(self.config.worker_id).inc()
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal() or not err.txn_requires_abort():
@@ -483,11 +495,13 @@ class PhysicsWorker(ThreadService):
             self._producer.abort_transaction(30)
             self._in_txn = False
         self.stats.aborts += 1
+        self.metrics.aborts.labels(self.config.worker_id).inc()
         self._reset()
 
     def _tick_one(self, lw: _Live) -> None:
         state = lw.state
         ts = now_ms()
+        started = time.perf_counter()
         take = 1 if self.config.lockstep else len(lw.pending)
         commands, lw.pending = lw.pending[:take], lw.pending[take:]
         out: list[tuple[topics.Topic, dict[str, Any]]] = []
@@ -525,6 +539,9 @@ class PhysicsWorker(ThreadService):
         s.commands += len(commands)
         s.rejected += outcome.n_rejected
         s.last_step_us = step_us
+        self.metrics.tick(state.partition, time.perf_counter() - started, 1.0 / state.tick_rate_hz,
+                          len(commands) - outcome.n_rejected,
+                          (r.reason.value for r in outcome.rejections))
         if lw.backend is not None and outcome.backend != lw.backend:
             log.warning("world %s: backend switched from %s to %s at tick %d", state.world_id,
                         lw.backend, outcome.backend, outcome.tick)
@@ -549,7 +566,8 @@ class PhysicsWorker(ThreadService):
         del self.worlds[state.world_id]
         self.sleeping[state.world_id] = (state, lw.reckoner)
         self.stats.hibernated += 1
-        log.info("world %s hibernates at tick %d", state.world_id, state.world.tick)
+        log.info("world %s hibernates at tick %d", state.world_id, state.world.tick,
+                 extra={"world": state.world_id, "tick": state.world.tick})
 
     def _quarantine(self, lw: _Live, commands: Pending, reason: str) -> None:
         state = lw.state
@@ -570,7 +588,9 @@ class PhysicsWorker(ThreadService):
         self.ended[world_id] = _Ended(status, reason, partition, tick, last)
         if status == "QUARANTINED":
             self.stats.quarantined += 1
-            log.error("world %s quarantined: %s", world_id, reason)
+            self.metrics.quarantined.labels(self.config.worker_id).inc()
+            log.error("world %s quarantined: %s", world_id, reason,
+                      extra={"world": world_id, "tick": tick, "partition": partition})
         else:
             log.info("world %s retired: %s", world_id, reason)
         self._write_status(world_id, partition, state, status, reason)
@@ -587,6 +607,15 @@ class PhysicsWorker(ThreadService):
             self._produce_to(topics.WORLDS, world_id, partition, record, ts)
         else:  # from a rebalance callback: written with the next transaction
             self._outbox.append((topics.WORLDS, world_id, partition, record))
+
+    def _world_counts(self) -> dict[tuple[int, str], int]:
+        """Worlds held, by (partition, state), every assigned partition present (metrics)."""
+        counts = {(p, "live"): 0 for p in self._assigned}
+        for key in [(lw.state.partition, "live") for lw in list(self.worlds.values())] + [
+                (st.partition, "hibernating") for st, _ in list(self.sleeping.values())] + [
+                (e.partition, e.status.lower()) for e in list(self.ended.values())]:
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     # -- producing -----------------------------------------------------------------------
 

@@ -90,6 +90,33 @@ def test_exactly_n_rows_with_commands_flattened(ch_db: Settings, topic_factory):
     assert ticks == [(0, 49, 50)]
 
 
+def test_security_flags_land_once_per_finding(ch_db: Settings, topic_factory):
+    """The detector writes at least once: a finding delivered twice is one row under FINAL."""
+    s = ch_db
+    t_flags = topic_factory()
+    ts = int(cs.NOW.timestamp() * 1000)
+
+    def flag(player: str, kind: str) -> dict[str, Any]:
+        return {"flag_id": f"{player}-{kind}", "player_id": player, "world_id": "w",
+                "kind": kind, "score": 2.5, "window_start": ts, "window_end": ts + 10_000,
+                "evidence": '{"commands": 611}', "ts": ts}
+
+    records = [flag("mallory", "FLOOD"), flag("mallory", "BURST"), flag("mallory", "FLOOD")]
+    cs.produce(s, t_flags, "SecurityFlag", records)
+    conn = clickhouse.build(s, {t_flags: topics.SECURITY_FLAGS}, group_id=f"g-{uuid.uuid4().hex[:8]}")
+    conn.start()
+    try:
+        cs.wait_for(lambda: conn.metrics.rows_written >= 3, 60, "all flags", conn.failure)
+    finally:
+        conn.stop()
+    assert _count(s, "security_flags", t_flags) == 3
+    assert _rows(s, "SELECT kind, count() FROM security_flags FINAL WHERE _topic = %(t)s "
+                    "GROUP BY kind ORDER BY kind", t=t_flags) == [("BURST", 1), ("FLOOD", 1)]
+    assert _rows(s, "SELECT evidence, toString(window_start) FROM security_flags "
+                    "WHERE _topic = %(t)s LIMIT 1", t=t_flags) == [
+        ('{"commands": 611}', f"{cs.NOW:%Y-%m-%d %H:%M:%S}")]
+
+
 def test_sigkill_between_insert_and_commit(ch_db: Settings, topic_factory, tmp_path: Path):
     s = ch_db
     world = f"w-{uuid.uuid4().hex[:8]}"
@@ -145,3 +172,33 @@ def test_clickhouse_outage_backs_off_and_catches_up(settings: Settings, stack: S
     finally:
         conn.stop()
         server.stop(grace_s=10)
+
+
+def test_the_audit_trail_lands_row_for_row(ch_db: Settings, topic_factory):
+    from streams.security.audit import AuditChain
+
+    s = ch_db
+    t_audit, t_dlq = topic_factory(), topic_factory()
+    records: list[dict[str, Any]] = []
+    chain = AuditChain(f"gw-{uuid.uuid4().hex[:6]}", lambda _g, r: records.append(r))
+    for i in range(25):
+        chain.record(action="submit", face="grpc", outcome="ADMITTED" if i % 3 else "DENIED",
+                     player_id=f"p{i % 4}", world_id="w", reason="" if i % 3 else "operator only",
+                     command_offset=i if i % 3 else None)
+    cs.produce(s, t_audit, "AuditRecord", records, key_field="gateway_id")
+    conn = clickhouse.build(s, {t_audit: topics.AUDIT}, group_id=f"g-{uuid.uuid4().hex[:8]}",
+                            dlq_topic=topics.Topic(t_dlq, key="k", value="v", doc="test"))
+    conn.start()
+    try:
+        cs.wait_for(lambda: conn.metrics.rows_written >= 25, 60, "all rows", conn.failure)
+    finally:
+        conn.stop()
+    rows = _rows(s, "SELECT seq, outcome, player_id, reason, command_offset, hash FROM audit_log "
+                    "WHERE _topic = %(t)s ORDER BY seq", t=t_audit)
+    assert [r[0] for r in rows] == list(range(25))
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
+        (r["outcome"], r["player_id"], r["reason"], r["command_offset"], r["hash"])
+        for r in records]
+    denied = _rows(s, "SELECT count() FROM audit_log WHERE _topic = %(t)s AND outcome = 'DENIED'",
+                   t=t_audit)
+    assert denied[0][0] == 9

@@ -132,7 +132,7 @@ def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
         assert _count(pg_db, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
     assert civ_types == {"TechAdvanced": 3, "ResourceUsed": 3, "CivilizationFounded": 3}
     text = conn.metrics_text()
-    assert f'cosmic_connector_rows_written_total{{connector="timescale"}} {n + 27}' in text
+    assert f'cosmic_connector_rows_written_total{{connector="timescale"}} {n + 27}.0' in text
 
 
 def test_values_postgres_refuses_are_dead_lettered_alone(pg_db: Settings, topic_factory):
@@ -266,3 +266,40 @@ def test_postgres_outage_backs_off_and_catches_up(settings: Settings, topic_fact
     finally:
         conn.stop()
         pg.stop()
+
+
+def test_a_zombie_instance_is_fenced_and_duplicates_nothing(pg_db: Settings):
+    """Two instances of one connector believe they own a partition: the one whose view of
+    the stored position is stale (its partitions moved on) is refused, whole batch and all."""
+    from connectors.base import Batch, Item
+    from connectors.errors import StoreFenced
+    from connectors.timescale import TimescaleSink
+
+    world = f"w-{uuid.uuid4().hex[:8]}"
+    tp = ("ticks-in", 0)
+    routes = {"ticks-in": topics.PHYSICS_TICKS}
+
+    def batch(first: int, last: int) -> Batch:
+        items = [Item("ticks-in", topics.PHYSICS_TICKS, 0, o, 0, None, cs.tick(f"{world}-0", o))
+                 for o in range(first, last)]
+        return Batch(items, {tp: last})
+
+    zombie, owner = (TimescaleSink(pg_db, routes, "fenced") for _ in range(2))
+    for sink in (zombie, owner):
+        sink.open()
+        assert sink.resume_positions([tp]) == {}
+    try:
+        owner.write(batch(0, 10))
+        with pytest.raises(StoreFenced, match="another instance"):
+            zombie.write(batch(0, 10))  # it never saw the owner's write: a duplicate
+        owner.write(batch(10, 15))
+        assert zombie.resume_positions([tp]) == {tp: 15}  # re-reads, then may go on
+        zombie.write(batch(15, 20))
+        with pytest.raises(StoreFenced):
+            owner.write(batch(15, 20))  # now the owner is the stale one
+    finally:
+        zombie.close()
+        owner.close()
+    _assert_ticks_exact(pg_db, world, 20)
+    assert _count(pg_db, "SELECT next_offset FROM connector_offsets WHERE connector = %s",
+                  "fenced") == 20

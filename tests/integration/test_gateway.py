@@ -32,6 +32,7 @@ from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient
 from streams.gateway.replica import Replica
+from streams.gateway.testing import stack_token
 from streams.worlds.deltas import DeltaMirror
 from streams.worlds.worker import WorkerConfig, build_worker
 from tests.liveworld import LiveWorld
@@ -134,7 +135,9 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
         bound = g.position_step * math.sqrt(3) / 2
         views = [pb.View(center=pb.Vec3(x=BELT * math.cos(a), y=BELT * math.sin(a)), radius=0.8)
                  for a in (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)]
-        results = asyncio.run(watch(gateway.grpc_address, f"{gateway.http_url}ws", world, views))
+        token = stack_token(settings, "gateway-test")
+        results = asyncio.run(watch(gateway.grpc_address, f"{gateway.http_url}ws", world, views,
+                                    token))
     finally:
         live.stop()
         worker.stop()
@@ -181,11 +184,12 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
     assert late_s < 0.25, f"a late joiner waited {late_s:.3f}s for its snapshot"
 
 
-async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
+async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View], token: str
                 ) -> tuple[list[list[bytes]], list[list[bytes]], pb.SubmitCommandReply,
                            list[bytes], float]:
     duration_s = 12.0
-    async with GrpcClient(grpc_address) as gw, aiohttp.ClientSession() as session:
+    async with GrpcClient(grpc_address, token=token) as gw, aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {token}"}) as session:
         deadline = time.monotonic() + 30
         while world not in [w.world_id for w in (await gw.worlds()).worlds]:
             assert time.monotonic() < deadline, "the gateway never saw the world"
@@ -231,7 +235,7 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
         v = views[0].center
         speed = 2 * math.pi / math.sqrt(BELT)
         command_id = uuid.uuid4()
-        reply = await gw.submit(world, "gateway-test", {
+        reply = await gw.submit(world, {
             "type": "SpawnBody", "body_id": SPAWNED_ID, "kind": "ASTEROID", "mass": 1e-12,
             "radius": 5e-7, "position": {"x": v.x, "y": v.y + 0.05, "z": 0.0},
             "velocity": {"x": 0.0, "y": speed, "z": 0.0}}, command_id=command_id)

@@ -26,6 +26,7 @@ from schemas.registry.client import RegistryClient
 from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient, box_view
+from streams.gateway.testing import stack_token
 from streams.worlds.eventlog import KafkaLog
 from streams.worlds.scenario import STAR_ID
 from streams.worlds.worker import WorkerConfig, build_worker
@@ -104,7 +105,9 @@ def test_outcomes_are_the_logs_and_a_retried_id_is_applied_once(settings: Settin
 async def through_gateway(address: str, http_url: str, world: str
                           ) -> dict[str, tuple[pb.SubmitCommandReply, pb.CommandOutcome]]:
     seen: dict[str, tuple[pb.SubmitCommandReply, pb.CommandOutcome]] = {}
-    async with GrpcClient(address) as gw, aiohttp.ClientSession(http_url) as http:
+    token = stack_token(Settings(), "tester")
+    async with GrpcClient(address, token=token) as gw, aiohttp.ClientSession(
+            http_url, headers={"Authorization": f"Bearer {token}"}) as http:
         for _ in range(300):
             if world in [w.world_id for w in (await gw.worlds()).worlds]:
                 break
@@ -112,13 +115,13 @@ async def through_gateway(address: str, http_url: str, world: str
         else:
             raise AssertionError("the gateway never saw the world")
 
-        reply = await gw.submit(world, "tester", spawn(SPAWN_ID, 1.5))
+        reply = await gw.submit(world, spawn(SPAWN_ID, 1.5))
         outcome = await gw.outcome(reply.command_id, timeout=20)
         assert outcome.state == pb.CommandOutcome.APPLIED and outcome.HasField("tick")
         assert outcome.reason == "" and outcome.message == ""
         seen["spawn"] = reply, outcome
 
-        reply = await gw.submit(world, "tester", {"type": "RemoveBody", "body_id": NO_SUCH_BODY})
+        reply = await gw.submit(world, {"type": "RemoveBody", "body_id": NO_SUCH_BODY})
         outcome = await gw.outcome(reply.command_id, timeout=20)
         assert (outcome.state, outcome.reason) == (pb.CommandOutcome.REJECTED, "UNKNOWN_BODY")
         assert str(NO_SUCH_BODY) in outcome.message
@@ -127,9 +130,9 @@ async def through_gateway(address: str, http_url: str, world: str
         # Submitted together: most likely one tick takes both, rejecting one of them.
         impulse, unknown = await asyncio.gather(
             # The tester's own body: a player may nudge only what they own.
-            gw.submit(world, "tester", {"type": "ApplyImpulse", "body_id": SPAWN_ID,
+            gw.submit(world, {"type": "ApplyImpulse", "body_id": SPAWN_ID,
                                         "dv": {"x": 0.0, "y": 0.0, "z": 1e-9}}),
-            gw.submit(world, "tester", {"type": "RemoveBody", "body_id": NO_SUCH_BODY + 1}))
+            gw.submit(world, {"type": "RemoveBody", "body_id": NO_SUCH_BODY + 1}))
         a, b = await asyncio.gather(gw.outcome(impulse.command_id, timeout=20),
                                     gw.outcome(unknown.command_id, timeout=20))
         assert (a.state, b.state, b.reason) == (
@@ -139,15 +142,15 @@ async def through_gateway(address: str, http_url: str, world: str
         # A retry (twice at once, then again later) is the first submission.
         command_id = uuid.uuid4()
         first, second = await asyncio.gather(
-            gw.submit(world, "tester", spawn(RETRIED_ID, 1.6), command_id=command_id),
-            gw.submit(world, "tester", spawn(RETRIED_ID, 1.6), command_id=command_id))
+            gw.submit(world, spawn(RETRIED_ID, 1.6), command_id=command_id),
+            gw.submit(world, spawn(RETRIED_ID, 1.6), command_id=command_id))
         outcome = await gw.outcome(command_id, timeout=20)
-        third = await gw.submit(world, "tester", spawn(RETRIED_ID, 1.6), command_id=command_id)
+        third = await gw.submit(world, spawn(RETRIED_ID, 1.6), command_id=command_id)
         assert {(r.partition, r.offset) for r in (first, second, third)} == {
             (first.partition, first.offset)}
         assert outcome.state == pb.CommandOutcome.APPLIED
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await gw.submit(world, "tester", spawn(RETRIED_ID + 1, 1.6), command_id=command_id)
+            await gw.submit(world, spawn(RETRIED_ID + 1, 1.6), command_id=command_id)
         assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
         seen["retried"] = first, outcome
 

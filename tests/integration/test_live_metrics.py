@@ -135,6 +135,24 @@ def _committed_to_end(settings: Settings, group: str, names: list[str]) -> bool:
         consumer.close()
 
 
+def _end_offset(settings: Settings, name: str) -> int:
+    consumer = kafka.reader(settings, "test-live-end")
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10)[1])
+    finally:
+        consumer.close()
+
+
+def _committed_offset(settings: Settings, group: str, name: str) -> int:
+    """Where the group's last completed checkpoint left the (one-partition) topic."""
+    consumer = kafka.consumer(settings, group)
+    try:
+        (tp,) = consumer.committed([TopicPartition(name, 0)], timeout=10)
+        return max(int(tp.offset), 0)
+    finally:
+        consumer.close()
+
+
 def _dlq_ends(settings: Settings) -> list[TopicPartition]:
     consumer = kafka.reader(settings, "test-live-dlq")
     try:
@@ -238,9 +256,10 @@ def test_windows_are_exact_with_late_events_and_a_restart(settings, topic_factor
                  "a checkpoint covering the late events", job.failure)
 
         # Phase 3a: a command beyond the lateness of [0,10) (final since the watermark
-        # passed 15 s), more of the stream, then a crash, most likely before a checkpoint
-        # covers this phase: the restarted job then reads the too-late command again with
-        # its watermark starting from scratch, and must still drop it.
+        # passed 15 s), more of the stream, then a crash before a checkpoint covers this
+        # phase (checked below): the restarted job then reads the too-late command again
+        # with its watermark starting from scratch, and must still drop it.
+        phase_3a_from = _end_offset(settings, names["commands"])
         too_late = s.command(5.0, "p8", "SpawnBody")
         s.events.remove(too_late)
         for k in range(44, 60):
@@ -248,9 +267,11 @@ def test_windows_are_exact_with_late_events_and_a_restart(settings, topic_factor
         s.command(24.0, "p1", "SpawnBody")
         s.civilization(25.0, 40, civ=3, founded=True)
         s.send(settings, names)
-        time.sleep(0.5)
     finally:
         job.kill()
+    # The premise of phase 3b, proven rather than hoped for: no checkpoint covered 3a.
+    assert _committed_offset(settings, group, names["commands"]) <= phase_3a_from, (
+        "a checkpoint covered phase 3a before the crash: the restart would not re-read it")
 
     # Phase 3b: restart from the checkpoint and finish: ticks to 41.5 s, so the
     # watermark (40.5 s) fires [30,40) and closes [20,30) for good.

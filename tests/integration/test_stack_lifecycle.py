@@ -18,6 +18,7 @@ from cosmic.settings import (
     ClickHouseSettings,
     KafkaSettings,
     PostgresSettings,
+    PrometheusSettings,
     RegistrySettings,
     Settings,
 )
@@ -35,6 +36,7 @@ def _private_settings(state: Path, shared: Settings) -> Settings:
         registry=RegistrySettings(url="http://127.0.0.1:28081", port=28081),
         postgres=PostgresSettings(port=25432),
         clickhouse=ClickHouseSettings(port=29000, http_port=28123),
+        prometheus=PrometheusSettings(port=29090),
         startup_timeout_s=120,
     )
 
@@ -51,6 +53,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "COSMIC_POSTGRES__PORT": str(settings.postgres.port),
         "COSMIC_CLICKHOUSE__PORT": str(settings.clickhouse.port),
         "COSMIC_CLICKHOUSE__HTTP_PORT": str(settings.clickhouse.http_port),
+        "COSMIC_PROMETHEUS__PORT": str(settings.prometheus.port),
     }
     return subprocess.run([sys.executable, "-m", "cosmic_app", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
@@ -65,7 +68,7 @@ def test_stack_up_twice_stop_one_then_down(tmp_path: Path, settings: Settings):
         assert "kafka: started" in first.stdout
 
         status = json.loads(_cli(private, "stack", "status", "--json").stdout)
-        assert set(status) == {"kafka", "registry", "postgres", "clickhouse"}
+        assert set(status) == {"kafka", "registry", "postgres", "clickhouse", "prometheus"}
         assert status["registry"]["endpoint"]["url"] == "http://127.0.0.1:28081"
         assert all(s["running"] for s in status.values())
         assert status["kafka"]["version"].startswith("4.")

@@ -2,7 +2,8 @@
 
 What a client sees: byte-identical frames on both faces for the same view,
 a negotiated permessage-deflate, and typed errors that end only the client
-that caused them.
+that caused them. Every client carries a token from the harness's
+:class:`~streams.gateway.testing.TestAuth` (the WebSocket ones in ``?token=``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from streams.gateway import grpc_face, ws_face
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.core import GatewayCore
 from streams.gateway.replica import Replica
-from streams.gateway.testing import SyntheticWorld
+from streams.gateway.testing import SyntheticWorld, TestAuth
 
 pytestmark = pytest.mark.anyio
 SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3, client_bytes_per_s=10**9)
@@ -36,7 +37,9 @@ def ident(b: bytes) -> bytes:
 class Harness:
     def __init__(self) -> None:
         self.appended: list[models.PlayerCommand] = []
-        self.core = GatewayCore(SETTINGS, self._append)
+        self.auth = TestAuth()
+        self.token = self.auth.token("alice")
+        self.core = GatewayCore(SETTINGS, self._append, self.auth.guard)
         self.world = SyntheticWorld(9, n=150)
         self.world.feed.world_id = "w"
         self.grpc_target = ""
@@ -58,6 +61,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def harness() -> AsyncIterator[tuple[Harness, grpc.aio.Channel, str]]:
     h = Harness()
+    TOKENS["alice"] = h.token
     h.step()
     server, port = await grpc_face.serve(h.core, "127.0.0.1", 0)
     app = web.Application()
@@ -69,7 +73,7 @@ async def harness() -> AsyncIterator[tuple[Harness, grpc.aio.Channel, str]]:
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     h.grpc_target = f"127.0.0.1:{port}"
     channel = grpc.aio.insecure_channel(h.grpc_target)
-    yield h, channel, f"http://127.0.0.1:{http_port}/ws"
+    yield h, channel, f"http://127.0.0.1:{http_port}/ws?token={h.token}"
     await channel.close()
     await server.stop(None)
     await runner.cleanup()
@@ -79,11 +83,19 @@ def subscribe_request(world: str = "w", radius: float = 5.0) -> pb.SubscribeRequ
     return pb.SubscribeRequest(world_id=world, view=pb.View(center=pb.Vec3(x=1.0), radius=radius))
 
 
-def method(channel: grpc.aio.Channel, name: str, stream: bool = False):
+def method(channel: grpc.aio.Channel, name: str, stream: bool = False,
+           token: str | None = None):
+    """A call of ``name`` that carries ``token`` (default: the harness's, for alice)."""
     path = f"/{grpc_face.SERVICE}/{name}"
     if stream:
-        return channel.unary_stream(path, request_serializer=ident, response_deserializer=ident)
-    return channel.unary_unary(path, request_serializer=ident, response_deserializer=ident)
+        call = channel.unary_stream(path, request_serializer=ident, response_deserializer=ident)
+    else:
+        call = channel.unary_unary(path, request_serializer=ident, response_deserializer=ident)
+    metadata = (("authorization", f"Bearer {token or TOKENS['alice']}"),)
+    return lambda request: call(request, metadata=metadata)
+
+
+TOKENS: dict[str, str] = {}
 
 
 async def test_grpc_and_websocket_frames_are_byte_identical(harness):
@@ -161,18 +173,19 @@ async def test_grpc_errors_map_to_status_codes(harness):
         await method(channel, "GetSnapshot")(b"\xff\xff garbage")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     submit = method(channel, "SubmitCommand")
-    bad = pb.SubmitCommandRequest(world_id="w", player_id="p", command_json=(
+    bad = pb.SubmitCommandRequest(world_id="w", command_json=(
         '{"type": "SpawnBody", "body_id": 1, "kind": "STAR", "mass": -1, "radius": 1,'
         ' "position": {"x": 0, "y": 0, "z": 0}, "velocity": {"x": 0, "y": 0, "z": 0}}'))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await submit(bad.SerializeToString())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "mass" in err.value.details()
     assert h.appended == []
-    good = pb.SubmitCommandRequest(world_id="w", player_id="p",
+    good = pb.SubmitCommandRequest(world_id="w", player_id="alice",
                                    command_json='{"type": "RemoveBody", "body_id": 7}')
     reply = pb.SubmitCommandReply.FromString(await submit(good.SerializeToString()))
     assert reply.command_id == str(h.appended[0].command_id)
     assert h.appended[0].command == models.RemoveBody(body_id=7)
+    assert h.appended[0].player_id == "alice" and h.appended[0].admission is not None
     worlds = pb.ListWorldsReply.FromString(await method(channel, "ListWorlds")(b""))
     assert [w.world_id for w in worlds.worlds] == ["w"]
     snap = pb.Frame.FromString(await method(channel, "GetSnapshot")(
@@ -248,7 +261,7 @@ async def test_watch_prints_a_line_per_interval(harness):
         return float(next(ticks))
 
     async def frames_while_ticking() -> AsyncIterator[bytes]:
-        async with GrpcClient(h.grpc_target) as gw:
+        async with GrpcClient(h.grpc_target, token=h.token) as gw:
             async for data in gw.frames(subscribe_request(radius=100.0)):
                 yield data
                 h.step()
@@ -302,14 +315,14 @@ async def test_a_grpc_client_learns_the_outcome_and_a_retry_is_appended_once(har
     from streams.gateway.client import GrpcClient
 
     h, channel, _ = harness
-    async with GrpcClient(h.grpc_target) as gw:
+    async with GrpcClient(h.grpc_target, token=h.token) as gw:
         body = {"type": "RemoveBody", "body_id": 7}
-        reply = await gw.submit("w", "p", body)
-        again = await gw.submit("w", "p", body, command_id=uuid.UUID(reply.command_id))
+        reply = await gw.submit("w", body)
+        again = await gw.submit("w", body, command_id=uuid.UUID(reply.command_id))
         assert (again.partition, again.offset) == (reply.partition, reply.offset)
         assert len(h.appended) == 1
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await gw.submit("w", "p", {"type": "RemoveBody", "body_id": 8},
+            await gw.submit("w", {"type": "RemoveBody", "body_id": 8},
                             command_id=uuid.UUID(reply.command_id))
         assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and len(h.appended) == 1
 
@@ -323,7 +336,7 @@ async def test_a_grpc_client_learns_the_outcome_and_a_retry_is_appended_once(har
         outcome = await waiting
         assert outcome.state == pb.CommandOutcome.APPLIED and outcome.tick == 42
 
-        rejected = await gw.submit("w", "p", {"type": "RemoveBody", "body_id": 99})
+        rejected = await gw.submit("w", {"type": "RemoveBody", "body_id": 99})
         h.core.outcomes.rejection({
             "command_id": rejected.command_id, "world_id": "w", "reason": "UNKNOWN_BODY",
             "message": "no body 99", "tick": 43, "command_offset": rejected.offset},

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from streams.gateway import rest
+from streams.security import audit
 from tests.unit.test_gateway_faces import Harness
 
 pytestmark = pytest.mark.anyio
@@ -34,10 +35,14 @@ async def api() -> AsyncIterator[tuple[Harness, aiohttp.ClientSession, dict[str,
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={
+            "Authorization": f"Bearer {h.token}"}) as session:
         doc = await (await session.get("/openapi.json")).json()
         yield h, session, doc
     await runner.cleanup()
+
+
+SUBMITS: list[str] = []  # every command attempt the test makes
 
 
 async def call(session: aiohttp.ClientSession, doc: dict[str, Any], called: set[str],
@@ -45,6 +50,8 @@ async def call(session: aiohttp.ClientSession, doc: dict[str, Any], called: set[
     """Call one documented operation; check the response against the document."""
     op = doc["paths"][template][method]
     called.add(op["operationId"])
+    if method in ("post", "put", "delete"):
+        SUBMITS.append(path)
     async with session.request(method.upper(), path, **kwargs) as resp:
         documented = op["responses"].get(str(resp.status))
         assert documented, f"{method} {path}: status {resp.status} is not documented"
@@ -107,6 +114,33 @@ async def test_every_documented_operation_answers_as_documented(api):
                                  "/api/v1/worlds/w/bodies", data=b"{not json")
     assert status == 400
 
+    # A nudge: an impulse for a body the world holds; refused at once otherwise.
+    held = int(h.world.feed.latest.ids[3])
+    status, accepted = await call(session, doc, called, "put", one,
+                                  f"/api/v1/worlds/w/bodies/{held}",
+                                  json={"dv": {"x": 0.5, "y": 0, "z": -1}})
+    assert status == 202 and accepted["command_id"] == str(h.appended[-1].command_id)
+    impulse = h.appended[-1].command
+    assert impulse.type == "ApplyImpulse" and impulse.body_id == held
+    assert (impulse.dv.x, impulse.dv.y, impulse.dv.z) == (0.5, 0, -1)
+    status, problem = await call(session, doc, called, "put", one,
+                                 "/api/v1/worlds/w/bodies/987654321",
+                                 json={"dv": {"x": 1, "y": 0, "z": 0}})
+    assert status == 404 and problem["type"].endswith("unknown-body")
+    assert "987654321" in problem["detail"]
+    for bad in ({"dv": {"x": None, "y": 0, "z": 0}}, {"dv": {"x": 1, "y": 0}},
+                {"dv": {"x": 1, "y": 0, "z": 0}, "body_id": 1}):
+        status, problem = await call(session, doc, called, "put", one,
+                                     f"/api/v1/worlds/w/bodies/{held}", json=bad)
+        assert status == 422 and problem["detail"].startswith("command refused"), bad
+    status, problem = await call(session, doc, called, "put", one,
+                                 "/api/v1/worlds/nope/bodies/1", json={"dv": {"x": 1}})
+    assert status == 404 and problem["type"].endswith("unknown-world")
+    before = len(h.appended)
+    status, problem = await call(session, doc, called, "put", one,
+                                 f"/api/v1/worlds/w/bodies/{held}", data=b"[1, 2]")
+    assert status == 400 and len(h.appended) == before
+
     status, accepted = await call(session, doc, called, "delete", one,
                                   "/api/v1/worlds/w/bodies/7")
     assert status == 202 and h.appended[-1].command.body_id == 7
@@ -158,5 +192,25 @@ async def test_every_documented_operation_answers_as_documented(api):
                                  json=new, headers={"Command-Id": "nope"})
     assert status == 400 and len(h.appended) == n + 1
 
+    # Without a token, or with a forged one, nothing is read or sent.
+    forged = h.token[:-4] + ("AAAA" if not h.token.endswith("AAAA") else "BBBB")
+    for headers in ({"Authorization": ""}, {"Authorization": f"Bearer {forged}"}):
+        n = len(h.appended)
+        status, problem = await call(session, doc, called, "get", worlds, worlds,
+                                     headers=headers)
+        assert status == 401 and problem["type"].endswith("unauthenticated")
+        status, problem = await call(session, doc, called, "post", bodies,
+                                     "/api/v1/worlds/w/bodies", json=new, headers=headers)
+        assert status == 401 and len(h.appended) == n
+        # Not even whether a body exists is told to a caller without a token.
+        for body_id in (int(h.world.feed.latest.ids[0]), 987654321):
+            status, problem = await call(session, doc, called, "put", one,
+                                         f"/api/v1/worlds/w/bodies/{body_id}", headers=headers,
+                                         json={"dv": {"x": 1, "y": 0, "z": 0}})
+            assert status == 401 and len(h.appended) == n
+
     documented = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
     assert called == documented
+    # Every command attempt, refused or not, is one audit record, and the chain holds.
+    submits = [r for r in h.auth.records if r["action"] == "submit"]
+    assert len(submits) == len(SUBMITS) and audit.verify(h.auth.records)[1] == []

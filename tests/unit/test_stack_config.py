@@ -79,7 +79,7 @@ def test_clickhouse_config_is_loopback_xml_in_the_state_folder(private: Settings
 
 def test_unknown_service_and_stale_pid_file(private: Settings):
     st = Stack(private)
-    with pytest.raises(StackError, match="services: kafka, registry, postgres, clickhouse"):
+    with pytest.raises(StackError, match="services: kafka, registry, postgres, clickhouse, prometheus"):
         st.service("zookeeper")
     ch = st.service("clickhouse")
     ch.pid_file.parent.mkdir(parents=True)

@@ -14,7 +14,8 @@ def test_registry_holds_every_design_topic_once():
         "cosmic.state.snapshots.v1", "cosmic.state.snapshots.history.v1", "cosmic.worlds.v1",
         "cosmic.ecosystem.events.v1",
         "cosmic.civilization.events.v1", "cosmic.living.planets.v1", "cosmic.metrics.v1",
-        "cosmic.dlq.v1",
+        "cosmic.security.flags.v1", "cosmic.dlq.v1", "cosmic.security.revocations.v1",
+        "cosmic.audit.v1",
     }
 
 
@@ -23,6 +24,8 @@ def test_retention_follows_the_design():
     assert topics.COMMANDS.configs()["retention.ms"] == "-1"  # the source of truth
     assert 0 < int(topics.STATE_DELTAS.configs()["retention.ms"]) <= 24 * 3_600_000
     assert topics.get("cosmic.dlq.v1") is topics.DLQ
+    assert topics.REVOCATIONS.configs()["cleanup.policy"] == "compact"  # latest per key
+    assert topics.AUDIT.configs()["retention.ms"] == "-1"  # the proof is kept
 
 
 def test_unknown_topic_is_a_typed_error_listing_known_ones():

@@ -26,7 +26,7 @@ def test_each_service_is_its_own_identity_and_every_one_is_in_the_table(tmp_path
     assert got == {"smoke": "admin", "physics": "physics", "players": "players",
                    "ecosystem": "living", "civilization": "living", "timescale": "connectors",
                    "clickhouse": "connectors", "archive": "connectors", "gateway": "gateway",
-                   "live-metrics": "jobs"}
+                   "detector": "detector", "lag-exporter": "admin", "live-metrics": "jobs"}
     assert set(got.values()) <= set(acls.by_name(Settings(state_dir=tmp_path)))
 
 
