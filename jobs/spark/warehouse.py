@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -375,11 +375,20 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
     return builder.getOrCreate()
 
 
+def _day(text: str) -> date:
+    """A UTC day, YYYY-MM-DD, or ``yesterday``: a cron schedule (the Spark Operator's
+    ScheduledSparkApplication) cannot compute a date, so the nightly run names it so."""
+    if text == "yesterday":
+        return (datetime.now(UTC) - timedelta(days=1)).date()
+    return date.fromisoformat(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """What to build. Where (the lake, ClickHouse, Kafka) is the settings' business: they
     reach the driver through its environment (``cosmic.settings.child_env``)."""
     p = argparse.ArgumentParser(prog="warehouse", description=__doc__.split("\n")[0])
-    p.add_argument("--date", required=True, type=date.fromisoformat, help="UTC day YYYY-MM-DD")
+    p.add_argument("--date", required=True, type=_day,
+                   help="UTC day YYYY-MM-DD, or 'yesterday'")
     p.add_argument("--end-date", type=date.fromisoformat, default=None,
                    help="build every day from --date to this one, in order")
     p.add_argument("--source", choices=("lake", "kafka"), default="lake")

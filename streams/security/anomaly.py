@@ -32,6 +32,9 @@ from schemas import models
 EXAMPLES = 5
 HISTORY_WINDOWS = 3  # earlier windows a player needs before BURST can judge them
 HISTORY_WEIGHT = 0.2  # of the newest window in the running average
+# A player's history is forgotten after this many windows without a command (an hour of
+# 10 s windows), so the detector's memory follows the active players, not all ever seen.
+HISTORY_IDLE_WINDOWS = 360
 
 
 class FlagKind(StrEnum):
@@ -97,6 +100,7 @@ class _Window:
 class _History:
     windows: int = 0
     mean: float = 0.0
+    last_start_ms: int = 0
 
 
 Key = tuple[str, str]  # (player, world)
@@ -158,6 +162,9 @@ class Detector:
         for start in sorted(s for s in self._open if s + self.rules.window_ms <= self.watermark_ms):
             for key, w in sorted(self._open.pop(start).items()):
                 flags += self._judge(key, start, w)
+        horizon = self.watermark_ms - HISTORY_IDLE_WINDOWS * self.rules.window_ms
+        for key in [k for k, h in self._history.items() if h.last_start_ms < horizon]:
+            del self._history[key]
         return flags
 
     def _judge(self, key: Key, start: int, w: _Window) -> list[Flag]:
@@ -189,4 +196,5 @@ class Detector:
         history.mean = (w.commands if history.windows == 0 else
                         (1 - HISTORY_WEIGHT) * history.mean + HISTORY_WEIGHT * w.commands)
         history.windows += 1
+        history.last_start_ms = start
         return out

@@ -26,6 +26,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from fastavro import schemaless_writer
 
 from cosmic.settings import Settings
 from schemas import catalog, models
+from schemas.fastwriter import compile_writer
+from schemas.registry.compatibility import ParsedSchema
 
 from .errors import KeyFileError, Unauthenticated
 
@@ -121,23 +124,40 @@ def _new_id() -> str:
     return secrets.token_hex(4)
 
 
+@cache
+def _encoder() -> Callable[[Any, list[bytes]], bytes] | None:
+    # The compiled writer is byte-identical to fastavro's (a property test says so) and
+    # about 5x faster on a command: this runs for every command a gateway admits.
+    schema = ParsedSchema(catalog.load("PlayerCommand"))
+    return compile_writer(schema.tree, schema.named)
+
+
 def _message(record: dict[str, Any], key_id: str, role: str) -> bytes:
     record = {**record, "admission": None}
+    head = [TAG, key_id.encode(), b"\x00", role.encode(), b"\x00"]
+    fast = _encoder()
+    if fast is not None:
+        try:
+            return fast(record, head)
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError):
+            pass  # fastavro below encodes it the same way, or says what is wrong
     out = io.BytesIO()
-    out.write(TAG)
-    out.write(key_id.encode() + b"\x00" + role.encode() + b"\x00")
+    out.write(b"".join(head))
     schemaless_writer(out, catalog.parsed("PlayerCommand"), record)
     return out.getvalue()
 
 
 def _mac(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, hashlib.sha256).digest()
+    return hmac.digest(key, message, hashlib.sha256)
 
 
 def sign(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> models.PlayerCommand:
     """``command`` admitted as ``role`` (a copy with its ``admission`` set)."""
-    admission = sign_record(command.to_avro(), role, ring)["admission"]
-    return command.model_copy(update={"admission": models.Admission(**admission)})
+    key_id = ring.signing_id
+    signature = _mac(ring.keys[key_id], _message(command.to_avro(), key_id, role.value))
+    # Built from values made right here: no need to validate them again.
+    admission = models.Admission.model_construct(key_id=key_id, role=role, signature=signature)
+    return command.model_copy(update={"admission": admission})
 
 
 def sign_record(record: dict[str, Any], role: models.Role, ring: KeyRing) -> dict[str, Any]:

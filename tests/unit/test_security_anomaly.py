@@ -113,3 +113,13 @@ def test_normal_synthetic_players_raise_no_flag():
 def _decoded(record: dict) -> dict:
     """A record as a reader gets it (the union as its record name and body)."""
     return {**record, "admission": None}
+
+
+def test_the_history_of_a_player_gone_quiet_is_forgotten():
+    from streams.security.anomaly import HISTORY_IDLE_WINDOWS
+    d = Detector(RULES)
+    d.command(_nudge("once", 0.01), T0 + 1)
+    _closed(d, T0 + RULES.window_ms)
+    assert ("once", "w") in d._history
+    _closed(d, T0 + (HISTORY_IDLE_WINDOWS + 2) * RULES.window_ms)
+    assert ("once", "w") not in d._history
