@@ -69,7 +69,6 @@ from pydantic_settings import (
 )
 
 from cosmic import secrets
-from cosmic.errors import ConfigError
 
 
 def _default_state_dir() -> Path:
@@ -96,12 +95,15 @@ class _Section(BaseModel):
     _state_dir: Path | None = PrivateAttr(default=None)
 
     def _stored(self, service: str, name: str, explicit: SecretStr | None) -> str:
+        """The password set in the settings, else the one the stack stored, else "": a
+        client then offers none, and a server that needs one says so (a store that
+        needs none, or a stack not started yet, still gets its plain "unavailable")."""
         if explicit is not None:
             return explicit.get_secret_value()
         if self._state_dir is None:
-            raise ConfigError(f"no {service} password for {name!r}: none is set and these "
-                              "settings have no state folder to read a generated one from")
-        return secrets.read(self._state_dir, service, name)
+            return ""
+        where = secrets.path(self._state_dir, service, name)
+        return where.read_text().strip() if where.exists() else ""
 
 
 class KafkaSettings(_Section):
@@ -147,10 +149,8 @@ class RegistrySettings(_Section):
     def auth(self) -> tuple[str, str] | None:
         """(user, password) for a client's HTTP basic authentication, or None where no
         password is set or stored (a registry that asks for none; reads need none)."""
-        try:
-            return self.username, self.secret()
-        except ConfigError:
-            return None
+        password = self.secret()
+        return (self.username, password) if password else None
 
 
 class PostgresSettings(_Section):

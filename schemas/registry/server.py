@@ -31,8 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cosmic import logs, metrics
-from cosmic.errors import CosmicError
+from cosmic import logs, metrics, secrets
+from cosmic.errors import ConfigError, CosmicError
 from cosmic.settings import Settings, get_settings
 from schemas.errors import BadRequest, InvalidSchema, RegistryError, Unauthorized
 from schemas.registry.compatibility import ParsedSchema
@@ -398,6 +398,16 @@ def serve(registry: Registry, host: str = "127.0.0.1", port: int = 0,
         thread.join(timeout=5)
 
 
+def _credentials(settings: Settings) -> tuple[str, str]:
+    """The writer's credentials; never empty: a registry must not take a blank password."""
+    r = settings.registry
+    password = (r.password.get_secret_value() if r.password is not None
+                else secrets.read(settings.state_dir, "registry", r.username))
+    if not password:
+        raise ConfigError("the registry's write password is empty: set COSMIC_REGISTRY__PASSWORD")
+    return r.username, password
+
+
 def build_server(settings: Settings | None = None, store: str = "kafka") -> RegistryHTTPServer:
     """The registry the platform runs: Kafka-backed, on 127.0.0.1:settings.registry.port,
     with writes only for ``settings.registry``'s credentials."""
@@ -411,7 +421,7 @@ def build_server(settings: Settings | None = None, store: str = "kafka") -> Regi
 
         backing = KafkaStore(settings)
     return RegistryHTTPServer(Registry(backing), "127.0.0.1", settings.registry.port,
-                              (settings.registry.username, settings.registry.secret()))
+                              _credentials(settings))
 
 
 def main(argv: list[str] | None = None) -> None:
