@@ -171,7 +171,7 @@ def bench_clickhouse(settings: Settings, items: list[Item], repeats: int, work: 
             with path.open("rb") as fh:
                 subprocess.run(
                     ["clickhouse-client", "--host", ch.host, "--port", str(ch.port),
-                     "--user", ch.user, "--password", ch.password.get_secret_value(),
+                     "--user", ch.user, "--password", ch.secret(),
                      "--database", ch.database, "--query",
                      f"INSERT INTO physics_ticks ({', '.join(columns)}) FORMAT TSV"],
                     stdin=fh, check=True)

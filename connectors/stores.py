@@ -49,7 +49,7 @@ def clickhouse_client(settings: Settings) -> Client:
     """A native-protocol client for ``settings.clickhouse``; it connects on first use."""
     ch = settings.clickhouse
     return Client(host=ch.host, port=ch.port, user=ch.user,
-                  password=ch.password.get_secret_value(), database=ch.database,
+                  password=ch.secret(), database=ch.database,
                   connect_timeout=5, send_receive_timeout=60)
 
 

@@ -22,11 +22,46 @@ _SILENT.addHandler(logging.NullHandler())
 _SILENT.propagate = False
 
 
+def security_config(settings: Settings) -> dict[str, Any]:
+    """How a librdkafka client proves who it is: ``settings.kafka.identity`` over SASL.
+
+    Every client of the platform gets these keys, so there is one place that knows
+    the mechanism and where passwords come from.
+    """
+    k = settings.kafka
+    if not k.secured:
+        return {"security.protocol": "PLAINTEXT"}
+    return {
+        "security.protocol": k.security_protocol,
+        "sasl.mechanism": k.sasl_mechanism,
+        "sasl.username": k.identity,
+        "sasl.password": k.password(),
+    }
+
+
+def java_security_properties(settings: Settings, *,
+                             package: str = "org.apache.kafka") -> dict[str, str]:
+    """The same for a JVM Kafka client (Kafka's tools, Spark's and Flink's sources).
+
+    ``package`` is where the client's Kafka classes live: Flink's SQL connector
+    relocates them, and the JAAS line must name the login module it really has.
+    """
+    k = settings.kafka
+    if not k.secured:
+        return {"security.protocol": "PLAINTEXT"}
+    module = {"PLAIN": "plain.PlainLoginModule"}.get(k.sasl_mechanism, "scram.ScramLoginModule")
+    # Generated passwords are URL-safe: nothing in them needs escaping in a JAAS line.
+    jaas = (f"{package}.common.security.{module} required "
+            f'username="{k.identity}" password="{k.password()}";')
+    return {"security.protocol": k.security_protocol, "sasl.mechanism": k.sasl_mechanism,
+            "sasl.jaas.config": jaas}
+
+
 def _base(settings: Settings, client_id: str | None) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "client.id": client_id or settings.kafka.client_id,
-    }
+    } | security_config(settings)
 
 
 def producer_config(

@@ -12,13 +12,20 @@ COSMIC_STATE_DIR                       folder holding every local service's data
 COSMIC_CACHE_DIR                       folder caching downloaded Java artifacts
 COSMIC_KAFKA__BOOTSTRAP_SERVERS        Kafka bootstrap servers
 COSMIC_KAFKA__PORT / CONTROLLER_PORT   ports of the local KRaft broker
+COSMIC_KAFKA__SECURITY_PROTOCOL        SASL_PLAINTEXT (default), SASL_SSL, or PLAINTEXT (security off)
+COSMIC_KAFKA__IDENTITY                 SASL user this process is (default admin; see cosmic/acls.py)
+COSMIC_KAFKA__SASL_PASSWORD            its password (default: <state_dir>/secrets/kafka/<identity>)
 COSMIC_KAFKA__DEFAULT_PARTITIONS       partitions for topics created here
 COSMIC_KAFKA__REPLICATION_FACTOR       replication factor for topics created here
 COSMIC_REGISTRY__URL                   Confluent-compatible schema registry URL
 COSMIC_REGISTRY__PORT                  port of the embedded registry
-COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials
+COSMIC_REGISTRY__USERNAME/PASSWORD     HTTP basic credentials for registry writes (default
+                                       password: <state_dir>/secrets/registry/<username>)
+COSMIC_POSTGRES__HOST/PORT/USER/...    PostgreSQL endpoint and credentials (default password:
+                                       <state_dir>/secrets/postgres/<user>)
 COSMIC_POSTGRES__TIMESCALE             auto | on | off: TimescaleDB or the native fallback
-COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports)
+COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP ports) and credentials
+                                       (default password: <state_dir>/secrets/clickhouse/<user>)
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
 COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
@@ -44,13 +51,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from cosmic import secrets
 
 
 def _default_state_dir() -> Path:
@@ -71,6 +89,21 @@ def _default_cache_dir() -> Path:
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # Where generated passwords are read from: set by Settings to its state folder, so a
+    # section resolves its password lazily, when a client is built (the stack may make the
+    # file after these settings were read).
+    _state_dir: Path | None = PrivateAttr(default=None)
+
+    def _stored(self, service: str, name: str, explicit: SecretStr | None) -> str:
+        """The password set in the settings, else the one the stack stored, else "": a
+        client then offers none, and a server that needs one says so (a store that
+        needs none, or a stack not started yet, still gets its plain "unavailable")."""
+        if explicit is not None:
+            return explicit.get_secret_value()
+        if self._state_dir is None:
+            return ""
+        where = secrets.path(self._state_dir, service, name)
+        return where.read_text().strip() if where.exists() else ""
 
 
 class KafkaSettings(_Section):
@@ -82,28 +115,61 @@ class KafkaSettings(_Section):
     default_partitions: int = 3
     replication_factor: int = 1
     client_id: str = "cosmic"
+    # Secured by default: SCRAM over SASL, as the local stack's broker requires. PLAINTEXT
+    # turns authentication off (a cluster with no listener security; the local stack then
+    # starts without SASL and ACLs too).
+    security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = "SASL_PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    # Who this process is to the broker: a user of cosmic/acls.py. Tools and tests are
+    # admin; `cosmic up` runs each service as its own identity (Settings.as_identity).
+    identity: str = "admin"
+    # None: the password the local stack generated for `identity`.
+    sasl_password: SecretStr | None = None
+
+    @property
+    def secured(self) -> bool:
+        return self.security_protocol != "PLAINTEXT"
+
+    def password(self) -> str:
+        """This identity's SASL password (from the settings, else the stack's secrets)."""
+        return self._stored("kafka", self.identity, self.sasl_password)
 
 
 class RegistrySettings(_Section):
     url: str = "http://127.0.0.1:18081"
     port: int = 18081
     topic: str = "_schemas"
+    # Writes (POST, PUT, DELETE) need HTTP basic credentials; reads stay open.
+    username: str = "admin"
+    password: SecretStr | None = None  # None: the local stack's generated one
+
+    def secret(self) -> str:
+        return self._stored("registry", self.username, self.password)
+
+    def auth(self) -> tuple[str, str] | None:
+        """(user, password) for a client's HTTP basic authentication, or None where no
+        password is set or stored (a registry that asks for none; reads need none)."""
+        password = self.secret()
+        return (self.username, password) if password else None
 
 
 class PostgresSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 15432
     user: str = "cosmic"
-    password: SecretStr = SecretStr("cosmic")
+    password: SecretStr | None = None  # None: the local stack's generated one
     database: str = "cosmic"
     # Which time-series path a database takes when it is first migrated: "auto" uses
     # TimescaleDB where the extension can be enabled, else native partitioning; "off"
     # forces the native fallback; "on" requires the extension (and fails without it).
     timescale: Literal["auto", "on", "off"] = "auto"
 
+    def secret(self) -> str:
+        return self._stored("postgres", self.user, self.password)
+
     @property
     def dsn(self) -> str:
-        pw = self.password.get_secret_value()
+        pw = self.secret()
         return f"postgresql://{self.user}:{pw}@{self.host}:{self.port}/{self.database}"
 
     @property
@@ -116,8 +182,11 @@ class ClickHouseSettings(_Section):
     port: int = 19000
     http_port: int = 18123
     user: str = "default"
-    password: SecretStr = SecretStr("")
+    password: SecretStr | None = None  # None: the local stack's generated one
     database: str = "cosmic"
+
+    def secret(self) -> str:
+        return self._stored("clickhouse", self.user, self.password)
 
 
 class ConnectorSettings(_Section):
@@ -362,6 +431,10 @@ class Settings(BaseSettings):
     def _default_lake_dir(cls, value: Any, info: ValidationInfo) -> Any:
         return Path(info.data["state_dir"]) / "lake" if value is None else value
 
+    @model_validator(mode="after")
+    def _sections_know_the_state_dir(self) -> Settings:
+        return _bind_sections(self)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -378,9 +451,38 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> Settings:
+        # A section handed in by the update (built on its own) reads its passwords from
+        # the copy's state folder; sections carried over keep theirs, so a private
+        # PostgreSQL in a test's folder sits beside the stack's Kafka credentials.
+        return _bind_sections(super().model_copy(update=update, deep=deep))
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some top-level fields replaced (settings are frozen)."""
         return self.model_copy(update=changes)
+
+    def as_identity(self, identity: str) -> Settings:
+        """These settings for a process that is Kafka user ``identity`` (cosmic/acls.py).
+
+        Its password is the one the stack generated for it, never this process's own.
+        """
+        kafka = self.kafka.model_copy(update={"identity": identity, "sasl_password": None})
+        return self.with_overrides(kafka=kafka)
+
+
+def _bind_sections(settings: Settings) -> Settings:
+    """Point the password lookup of every section that has none at ``settings.state_dir``.
+
+    Such a section is copied first: the object may be shared with other settings.
+    """
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, _Section) and value._state_dir is None:
+            value = value.model_copy()
+            value._state_dir = settings.state_dir
+            object.__setattr__(settings, name, value)  # frozen: this is construction
+    return settings
 
 
 def _env_value(value: Any) -> str:

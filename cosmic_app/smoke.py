@@ -99,7 +99,7 @@ class SmokePipeline:
     def _ch(self) -> Client:
         ch = self.settings.clickhouse
         return Client(host=ch.host, port=ch.port, user=ch.user,
-                      password=ch.password.get_secret_value(), connect_timeout=10)
+                      password=ch.secret(), connect_timeout=10)
 
     def _prepare_stores(self) -> None:
         with self._pg() as conn:

@@ -90,6 +90,15 @@ class InvalidSchema(RegistryError):
 # Confluent's HTTP status and error code of each refusal, so the server and the
 # client translate errors through one table.
 
+class Unauthorized(RegistryError):
+    """A write without the registry's credentials. (HTTP 401, Confluent 40101)"""
+
+    STATUS, CODE = 401, 40101
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=self.STATUS, error_code=self.CODE)
+
+
 class SubjectNotFound(RegistryError):
     """No such subject. (HTTP 404, Confluent 40401)"""
 
@@ -190,6 +199,7 @@ class StoreFailure(RegistryError):
 
 
 BY_CODE: dict[int, type[RegistryError]] = {
+    Unauthorized.CODE: Unauthorized,
     SubjectNotFound.CODE: SubjectNotFound,
     VersionNotFound.CODE: VersionNotFound,
     SchemaNotFound.CODE: SchemaNotFound,

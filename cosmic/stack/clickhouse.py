@@ -7,14 +7,16 @@ containers, so the binary is started directly with a generated config.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from clickhouse_driver import Client
 
+from cosmic import secrets
 from cosmic.errors import DependencyMissing
 from cosmic.stack.service import LocalService
 
@@ -61,7 +63,7 @@ _USERS = """\
     </profiles>
     <users>
         <{user}>
-            <password>{password}</password>
+            <password_sha256_hex>{password_sha256}</password_sha256_hex>
             <networks>
                 <ip>127.0.0.1</ip>
                 <ip>::1</ip>
@@ -115,9 +117,14 @@ class ClickHouseService(LocalService):
         for sub in ("tmp", "user_files", "format_schemas"):
             (data / sub).mkdir(parents=True, exist_ok=True)
         ch = self.settings.clickhouse
+        if ch.password is None:
+            secrets.ensure(self.settings.state_dir, "clickhouse", ch.user)
         users = self.home / "users.xml"
-        users.write_text(_USERS.format(
-            user=ch.user, password=escape(ch.password.get_secret_value())))
+        # Only the password's hash goes into the server's files, and those are private.
+        digest = hashlib.sha256(ch.secret().encode()).hexdigest()
+        users.touch(mode=0o600)
+        os.chmod(users, 0o600)
+        users.write_text(_USERS.format(user=ch.user, password_sha256=digest))
         self._config_file.write_text(_CONFIG.format(
             tcp_port=ch.port, http_port=ch.http_port, path=data, users=users))
 
@@ -131,7 +138,7 @@ class ClickHouseService(LocalService):
         ch = self.settings.clickhouse
         return Client(
             host=ch.host, port=ch.port, user=ch.user,
-            password=ch.password.get_secret_value(), database=database,
+            password=ch.secret(), database=database,
             connect_timeout=timeout_s, send_receive_timeout=max(timeout_s, 10),
         )
 

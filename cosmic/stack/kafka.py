@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cosmic import acls, secrets, security
 from cosmic import kafka as kafka_clients
 from cosmic.errors import DependencyMissing, StackError
 from cosmic.stack import artifacts
@@ -38,6 +39,24 @@ TOOLS: dict[str, str] = {
     "streams-application-reset": "org.apache.kafka.tools.StreamsResetter",
     "storage": "kafka.tools.StorageTool",
 }
+
+# The option by which each tool takes a client configuration file (the admin identity's
+# SASL settings); most admin tools call it --command-config. Not listed: no such option.
+_CONFIG_FLAG: dict[str, str] = {
+    "producer-perf-test": "--producer.config",
+    "console-producer": "--producer.config",
+    "consumer-perf-test": "--consumer.config",
+    "console-consumer": "--consumer.config",
+    "streams-application-reset": "--config-file",
+} | {name: "--command-config" for name in (
+    "topics", "consumer-groups", "share-groups", "get-offsets", "transactions",
+    "metadata-quorum", "log-dirs", "configs", "features", "reassign-partitions",
+    "delete-records")}
+
+# StandardAuthorizer is KRaft's authorizer: ACLs live in the metadata log.
+_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+_SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 
 _LOG4J2 = """\
 status = warn
@@ -94,6 +113,59 @@ class KafkaService(LocalService):
     def _config_file(self) -> Path:
         return self.home / "server.properties"
 
+    @property
+    def _client_config_file(self) -> Path:
+        return self.home / "admin-client.properties"
+
+    @property
+    def _sasl_marker(self) -> Path:
+        # Written when the storage was formatted with the SCRAM users: a data folder
+        # without it was formatted by an unsecured stack and has no credentials at all.
+        return self.home / "data" / "cosmic-sasl-formatted"
+
+    def _password(self, identity: str) -> str:
+        return secrets.ensure(self.settings.state_dir, "kafka", identity)
+
+    def _identities(self) -> list[str]:
+        return [i.name for i in acls.identities(self.settings)]
+
+    def _listener_properties(self) -> dict[str, str]:
+        k = self.settings.kafka
+        broker = f"127.0.0.1:{k.port}"
+        controller = f"CONTROLLER://127.0.0.1:{k.controller_port}"
+        if not k.secured:
+            return {
+                "listeners": f"PLAINTEXT://{broker},{controller}",
+                "advertised.listeners": f"PLAINTEXT://{broker}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        admin = self._password(acls.ADMIN)
+        mech = k.sasl_mechanism.lower()
+        return {
+            "listeners": f"SASL_PLAINTEXT://{broker},{controller}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{broker}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            # Clients and the broker itself (transaction markers go through this
+            # listener) authenticate by SCRAM against credentials in the metadata log.
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": k.sasl_mechanism,
+            "sasl.mechanism.inter.broker.protocol": k.sasl_mechanism,
+            f"listener.name.sasl_plaintext.{mech}.sasl.jaas.config":
+                f'{_SCRAM_MODULE} required username="{acls.ADMIN}" password="{admin}";',
+            # KRaft controllers cannot check SCRAM (its credentials are in the metadata
+            # they serve), so the controller listener uses PLAIN with the one static
+            # admin user: nobody else can talk to the quorum.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                f'{_PLAIN_MODULE} required username="{acls.ADMIN}" password="{admin}" '
+                f'user_{acls.ADMIN}="{admin}";',
+            "authorizer.class.name": _AUTHORIZER,
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{acls.ADMIN}",
+        }
+
     def _server_properties(self) -> str:
         k = self.settings.kafka
         data = self.home / "data"
@@ -101,11 +173,8 @@ class KafkaService(LocalService):
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{k.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{k.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{k.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self._listener_properties(),
             "log.dirs": str(data),
             "num.partitions": str(k.default_partitions),
             "auto.create.topics.enable": "false",
@@ -126,23 +195,61 @@ class KafkaService(LocalService):
         }
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
+    def _write_private(self, path: Path, text: str) -> None:
+        # These files hold passwords: readable by their owner only, from the first byte.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.chmod(path, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+
     def prepare(self) -> None:
         self.install()
-        self._config_file.write_text(self._server_properties())
+        self._write_private(self._config_file, self._server_properties())
+        self._write_private(self._client_config_file, "".join(
+            f"{key}={value}\n" for key, value in
+            kafka_clients.java_security_properties(self.settings.as_identity(acls.ADMIN)).items()
+        ) if self.settings.kafka.secured else "security.protocol=PLAINTEXT\n")
         (self.home / "log4j2.properties").write_text(_LOG4J2.format(level="INFO"))
+        secured = self.settings.kafka.secured
         if (self.home / "data" / "meta.properties").exists():
+            if secured and not self._sasl_marker.exists():
+                raise StackError(
+                    f"kafka's storage at {self.home / 'data'} was formatted without SCRAM "
+                    "users (by a stack from before SASL), so no client could log in: move "
+                    "that folder away to start afresh (its topics go with it), or run this "
+                    "stack unsecured with COSMIC_KAFKA__SECURITY_PROTOCOL=PLAINTEXT")
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # SCRAM users go in at format time: with only SASL listeners, a fresh broker
+        # could not be reached to add the first credential by the admin API, and the
+        # broker authenticates to itself as admin. Later identities are added after
+        # start (after_ready) by the admin API, so an older state folder catches up.
+        scram = [arg for name in self._identities() for arg in (
+            "--add-scram",
+            f"{self.settings.kafka.sasl_mechanism}=[name={name},password={self._password(name)}]",
+        )] if secured else []
         result = subprocess.run(
             [*self._java_prefix(), "kafka.tools.StorageTool", "format",
              # One token: a random id may start with "-", which argparse would take for an option.
-             f"--cluster-id={cluster_id}", "-c", str(self._config_file), "--ignore-formatted"],
+             f"--cluster-id={cluster_id}", "-c", str(self._config_file), "--ignore-formatted",
+             *scram],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
+            # The formatter echoes no passwords, but keep the tail short anyway.
             raise StackError(
                 f"kafka storage format failed: {(result.stdout + result.stderr).strip()[-800:]}"
             )
+        if secured:
+            self._sasl_marker.write_text("formatted with SCRAM users by cosmic stack\n")
+
+    def after_ready(self) -> None:
+        """Every identity of cosmic/acls.py has a credential, and exactly its ACLs."""
+        if not self.settings.kafka.secured:
+            return
+        admin = self.settings.as_identity(acls.ADMIN)
+        security.ensure_scram_users(admin, self._password, self._identities())
+        security.reconcile_acls(admin)
 
     def _java_prefix(self, heap: str = "256m") -> list[str]:
         return [
@@ -168,7 +275,8 @@ class KafkaService(LocalService):
         return "java"
 
     def probe(self, timeout_s: float) -> None:
-        kafka_clients.wait_for_cluster(self.settings, timeout_s)
+        # As admin: it is the one identity sure to exist (the formatter made it).
+        kafka_clients.wait_for_cluster(self.settings.as_identity(acls.ADMIN), timeout_s)
 
     def version(self) -> str | None:
         """What the running broker said at start-up (its log), not what settings ask for."""
@@ -198,6 +306,10 @@ class KafkaService(LocalService):
             raise StackError(f"unknown Kafka tool {tool!r}; known tools: {known}")
         if self._needs_bootstrap(name, args):
             args = ["--bootstrap-server", self.settings.kafka.bootstrap_servers, *args]
+        flag = _CONFIG_FLAG.get(name)
+        if flag and self.settings.kafka.secured and flag not in args and "--help" not in args:
+            # The tools connect as admin, with the properties file prepare() wrote.
+            args = [*args, flag, str(self._client_config_file)]
         return [*self._java_prefix(), main_class, *args]
 
     @staticmethod

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cosmic import secrets
 from cosmic.errors import DependencyMissing, StackError
 from cosmic.stack.service import LocalService
 
@@ -108,8 +109,18 @@ class PostgresService(LocalService):
                     os.chmod(parent, mode | 0o001)
             os.chown(self.home, *owner)
             os.chown(self.socket_dir, *owner)
+        pg = self.settings.postgres
+        generated = pg.password is None
+        stored = secrets.path(self.settings.state_dir, "postgres", pg.user)
         if not (self.data_dir / "PG_VERSION").exists():
+            if generated:
+                secrets.ensure(self.settings.state_dir, "postgres", pg.user)
             self._initdb(owner)
+        elif generated and not stored.exists():
+            raise StackError(
+                f"PostgreSQL's data at {self.data_dir} was made before the stack generated "
+                "passwords, and its password is not stored: move that folder away to start "
+                "afresh, or give the old password with COSMIC_POSTGRES__PASSWORD")
         conf = self.data_dir / "postgresql.auto.conf"
         conf.write_text(
             "# written by cosmic stack; edits are overwritten on start\n"
@@ -127,15 +138,18 @@ class PostgresService(LocalService):
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
         pwfile = self.home / ".pwfile"
-        pwfile.write_text(self.settings.postgres.password.get_secret_value() + "\n")
+        pwfile.touch(mode=0o600)
         os.chmod(pwfile, 0o600)
+        pwfile.write_text(self.settings.postgres.secret() + "\n")
         if owner:
             os.chown(self.data_dir, *owner)
             os.chown(pwfile, *owner)
         cmd = [
             str(pg_bindir() / "initdb"), "-D", str(self.data_dir),
             "-U", self.settings.postgres.user, f"--pwfile={pwfile}",
-            "--auth-host=scram-sha-256", "--auth-local=trust",
+            # A password on every connection, the Unix socket's too: nobody on the host
+            # gets in without the stored one.
+            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
             "-E", "UTF8", "--locale=C.UTF-8",
         ]
         try:
@@ -160,7 +174,7 @@ class PostgresService(LocalService):
         pg = self.settings.postgres
         return psycopg.connect(
             host=pg.host, port=pg.port, user=pg.user,
-            password=pg.password.get_secret_value(), dbname=database,
+            password=pg.secret(), dbname=database,
             connect_timeout=max(1, int(timeout_s)), autocommit=True,
         )
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from cosmic import secrets
+from cosmic.settings import child_env
 from cosmic.stack.service import LocalService
 
 
@@ -26,7 +28,10 @@ class RegistryService(LocalService):
         return {"url": f"http://127.0.0.1:{self.port}", "topic": self.settings.registry.topic}
 
     def prepare(self) -> None:
-        """Nothing on disk: the registry's state lives in its Kafka topic."""
+        """Only the writer's password: the registry's state lives in its Kafka topic."""
+        r = self.settings.registry
+        if r.password is None:
+            secrets.ensure(self.settings.state_dir, "registry", r.username)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "schemas.registry.server"]
@@ -39,13 +44,10 @@ class RegistryService(LocalService):
         # python3, python3.11); the module it runs does not.
         return "schemas.registry.server" in cmdline
     def child_env(self) -> dict[str, str] | None:
+        # Exactly these settings, as the registry's own Kafka identity.
         s = self.settings
-        return {
-            "COSMIC_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
-            "COSMIC_REGISTRY__PORT": str(s.registry.port),
-            "COSMIC_REGISTRY__TOPIC": s.registry.topic,
-            "COSMIC_REGISTRY__URL": f"http://127.0.0.1:{s.registry.port}",
-        }
+        registry = s.registry.model_copy(update={"url": f"http://127.0.0.1:{s.registry.port}"})
+        return child_env(s.as_identity("registry").with_overrides(registry=registry))
 
     def probe(self, timeout_s: float) -> None:
         response = httpx.get(f"http://127.0.0.1:{self.port}/subjects", timeout=timeout_s)

@@ -148,8 +148,9 @@ class LocalService(ABC):
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.prepare()
         cmd = self.command()
-        env = os.environ.copy()
-        env.update(self.child_env() or {})
+        # A service's own environment, where it has one, is whole (cosmic.settings.child_env
+        # drops this process's COSMIC_* variables, which may be another identity's).
+        env = self.child_env() or os.environ.copy()
         user_group = self.run_as() if os.geteuid() == 0 else None
         with open(self.log_file, "ab") as log:
             log.write(f"\n=== cosmic: starting {self.name}: {' '.join(cmd)}\n".encode())

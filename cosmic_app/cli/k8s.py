@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cosmic import acls
 from cosmic.errors import DependencyMissing
 from cosmic.settings import Settings, get_settings
 
@@ -16,13 +17,9 @@ if TYPE_CHECKING:  # the package needs the k8s extra; `cosmic --help` must not
 
 
 def acl_table(settings: Settings) -> Sequence[Identity]:
-    """The security model's identities, for the KafkaUsers and each pod's Kafka user.
-
-    Empty until cosmic/acls.py lands on this branch; then this body is
-    ``return acls.identities(settings)`` (with ``from cosmic import acls``).
-    """
-    del settings
-    return ()
+    """The security model's identities (cosmic/acls.py), for the KafkaUsers and each
+    pod's Kafka user: the cluster grants what the local stack grants."""
+    return acls.identities(settings)
 
 
 @click.group("k8s")

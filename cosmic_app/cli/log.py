@@ -160,7 +160,7 @@ def tail(
     if n is None and not from_beginning:
         n = 10
     consumer = kafka.reader(settings, "log-tail")
-    client = RegistryClient(url or settings.registry.url)
+    client = RegistryClient.for_url(settings, url)
     # The DLQ holds original bytes and _schemas JSON: shown raw, with headers.
     raw = raw or name == topics.DLQ.name or name.startswith("_")
     deserialize = None if raw else AvroDeserializer(client)
@@ -227,7 +227,7 @@ def _tail_filtered(
 ) -> None:
     settings = get_settings()
     consumer = kafka.reader(settings, "log-tail")
-    client = RegistryClient(url or settings.registry.url)
+    client = RegistryClient.for_url(settings, url)
     raw = raw or topic == topics.DLQ.name or topic.startswith("_")
     deserialize = None if raw else AvroDeserializer(client)
     wanted_key = key.encode() if key is not None else None

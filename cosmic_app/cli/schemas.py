@@ -16,7 +16,7 @@ _url = click.option(
 
 
 def _client(url: str | None) -> RegistryClient:
-    return RegistryClient(url or get_settings().registry.url)
+    return RegistryClient.for_url(get_settings(), url)
 
 
 def _selected(only: tuple[str, ...]) -> dict[str, str]:

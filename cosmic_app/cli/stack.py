@@ -106,6 +106,24 @@ def logs(service: str, lines: int, follow: bool) -> None:
     os.execvp("tail", cmd)
 
 
+@stack.command("secrets")
+@click.option("--env", "as_env", is_flag=True, required=True,
+              help="Print them as KEY=VALUE lines (a .env file for docker compose).")
+def secrets_(as_env: bool) -> None:
+    """The stack's generated passwords (made where missing), for docker-compose.kafka.yml.
+
+    Example: cosmic stack secrets --env > .env && docker compose -f docker-compose.kafka.yml up -d
+    """
+    from cosmic import acls, secrets
+
+    s = get_settings()
+    env = secrets.compose_env(
+        s.state_dir, [i.name for i in acls.identities(s)],
+        {"postgres": s.postgres.user, "clickhouse": s.clickhouse.user,
+         "registry": s.registry.username})
+    click.echo("\n".join(f"{key}={value}" for key, value in env.items()))
+
+
 @stack.command(
     "kafka-tool",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},

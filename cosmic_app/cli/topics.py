@@ -1,10 +1,11 @@
-"""``cosmic topics``: create (idempotently, reconciling) and list the platform's topics."""
+"""``cosmic topics``: create (idempotently, reconciling) and list the platform's topics,
+and bring the cluster's ACLs in line with cosmic/acls.py."""
 
 from __future__ import annotations
 
 import click
 
-from cosmic import admin
+from cosmic import acls, admin, security
 from cosmic.settings import get_settings
 
 
@@ -15,20 +16,31 @@ def topics() -> None:
 
 @topics.command()
 def create() -> None:
-    """Create missing topics and fix configs of existing ones.
+    """Create missing topics and fix configs of existing ones, then the ACLs.
 
     A keyed topic whose partition count differs from the declared one is left
     as it is and the command fails: changing the count would move every world
     to another partition, away from its history (runbooks/partitions.md).
     """
+    settings = get_settings()
     try:
-        changes = admin.reconcile_topics(get_settings())
+        changes = admin.reconcile_topics(settings)
     except admin.PartitionCountMismatch as exc:
         for change in exc.done:
             click.echo(change)
         raise click.ClickException(str(exc)) from None
     for change in changes:
         click.echo(change)
+    if settings.kafka.secured:
+        # The ACLs come from the same code as the topics, so both change together.
+        for change in security.reconcile_acls(settings):
+            click.echo(f"acls: {change}")
+
+
+@topics.command("acls")
+def acls_() -> None:
+    """Who may do what: the identities of cosmic/acls.py and their grants (Markdown)."""
+    click.echo(acls.markdown(get_settings()))
 
 
 @topics.command("list")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosmic import admin, logs, metrics
+from cosmic import admin, logs, metrics, security
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
@@ -24,13 +24,21 @@ def build_services(settings: Settings, with_jobs: tuple[str, ...] = ()) -> list[
     from streams.security.detector import CheatDetector
     from streams.worlds.worker import build_worker
 
-    return [SmokePipeline(settings), build_worker(settings), SyntheticPlayers(settings),
-            *living.build_services(settings),
-            *(connectors.build(name, settings) for name in connectors.NAMES),
-            build_gateway(settings), CheatDetector(settings), LagExporter(settings),
+    # Each service is its own Kafka identity (cosmic/acls.py), so the broker holds it to
+    # what it may read and write; the smoke pipeline is a platform tool (admin). Their
+    # passwords are the stack's generated ones; where the settings give one password
+    # explicitly (a real cluster), only that identity is known, and every service is it.
+    def as_(identity: str) -> Settings:
+        return settings.as_identity(identity) if settings.kafka.sasl_password is None else settings
+
+    return [SmokePipeline(settings), build_worker(as_("physics")), SyntheticPlayers(as_("players")),
+            *living.build_services(as_("living")),
+            *(connectors.build(name, as_("connectors")) for name in connectors.NAMES),
+            build_gateway(as_("gateway")), CheatDetector(as_("detector")),
+            LagExporter(settings),
             # Opt-in: a Flink job is a JVM of ~800 MB, too heavy to run by default on a small box.
             *(JobProcess(name, settings.state_dir / "jobs" / f"{name}.log",
-                         env=child_env(settings)) for name in with_jobs)]
+                         env=child_env(as_("jobs"))) for name in with_jobs)]
 
 
 @click.command()
@@ -51,6 +59,10 @@ def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> 
     click.echo(local_secrets(settings))
     for line in admin.reconcile_topics(settings):
         click.echo(f"topics: {line}")
+    if settings.kafka.secured:
+        # The services below run as their own identities: their grants must be in place.
+        for line in security.reconcile_acls(settings):
+            click.echo(f"acls: {line}")
     g = settings.gateway
     click.echo(f"viewer: http://{g.host}:{g.http_port}/?token=TOKEN (open it in a browser)")
     click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cosmic import topics
+from cosmic import kafka, topics
 from cosmic.errors import DependencyMissing
 from cosmic.settings import Settings, get_settings
 from cosmic.timeutil import from_ms
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 JOB_NAME = "cosmic-live-metrics"
 TABLE = "live_metrics"
 SOURCE_TABLE = "cosmic_event_source"
+# Where flink-sql-connector-kafka relocates the Kafka client (its login modules too).
+_SHADED_KAFKA = "org.apache.flink.kafka.shaded.org.apache.kafka"
 _MIN_WATERMARK = -(2**63)
 
 try:
@@ -105,13 +107,16 @@ class _SourceRecord:
 class DecodeEvents(FlatMapFunction):
     """Source rows -> window events; a record our serde refuses goes to the DLQ."""
 
-    def __init__(self, registry_url: str, routes: Mapping[str, str], bootstrap: str,
-                 dlq_topic: str) -> None:
-        # Plain strings only: this object is pickled to the Python workers.
+    def __init__(self, registry_url: str, routes: Mapping[str, str],
+                 producer_config: Mapping[str, Any], dlq_topic: str,
+                 registry_auth: tuple[str, str] | None = None) -> None:
+        # Plain values only: this object is pickled to the Python workers. The producer's
+        # configuration comes whole from cosmic.kafka, credentials included.
         self.registry_url = registry_url
         self.routes = dict(routes)
-        self.bootstrap = bootstrap
+        self.producer_config = dict(producer_config)
         self.dlq_topic = dlq_topic
+        self.registry_auth = registry_auth
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from confluent_kafka import Producer
@@ -120,10 +125,10 @@ class DecodeEvents(FlatMapFunction):
         from schemas.dlq import DeadLetterQueue
         from schemas.registry.client import RegistryClient
 
-        self._registry = RegistryClient(self.registry_url)
+        self._registry = RegistryClient(self.registry_url, auth=self.registry_auth)
         self._decode = EventDecoder(self._registry,
                                     {t: topics.get(v) for t, v in self.routes.items()})
-        self._producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
+        self._producer = Producer(self.producer_config)
         self._dlq = DeadLetterQueue(self._producer, Topic(self.dlq_topic, key="original key",
                                                           value="original bytes", doc="dead letters"))
         self._dead = runtime_context.get_metrics_group().counter("dead_lettered")
@@ -310,6 +315,9 @@ def _source_ddl(settings: Settings, routes: Mapping[str, Topic], group_id: str) 
         "connector": "kafka",
         "topic": ";".join(sorted(routes)),
         "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        # The connector relocates Kafka's classes: its JAAS line must name its own copy.
+        **{f"properties.{k}": v for k, v in kafka.java_security_properties(
+            settings, package=_SHADED_KAFKA).items()},
         "properties.group.id": group_id,
         # Our producers are transactional: never count an aborted record.
         "properties.isolation.level": "read_committed",
@@ -382,7 +390,8 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
     events = (rows
               .flat_map(DecodeEvents(settings.registry.url,
                                      {name: t.name for name, t in routes.items()},
-                                     settings.kafka.bootstrap_servers, dlq_topic.name),
+                                     kafka.producer_config(settings, client_id="cosmic-live-metrics"),
+                                     dlq_topic.name, settings.registry.auth()),
                         output_type=pickled).name("decode").uid("decode")
               .assign_timestamps_and_watermarks(strategy).name("event-time").uid("event-time"))
     fired = (events

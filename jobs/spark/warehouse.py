@@ -43,7 +43,7 @@ from typing import Any
 
 from connectors.errors import LakeError
 from connectors.lake import read_manifest, topic_dir
-from cosmic import topics
+from cosmic import kafka, topics
 from cosmic.errors import ConfigError, CosmicError, DependencyMissing
 from cosmic.settings import Settings, get_settings
 from cosmic.timeutil import span_ms
@@ -138,8 +138,12 @@ class WarehouseJob:
         from pyspark.sql.avro.functions import from_avro
         from pyspark.sql.functions import col, expr
 
-        raw = (spark.read.format("kafka")
-               .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
+        reader = (spark.read.format("kafka")
+                  .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers))
+        # The source's Kafka client logs in as this process's identity (the jobs user).
+        for key, value in kafka.java_security_properties(self.settings).items():
+            reader = reader.option(f"kafka.{key}", value)
+        raw = (reader
                .option("subscribe", self.kafka_topic(topic))
                .option("startingOffsets", "earliest").option("endingOffsets", "latest")
                .option("isolation.level", "read_committed")

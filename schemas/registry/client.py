@@ -51,10 +51,13 @@ class CompatibilityResult:
 class RegistryClient:
     """Talks to the registry at ``url``; safe to share between threads."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0,
+                 auth: tuple[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
+        # HTTP basic credentials, sent with every request: the registry asks for them on
+        # writes (reads ignore them).
         self._http = httpx.Client(
-            base_url=self.url, timeout=timeout_s,
+            base_url=self.url, timeout=timeout_s, auth=auth,
             headers={"Accept": CONTENT_TYPE, "Content-Type": CONTENT_TYPE},
         )
         self._lock = threading.Lock()
@@ -63,7 +66,15 @@ class RegistryClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryClient:
-        return cls(settings.registry.url)
+        return cls(settings.registry.url, auth=settings.registry.auth())
+
+    @classmethod
+    def for_url(cls, settings: Settings, url: str | None) -> RegistryClient:
+        """A client of ``url`` (default: the settings' registry). The settings'
+        credentials go only to the settings' registry, never to another URL."""
+        target = (url or settings.registry.url).rstrip("/")
+        ours = target == settings.registry.url.rstrip("/")
+        return cls(target, auth=settings.registry.auth() if ours else None)
 
     def close(self) -> None:
         self._http.close()

@@ -15,6 +15,9 @@ Run it with ``python -m schemas.registry.server`` (binds 127.0.0.1 on
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import logging
 import re
@@ -28,10 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cosmic import logs, metrics
-from cosmic.errors import CosmicError
+from cosmic import logs, metrics, secrets
+from cosmic.errors import ConfigError, CosmicError
 from cosmic.settings import Settings, get_settings
-from schemas.errors import BadRequest, InvalidSchema, RegistryError
+from schemas.errors import BadRequest, InvalidSchema, RegistryError, Unauthorized
 from schemas.registry.compatibility import ParsedSchema
 from schemas.registry.core import Registry
 from schemas.registry.metrics import RegistryMetrics
@@ -231,6 +234,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # the client's delayed ACK add ~40 ms to every keep-alive response.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _authorized(self, method: str) -> bool:
+        """Reads are open; a write (POST, PUT, DELETE) needs the configured basic credentials."""
+        expected = self.server.credentials
+        if expected is None or method == "GET":
+            return True
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(token, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        # Constant-time comparisons: a timing difference must not reveal a prefix.
+        ok_user = hmac.compare_digest(user.encode(), expected[0].encode())
+        ok_pass = hmac.compare_digest(password.encode(), expected[1].encode())
+        return bool(sep) and ok_user and ok_pass
+
     def _dispatch(self, method: str) -> None:
         started = time.perf_counter()
         self._route, self._status = "unmatched", 0
@@ -240,6 +260,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.server.metrics.observe(self._route, self._status, time.perf_counter() - started)
 
     def _dispatch_timed(self, method: str) -> None:
+        if not self._authorized(method):
+            # The body is not read: drop the connection rather than parse what follows it.
+            self.close_connection = True
+            self._route, self._status = "unauthorized", Unauthorized.STATUS
+            data = json.dumps({"error_code": Unauthorized.CODE,
+                               "message": "Unauthorized: writes need credentials"}).encode()
+            self.send_response(Unauthorized.STATUS)
+            self.send_header("WWW-Authenticate", 'Basic realm="cosmic schema registry"')
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path.rstrip("/")
@@ -332,10 +365,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class RegistryHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, registry: Registry, host: str = "127.0.0.1", port: int = 0,
+                 credentials: tuple[str, str] | None = None) -> None:
         super().__init__((host, port), _RequestHandler)
         self.registry = registry
         self.metrics = RegistryMetrics(registry)
+        # (user, password) every write must present; None: writes are open (tests'
+        # in-process registries).
+        self.credentials = credentials
 
     @property
     def url(self) -> str:
@@ -344,9 +381,10 @@ class RegistryHTTPServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(registry: Registry, host: str = "127.0.0.1", port: int = 0) -> Iterator[RegistryHTTPServer]:
+def serve(registry: Registry, host: str = "127.0.0.1", port: int = 0,
+          credentials: tuple[str, str] | None = None) -> Iterator[RegistryHTTPServer]:
     """Run the registry in a background thread for the duration of the block."""
-    server = RegistryHTTPServer(registry, host, port)
+    server = RegistryHTTPServer(registry, host, port, credentials)
     # A short poll interval makes shutdown (end of every test) quick.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="schema-registry", daemon=True
@@ -360,8 +398,19 @@ def serve(registry: Registry, host: str = "127.0.0.1", port: int = 0) -> Iterato
         thread.join(timeout=5)
 
 
+def _credentials(settings: Settings) -> tuple[str, str]:
+    """The writer's credentials; never empty: a registry must not take a blank password."""
+    r = settings.registry
+    password = (r.password.get_secret_value() if r.password is not None
+                else secrets.read(settings.state_dir, "registry", r.username))
+    if not password:
+        raise ConfigError("the registry's write password is empty: set COSMIC_REGISTRY__PASSWORD")
+    return r.username, password
+
+
 def build_server(settings: Settings | None = None, store: str = "kafka") -> RegistryHTTPServer:
-    """The registry the platform runs: Kafka-backed, on 127.0.0.1:settings.registry.port."""
+    """The registry the platform runs: Kafka-backed, on 127.0.0.1:settings.registry.port,
+    with writes only for ``settings.registry``'s credentials."""
     settings = settings or get_settings()
     backing: Store
     if store == "memory":
@@ -371,7 +420,8 @@ def build_server(settings: Settings | None = None, store: str = "kafka") -> Regi
         from schemas.registry.kafka_store import KafkaStore
 
         backing = KafkaStore(settings)
-    return RegistryHTTPServer(Registry(backing), "127.0.0.1", settings.registry.port)
+    return RegistryHTTPServer(Registry(backing), "127.0.0.1", settings.registry.port,
+                              _credentials(settings))
 
 
 def main(argv: list[str] | None = None) -> None:

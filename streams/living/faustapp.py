@@ -8,6 +8,7 @@ topics on start, which is what makes a restarted worker whole again.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -47,15 +48,28 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
     servers = [f"kafka://{s.strip()}" for s in settings.kafka.bootstrap_servers.split(",")]
     timeout = settings.living.session_timeout_s
     _recover_from_broker_offsets()
+    k = settings.kafka
+    # Faust's aiokafka clients log in like every other client: this process's identity.
+    # A TLS context (SASL_SSL) is what makes Faust use TLS under SASL.
+    tls = ssl.create_default_context() if k.security_protocol == "SASL_SSL" else None
+    credentials = faust.SASLCredentials(
+        username=k.identity, password=k.password(), mechanism=k.sasl_mechanism,
+        ssl_context=tls,
+    ) if k.secured else None
+    datadir = settings.state_dir / "faust" / app_id
+    # Faust makes its data folder but not the folders above it: a fresh state folder
+    # has no faust/ yet, and the worker would die at start.
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=servers,
+        broker_credentials=credentials,
         processing_guarantee="exactly_once",
         store="memory://",
         # Changelogs must have as many partitions as the topics the tables follow.
         topic_partitions=settings.kafka.default_partitions,
         topic_replication_factor=settings.kafka.replication_factor,
-        datadir=str(settings.state_dir / "faust" / app_id),
+        datadir=str(datadir),
         web_enabled=False,
         # A crashed worker's partitions move after this, not after Faust's 60 s default.
         broker_session_timeout=timeout,

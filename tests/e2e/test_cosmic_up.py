@@ -44,7 +44,8 @@ def test_cosmic_up_moves_events_end_to_end(settings: Settings, stack: Stack):
             "GROUP BY run_id ORDER BY max(stored_ms) DESC LIMIT 1"
         ).fetchone()  # type: ignore[misc]
     ch = settings.clickhouse
-    client = Client(host=ch.host, port=ch.port, database=ch.database)
+    client = Client(host=ch.host, port=ch.port, user=ch.user, password=ch.secret(),
+                    database=ch.database)
     try:
         ((ch_rows,),) = client.execute(
             "SELECT count() FROM smoke_events WHERE run_id = %(r)s", {"r": str(run_id)})

@@ -27,7 +27,7 @@ def _iso(ms: int) -> str:
 
 
 def _fill(settings: Settings, topic: str) -> None:
-    with RegistryClient(settings.registry.url) as registry:
+    with RegistryClient.from_settings(settings) as registry:
         serialize = AvroSerializer(registry, "MetricPoint")
         producer = kafka.producer(settings)
         for i in range(12):

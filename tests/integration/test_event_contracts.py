@@ -7,7 +7,6 @@ in a unique topic, so tests never touch the platform's ``_schemas``.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from confluent_kafka.serialization import MessageField as CMessageField
 from confluent_kafka.serialization import SerializationContext as CContext
 
 from cosmic import kafka, topics
-from cosmic.settings import Settings
+from cosmic.settings import Settings, child_env
 from schemas import catalog, dlq
 from schemas.dlq import DeadLettered, DeadLetterQueue, Decoded, decode_or_dead_letter
 from schemas.registry.client import RegistryClient
@@ -174,12 +173,9 @@ def _free_port() -> int:
 @contextmanager
 def registry_process(settings: Settings, store_topic: str, port: int) -> Iterator[str]:
     """``python -m schemas.registry.server`` as its own process, as the stack runs it."""
-    env = {
-        **os.environ,
-        "COSMIC_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "COSMIC_REGISTRY__PORT": str(port),
-        "COSMIC_REGISTRY__TOPIC": store_topic,
-    }
+    # These settings (credentials included) on a private port and store topic.
+    env = child_env(settings.with_overrides(registry=settings.registry.model_copy(
+        update={"port": port, "topic": store_topic})))
     proc = subprocess.Popen(
         [sys.executable, "-m", "schemas.registry.server"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -206,7 +202,9 @@ def registry_process(settings: Settings, store_topic: str, port: int) -> Iterato
 
 def test_registry_process_keeps_subjects_across_a_restart(settings: Settings, store_topic: str) -> None:
     port = _free_port()
-    with registry_process(settings, store_topic, port) as url, RegistryClient(url) as client:
+    auth = settings.registry.auth()
+    with registry_process(settings, store_topic, port) as url, \
+            RegistryClient(url, auth=auth) as client:
         sid = client.register("cosmic.commands.v1-value", catalog.load("PlayerCommand"))
         client.set_compatibility("FULL_TRANSITIVE", "cosmic.commands.v1-value")
     with registry_process(settings, store_topic, port) as url, RegistryClient(url) as client:

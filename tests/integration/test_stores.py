@@ -44,7 +44,7 @@ def test_postgres_has_date_bin_for_time_buckets(settings: Settings, stack: Stack
 def test_clickhouse_round_trip(settings: Settings, stack: Stack):
     ch = settings.clickhouse
     client = Client(host=ch.host, port=ch.port, user=ch.user,
-                    password=ch.password.get_secret_value(), database=ch.database)
+                    password=ch.secret(), database=ch.database)
     table = f"rt_{uuid.uuid4().hex[:10]}"
     try:
         client.execute(

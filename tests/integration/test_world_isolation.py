@@ -185,7 +185,9 @@ def test_hostile_records_dead_letter_or_reject_once_and_every_world_goes_on(
 
         # New bodies sent by a plain confluent-kafka producer: its partitioner puts them
         # on another partition than the world's home.
-        plain = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+        # (Its credentials still come from the factory; only the partitioner is librdkafka's.)
+        plain = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers}
+                         | kafka.security_config(settings))
         spawned, where = [], []
         for k in range(3):
             body_id = 900_000 + k

@@ -271,7 +271,11 @@ def test_cli_writes_one_file_per_resource(tmp_path: Path):
     assert result.exit_code == 0, result.output
     files = sorted(out.glob("*.yaml"))
     docs = [yaml.safe_load(f.read_text()) for f in files]
-    assert len(docs) == len(rendered("small")) and "Stale" not in {d["kind"] for d in docs}
+    # The CLI renders with the security model's table (cosmic/acls.py): its KafkaUsers too.
+    from cosmic_app.cli.k8s import acl_table
+
+    expected = rendered("small", acl_table(Settings()))
+    assert len(docs) == len(expected) and "Stale" not in {d["kind"] for d in docs}
     assert docs[0]["kind"] == "Namespace"
     printed = CliRunner().invoke(build_cli(), ["k8s", "render", "--values", str(VALUES["small"])])
     assert printed.exit_code == 0

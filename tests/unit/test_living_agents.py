@@ -52,7 +52,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    base = Settings(state_dir=tmp_path)
+    # No broker here (agent.test_context): no credentials to look up either.
+    base = Settings(state_dir=tmp_path, kafka={"security_protocol": "PLAINTEXT"})
     return base.model_copy(update={"living": base.living.model_copy(update={"step_every": 2})})
 
 

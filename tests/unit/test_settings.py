@@ -6,16 +6,26 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from cosmic import secrets
 from cosmic.settings import Settings
 
 
-def test_defaults_describe_the_local_stack_on_loopback(monkeypatch: pytest.MonkeyPatch):
-    for var in ("COSMIC_KAFKA__BOOTSTRAP_SERVERS", "COSMIC_POSTGRES__PORT"):
+def test_defaults_describe_the_local_stack_on_loopback(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path):
+    for var in ("COSMIC_KAFKA__BOOTSTRAP_SERVERS", "COSMIC_POSTGRES__PORT",
+                "COSMIC_KAFKA__SECURITY_PROTOCOL", "COSMIC_POSTGRES__PASSWORD"):
         monkeypatch.delenv(var, raising=False)
-    s = Settings()
+    s = Settings(state_dir=tmp_path)
     assert s.kafka.bootstrap_servers.startswith("127.0.0.1:")
+    assert s.kafka.security_protocol == "SASL_PLAINTEXT"  # secured by default
     assert s.registry.url.startswith("http://127.0.0.1:")
-    assert s.postgres.dsn.startswith("postgresql://cosmic:")
+    # No password until the stack generates one (none is offered); read when a client
+    # needs it, not before.
+    assert s.postgres.dsn.startswith("postgresql://cosmic:@")
+    assert s.registry.auth() is None
+    generated = secrets.ensure(tmp_path, "postgres", "cosmic")
+    assert (tmp_path / "secrets" / "postgres" / "cosmic").stat().st_mode & 0o777 == 0o600
+    assert s.postgres.dsn.startswith(f"postgresql://cosmic:{generated}@")
     assert "***" in s.postgres.dsn_redacted
     secret = Settings(postgres={"password": "hunter2-s3cret"})
     assert "hunter2-s3cret" not in repr(secret)

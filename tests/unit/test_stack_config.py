@@ -31,7 +31,18 @@ def test_kafka_runs_kraft_combined_on_loopback(private: Settings):
     )
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:39093"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39092"
+    # Locked down: only SASL on the client listener, deny by default, admin the super user.
+    assert props["advertised.listeners"] == "SASL_PLAINTEXT://127.0.0.1:39092"
+    assert props["listeners"] == ("SASL_PLAINTEXT://127.0.0.1:39092,"
+                                  "CONTROLLER://127.0.0.1:39093")
+    assert props["listener.security.protocol.map"] == (
+        "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT")
+    assert props["listener.name.sasl_plaintext.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    admin = (private.state_dir / "secrets" / "kafka" / "admin")
+    assert admin.stat().st_mode & 0o777 == 0o600
     assert props["log.dirs"].startswith(str(private.state_dir))
     assert props["transaction.state.log.replication.factor"] == "1"
     assert props["auto.create.topics.enable"] == "false"
@@ -42,10 +53,12 @@ def test_kafka_tool_names_map_to_kafka_classes(private: Settings, monkeypatch):
     monkeypatch.setattr(svc, "classpath", lambda: "/x/*")
     monkeypatch.setattr(svc, "_java_prefix", lambda heap="256m": ["java", "-cp", "/x/*"])
     cmd = svc.tool_command("kafka-consumer-groups.sh", ["--list"])
-    assert cmd[-4:] == [TOOLS["consumer-groups"], "--bootstrap-server", "127.0.0.1:39092",
-                        "--list"]
+    # The tools log in as admin with the client properties the stack writes.
+    assert cmd[-6:] == [TOOLS["consumer-groups"], "--bootstrap-server", "127.0.0.1:39092",
+                        "--list", "--command-config", str(svc.home / "admin-client.properties")]
     perf = svc.tool_command("producer-perf-test", ["--topic", "t", "--num-records", "1"])
     assert "--bootstrap-server" not in perf
+    assert perf[-2:] == ["--producer.config", str(svc.home / "admin-client.properties")]
     with pytest.raises(StackError, match="known tools"):
         svc.tool_command("no-such-tool", [])
 
