@@ -233,7 +233,8 @@ def _apply_snapshot(cur: psycopg.Cursor[Any], record: dict[str, Any],
     if state is not None and state.owners_tick is not None and tick <= state.owners_tick:
         return state
     ids = columnar.unpack(record["ids"], columnar.ID_DTYPE, "ids").tolist()
-    owners = [o or None for o in record["owners"]]
+    # An empty list says no body has an owner (WorldSnapshot.owners): all the world's.
+    owners = [o or None for o in record["owners"]] if record["owners"] else [None] * len(ids)
     if len(owners) != len(ids):
         raise StoreRejected(f"snapshot {world}@{tick}: {len(owners)} owners for {len(ids)} bodies")
     cur.execute("DELETE FROM celestial_bodies WHERE world_id = %s AND updated_tick <= %s "
