@@ -9,6 +9,7 @@ every second by the stack's Prometheus, started alone on a private port.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 import uuid
@@ -47,6 +48,9 @@ def test_every_panel_has_data_after_a_short_run(settings: Settings, stack: Stack
     world = f"{shard}:sol"
     ticks_topic = topic_factory(partitions=1, prefix="test-dash-ticks")
     (tmp_path / "faust").mkdir()  # the Faust app's data folder goes under it
+    # The stack's generated credentials, where this run's state folder has them: the
+    # Faust app is a child process and reads them from its own state folder.
+    shutil.copytree(settings.state_dir / "secrets", tmp_path / "secrets")
     with serve(Registry(MemoryStore())) as own_registry:
         private = settings.model_copy(update={
             "state_dir": tmp_path, "lake_dir": tmp_path / "lake",

@@ -169,7 +169,11 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
                      min(len(a), len(b)))
             assert a[:n] == b[:n], f"view {i}: gRPC and WebSocket frames differ"
             aligned += n >= 20
-    assert aligned >= 3, "too few views where both faces started at the same tick"
+    # Which views start on the same tick on both faces is up to the machine's load (the two
+    # subscriptions open a few ms apart; a tick may fall between): every one that does must
+    # match byte for byte, and at least one must. (tests/unit/test_gateway_faces.py proves
+    # the identity on every frame with the ticks under the test's control.)
+    assert aligned >= 1, "no view where both faces started at the same tick"
 
     # A client with a tight budget and the whole system in view: membership still exact,
     # and over every second of ticks no more than the budget plus one second's burst.
