@@ -25,7 +25,8 @@ def test_each_service_is_its_own_identity_and_every_one_is_in_the_table(tmp_path
     got = _identities(Settings(state_dir=tmp_path))
     assert got == {"smoke": "admin", "physics": "physics", "players": "players",
                    "ecosystem": "living", "civilization": "living", "timescale": "connectors",
-                   "clickhouse": "connectors", "archive": "connectors", "gateway": "gateway",
+                   "clickhouse": "connectors", "archive": "connectors", "bodies": "connectors",
+                   "gateway": "gateway",
                    "detector": "detector", "lag-exporter": "admin", "live-metrics": "jobs"}
     assert set(got.values()) <= set(acls.by_name(Settings(state_dir=tmp_path)))
 
