@@ -47,7 +47,7 @@ from cosmic.settings import Settings
 log = logging.getLogger(__name__)
 
 __all__ = ["CONTENT_TYPE_LATEST", "MetricsEndpoint", "MetricsHub", "exposition", "hub",
-           "process_registry", "serve", "targets_dir"]
+           "process_registry", "publish_target", "serve", "targets_dir"]
 
 
 class MetricsHub(Collector):
@@ -170,6 +170,15 @@ def serve(settings: Settings, job: str) -> MetricsEndpoint:
         _ENDPOINT = MetricsEndpoint(job, m.host, port, target, server)
         log.info("metrics at http://%s:%d/metrics", m.host, port)
         return _ENDPOINT
+
+
+def publish_target(settings: Settings, job: str, host: str, port: int) -> Path | None:
+    """A file_sd target for an exposition this process does not serve itself (a JVM
+    child's, such as Flink's reporter); None when publishing is off. The caller
+    removes the file when the exposition goes away."""
+    if not settings.metrics.publish:
+        return None
+    return _write_target(targets_dir(settings), job, host, port)
 
 
 def _write_target(folder: Path, job: str, host: str, port: int) -> Path:

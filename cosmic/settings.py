@@ -258,6 +258,11 @@ class LiveMetricsSettings(_Section):
     # The Python the job's UDF workers run (None: the interpreter that submits the job,
     # right for the local mini-cluster; on a cluster, the workers' own interpreter).
     python_executable: str | None = None
+    # Flink's own Prometheus reporter (the plugin PyFlink ships), published to the local
+    # Prometheus like every other process. Flink binds its port on every interface (the
+    # reporter has no address setting): firewall it on a shared host, or turn it off.
+    prometheus_reporter: bool = True
+    prometheus_port: int = 0  # 0: a free one, picked at start
 
 
 class GatewaySettings(_Section):

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cosmic import kafka, topics
+from cosmic import kafka, metrics, topics
 from cosmic.errors import DependencyMissing
 from cosmic.settings import Settings, get_settings
 from cosmic.timeutil import from_ms
@@ -345,10 +347,12 @@ def _source_ddl(settings: Settings, routes: Mapping[str, Topic], group_id: str) 
 def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
               group_id: str | None = None, checkpoints: Path | None = None,
               restore: bool = True, jars: Sequence[Path] | None = None,
-              dlq_topic: Topic = topics.DLQ) -> StreamExecutionEnvironment:
+              dlq_topic: Topic = topics.DLQ,
+              prometheus_port: int | None = None) -> StreamExecutionEnvironment:
     """The job, ready to ``execute()``: reads ``routes`` (Kafka topic -> what it carries;
     default: the five event topics), resumes from the newest checkpoint unless
-    ``restore`` is False."""
+    ``restore`` is False. With ``prometheus_port``, the local mini-cluster runs Flink's
+    Prometheus reporter there (on a cluster, reporters are the cluster's configuration)."""
     from cosmic.stack.flink import connector_jars
 
     lm = settings.live_metrics
@@ -371,6 +375,12 @@ def build_job(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
     conf.set_string("execution.checkpointing.externalized-checkpoint-retention",
                     "RETAIN_ON_CANCELLATION")
     conf.set_string("execution.checkpointing.num-retained", "2")
+    if prometheus_port is not None:
+        # The reporter's classes must be on the JVM's classpath: see _reporter_on_classpath.
+        conf.set_string("metrics.reporters", "prom")
+        conf.set_string("metrics.reporter.prom.factory.class",
+                        "org.apache.flink.metrics.prometheus.PrometheusReporterFactory")
+        conf.set_string("metrics.reporter.prom.port", str(prometheus_port))
     if restore and (last := latest_checkpoint(folder)) is not None:
         log.info("live-metrics: resuming from %s", last)
         conf.set_string("execution.state-recovery.path", last.resolve().as_uri())
@@ -414,8 +424,51 @@ def run(settings: Settings, *, routes: Mapping[str, Topic] | None = None,
 
     variant, _ = migrate(settings)
     log.info("live-metrics: writing to %s (%s path)", TABLE, variant)
-    build_job(settings, routes=routes, group_id=group_id, checkpoints=checkpoints,
-              restore=restore).execute(JOB_NAME)
+    port = reporter_port(settings)
+    if port is not None:
+        _reporter_on_classpath()
+    env = build_job(settings, routes=routes, group_id=group_id, checkpoints=checkpoints,
+                    restore=restore, prometheus_port=port)
+    target = None
+    if port is not None:
+        target = metrics.publish_target(settings, "flink", "127.0.0.1", port)
+        log.info("live-metrics: Flink's metrics at http://127.0.0.1:%d/metrics", port)
+    try:
+        env.execute(JOB_NAME)
+    finally:
+        if target is not None:
+            target.unlink(missing_ok=True)
+
+
+def _reporter_on_classpath() -> None:
+    """Put Flink's Prometheus reporter (the plugin jar PyFlink ships) on the classpath of
+    the JVM PyFlink is about to start. A local mini-cluster does not load plugins (its
+    reporter setup finds no factories in pyflink/plugins), so the plugin folder alone
+    does nothing; PyFlink's launcher appends HADOOP_CLASSPATH to the JVM's classpath,
+    the documented way to add jars to it."""
+    import pyflink
+
+    jars = sorted((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus")
+                  .glob("flink-metrics-prometheus-*.jar"))
+    if not jars:
+        raise DependencyMissing("Flink's Prometheus reporter (pyflink/plugins/metrics-prometheus)",
+                                "reinstall apache-flink, or set "
+                                "COSMIC_LIVE_METRICS__PROMETHEUS_REPORTER=false")
+    parts = [str(jars[-1]), *filter(None, os.environ.get("HADOOP_CLASSPATH", "").split(":"))]
+    os.environ["HADOOP_CLASSPATH"] = ":".join(dict.fromkeys(parts))
+
+
+def reporter_port(settings: Settings) -> int | None:
+    """The port for Flink's Prometheus reporter: the configured one, or a free one."""
+    if not settings.live_metrics.prometheus_reporter:
+        return None
+    port = settings.live_metrics.prometheus_port
+    if port != 0:
+        return port
+    # Flink binds every interface, so the port must be free on all of them.
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

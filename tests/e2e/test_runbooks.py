@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cosmic import topics
+from cosmic.metrics import targets_dir
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
@@ -37,6 +39,20 @@ def run_runbook(name: str, env: dict[str, str]) -> str:
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout
+
+
+def _json_docs(out: str) -> list[object]:
+    """The results of every Prometheus query the runbook printed (pretty-printed JSON)."""
+    decoder, found, i = json.JSONDecoder(), [], 0
+    while (start := out.find("{", i)) != -1:
+        try:
+            doc, i = decoder.raw_decode(out, start)
+        except json.JSONDecodeError:
+            i = start + 1
+            continue
+        if isinstance(doc, dict) and doc.get("status") == "success":
+            found.extend(doc["data"].get("result", []))
+    return found
 
 
 def _ticks(log: KafkaLog, world: str) -> list[dict]:
@@ -106,6 +122,16 @@ def test_every_runbook_runs_as_written(settings: Settings, stack: Stack, tmp_pat
         assert "CONSUMER-ID" in out and "LAG" in out
         assert any(line.startswith(group) and topics.COMMANDS.name in line
                    for line in out.splitlines()), out[-2000:]
+
+        # The observability runbook's first checks find this worker scraped and up.
+        out = run_runbook("observability.md", env)
+        assert re.search(r"scraping \d+ of \d+ targets up", out), out[-2000:]
+        target = targets_dir(settings) / f"physics-{worker.pid}.json"
+        assert target.name in out.split()
+        instance = json.loads(target.read_text())[0]["targets"][0]
+        up = {r["metric"]["instance"]: r["value"][1] for r in _json_docs(out)
+              if isinstance(r, dict) and r.get("metric", {}).get("__name__") == "up"}
+        assert up.get(instance) == "1", f"{instance} is not up in {up}"
     finally:
         live.stop()
         stop_worker(worker)

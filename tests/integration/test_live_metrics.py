@@ -11,17 +11,20 @@ lateness is judged against the watermark at the moment a record is read.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from confluent_kafka import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
-from cosmic import kafka, topics
+from cosmic import kafka, metrics, topics
 from cosmic.settings import Settings
 from jobs.flink import windows as W
 from jobs.process import JobProcess
@@ -187,6 +190,41 @@ def _dead_letters_from(settings: Settings, since: list[TopicPartition], topic: s
     return found
 
 
+def _flink_metrics_url(settings: Settings, job: JobProcess) -> str:
+    """The job's Flink reporter, from the file_sd target its driver process wrote."""
+    assert job.proc is not None
+    target = metrics.targets_dir(settings) / f"flink-{job.proc.pid}.json"
+    wait_for(target.exists, 60, f"the Flink reporter's target {target}", job.failure)
+    (entry,) = json.loads(target.read_text())
+    return f"http://{entry['targets'][0]}/metrics"
+
+
+def _decoder_counts(url: str) -> tuple[float, float]:
+    """Records into and out of the decode operator, as Flink's reporter exposes them (the
+    operator is named after its chain: ``decode__Extract_Timestamp``)."""
+    counts = {"numRecordsIn": 0.0, "numRecordsOut": 0.0}
+    for fam in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+        for sample in fam.samples:
+            kind = sample.name.removeprefix("flink_taskmanager_job_task_operator_")
+            if kind in counts and sample.labels.get("operator_name", "").startswith("decode"):
+                counts[kind] += sample.value
+    return counts["numRecordsIn"], counts["numRecordsOut"]
+
+
+def _scraped_up(settings: Settings, url: str) -> bool:
+    """The local Prometheus has scraped ``url`` and found it up (within two intervals)."""
+    instance = url.removeprefix("http://").removesuffix("/metrics")
+    prometheus = f"http://127.0.0.1:{settings.prometheus.port}/api/v1/query"
+    deadline = time.monotonic() + 4 * settings.prometheus.scrape_interval_s + 10
+    while time.monotonic() < deadline:
+        result = httpx.get(prometheus, params={"query": f'up{{instance="{instance}"}}'},
+                           timeout=10).json()["data"]["result"]
+        if result and result[0]["value"][1] == "1":
+            return True
+        time.sleep(1)
+    return False
+
+
 def _job(settings: Settings, tmp_path: Path, names: dict[str, str], group: str) -> JobProcess:
     routes = [a for kind, n in names.items() for a in ("--route", f"{n}={REGISTERED[kind].name}")]
     env = cli_env(settings,
@@ -224,11 +262,19 @@ def test_windows_are_exact_with_late_events_and_a_restart(settings, topic_factor
     job = _job(settings, tmp_path, names, group)
     job.start()
     try:
+        sent = sum(len(r) for r in s.records.values()) + 1
         s.send(settings, names)
         # Bytes our serde cannot read: dead-lettered, and nothing else changes.
         produce(settings, names["ticks"], SCHEMAS["ticks"], [], garbage=1)
         wait_for(lambda: _committed_to_end(settings, group, list(names.values())), 120,
                  "a checkpoint covering phase 1a", job.failure)
+        # Flink's own reporter, found where every process publishes its /metrics, counts
+        # exactly the records phase 1a sent into the decoder, and one fewer out of it
+        # (the garbage went to the dead letters).
+        flink = _flink_metrics_url(settings, job)
+        wait_for(lambda: _decoder_counts(flink) == (sent, sent - 1), 30,
+                 f"Flink's reporter to count {sent} records into decode", job.failure)
+        assert _scraped_up(settings, flink), "the local Prometheus does not scrape Flink"
 
         # Phase 1b: up to 21.5 s, so the watermark reaches 20.5 s: windows [0,10) and
         # [10,20) fire, and [0,10) is final (its lateness ended at 15 s).
