@@ -32,7 +32,7 @@ It is kept current from the snapshot and delta topics:
 
 Effectively once: records are applied in each partition's order, and a batch is one
 transaction with the partitions' next offsets in ``connector_offsets`` (compare and set,
-as :mod:`connectors.timescale` does), so a crash between write and commit re-delivers
+as :mod:`connectors.postgres_sink` does), so a crash between write and commit re-delivers
 records that the tick rule and the stored positions turn into no-ops.
 
 Without PostGIS in the server the sink (and ``cosmic db migrate``) stop with a
@@ -49,11 +49,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from connectors.base import TP, Batch, Connector, check_routes
-from connectors.errors import MigrationError, StoreError, StoreRejected, StoreUnavailable
+from connectors.base import Batch, Connector, check_routes
+from connectors.errors import MigrationError, StoreRejected, StoreUnavailable
 from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
+from connectors.postgres_sink import PostgresSink
 from connectors.stores import PostgresConnection, postgres_connect
-from connectors.timescale import TimescaleSink
 from cosmic import topics
 from cosmic.settings import Settings
 from cosmic.topics import Topic
@@ -148,15 +148,10 @@ def require_postgis(conn: PostgresConnection) -> None:
     raise MigrationError(POSTGIS_HINT)
 
 
-class BodiesSink(TimescaleSink):
-    """Snapshots and deltas into ``celestial_bodies``; positions kept as the timescale sink
-    keeps them (``connector_offsets``, compare and set)."""
+class BodiesSink(PostgresSink):
+    """Snapshots and deltas into ``celestial_bodies``, positions by compare and set."""
 
     name = "bodies"
-
-    def __init__(self, settings: Settings, routes: Mapping[str, Topic],
-                 connector_id: str) -> None:
-        super().__init__(settings, routes, connector_id)
 
     def open(self) -> str:
         for line in migrate(self.settings):
@@ -165,34 +160,20 @@ class BodiesSink(TimescaleSink):
             "SELECT extversion FROM pg_extension WHERE extname = 'postgis'").fetchone()
         return f"celestial_bodies in PostgreSQL with PostGIS {version[0] if version else '?'}"
 
-    def write(self, batch: Batch) -> dict[TP, int]:
-        try:
-            conn = self._connection()
-            with conn.transaction(), conn.cursor() as cur:
-                worlds: dict[str, _World | None] = {}
-                for item in batch.items:
-                    record = item.value
-                    world = str(record["world_id"])
-                    if world not in worlds:
-                        worlds[world] = _load_world(cur, world)
-                    if item.carries.name == topics.STATE_SNAPSHOTS.name:
-                        worlds[world] = _apply_snapshot(cur, record, worlds[world])
-                    else:
-                        worlds[world] = _apply_delta(cur, record, worlds[world])
-                for world, state in worlds.items():
-                    if state is not None:
-                        cur.execute(EXTRAPOLATE, {"t": state.sim_time, "world": world})
-                for tp, position in batch.positions.items():
-                    self._move_position(cur, tp, position)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            raise StoreUnavailable(f"PostgreSQL: {exc}") from None
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            raise StoreRejected(f"PostgreSQL refused a value: {type(exc).__name__}: {exc}") from None
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL refused a batch: {type(exc).__name__}: {exc}") from exc
-        self._held.update(batch.positions)
-        return dict(batch.positions)
+    def write_rows(self, cur: psycopg.Cursor[Any], batch: Batch) -> None:
+        worlds: dict[str, _World | None] = {}
+        for item in batch.items:
+            record = item.value
+            world = str(record["world_id"])
+            if world not in worlds:
+                worlds[world] = _load_world(cur, world)
+            if item.carries.name == topics.STATE_SNAPSHOTS.name:
+                worlds[world] = _apply_snapshot(cur, record, worlds[world])
+            else:
+                worlds[world] = _apply_delta(cur, record, worlds[world])
+        for world, state in worlds.items():
+            if state is not None:
+                cur.execute(EXTRAPOLATE, {"t": state.sim_time, "world": world})
 
 
 def _load_world(cur: psycopg.Cursor[Any], world: str) -> _World | None:
@@ -283,7 +264,7 @@ def build(settings: Settings, routes: Mapping[str, Topic] | None = None,
     """The bodies connector over ``routes`` (Kafka topic -> what it carries)."""
     routes = routes or {t.name: t for t in TOPICS}
     check_routes("bodies", routes, TOPICS)
-    sink = BodiesSink(settings, routes, connector_id=group_id)
+    sink = BodiesSink(settings, connector_id=group_id)
     return Connector(settings, sink, routes, group_id=group_id, dlq_topic=dlq_topic,
                      instance_id=instance_id)
 

@@ -8,13 +8,8 @@ over ``date_bin``. The path is chosen when the database is first migrated and
 reported when the sink opens.
 
 Each batch is one transaction: a COPY per table plus the new position of
-every partition in ``connector_offsets``. A restart resumes from those
-positions, so a crash between the write and Kafka's commit duplicates nothing.
-The position is moved on only from the value this instance last read or
-wrote (compare and set): a zombie whose partitions moved to another instance
-finds it changed, its whole batch rolls back, and it stops with
-:class:`~connectors.errors.StoreFenced` instead of duplicating rows and moving
-the position back.
+every partition in ``connector_offsets``, moved by compare and set (see
+:mod:`connectors.postgres_sink`): a crash or a zombie instance duplicates nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +21,7 @@ from typing import Any
 
 import psycopg
 
-from connectors.base import TP, Batch, Connector, Sink, check_routes
-from connectors.errors import StoreError, StoreFenced, StoreRejected, StoreUnavailable
+from connectors.base import Batch, Connector, check_routes
 from connectors.migrate import (
     SQL_ROOT,
     Variant,
@@ -36,6 +30,7 @@ from connectors.migrate import (
     for_variant,
     split_statements,
 )
+from connectors.postgres_sink import PostgresSink
 from connectors.records import FLATTENERS, Row
 from connectors.stores import PostgresConnection, postgres_connect
 from cosmic import topics
@@ -123,21 +118,16 @@ def day_range(days: Collection[date]) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-class TimescaleSink(Sink):
+class TimescaleSink(PostgresSink):
     name = "timescale"
 
     def __init__(self, settings: Settings, routes: Mapping[str, Topic], connector_id: str,
                  prefer: Variant | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, connector_id)
         self.prefer = prefer
         self.routes = dict(routes)
-        self.connector_id = connector_id
         self.variant: Variant | None = None
-        self._conn: PostgresConnection | None = None
         self._partitions: dict[str, set[date]] = {}
-        # The stored position of each partition as this instance last read or wrote it
-        # (None: no row yet), what the next write expects to find.
-        self._held: dict[TP, int | None] = {}
 
     def open(self) -> str:
         self.variant, done = migrate(self.settings, self.prefer)
@@ -151,89 +141,23 @@ class TimescaleSink(Sink):
                                                         today + timedelta(days=_DAYS_AHEAD)}))
         return f"{self.variant}: {DESCRIPTIONS[self.variant]}"
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def resume_positions(self, tps: Collection[TP]) -> dict[TP, int]:
-        wanted = set(tps)
-        try:
-            rows = self._connection().execute(
-                "SELECT topic, kafka_partition, next_offset FROM connector_offsets "
-                "WHERE connector = %s AND topic = ANY(%s)",
-                (self.connector_id, sorted({t for t, _ in wanted}))).fetchall()
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            raise StoreUnavailable(f"PostgreSQL: {exc}") from None
-        found = {(t, p): o for t, p, o in rows if (t, p) in wanted}
-        for tp in wanted:
-            self._held[tp] = found.get(tp)
-        return found
-
-    def release(self, tps: Collection[TP]) -> None:
-        for tp in tps:
-            self._held.pop(tp, None)
-
-    def write(self, batch: Batch) -> dict[TP, int]:
+    def write_rows(self, cur: psycopg.Cursor[Any], batch: Batch) -> None:
         by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
         for item in batch.items:
             table, columns, build = FLATTENERS[item.carries.name]
             by_table.setdefault(table, (columns, []))[1].append(build(item.value))
-        try:
-            conn = self._connection()
-            with conn.transaction(), conn.cursor() as cur:
-                for table, (columns, rows) in by_table.items():
-                    if self.variant == "native":
-                        self._ensure_days(table, {r[0].astimezone(UTC).date() for r in rows})
-                    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                for tp, position in batch.positions.items():
-                    self._move_position(cur, tp, position)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self.close()
-            # Partitions made in a rolled-back transaction are gone: forget them.
-            self._partitions.clear()
-            raise StoreUnavailable(f"PostgreSQL: {exc}") from None
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            self._partitions.clear()
-            raise StoreRejected(f"PostgreSQL refused a value: {type(exc).__name__}: {exc}") from None
-        except psycopg.Error as exc:
-            self._partitions.clear()
-            raise StoreError(f"PostgreSQL refused a batch: {type(exc).__name__}: {exc}") from exc
-        self._held.update(batch.positions)
-        return dict(batch.positions)
+        for table, (columns, rows) in by_table.items():
+            if self.variant == "native":
+                self._ensure_days(table, {r[0].astimezone(UTC).date() for r in rows})
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+    def rolled_back(self) -> None:
+        # Partitions made in a rolled-back transaction are gone: forget them.
+        self._partitions.clear()
 
     # -- internals -------------------------------------------------------------------
-
-    def _move_position(self, cur: psycopg.Cursor[Any], tp: TP, position: int) -> None:
-        """Set ``tp``'s stored position to ``position`` if it is still what this instance
-        holds; else raise :class:`StoreFenced` (the caller's transaction rolls back)."""
-        topic, partition = tp
-        key = (self.connector_id, topic, partition)
-        if tp not in self._held:  # never resumed here (a sink used on its own): read it now
-            row = cur.execute("SELECT next_offset FROM connector_offsets WHERE connector = %s "
-                              "AND topic = %s AND kafka_partition = %s FOR UPDATE", key).fetchone()
-            self._held[tp] = None if row is None else int(row[0])
-        expected = self._held[tp]
-        if expected is None:
-            cur.execute("INSERT INTO connector_offsets (connector, topic, kafka_partition, "
-                        "next_offset) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (*key, position))
-        else:
-            cur.execute("UPDATE connector_offsets SET next_offset = %s, updated_at = now() "
-                        "WHERE connector = %s AND topic = %s AND kafka_partition = %s "
-                        "AND next_offset = %s", (position, *key, expected))
-        if cur.rowcount != 1:
-            raise StoreFenced(
-                f"{topic}[{partition}]: another instance of connector {self.connector_id} has "
-                f"moved its stored position on (this one held {expected}); not writing")
-
-    def _connection(self) -> PostgresConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = postgres_connect(self.settings)
-        return self._conn
 
     def _tables(self) -> list[str]:
         return sorted({FLATTENERS[t.name][0] for t in self.routes.values()})

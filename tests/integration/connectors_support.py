@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from confluent_kafka import Consumer, TopicPartition
+from psycopg import sql
 
 from cosmic import kafka
 from cosmic.settings import Settings, child_env
@@ -19,6 +23,37 @@ from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def with_database(settings: Settings, database: str, **postgres: Any) -> Settings:
+    """``settings`` pointed at another PostgreSQL database (and other postgres fields)."""
+    return settings.model_copy(update={
+        "postgres": settings.postgres.model_copy(update={"database": database, **postgres})})
+
+
+def timescaledb_available(settings: Settings) -> bool:
+    with psycopg.connect(with_database(settings, "postgres").postgres.dsn) as conn:
+        return conn.execute("SELECT 1 FROM pg_available_extensions "
+                            "WHERE name = 'timescaledb'").fetchone() is not None
+
+
+@contextlib.contextmanager
+def private_database(settings: Settings, prefix: str, *, needs_timescaledb: str | None = None,
+                     **postgres: Any) -> Iterator[Settings]:
+    """Settings pointing at a fresh private database, dropped (forcibly) afterwards.
+    ``needs_timescaledb``: skip with this reason where the extension is not installed."""
+    if needs_timescaledb is not None and not timescaledb_available(settings):
+        pytest.skip(needs_timescaledb)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = with_database(settings, "postgres").postgres.dsn
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(settings, name, **postgres)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
 
 
 def tick(world: str, i: int, ts: datetime | None = None) -> dict[str, Any]:

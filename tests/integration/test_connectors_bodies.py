@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 
 from connectors import bodies
 from connectors.errors import MigrationError
@@ -32,23 +31,12 @@ pytestmark = pytest.mark.integration
 F32_BOUND = 10 * float(np.finfo(np.float32).eps) * 2
 
 
-def _with_db(settings: Settings, database: str, **changes: Any) -> Settings:
-    return settings.model_copy(update={
-        "postgres": settings.postgres.model_copy(update={"database": database}), **changes})
-
-
 @pytest.fixture
 def pg_db(settings: Settings, stack: Stack) -> Iterator[Settings]:
     """Settings pointing at a fresh private database, dropped afterwards."""
-    name = f"cosmic_b_{uuid.uuid4().hex[:10]}"
-    admin = _with_db(settings, "postgres")
-    with psycopg.connect(admin.postgres.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield _with_db(settings, name, connectors=ConnectorSettings(batch_rows=3,
-                                                                batch_interval_s=0.3))
-    with psycopg.connect(admin.postgres.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+    with cs.private_database(settings, "cosmic_b") as private:
+        yield private.model_copy(update={"connectors": ConnectorSettings(
+            batch_rows=3, batch_interval_s=0.3)})
 
 
 class Truth:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from connectors.archive import ArchiveSink
 from connectors.base import Batch, Item, Sink
@@ -38,23 +37,15 @@ class Store:
 
 
 def _timescale(settings: Settings, tmp: Path, mode: str = "auto") -> Iterator[Store]:
-    name = f"cosmic_c_{uuid.uuid4().hex[:8]}"
-    admin = settings.postgres.model_copy(update={"database": "postgres"}).dsn
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    s = settings.model_copy(update={
-        "postgres": settings.postgres.model_copy(update={"database": name, "timescale": mode})})
+    with cs.private_database(settings, "cosmic_c", timescale=mode) as s:
 
-    def stored(world: str) -> list[tuple[str, int]]:
-        with psycopg.connect(s.postgres.dsn) as conn:
-            return [(w, t) for w, t in conn.execute(
-                "SELECT world_id, tick FROM physics_ticks WHERE world_id LIKE %s "
-                "ORDER BY world_id, tick", (f"{world}%",))]
+        def stored(world: str) -> list[tuple[str, int]]:
+            with psycopg.connect(s.postgres.dsn) as conn:
+                return [(w, t) for w, t in conn.execute(
+                    "SELECT world_id, tick FROM physics_ticks WHERE world_id LIKE %s "
+                    "ORDER BY world_id, tick", (f"{world}%",))]
 
-    yield Store(lambda: TimescaleSink(s, {}, connector_id="contract"), stored)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        yield Store(lambda: TimescaleSink(s, {}, connector_id="contract"), stored)
 
 
 def _timescale_fallback(settings: Settings, tmp: Path) -> Iterator[Store]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from connectors import timescale
 from cosmic import topics
@@ -27,34 +26,17 @@ from tests.integration import connectors_support as cs
 pytestmark = pytest.mark.integration
 
 
-def _with_db(settings: Settings, database: str, **changes: Any) -> Settings:
-    return settings.model_copy(update={
-        "postgres": settings.postgres.model_copy(update={"database": database}), **changes})
-
-
 @pytest.fixture
 def pg_db(settings: Settings, stack: Stack) -> Iterator[Settings]:
     """Settings pointing at a fresh private database, dropped afterwards."""
-    name = f"cosmic_t_{uuid.uuid4().hex[:10]}"
-    admin = _with_db(settings, "postgres")
-    with psycopg.connect(admin.postgres.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield _with_db(settings, name, connectors=ConnectorSettings(batch_rows=50,
-                                                                batch_interval_s=0.3))
-    with psycopg.connect(admin.postgres.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+    with cs.private_database(settings, "cosmic_t") as private:
+        yield private.model_copy(update={"connectors": ConnectorSettings(
+            batch_rows=50, batch_interval_s=0.3)})
 
 
 def _timescale_off(s: Settings) -> Settings:
     """The same database with the fallback forced by the setting (as COSMIC_POSTGRES__TIMESCALE=off)."""
     return s.model_copy(update={"postgres": s.postgres.model_copy(update={"timescale": "off"})})
-
-
-def _extension_installed(s: Settings) -> bool:
-    with psycopg.connect(s.postgres.dsn) as c:
-        return c.execute("SELECT 1 FROM pg_available_extensions "
-                         "WHERE name = 'timescaledb'").fetchone() is not None
 
 
 HYPERTABLES = ["civilization_events", "ecosystem_events", "live_metrics", "metric_points",
@@ -128,7 +110,7 @@ def test_fallback_path_exactly_n_rows_and_views(pg_db: Settings, topic_factory):
     assert f"physics_ticks_p{old_day}" in parts
     assert f"physics_ticks_p{cs.NOW:%Y%m%d}" in parts
     assert per_minute is not None and per_minute[0] == n
-    if _extension_installed(pg_db):
+    if cs.timescaledb_available(pg_db):
         # The setting kept the extension out of this database altogether.
         assert _count(pg_db, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
     assert civ_types == {"TechAdvanced": 3, "ResourceUsed": 3, "CivilizationFounded": 3}
@@ -181,7 +163,7 @@ def _refresh_aggregate(conn: psycopg.Connection, view: str, timeout_s: float = 6
 
 
 def test_timescaledb_extension_path(pg_db: Settings, topic_factory):
-    if not _extension_installed(pg_db):
+    if not cs.timescaledb_available(pg_db):
         pytest.skip("TimescaleDB extension not installed on this PostgreSQL: only the native "
                     "partitioning fallback ran (test_fallback_path_exactly_n_rows_and_views)")
     world = f"w-{uuid.uuid4().hex[:8]}"

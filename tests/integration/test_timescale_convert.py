@@ -23,6 +23,7 @@ from connectors import timescale
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from jobs.flink.live_metrics import UPSERT
+from tests.integration import connectors_support as cs
 from tests.integration.connectors_support import cli_env
 
 pytestmark = pytest.mark.integration
@@ -38,18 +39,9 @@ VIEW = ("SELECT bucket, world_id, ticks, last_tick, avg_step_us, max_step_us, av
 
 @pytest.fixture
 def native_db(settings: Settings, stack: Stack) -> Iterator[Settings]:
-    name = f"cosmic_v_{uuid.uuid4().hex[:10]}"
-    admin = settings.postgres.model_copy(update={"database": "postgres"}).dsn
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_available_extensions "
-                        "WHERE name = 'timescaledb'").fetchone() is None:
-            pytest.skip("TimescaleDB is not installed on this PostgreSQL: nothing to convert to")
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield settings.model_copy(update={
-        "postgres": settings.postgres.model_copy(update={"database": name})})
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+    with cs.private_database(settings, "cosmic_v", needs_timescaledb=(
+            "TimescaleDB is not installed on this PostgreSQL: nothing to convert to")) as private:
+        yield private
 
 
 def _fill(conn: psycopg.Connection[Any], now: datetime) -> None:

@@ -21,6 +21,7 @@ from psycopg import sql
 from connectors import timescale
 from cosmic.settings import Settings
 from cosmic.stack import Stack
+from tests.integration import connectors_support as cs
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +30,9 @@ COLUMNS = ("ts", "ts_ms", "world_id", "tick", "sim_time", "n_applied", "n_reject
 
 
 def _fresh(settings: Settings, scheduled: bool) -> Iterator[psycopg.Connection[Any]]:
-    name = f"cosmic_p_{uuid.uuid4().hex[:10]}"
-    admin = settings.postgres.model_copy(update={"database": "postgres"}).dsn
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_available_extensions "
-                        "WHERE name = 'timescaledb'").fetchone() is None:
-            pytest.skip("TimescaleDB is not installed on this PostgreSQL "
-                        "(infra/local/timescaledb.sh builds it)")
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    private = settings.model_copy(update={
-        "postgres": settings.postgres.model_copy(update={"database": name})})
-    try:
+    with cs.private_database(settings, "cosmic_p", needs_timescaledb=(
+            "TimescaleDB is not installed on this PostgreSQL "
+            "(infra/local/timescaledb.sh builds it)")) as private:
         variant, _ = timescale.migrate(private)
         assert variant == "timescale"
         with psycopg.connect(private.postgres.dsn, autocommit=True) as conn:
@@ -56,10 +49,6 @@ def _fresh(settings: Settings, scheduled: bool) -> Iterator[psycopg.Connection[A
                 assert time.monotonic() < deadline, "policy jobs still running after 30 s"
                 time.sleep(0.2)
             yield conn
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
 
 
 @pytest.fixture
