@@ -5,7 +5,10 @@ ticks and deltas), applying the same rule object (:class:`EcosystemWorld`),
 with the same serde, exactly once: outputs, the world state written to a
 changelog topic and the consumer offsets commit in Kafka transactions. The
 Faust side is the real ecosystem worker process (its tables, codec, outbox);
-the anchor is a hand-written consume-process-produce loop. Printed in one
+the anchor is a hand-written consume-process-produce loop. Each side gets the
+whole input before it starts, and both are clocked the same way, by an observer
+of the group's committed offsets: from the first commit to the one that covers
+the input (so neither side's boot or group join is counted). Printed in one
 run: events/s per worker for each, and their ratio.
 
 Needs the local stack (`cosmic stack up`).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -90,30 +94,48 @@ def _ends(settings: Settings) -> list[TopicPartition]:
     return out
 
 
-def _caught_up(settings: Settings, group: str, ends: list[TopicPartition]) -> bool:
+def _committed(settings: Settings, group: str, ends: list[TopicPartition]) -> int:
+    """Records the group has committed, over the input partitions."""
     c = kafka.consumer(settings, group)
     try:
         committed = c.committed([TopicPartition(tp.topic, tp.partition) for tp in ends], timeout=10)
     finally:
         c.close()
-    want = {(tp.topic, tp.partition): tp.offset for tp in ends}
-    return all(tp.offset >= want[(tp.topic, tp.partition)] for tp in committed
-               if want[(tp.topic, tp.partition)] > 0)
+    return sum(max(tp.offset, 0) for tp in committed)
+
+
+def _observe(settings: Settings, group: str, ends: list[TopicPartition],
+             failure: Any, timeout_s: float = 600) -> float:
+    """Events/s as an outside observer of the group's commits sees it, the same for both
+    sides: from the first commit to the one that reaches the end of the input, the
+    records committed in between over the time between (boot, group join and the first
+    batch are outside the clock on both sides)."""
+    total = sum(tp.offset for tp in ends)
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if (err := failure()) is not None:
+            raise RuntimeError(f"{group} failed: {err}")
+        done, now = _committed(settings, group, ends), time.perf_counter()
+        if first is None and done > 0:
+            first = (now, done)
+        if first is not None and done >= total:
+            if done == first[1]:
+                raise RuntimeError(f"{group} committed everything at once: feed more events")
+            return (done - first[1]) / (now - first[0])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{group}: {done} of {total} committed after {timeout_s} s")
+        time.sleep(0.05)
 
 
 def bench_faust(settings: Settings, registry: RegistryClient, worlds: int, ticks: int) -> float:
+    # The whole input first, as for the plain loop: both start on the same backlog.
+    _feed(settings, registry, worlds, ticks)
+    ends = _ends(settings)
     svc = FaustService("bench-ecosystem", "streams.ecosystem", settings)
     svc.start()
     try:
-        time.sleep(15)  # worker boot and group join, not what is measured
-        n = _feed(settings, registry, worlds, ticks)
-        t0 = time.perf_counter()
-        ends = _ends(settings)
-        while not _caught_up(settings, settings.living.ecosystem_app_id, ends):
-            if svc.failure() is not None:
-                raise RuntimeError(str(svc.failure()))
-            time.sleep(0.2)
-        return n / (time.perf_counter() - t0)
+        return _observe(settings, settings.living.ecosystem_app_id, ends, svc.failure)
     finally:
         svc.stop()
 
@@ -122,6 +144,27 @@ def bench_plain(settings: Settings, registry: RegistryClient, worlds: int, ticks
     """The anchor: consume, apply the rules, produce outputs + state + offsets per transaction."""
     n = _feed(settings, registry, worlds, ticks)
     group = f"bench-plain-{uuid.uuid4().hex[:6]}"
+    ends = _ends(settings)
+    errors: list[BaseException] = []
+    loop = threading.Thread(target=_guard(errors, _plain_loop), daemon=True,
+                            args=(settings, registry, group, n))
+    loop.start()
+    try:
+        return _observe(settings, group, ends, lambda: errors[0] if errors else None)
+    finally:
+        loop.join(60)
+
+
+def _guard(errors: list[BaseException], fn: Any) -> Any:
+    def run(*args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the observer reports it
+            errors.append(exc)
+    return run
+
+
+def _plain_loop(settings: Settings, registry: RegistryClient, group: str, n: int) -> None:
     consumer = kafka.consumer(settings, group)
     consumer.subscribe([topic_name(settings, t) for t in INPUTS])
     producer = kafka.producer(settings, transactional_id=f"{group}-tx")
@@ -134,7 +177,6 @@ def bench_plain(settings: Settings, registry: RegistryClient, worlds: int, ticks
     params = EcoParams(step_every=10, time_scale=settings.living.time_scale)
     names = {topic_name(settings, t): t.value for t in INPUTS}
     done = 0
-    t0 = time.perf_counter()
     while done < n:
         msgs = consumer.consume(500, timeout=1.0)
         if not msgs:
@@ -167,9 +209,7 @@ def bench_plain(settings: Settings, registry: RegistryClient, worlds: int, ticks
         producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
                                              consumer.consumer_group_metadata(), 30)
         producer.commit_transaction(30)
-    rate = n / (time.perf_counter() - t0)
     consumer.close()
-    return rate
 
 
 def _topics(settings: Settings, create: bool) -> None:
