@@ -34,6 +34,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from connectors.errors import StoreError, StoreRejected, StoreUnavailable
+from cosmic.breaker import breaker
 from cosmic.settings import Settings
 
 PostgresConnection = psycopg.Connection[tuple[Any, ...]]
@@ -59,27 +60,49 @@ def clickhouse_execute(cl: Client, query: str, params: Any = None, **kwargs: Any
     Returns what the driver returns (a list of row tuples for a SELECT). After a
     lost connection the client is disconnected, so the next call reconnects.
     """
+    # The driver rotates its hosts on failover: name the set, not the current one.
+    circuit = breaker("clickhouse", ",".join(sorted(f"{h}:{p}" for h, p in cl.connection.hosts)))
+    if (wait_s := circuit.allow()) is not None:
+        raise StoreUnavailable(circuit.refusal(wait_s))
     try:
-        return cl.execute(query, params, **kwargs)
+        result = cl.execute(query, params, **kwargs)
     except _CH_UNAVAILABLE as exc:
         cl.disconnect()
+        circuit.failed(f"{type(exc).__name__}: {exc}")
         raise StoreUnavailable(f"ClickHouse: {type(exc).__name__}: {exc}") from None
     except _CH_REJECTED as exc:
         # The driver converts values before sending: nothing of the insert was sent.
+        circuit.succeeded()
         raise StoreRejected(f"ClickHouse refused a value: {type(exc).__name__}: {exc}") from None
     except ch_errors.Error as exc:
+        circuit.succeeded()  # it answered: up, whatever it said
         raise StoreError(f"ClickHouse refused {query.split('(')[0].strip()[:80]!r}: {exc}") from None
+    circuit.succeeded()
+    return result
 
 
 def postgres_connect(target: Settings | str, *, connect_timeout: int = 5) -> PostgresConnection:
-    """An autocommit connection to ``settings.postgres`` (or to a DSN string)."""
+    """An autocommit connection to ``settings.postgres`` (or to a DSN string); while the
+    server is found down, further connects fail fast (:mod:`cosmic.breaker`)."""
     dsn = target.postgres.dsn if isinstance(target, Settings) else target
+    where = (f"{target.postgres.host}:{target.postgres.port}"
+             if isinstance(target, Settings) else _dsn_target(dsn))
+    circuit = breaker("postgres", where)
+    if (wait_s := circuit.allow()) is not None:
+        raise StoreUnavailable(circuit.refusal(wait_s))
     try:
-        return psycopg.connect(dsn, connect_timeout=connect_timeout, autocommit=True)
+        conn = psycopg.connect(dsn, connect_timeout=connect_timeout, autocommit=True)
     except psycopg.OperationalError as exc:
-        where = (f"{target.postgres.host}:{target.postgres.port}"
-                 if isinstance(target, Settings) else "the configured DSN")
+        circuit.failed(exc)
         raise StoreUnavailable(f"PostgreSQL at {where}: {exc}") from None
+    circuit.succeeded()
+    return conn
+
+
+def _dsn_target(dsn: str) -> str:
+    """host:port of a DSN (without its credentials), for the breaker and messages."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
 
 
 __all__ = ["PostgresConnection", "clickhouse_client", "clickhouse_execute", "postgres_connect"]

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from cosmic.breaker import breaker
 from cosmic.settings import Settings
 from schemas.errors import BY_CODE, RegistryError
 from schemas.registry.compatibility import ParsedSchema
@@ -61,6 +62,9 @@ class RegistryClient:
             headers={"Accept": CONTENT_TYPE, "Content-Type": CONTENT_TYPE},
         )
         self._lock = threading.Lock()
+        # Shared by every client of this registry in the process: one that found it down
+        # spares the others their connect timeouts.
+        self._breaker = breaker("registry", self.url)
         self._by_id: dict[int, ParsedSchema] = {}
         self._ids: dict[tuple[str, str], int] = {}
 
@@ -87,10 +91,17 @@ class RegistryClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items() if v is not None}
+        if (wait_s := self._breaker.allow()) is not None:
+            raise RegistryError(self._breaker.refusal(wait_s))
         try:
             response = self._http.request(method, path, json=body, params=query)
         except httpx.HTTPError as exc:
+            self._breaker.failed(exc)
             raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from None
+        if response.status_code >= 500:
+            self._breaker.failed(f"HTTP {response.status_code}")
+        else:
+            self._breaker.succeeded()  # it answered: up, whatever it said
         if response.is_success:
             return response.json() if response.content else None
         try:
