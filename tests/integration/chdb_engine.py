@@ -26,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import chdb.session
 from clickhouse_driver.util.escape import escape_param, escape_params
 
 # escape_param asks the connection for the server's time zone (to render aware datetimes).
@@ -43,6 +42,9 @@ class ChdbClient:
     """An embedded ClickHouse with state under ``path``, in database ``database``."""
 
     def __init__(self, path: Path, database: str) -> None:
+        # Imported here: the engine maps ~280 MB into the process, only for the tests using it.
+        import chdb.session
+
         self._session = chdb.session.Session(str(path))
         self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._session.query(f"USE {database}")
