@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping
 from clickhouse_driver import Client
 
 from connectors.base import TP, Batch, Connector, Item, Sink, check_routes
-from connectors.migrate import SQL_ROOT, discover, for_variant, split_statements
+from connectors.migrate import SQL_ROOT, Migration, discover, for_variant, split_statements
 from connectors.records import COLUMN_BUILDERS, FLATTENERS, columns_of
 from connectors.stores import clickhouse_client, clickhouse_execute
 from cosmic import topics
@@ -36,37 +36,65 @@ TOPICS: tuple[Topic, ...] = (topics.COMMANDS, topics.PHYSICS_TICKS, topics.ECOSY
 _SOURCE_COLUMNS = ("_topic", "_partition", "_offset")
 
 
-def migrate(settings: Settings) -> list[str]:
+MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+                    "applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+
+
+def migrations() -> list[tuple[Migration, list[str]]]:
+    """Every migration file, in order, with its statements (what :func:`apply_migrations` runs)."""
+    return [(m, split_statements(m.text)) for m in for_variant(discover(SQL_DIR), None)]
+
+
+def apply_migrations(cl: Client) -> list[str]:
     """Apply the DDL files not yet recorded in ``schema_migrations``; one line per file."""
+    clickhouse_execute(cl, MIGRATIONS_TABLE)
+    applied = {v for (v,) in clickhouse_execute(cl, "SELECT version FROM schema_migrations")}
+    done = []
+    for m, statements in migrations():
+        if m.version in applied:
+            continue
+        for statement in statements:
+            clickhouse_execute(cl, statement)
+        clickhouse_execute(cl, "INSERT INTO schema_migrations (version, name) VALUES",
+                           [(m.version, m.name)])
+        done.append(f"applied {m.path.name}")
+    return done
+
+
+def migrate(settings: Settings) -> list[str]:
+    """:func:`apply_migrations` over a client of its own."""
     cl = clickhouse_client(settings)
     try:
-        clickhouse_execute(cl, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
-                  "applied_at DateTime('UTC') DEFAULT now()) ENGINE = MergeTree ORDER BY version")
-        applied = {v for (v,) in clickhouse_execute(cl, "SELECT version FROM schema_migrations")}
-        done = []
-        for m in for_variant(discover(SQL_DIR), None):
-            if m.version in applied:
-                continue
-            for statement in split_statements(m.text):
-                clickhouse_execute(cl, statement)
-            clickhouse_execute(cl, "INSERT INTO schema_migrations (version, name) VALUES",
-                  [(m.version, m.name)])
-            done.append(f"applied {m.path.name}")
-        return done
+        return apply_migrations(cl)
     finally:
         cl.disconnect()
+
+
+def insert_statement(carried: str) -> str:
+    """The columnar INSERT of one event family's rows (``carried``: the declared topic)."""
+    table, columns, _ = FLATTENERS[carried]
+    return f"INSERT INTO {table} ({', '.join((*columns, *_SOURCE_COLUMNS))}) VALUES"
+
+
+def resume_statement(table: str) -> str:
+    """The last offset written per (topic, partition) of ``table``; ``%(topics)s`` a tuple."""
+    return (f"SELECT _topic, _partition, max(_offset) FROM {table} "
+            "WHERE _topic IN %(topics)s GROUP BY _topic, _partition")
 
 
 class ClickHouseSink(Sink):
     name = "clickhouse"
 
-    def __init__(self, settings: Settings, routes: Mapping[str, Topic]) -> None:
+    def __init__(self, settings: Settings, routes: Mapping[str, Topic],
+                 client: Client | None = None) -> None:
+        """``client``: an open client to use instead of one made from the settings."""
         self.settings = settings
         self.routes = dict(routes)
-        self._client: Client | None = None
+        self._given = client
+        self._client: Client | None = client
 
     def open(self) -> str:
-        for line in migrate(self.settings):
+        for line in apply_migrations(self._cl()):
             log.info("clickhouse migrations: %s", line)
         version = clickhouse_execute(self._cl(), "SELECT version()")[0][0]
         return f"ClickHouse {version}: MergeTree tables by month, dedup by _topic/_partition/_offset"
@@ -83,10 +111,8 @@ class ClickHouseSink(Sink):
         wanted = set(tps)
         out: dict[TP, int] = {}
         for table, names in by_table.items():
-            rows = clickhouse_execute(self._cl(),
-                         f"SELECT _topic, _partition, max(_offset) FROM {table} "
-                         "WHERE _topic IN %(topics)s GROUP BY _topic, _partition",
-                         {"topics": tuple(sorted(names))})
+            rows = clickhouse_execute(self._cl(), resume_statement(table),
+                                      {"topics": tuple(sorted(names))})
             out.update({(t, p): o + 1 for t, p, o in rows if (t, p) in wanted})
         return out
 
@@ -95,7 +121,7 @@ class ClickHouseSink(Sink):
         for item in batch.items:
             by_topic.setdefault(item.carries.name, []).append(item)
         for carried, items in by_topic.items():
-            table, columns, build = FLATTENERS[carried]
+            build = FLATTENERS[carried][2]
             values = [i.value for i in items]
             fast = COLUMN_BUILDERS.get(carried)
             data = fast(values) if fast else columns_of(build, values)
@@ -103,13 +129,12 @@ class ClickHouseSink(Sink):
             data[0] = [ms // 1000 for ms in data[1]]
             data += [[i.topic for i in items], [i.partition for i in items],
                      [i.offset for i in items]]
-            names = ", ".join((*columns, *_SOURCE_COLUMNS))
-            clickhouse_execute(self._cl(), f"INSERT INTO {table} ({names}) VALUES", data, columnar=True)
+            clickhouse_execute(self._cl(), insert_statement(carried), data, columnar=True)
         return dict(batch.positions)
 
     def _cl(self) -> Client:
         if self._client is None:
-            self._client = clickhouse_client(self.settings)
+            self._client = self._given or clickhouse_client(self.settings)
         return self._client
 
 

@@ -297,20 +297,12 @@ class WarehouseJob:
         for line in clickhouse.migrate(settings):
             log.info("clickhouse migrations: %s", line)
         cl = stores.clickhouse_client(settings)
-        rows: dict[str, int] = {}
         empty = tempfile.TemporaryDirectory(prefix="cosmic-warehouse-")
         try:
-            for table, df in self.facts(spark, day, Path(empty.name)).items():
-                t0 = time.perf_counter()
-                rows[table] = self._replace(cl, table, day, _batches(df, INSERT_BATCH))
-                log.info("%s %s: %d rows in %.2fs", day, table, rows[table],
-                         time.perf_counter() - t0)
-            for table, statement in marts.MARTS.items():
-                self._drop(cl, table, day)
-                stores.clickhouse_execute(cl, statement, {"day": day.isoformat()})
-                rows[table] = stores.clickhouse_execute(
-                    cl, f"SELECT count() FROM {table} WHERE date = %(day)s",
-                    {"day": day})[0][0]
+            # Lazy: Spark computes each fact while write_day inserts it.
+            facts = {table: _batches(df, INSERT_BATCH)
+                     for table, df in self.facts(spark, day, Path(empty.name)).items()}
+            rows = write_day(cl, day, facts)
         finally:
             cl.disconnect()
             empty.cleanup()
@@ -319,26 +311,52 @@ class WarehouseJob:
         self.rows.update(rows)
         return rows
 
-    def _drop(self, cl: Any, table: str, day: date) -> None:
-        from connectors.stores import clickhouse_execute
 
-        # A partition that does not exist yet is no error: nothing to replace.
-        clickhouse_execute(cl, f"ALTER TABLE {table} DROP PARTITION {day:%Y%m%d}")
-
-    def _replace(self, cl: Any, table: str, day: date,
-                 batches: Iterator[tuple[list[str], list[tuple[Any, ...]]]]) -> int:
-        from connectors.stores import clickhouse_execute
-
-        self._drop(cl, table, day)
-        n = 0
-        for columns, rows in batches:
-            clickhouse_execute(cl, f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-                               [list(c) for c in zip(*rows, strict=True)], columnar=True)
-            n += len(rows)
-        return n
+Batches = Iterator[tuple[list[str], list[tuple[Any, ...]]]]
 
 
-def _batches(df: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+def write_day(cl: Any, day: date, facts: Mapping[str, Batches]) -> dict[str, int]:
+    """Every ClickHouse statement of a build of ``day``: each fact's partition replaced by
+    its batches of (columns, rows), then each mart's; rows per table.
+
+    ``cl`` is a clickhouse-driver client (or anything with its ``execute``): the facts
+    come from Spark in production, from plain rows in the dialect tests.
+    """
+    from connectors.stores import clickhouse_execute
+
+    rows: dict[str, int] = {}
+    for table, batches in facts.items():
+        t0 = time.perf_counter()
+        rows[table] = _replace(cl, table, day, batches)
+        log.info("%s %s: %d rows in %.2fs", day, table, rows[table], time.perf_counter() - t0)
+    for table, statement in marts.MARTS.items():
+        _drop(cl, table, day)
+        clickhouse_execute(cl, statement, {"day": day.isoformat()})
+        rows[table] = clickhouse_execute(
+            cl, f"SELECT count() FROM {table} WHERE date = %(day)s", {"day": day})[0][0]
+    return rows
+
+
+def _drop(cl: Any, table: str, day: date) -> None:
+    from connectors.stores import clickhouse_execute
+
+    # A partition that does not exist yet is no error: nothing to replace.
+    clickhouse_execute(cl, f"ALTER TABLE {table} DROP PARTITION {day:%Y%m%d}")
+
+
+def _replace(cl: Any, table: str, day: date, batches: Batches) -> int:
+    from connectors.stores import clickhouse_execute
+
+    _drop(cl, table, day)
+    n = 0
+    for columns, rows in batches:
+        clickhouse_execute(cl, f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                           [list(c) for c in zip(*rows, strict=True)], columnar=True)
+        n += len(rows)
+    return n
+
+
+def _batches(df: Any, size: int) -> Batches:
     columns = list(df.columns)
     batch: list[tuple[Any, ...]] = []
     # Prefetch: the next partition is computed while this one is inserted.

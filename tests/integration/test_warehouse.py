@@ -7,13 +7,11 @@ in a private ClickHouse database and lake, through the real CLI.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -26,55 +24,21 @@ from jobs.spark import definitions
 from jobs.spark import testing as t
 from jobs.spark.warehouse import TABLES
 from tests.integration import connectors_support as cs
+from tests.integration.warehouse_scenario import (
+    D0,
+    D1,
+    D2,
+    D7,
+    D8,
+    D14,
+    D30,
+    GUIDE,
+    fmt,
+    guide_examples,
+    scenario,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-D0 = date(2026, 10, 1)
-D1, D2, D7, D8, D14, D30 = (D0 + timedelta(days=n) for n in (1, 2, 7, 8, 14, 30))
-GUIDE = Path(__file__).resolve().parents[2] / "runbooks" / "analyst-guide.md"
-
-
-def scenario() -> dict[str, list[t.Event]]:
-    """alice and bob start on D0, carol on D1, dave on D7; bob comes back on D30."""
-    cmds = [
-        # alice, D0: 10:00 (w2), 10:10 seed, 10:40 (gap of exactly 30 min: same session),
-        # 11:20 (40 min: new session), 11:25 -> sessions of 2400 s and 300 s.
-        t.command("alice", "w2", t.at(D0, 10, 0)),
-        t.seed_species("alice", "w1", t.at(D0, 10, 10), planet=5, species=7, population=100),
-        t.command("alice", "w1", t.at(D0, 10, 40)),
-        t.command("alice", "w1", t.at(D0, 11, 20)),
-        t.command("alice", "w1", t.at(D0, 11, 25)),
-        # bob, D0 23:50 -> D1 00:15: one 1500 s session, counted on D0 (it starts there).
-        t.command("bob", "w1", t.at(D0, 23, 50)),
-        t.command("bob", "w1", t.at(D1, 0, 15)),
-        # alice, D1 00:05: 12 h after her last command, a new 0 s session.
-        t.command("alice", "w1", t.at(D1, 0, 5)),
-        # carol, D1 09:00 (0 s session) and 23:50 -> D2 00:10 -> 00:30 (2400 s, from D1).
-        t.command("carol", "w1", t.at(D1, 9, 0)),
-        t.command("carol", "w1", t.at(D1, 23, 50)),
-        t.command("carol", "w1", t.at(D2, 0, 10)),
-        t.command("carol", "w1", t.at(D2, 0, 30)),
-        # D7: alice once; dave's first day, 12:00 and 12:20 (1200 s).
-        t.command("alice", "w1", t.at(D7, 12, 0)),
-        t.command("dave", "w1", t.at(D7, 12, 0)),
-        t.command("dave", "w1", t.at(D7, 12, 20)),
-        # D30: bob returns.
-        t.command("bob", "w1", t.at(D30, 10, 0)),
-    ]
-    ticks = [t.tick("w1", n, t.at(D0, 10, 0, n), bodies=b, step_us=us)
-             for n, b, us in ((1, 3, 100), (2, 3, 200), (3, 4, 300), (4, 5, 400))]
-    eco = [
-        t.population("w1", 5, t.at(D0, 12), species=7, previous=100, current=300),
-        t.emerged("w1", 5, t.at(D0, 13), species=8, parent=7, pop=100),
-        t.extinct("w1", 5, t.at(D1, 8), species=8),
-    ]
-    civ = [
-        t.founded("w1", 5, 1, t.at(D0, 14), name="Ur", founder="alice", species=7),
-        t.collapsed("w1", 5, 1, t.at(D7, 9)),
-    ]
-    return {topics.COMMANDS.name: cmds, topics.PHYSICS_TICKS.name: ticks,
-            topics.ECOSYSTEM_EVENTS.name: eco, topics.CIVILIZATION_EVENTS.name: civ}
-
 
 def _build(private: Settings, first: date, last: date | None = None, *extra: str) -> str:
     args = ["--date", first.isoformat()] + (["--end-date", last.isoformat()] if last else [])
@@ -222,31 +186,14 @@ def test_rebuilding_a_day_changes_nothing_and_replaces_only_it(built):
     assert _snapshot(built) == before
 
 
-def _guide_examples() -> list[tuple[str, str, list[tuple[str, ...]]]]:
-    """(title, SQL, expected rows as text) for every example in the analyst guide."""
-    text = GUIDE.read_text(encoding="utf-8")
-    found = re.findall(r"^### ([^\n]+)\n\n```sql\n(.*?)```\n\n```text\n(.*?)```",
-                       text, flags=re.S | re.M)
-    return [(title, sql, [tuple(line.split("\t")) for line in rows.strip("\n").split("\n")
-                          if line]) for title, sql, rows in found]
-
-
 def test_analyst_guide_examples_return_the_documented_rows(built):
-    examples = _guide_examples()
+    examples = guide_examples()
     # Every SQL example of the guide is one of these (a block the pattern misses, say a
     # changed heading, fails here instead of going untested).
     assert len(examples) == GUIDE.read_text(encoding="utf-8").count("```sql") == 12
     for title, sql, expected in examples:
-        got = [tuple(_fmt(v) for v in row) for row in _q(built, sql)]
+        got = [tuple(fmt(v) for v in row) for row in _q(built, sql)]
         assert got == expected, f"{title}:\n{sql}"
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def test_kafka_source_builds_the_same_day(settings: Settings, stack: Stack, topic_factory):
