@@ -110,6 +110,11 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:19092"
     port: int = 19092
     controller_port: int = 19093
+    # The local stack's KRaft nodes (each broker and controller): broker i listens on
+    # port + 2(i-1), its controller on controller_port + 2(i-1). With more than one, the
+    # bootstrap list names every broker and topics are replicated on up to three, unless
+    # those are set explicitly.
+    brokers: int = Field(default=1, ge=1, le=9)
     version: str = "4.1.1"
     heap: str = "512m"
     default_partitions: int = 3
@@ -126,9 +131,26 @@ class KafkaSettings(_Section):
     # None: the password the local stack generated for `identity`.
     sasl_password: SecretStr | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or int(data.get("brokers", 1)) <= 1:
+            return data
+        n = int(data["brokers"])
+        port = int(data.get("port", 19092))
+        derived = {
+            "bootstrap_servers": ",".join(f"127.0.0.1:{port + 2 * i}" for i in range(n)),
+            "replication_factor": min(3, n),
+        }
+        return {**derived, **data}
+
     @property
     def secured(self) -> bool:
         return self.security_protocol != "PLAINTEXT"
+
+    def node_ports(self, node: int) -> tuple[int, int]:
+        """(broker port, controller port) of local KRaft node ``node`` (1-based)."""
+        return self.port + 2 * (node - 1), self.controller_port + 2 * (node - 1)
 
     def password(self) -> str:
         """This identity's SASL password (from the settings, else the stack's secrets)."""
@@ -464,8 +486,10 @@ class Settings(BaseSettings):
         return _bind_sections(super().model_copy(update=update, deep=deep))
 
     def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with some top-level fields replaced (settings are frozen)."""
-        return self.model_copy(update=changes)
+        """A copy with some top-level fields replaced (settings are frozen); a new section
+        finds its passwords under this state folder, as a section read from the
+        environment does."""
+        return _bind_sections(self.model_copy(update=changes))
 
     def as_identity(self, identity: str) -> Settings:
         """These settings for a process that is Kafka user ``identity`` (cosmic/acls.py).

@@ -1,10 +1,20 @@
-"""Apache Kafka 4.x in KRaft mode (combined broker + controller), run from its Maven artifacts."""
+"""Apache Kafka 4.x in KRaft mode (combined broker + controller), run from its Maven artifacts.
+
+One node by default; ``settings.kafka.brokers`` nodes on loopback for a replicated
+cluster (``cosmic stack up --kafka-brokers 3``): node 1 is the service ``kafka``, the
+others ``kafka-2``, ``kafka-3``..., each its own process, folder, log and ports, all
+formatted with one cluster id and voting in one KRaft quorum. The internal topics are
+replicated on up to three nodes with ``min.insync.replicas`` 2 (where there are three),
+and so are the platform's topics (``replication_factor`` follows ``brokers``).
+"""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,6 +23,7 @@ from typing import Any
 from cosmic import acls, secrets, security
 from cosmic import kafka as kafka_clients
 from cosmic.errors import DependencyMissing, StackError
+from cosmic.settings import Settings
 from cosmic.stack import artifacts
 from cosmic.stack.service import LocalService
 
@@ -81,12 +92,30 @@ def java_bin() -> str:
     return java
 
 
+def node_name(node: int) -> str:
+    return "kafka" if node == 1 else f"kafka-{node}"
+
+
 class KafkaService(LocalService):
     name = "kafka"
 
+    def __init__(self, settings: Settings, node: int = 1) -> None:
+        self.node = node
+        self.name = node_name(node)
+        super().__init__(settings)
+
     @property
     def port(self) -> int:
-        return self.settings.kafka.port
+        return self.settings.kafka.node_ports(self.node)[0]
+
+    @property
+    def controller_port(self) -> int:
+        return self.settings.kafka.node_ports(self.node)[1]
+
+    @property
+    def _last(self) -> bool:
+        """The node whose start completes the quorum: it waits for the whole cluster."""
+        return self.node >= self.settings.kafka.brokers
 
     @property
     def lib_dir(self) -> Path:
@@ -106,7 +135,9 @@ class KafkaService(LocalService):
     def endpoint(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self.settings.kafka.bootstrap_servers,
-            "controller": f"127.0.0.1:{self.settings.kafka.controller_port}",
+            "broker": f"127.0.0.1:{self.port}",
+            "controller": f"127.0.0.1:{self.controller_port}",
+            "node_id": self.node,
         }
 
     @property
@@ -131,8 +162,8 @@ class KafkaService(LocalService):
 
     def _listener_properties(self) -> dict[str, str]:
         k = self.settings.kafka
-        broker = f"127.0.0.1:{k.port}"
-        controller = f"CONTROLLER://127.0.0.1:{k.controller_port}"
+        broker = f"127.0.0.1:{self.port}"
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
         if not k.secured:
             return {
                 "listeners": f"PLAINTEXT://{broker},{controller}",
@@ -169,22 +200,31 @@ class KafkaService(LocalService):
     def _server_properties(self) -> str:
         k = self.settings.kafka
         data = self.home / "data"
+        voters = ",".join(f"{n}@127.0.0.1:{k.node_ports(n)[1]}" for n in range(1, k.brokers + 1))
+        replicas = str(min(3, k.brokers))
+        min_isr = str(min(2, k.brokers))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{k.controller_port}",
+            "node.id": str(self.node),
+            "controller.quorum.voters": voters,
             "controller.listener.names": "CONTROLLER",
             **self._listener_properties(),
             "log.dirs": str(data),
             "num.partitions": str(k.default_partitions),
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            # With three replicas an acknowledged write (acks=all) is on two of them: one
+            # node may die without losing it, and producers go on.
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            # Nodes start together on a busy host: give the others time to come up.
+            "initial.broker.registration.timeout.ms": "180000",
             "group.initial.rebalance.delay.ms": "0",
             "num.network.threads": "2",
             "num.io.threads": "4",
@@ -211,6 +251,7 @@ class KafkaService(LocalService):
         ) if self.settings.kafka.secured else "security.protocol=PLAINTEXT\n")
         (self.home / "log4j2.properties").write_text(_LOG4J2.format(level="INFO"))
         secured = self.settings.kafka.secured
+        cluster_id = self._cluster_id()
         if (self.home / "data" / "meta.properties").exists():
             if secured and not self._sasl_marker.exists():
                 raise StackError(
@@ -219,7 +260,6 @@ class KafkaService(LocalService):
                     "that folder away to start afresh (its topics go with it), or run this "
                     "stack unsecured with COSMIC_KAFKA__SECURITY_PROTOCOL=PLAINTEXT")
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         # SCRAM users go in at format time: with only SASL listeners, a fresh broker
         # could not be reached to add the first credential by the admin API, and the
         # broker authenticates to itself as admin. Later identities are added after
@@ -243,9 +283,46 @@ class KafkaService(LocalService):
         if secured:
             self._sasl_marker.write_text("formatted with SCRAM users by cosmic stack\n")
 
+    def prepare_cluster(self) -> None:
+        """What every node must agree on, made once before nodes start side by side: the
+        cluster id and the identities' passwords (SCRAM users are formatted into each)."""
+        self.install()
+        self._cluster_id()
+        if self.settings.kafka.secured:
+            for name in self._identities():
+                self._password(name)
+
+    def _cluster_id(self) -> str:
+        """The one id every node of this stack is formatted with, made by the first node
+        and kept with the node count in ``<state dir>/kafka-cluster.json``: a KRaft
+        quorum's voters are fixed when it is formatted, so another count is refused."""
+        path = self.settings.state_dir / "kafka-cluster.json"
+        want = self.settings.kafka.brokers
+        if path.exists():
+            cluster = json.loads(path.read_text())
+        elif (old := self.settings.state_dir / "kafka" / "data" / "meta.properties").exists():
+            # A one-node stack from before this file: its id is in its storage.
+            props = dict(line.split("=", 1) for line in old.read_text().splitlines()
+                         if "=" in line and not line.startswith("#"))
+            cluster = {"cluster_id": props["cluster.id"].strip(), "brokers": 1}
+        else:
+            made = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster = {"cluster_id": made, "brokers": want}
+        if cluster["brokers"] != want:
+            raise StackError(
+                f"this stack's Kafka was formatted as {cluster['brokers']} node(s), not {want}: "
+                f"a KRaft quorum keeps its voters; use COSMIC_KAFKA__BROKERS="
+                f"{cluster['brokers']}, or move {self.settings.state_dir} away to start afresh")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}")
+            tmp.write_text(json.dumps(cluster))
+            tmp.replace(path)
+        return str(cluster["cluster_id"])
+
     def after_ready(self) -> None:
         """Every identity of cosmic/acls.py has a credential, and exactly its ACLs."""
-        if not self.settings.kafka.secured:
+        if not self.settings.kafka.secured or not self._last:
             return
         admin = self.settings.as_identity(acls.ADMIN)
         security.ensure_scram_users(admin, self._password, self._identities())
@@ -275,8 +352,16 @@ class KafkaService(LocalService):
         return "java"
 
     def probe(self, timeout_s: float) -> None:
+        if not self._last:
+            # A node of a quorum not complete yet serves no clients; its controller
+            # listener is up as soon as it runs, and the last node waits for them all.
+            with socket.create_connection(("127.0.0.1", self.controller_port), timeout=timeout_s):
+                return
         # As admin: it is the one identity sure to exist (the formatter made it).
-        kafka_clients.wait_for_cluster(self.settings.as_identity(acls.ADMIN), timeout_s)
+        brokers = kafka_clients.wait_for_cluster(self.settings.as_identity(acls.ADMIN), timeout_s)
+        want = self.settings.kafka.brokers
+        if brokers < want:
+            raise StackError(f"{brokers} of {want} brokers registered")
 
     def version(self) -> str | None:
         """What the running broker said at start-up (its log), not what settings ask for."""

@@ -10,7 +10,7 @@ import time
 import click
 import orjson
 
-from cosmic.settings import Settings, get_settings
+from cosmic.settings import KafkaSettings, Settings, get_settings
 from cosmic.stack import Stack
 from cosmic.stack.artifacts import INFRA_LOCAL
 from cosmic.stack.kafka import KafkaService
@@ -41,13 +41,26 @@ def install(system: bool) -> None:
 
 
 @stack.command()
-def up() -> None:
+@click.option("--kafka-brokers", type=click.IntRange(1, 9), default=None,
+              help="KRaft nodes of the local Kafka (as COSMIC_KAFKA__BROKERS): 3 for a "
+                   "replicated cluster (replication factor 3, min.insync.replicas 2). "
+                   "Fixed when Kafka's storage is first formatted.")
+def up(kafka_brokers: int | None) -> None:
     """Start every service (idempotent) and wait until each answers."""
-    st = _stack()
+    settings = get_settings()
+    if kafka_brokers is not None and kafka_brokers != settings.kafka.brokers:
+        kafka = KafkaSettings.model_validate(
+            settings.kafka.model_dump(exclude_unset=True) | {"brokers": kafka_brokers})
+        settings = settings.with_overrides(kafka=kafka)
+    st = Stack(settings)
     t0 = time.monotonic()
     st.up(on_event=lambda msg: click.echo(msg))
     click.echo(local_secrets(st.settings))
     click.echo(f"stack is up in {time.monotonic() - t0:.1f}s (state: {st.settings.state_dir})")
+    if st.settings.kafka.brokers > 1 and os.environ.get("COSMIC_KAFKA__BROKERS") is None:
+        click.echo(f"kafka: {st.settings.kafka.brokers} nodes at "
+                   f"{st.settings.kafka.bootstrap_servers}; for the platform's processes, "
+                   f"export COSMIC_KAFKA__BROKERS={st.settings.kafka.brokers}")
 
 
 def local_secrets(settings: Settings) -> str:

@@ -87,3 +87,41 @@ def test_unknown_service_and_stale_pid_file(private: Settings):
     assert ch.pid() is None
     assert ch.stop() is False
     assert not ch.pid_file.exists()
+
+
+def _props(service: KafkaService) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in service._server_properties().splitlines())
+
+
+def test_three_kafka_nodes_form_one_replicated_quorum(tmp_path: Path):
+    s = Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache",
+                 kafka=KafkaSettings(port=39092, controller_port=39093, brokers=3))
+    assert s.kafka.bootstrap_servers == "127.0.0.1:39092,127.0.0.1:39094,127.0.0.1:39096"
+    assert s.kafka.replication_factor == 3
+    nodes = [svc for svc in Stack(s).services if isinstance(svc, KafkaService)]
+    assert [n.name for n in nodes] == ["kafka", "kafka-2", "kafka-3"]
+    second = _props(nodes[1])
+    assert second["node.id"] == "2"
+    assert second["controller.quorum.voters"] == (
+        "1@127.0.0.1:39093,2@127.0.0.1:39095,3@127.0.0.1:39097")
+    assert second["listeners"] == "SASL_PLAINTEXT://127.0.0.1:39094,CONTROLLER://127.0.0.1:39095"
+    assert second["advertised.listeners"] == "SASL_PLAINTEXT://127.0.0.1:39094"
+    assert second["log.dirs"] == str(s.state_dir / "kafka-2" / "data")
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+                "default.replication.factor"):
+        assert second[key] == "3", key
+    assert second["min.insync.replicas"] == second["transaction.state.log.min.isr"] == "2"
+    # Explicit settings win over what the node count implies.
+    mine = KafkaSettings(brokers=3, bootstrap_servers="kafka:9092", replication_factor=2)
+    assert (mine.bootstrap_servers, mine.replication_factor) == ("kafka:9092", 2)
+    # One node: as before.
+    assert _props(KafkaService(Settings(state_dir=tmp_path / "one")))["min.insync.replicas"] == "1"
+
+
+def test_a_formatted_quorum_refuses_another_node_count(tmp_path: Path):
+    three = Settings(state_dir=tmp_path / "state", kafka=KafkaSettings(brokers=3))
+    first = KafkaService(three)._cluster_id()
+    assert KafkaService(three, 2)._cluster_id() == first  # every node, one cluster id
+    one = Settings(state_dir=tmp_path / "state")
+    with pytest.raises(StackError, match="formatted as 3 node"):
+        KafkaService(one)._cluster_id()
