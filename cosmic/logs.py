@@ -2,8 +2,10 @@
 
 A JSON line carries ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``service``,
 ``message``, and where the call gave them (``extra={"world": ..., "tick": ...}``)
-``world``, ``tick`` and ``trace_id``; an exception adds ``error`` with its
-traceback. Every command's ``main`` calls :func:`configure` once.
+``world``, ``tick`` and ``trace_id``; a line logged while a span is current
+(:mod:`cosmic.tracing`) carries its ``trace_id`` and ``span_id`` unless the call
+named a trace itself; an exception adds ``error`` with its traceback. Every
+command's ``main`` calls :func:`configure` once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import orjson
 
 from cosmic.settings import Settings
+from cosmic.tracing import current_ids
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Context a log call may pass with ``extra=``; copied into the JSON line when present.
@@ -35,6 +38,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
+        if "trace_id" not in line and (ids := current_ids()) is not None:
+            line["trace_id"], line["span_id"] = ids
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()

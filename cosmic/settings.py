@@ -40,6 +40,7 @@ COSMIC_METRICS__HOST/PORT/PUBLISH      each process's /metrics (port 0: a free o
 COSMIC_PROMETHEUS__PORT/...            the local stack's Prometheus: port, scrape interval, retention
 COSMIC_LAG__INTERVAL_S/STALL_AFTER_S   the lag exporter: sampling interval, status rules
 COSMIC_LOG__FORMAT/LEVEL               log lines: text (default) or json; the level
+COSMIC_TRACING__EXPORTER/ENDPOINT      traces: none (default), otlp (to ENDPOINT) or memory
 =====================================  ==========================================
 """
 
@@ -398,6 +399,19 @@ class MetricsSettings(_Section):
     targets_dir: Path | None = None
 
 
+class TracingSettings(_Section):
+    """Distributed tracing (cosmic/tracing.py): one trace per command, gateway to gateway."""
+
+    # none: no tracer at all (the default; costs a None check per hook). otlp: spans go
+    # to ``endpoint`` (OTLP, protobuf over HTTP) in batches. memory: kept in the process
+    # (tests, benchmarks).
+    exporter: Literal["none", "otlp", "memory"] = "none"
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    # Fraction of the traces begun at the gateway that are recorded; a command's trace
+    # is recorded whole or not at all (the worker follows the gateway's decision).
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class PrometheusSettings(_Section):
     """The local stack's Prometheus (Debian's package)."""
 
@@ -448,6 +462,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     lag: LagSettings = LagSettings()
     # None is replaced by <state_dir>/lake when the settings are built.

@@ -7,7 +7,7 @@ import contextlib
 
 import click
 
-from cosmic import logs, metrics
+from cosmic import logs, metrics, tracing
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -25,12 +25,15 @@ def run(duration: float | None) -> None:
 
     settings = get_settings()
     logs.configure(settings, "gateway")
+    traces = tracing.configure(settings, "gateway")
     service = build_gateway(settings)
     endpoint = metrics.serve(settings, "gateway")
     try:
         run_services([service], duration_s=duration, echo=click.echo)
     finally:
         endpoint.close()
+        if traces is not None:
+            traces.shutdown()
 
 
 def _vector(text: str) -> tuple[float, float, float]:

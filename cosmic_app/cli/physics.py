@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosmic import logs, metrics
+from cosmic import logs, metrics, tracing
 from cosmic.runtime import run_services
 from cosmic.settings import get_settings
 
@@ -38,6 +38,7 @@ def worker(worker_id: str | None, shard: str | None, unpaced: bool, lockstep: bo
 
     settings = get_settings()
     logs.configure(settings, "physics")
+    traces = tracing.configure(settings, "physics")
     config = WorkerConfig.from_settings(
         settings, worker_id=worker_id, shard=shard, unpaced=unpaced or None, lockstep=lockstep or None,
         delta_tolerance=tolerance, hibernate_after_s=hibernate_after, max_worlds=max_worlds)
@@ -47,3 +48,5 @@ def worker(worker_id: str | None, shard: str | None, unpaced: bool, lockstep: bo
         run_services([w], duration_s=duration, echo=click.echo)
     finally:
         endpoint.close()
+        if traces is not None:
+            traces.shutdown()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosmic import admin, logs, metrics, security
+from cosmic import admin, logs, metrics, security, tracing
 from cosmic.runtime import PlatformService, run_services
 from cosmic.settings import Settings, child_env, get_settings
 from cosmic.stack import Stack
@@ -70,6 +70,9 @@ def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> 
                "development token: cosmic auth token --player NAME")
     endpoint = metrics.serve(settings, "platform")
     click.echo(f"metrics: {endpoint.url}")
+    traces = tracing.configure(settings, "platform")
+    if traces is not None:
+        click.echo(f"traces: {settings.tracing.exporter} {settings.tracing.endpoint}")
     try:
         services = build_services(settings, with_jobs)
         if choose(status_mode) == "live":
@@ -80,4 +83,6 @@ def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> 
             run_services(services, duration_s=duration, echo=click.echo)
     finally:
         endpoint.close()
+        if traces is not None:
+            traces.shutdown()
     click.echo("platform stopped cleanly")

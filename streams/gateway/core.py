@@ -20,6 +20,12 @@ Commands go through :class:`~.outcomes.Outcomes`: each command id is appended
 once (a retry is answered with the first append's partition and offset), and
 its outcome is decided from the world's ticks and rejections that the log
 side hands to :attr:`GatewayCore.outcomes`.
+
+While tracing is on (:mod:`cosmic.tracing`), a submit is a ``SubmitCommand``
+span, current while the command is admitted and appended; and every frame a
+subscription sends closes, for each traced command of the ticks it carries
+(those after the client's last frame), that command's trace with a ``process``
+span of the delta.
 """
 
 from __future__ import annotations
@@ -27,14 +33,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.context import Context
 from pydantic import TypeAdapter, ValidationError
 
+from cosmic import topics, tracing
 from cosmic.settings import GatewaySettings
 from schemas import models
 from streams.security.tokens import Identity
@@ -58,6 +67,9 @@ from .world import Area, BoxView, Grid, Tick, View
 Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
 
 _COMMAND = TypeAdapter(models.Command)
+# The trace contexts of a world's last ticks are kept this long (in ticks) for the
+# frames that carry them: a subscriber further behind gets a later state, untraced.
+TRACED_TICKS = 64
 
 
 def view_of(message: pb.View) -> Area:
@@ -126,9 +138,12 @@ class Subscription:
             while True:
                 tick = await self.core._next(self.world_id, self.subscriber)
                 guard.still_valid(self.identity)
+                since, started_ns = self.subscriber.last_tick, time.time_ns()
                 data = self.subscriber.frame(tick).SerializeToString()
                 self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
                 yield data
+                if self.core.tracer is not None:  # the face took it: delivered
+                    self.core._delivered(self.world_id, since, tick.tick, len(data), started_ns)
         finally:
             self.close()
             self.core._running.pop(self.id, None)
@@ -153,13 +168,37 @@ class GatewayCore:
         self._parked: OrderedDict[str, tuple[Subscription, float]] = OrderedDict()
         self.metrics = GatewayMetrics(lambda: len(self._running), lambda: len(self._latest))
         guard.on_decision = self.metrics.decided
+        self.tracer = tracing.tracer("streams.gateway")
+        self._traced: dict[str, deque[tuple[int, tuple[Context, ...]]]] = {}
 
     # The log side.
 
     def publish(self, tick: Tick) -> None:
         """A world's new tick: every subscription of it may send a frame."""
         self._latest[tick.world_id] = tick
+        if tick.traces:
+            ring = self._traced.get(tick.world_id)
+            if ring is None:
+                ring = self._traced[tick.world_id] = deque(maxlen=TRACED_TICKS)
+            ring.append((tick.tick, tick.traces))
         self._wake(tick.world_id)
+
+    def _delivered(self, world_id: str, since: int, tick: int, size: int, started_ns: int
+                   ) -> None:
+        """A frame of ``tick`` reached a face: the last hop of every traced command of the
+        ticks after ``since`` (the client's previous frame) up to ``tick``."""
+        ring = self._traced.get(world_id)
+        if not ring or self.tracer is None:
+            return
+        name = f"process {topics.STATE_DELTAS.name}"
+        for traced_tick, contexts in ring:
+            if since < traced_tick <= tick:
+                attrs = tracing.messaging("process", topics.STATE_DELTAS.name, **{
+                    tracing.WORLD: world_id, tracing.TICK: traced_tick,
+                    tracing.FRAME_BYTES: size})
+                for ctx in contexts:
+                    self.tracer.start_span(name, ctx, tracing.CONSUMER, attrs,
+                                           start_time=started_ns).end()
 
     # What the faces call.
 
@@ -243,6 +282,16 @@ class GatewayCore:
     async def submit(self, request: pb.SubmitCommandRequest, caller: Caller
                      ) -> pb.SubmitCommandReply:
         """Authenticate, limit, validate, authorize, sign, append; one audit record each."""
+        if self.tracer is None:
+            return await self._submit(request, caller)
+        # A refusal ends the span with its error: a trace of one hop.
+        with self.tracer.start_as_current_span(
+                "SubmitCommand", kind=tracing.SERVER,
+                attributes={tracing.FACE: caller.face, tracing.WORLD: request.world_id[:200]}):
+            return await self._submit(request, caller)
+
+    async def _submit(self, request: pb.SubmitCommandRequest, caller: Caller
+                      ) -> pb.SubmitCommandReply:
         identity: Identity | None = None
         facts: dict[str, Any] = {"world_id": request.world_id[:200] or None}
         try:
@@ -251,6 +300,10 @@ class GatewayCore:
             command = self._command(request, identity)
             facts.update(command_id=str(command.command_id),
                          command_type=type(command.command).__name__)
+            if self.tracer is not None:
+                trace.get_current_span().set_attributes({
+                    tracing.COMMAND_ID: facts["command_id"],
+                    tracing.COMMAND_TYPE: facts["command_type"]})
             new_world = (command.world_id not in self._latest
                          and command.world_id not in self._commanded)
             signed = self.guard.admit(identity, command, new_world)

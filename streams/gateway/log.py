@@ -17,10 +17,12 @@ The same consumer follows ``cosmic.physics.ticks.v1`` and
 admits (:mod:`.outcomes`), from their ends as of :meth:`DeltaReader.start`:
 the service starts it before its faces listen, so every admitted command's
 tick and rejection come after that point. Ticks that consumed no command are
-dropped here; the rest, and every rejection, go to the outcome table.
+dropped here; the rest, and every rejection, go to the outcome table. While
+tracing is on, the trace contexts of a delta's headers ride on its tick.
 
 :class:`CommandLog` produces validated commands idempotently to their world's
-home partition and resolves when the broker has them.
+home partition and resolves when the broker has them; while tracing is on, each
+under a ``send`` span whose context goes in the record's headers.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_END, KafkaError, Message, TopicPartition
 
-from cosmic import kafka, topics
+from cosmic import kafka, topics, tracing
 from cosmic.settings import Settings
 from cosmic.timeutil import now_ms
 from schemas import models
@@ -79,6 +81,7 @@ class DeltaReader:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.tracer = tracing.tracer("streams.gateway")
 
     def start(self) -> None:
         """Fix where ticks and rejections are followed from (their ends now; blocks
@@ -145,7 +148,8 @@ class DeltaReader:
         feed = self.worlds.get(world_id)
         if feed is None:
             feed = self.worlds[world_id] = WorldFeed(world_id, self.grid)
-        tick = feed.apply(record)
+        traces = () if self.tracer is None else tracing.extract_all(msg.headers())
+        tick = feed.apply(record, traces)
         if tick is not None:
             self._hand_over(tick)
 
@@ -184,23 +188,42 @@ class CommandLog:
         self._timeout_s = timeout_s
         self._partitions = topics.COMMANDS.partitions
         self._stop = threading.Event()
+        self.tracer = tracing.tracer("streams.gateway")
         self._thread = threading.Thread(target=self._poll, name="gateway-commands", daemon=True)
         self._thread.start()
 
     async def append(self, command: models.PlayerCommand) -> tuple[int, int]:
         """Append a command the guard admitted (and signed); (partition, offset)."""
         done: asyncio.Future[tuple[int, int]] = self._loop.create_future()
+        partition = kafka.home_partition(command.world_id, self._partitions)
+        value = self._encode(command.to_avro(), self._ctx)
+        # Under the current span (the core's SubmitCommand); ended when the broker answers.
+        span = None if self.tracer is None else self.tracer.start_span(
+            f"send {self.topic}", kind=tracing.PRODUCER, attributes=tracing.messaging(
+                "send", self.topic, **{tracing.MESSAGING_PARTITION: str(partition),
+                                       tracing.MESSAGING_CLIENT: "cosmic-gateway",
+                                       tracing.WORLD: command.world_id,
+                                       tracing.COMMAND_ID: str(command.command_id)}))
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             result: Any = (Unavailable(f"the command log refused the command: {err}")
                            if err is not None else (msg.partition(), msg.offset()))
+            if span is not None:
+                if err is not None:
+                    tracing.failed(span, str(err))
+                else:
+                    span.set_attribute(tracing.MESSAGING_OFFSET, msg.offset() or 0)
+                span.end()
             self._loop.call_soon_threadsafe(_settle, done, result)
 
-        value = self._encode(command.to_avro(), self._ctx)
-        self._producer.produce(
-            self.topic, key=command.world_id.encode(), value=value,
-            partition=kafka.home_partition(command.world_id, self._partitions),
-            on_delivery=delivered)
+        extra: dict[str, Any] = {} if span is None else {"headers": tracing.inject(span)}
+        try:
+            self._producer.produce(self.topic, key=command.world_id.encode(), value=value,
+                                   partition=partition, on_delivery=delivered, **extra)
+        except BaseException as exc:
+            if span is not None:
+                tracing.end_all([span], f"not produced: {exc}")
+            raise
         try:
             return await asyncio.wait_for(done, self._timeout_s)
         except TimeoutError:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry.context import Context
 
 from cosmic.timeutil import to_ms
 from schemas import columnar
@@ -176,6 +177,8 @@ class Tick:
     # The bodies ordered by x, once per tick, so each client looks only at a slab.
     x_order: Ints = field(default_factory=lambda: np.empty(0, np.int64))
     x_sorted: Floats = field(default_factory=lambda: np.empty(0))
+    # The trace contexts its delta carried: one per traced command the tick applied.
+    traces: tuple[Context, ...] = ()
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -195,7 +198,7 @@ class Tick:
             radii=self.radii[idx], positions=self.positions[idx],
             qpositions=self.qpositions[idx], qvelocities=self.qvelocities[idx],
             revisions=self.revisions[idx], x_order=np.empty(0, np.int64),
-            x_sorted=np.empty(0))
+            x_sorted=np.empty(0), traces=())
 
 
 class WorldFeed:
@@ -219,8 +222,9 @@ class WorldFeed:
         self.after_tick = int(record["tick"])
         return self._publish(int(record["tick"]), float(record["sim_time"]), to_ms(record["ts"]))
 
-    def apply(self, record: dict[str, Any]) -> Tick | None:
-        """Fold in a decoded ``StateDelta``; None if a snapshot we started from covers it."""
+    def apply(self, record: dict[str, Any], traces: tuple[Context, ...] = ()) -> Tick | None:
+        """Fold in a decoded ``StateDelta`` (and the trace contexts its record carried);
+        None if a snapshot we started from covers it."""
         tick = int(record["tick"])
         if tick <= self.after_tick:
             return None
@@ -240,9 +244,10 @@ class WorldFeed:
                                | (old_radii[slot] != m.radii))
             revisions[changed] += 1
         self.revisions = revisions
-        return self._publish(tick, float(record["sim_time"]), to_ms(record["ts"]))
+        return self._publish(tick, float(record["sim_time"]), to_ms(record["ts"]), traces)
 
-    def _publish(self, tick: int, sim_time: float, produced_ms: int) -> Tick:
+    def _publish(self, tick: int, sim_time: float, produced_ms: int,
+                 traces: tuple[Context, ...] = ()) -> Tick:
         m = self.mirror
         positions = m.predict(sim_time)
         x_order = np.argsort(positions[:, 0], kind="stable")
@@ -251,5 +256,5 @@ class WorldFeed:
             grid=self.grid, ids=m.ids, kinds=m.kinds, masses=m.masses, radii=m.radii,
             positions=positions, qpositions=self.grid.positions(positions),
             qvelocities=self.grid.velocities(m.velocities), revisions=self.revisions,
-            x_order=x_order, x_sorted=positions[x_order, 0])
+            x_order=x_order, x_sorted=positions[x_order, 0], traces=traces)
         return self.latest

@@ -42,8 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
 
-from cosmic import kafka, topics
+from cosmic import kafka, topics, tracing
 from cosmic import metrics as process_metrics
 from cosmic.errors import ConfigError, SerializationError
 from cosmic.runtime import ThreadService
@@ -62,7 +65,7 @@ from .deltas import DeadReckoner
 from .eventlog import KafkaLog
 from .events import rejection_record, snapshot_record, status_record, tick_record
 from .metrics import WorkerMetrics
-from .outcome import Rejection
+from .outcome import Rejection, TickOutcome
 from .recovery import recover_partition, snapshot_fetcher
 from .state import SHARD_SEPARATOR, SnapshotUnavailable, WorldState, shard_of
 
@@ -75,6 +78,8 @@ _MAX_CATCH_UP = 8
 # Offset-commit metadata: routing's side effects are committed up to this offset.
 _ROUTED = "routed="
 FORWARDED_FROM = "cosmic.forwarded.from"
+# The key of a tick's delta among its outputs' trace headers (the others are offsets).
+_APPLIED = -1
 
 Pending = list[tuple[int, models.PlayerCommand]]
 
@@ -128,6 +133,8 @@ class _Live:
     new: bool = False  # created from its first command: needs a tick-0 snapshot
     last_active: float = field(default_factory=time.monotonic)
     backend: str | None = None  # as the last tick recorded it
+    # Trace contexts of pending commands that came with one, by offset (tracing on).
+    traces: dict[int, Context] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,9 @@ class PhysicsWorker(ThreadService):
         super().__init__()
         self.stats = WorkerStats()
         self.metrics = WorkerMetrics(self.config.worker_id, self._world_counts)
+        # None: tracing off. Producer spans of the open transaction end when it does.
+        self.tracer = tracing.tracer(__name__)
+        self._sending: list[Span] = []
         self.worlds: dict[str, _Live] = {}
         self.sleeping: dict[str, tuple[WorldState, DeadReckoner]] = {}
         self.ended: dict[str, _Ended] = {}
@@ -366,7 +376,8 @@ class PhysicsWorker(ThreadService):
                 reason = (models.RejectReason.WORLD_RETIRED if ended.status == "RETIRED"
                           else models.RejectReason.WORLD_QUARANTINED)
                 self._reject(world_id, partition, ended.tick, offset, command, reason,
-                             f"world {world_id} is {ended.status.lower()}: {ended.reason}")
+                             f"world {world_id} is {ended.status.lower()}: {ended.reason}",
+                             self._context(msg))
             return
         live = self.worlds.get(world_id) or self._wake(world_id, offset)
         if live is None:
@@ -377,7 +388,7 @@ class PhysicsWorker(ThreadService):
                 self._reject(world_id, partition, None, offset, command,
                              models.RejectReason.WORLD_LIMIT,
                              f"worker {self.config.worker_id} already runs its limit of "
-                             f"{self.config.max_worlds} worlds")
+                             f"{self.config.max_worlds} worlds", self._context(msg))
                 return
             state = WorldState.empty(world_id, partition)
             live = _Live(state, DeadReckoner(self.config.delta_tolerance),
@@ -389,6 +400,12 @@ class PhysicsWorker(ThreadService):
             return  # consumed before the last snapshot or tick: already in the state
         live.pending.append((offset, command))
         live.last_active = time.monotonic()
+        if (ctx := self._context(msg)) is not None:
+            live.traces[offset] = ctx
+
+    def _context(self, msg: Message) -> Context | None:
+        """The trace context a command came with, while tracing is on."""
+        return None if self.tracer is None else tracing.extract(msg.headers())
 
     def _forward(self, msg: Message, world_id: str, home: int) -> None:
         """Move a command to its world's home partition, in this transaction: exactly once."""
@@ -418,10 +435,14 @@ class PhysicsWorker(ThreadService):
         return live
 
     def _reject(self, world_id: str, partition: int, tick: int | None, offset: int,
-                command: models.PlayerCommand, reason: models.RejectReason, message: str) -> None:
+                command: models.PlayerCommand, reason: models.RejectReason, message: str,
+                trace_context: Context | None = None) -> None:
         ts = now_ms()
-        record = rejection_record(world_id, tick, Rejection(offset, command, reason, message), ts)
-        self._produce_to(topics.COMMANDS_REJECTED, world_id, partition, record, ts)
+        rejection = Rejection(offset, command, reason, message)
+        record = rejection_record(world_id, tick, rejection, ts)
+        headers = None if trace_context is None else self._processed(
+            trace_context, world_id, partition, tick, offset, command, rejection, time.time_ns())
+        self._produce_to(topics.COMMANDS_REJECTED, world_id, partition, record, ts, headers)
         self.stats.rejected += 1
         self.metrics.reject(reason.value)
 
@@ -470,6 +491,8 @@ class PhysicsWorker(ThreadService):
                 self._low_watermarks(), self._consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
             self._in_txn = False
+            tracing.end_all(self._sending)
+            self._sending.clear()
             self.stats.transactions += 1
             self.metrics.transactions.labels(self.config.worker_id).inc()
         except KafkaException as exc:
@@ -494,6 +517,8 @@ class PhysicsWorker(ThreadService):
         if self._in_txn:
             self._producer.abort_transaction(30)
             self._in_txn = False
+        tracing.end_all(self._sending, "transaction aborted")
+        self._sending.clear()
         self.stats.aborts += 1
         self.metrics.aborts.labels(self.config.worker_id).inc()
         self._reset()
@@ -502,26 +527,30 @@ class PhysicsWorker(ThreadService):
         state = lw.state
         ts = now_ms()
         started = time.perf_counter()
+        started_ns = time.time_ns()
         take = 1 if self.config.lockstep else len(lw.pending)
         commands, lw.pending = lw.pending[:take], lw.pending[take:]
-        out: list[tuple[topics.Topic, dict[str, Any]]] = []
+        # Each output with what its trace headers are found by: the delta carries those
+        # of the commands applied, a rejection those of its command (by offset).
+        out: list[tuple[topics.Topic, dict[str, Any], int | None]] = []
         try:
             if lw.new:
-                out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts)))
+                out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts), None))
             t0 = time.perf_counter_ns()
             outcome = advance(state, commands, self._fetch_snapshot,
                               authenticate=self._authenticate)
             step_us = (time.perf_counter_ns() - t0) // 1000
-            out.append((topics.PHYSICS_TICKS, tick_record(state, outcome, step_us, ts)))
+            out.append((topics.PHYSICS_TICKS, tick_record(state, outcome, step_us, ts), None))
             delta = lw.reckoner.delta(state, outcome)
             delta.update(world_id=state.world_id, tick=outcome.tick, sim_time=outcome.sim_time,
                          ts=ts)
-            out.append((topics.STATE_DELTAS, delta))
-            out += [(topics.COMMANDS_REJECTED, rejection_record(state.world_id, outcome.tick, rej, ts))
+            out.append((topics.STATE_DELTAS, delta, _APPLIED))
+            out += [(topics.COMMANDS_REJECTED,
+                     rejection_record(state.world_id, outcome.tick, rej, ts), rej.offset)
                     for rej in outcome.rejections]
             if outcome.tick % state.snapshot_every == 0 or outcome.retire_reason is not None:
-                out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts)))
-            values = [(topic, self._encode(topic, record)) for topic, record in out]
+                out.append((topics.STATE_SNAPSHOTS, snapshot_record(state, ts), None))
+            values = [(topic, self._encode(topic, record), key) for topic, record, key in out]
         except (KafkaException, SnapshotUnavailable, RegistryError):
             raise  # the platform's trouble, not the world's: the tick is retried
         except Exception as exc:  # isolation: one world's failure stays its own
@@ -529,8 +558,10 @@ class PhysicsWorker(ThreadService):
             self._quarantine(lw, commands, f"tick {state.world.tick + 1} failed: "
                                            f"{type(exc).__name__}: {exc}")
             return
-        for topic, value in values:
-            self._send(topic, state.world_id, state.partition, value, ts)
+        headers = self._trace_tick(lw, commands, outcome, started_ns) if lw.traces else {}
+        for topic, value, key in values:
+            self._send(topic, state.world_id, state.partition, value, ts,
+                       None if key is None else headers.get(key))
             if topic is topics.STATE_SNAPSHOTS:  # every snapshot is kept in the history too
                 self._send(topics.STATE_SNAPSHOT_HISTORY, state.world_id, state.partition, value, ts)
         lw.new = False
@@ -573,7 +604,8 @@ class PhysicsWorker(ThreadService):
         state = lw.state
         for offset, command in commands:
             self._reject(state.world_id, state.partition, state.world.tick, offset, command,
-                         models.RejectReason.WORLD_QUARANTINED, reason)
+                         models.RejectReason.WORLD_QUARANTINED, reason,
+                         lw.traces.pop(offset, None))
         if commands:
             state.last_command_offset = commands[-1][0]
         self._end_world(state.world_id, state.partition, state, "QUARANTINED", reason)
@@ -617,22 +649,76 @@ class PhysicsWorker(ThreadService):
             counts[key] = counts.get(key, 0) + 1
         return counts
 
+    # -- tracing -------------------------------------------------------------------------
+
+    def _trace_tick(self, lw: _Live, commands: Pending, outcome: TickOutcome, started_ns: int
+                    ) -> dict[int, tracing.Headers]:
+        """Spans for the traced commands of a tick; the headers of its outputs, by key."""
+        traced = [(offset, command, ctx) for offset, command in commands
+                  if (ctx := lw.traces.pop(offset, None)) is not None]
+        if not traced or self.tracer is None:
+            return {}
+        state = lw.state
+        rejected = {r.offset: r for r in outcome.rejections}
+        headers: dict[int, tracing.Headers] = {}
+        applied: tracing.Headers = []
+        for offset, command, ctx in traced:
+            rejection = rejected.get(offset)
+            found = self._processed(ctx, state.world_id, state.partition, outcome.tick, offset,
+                                    command, rejection, started_ns)
+            if rejection is None:
+                applied += found
+            else:
+                headers[offset] = found
+        if applied:
+            headers[_APPLIED] = applied
+        return headers
+
+    def _processed(self, ctx: Context, world_id: str, partition: int, tick: int | None,
+                   offset: int, command: models.PlayerCommand, rejection: Rejection | None,
+                   started_ns: int) -> tracing.Headers:
+        """One command's hop through this worker (applied in ``tick``, or rejected), and
+        the span of the record that says so, open until its transaction ends: the trace
+        headers that record carries."""
+        assert self.tracer is not None
+        topic = topics.STATE_DELTAS if rejection is None else topics.COMMANDS_REJECTED
+        attrs = tracing.messaging(
+            "process", topics.COMMANDS.name, **{
+                tracing.MESSAGING_PARTITION: str(partition), tracing.MESSAGING_OFFSET: offset,
+                tracing.MESSAGING_GROUP: self.config.group, tracing.WORLD: world_id,
+                tracing.TICK: tick, tracing.COMMAND_ID: str(command.command_id),
+                tracing.COMMAND_TYPE: type(command.command).__name__,
+                tracing.OUTCOME: "applied" if rejection is None else "rejected",
+                tracing.REASON: None if rejection is None else rejection.reason.value})
+        span = self.tracer.start_span(f"process {topics.COMMANDS.name}", ctx,
+                                      tracing.CONSUMER, attrs, start_time=started_ns)
+        send = self.tracer.start_span(
+            f"send {topic.name}", trace.set_span_in_context(span), tracing.PRODUCER,
+            tracing.messaging("send", topic.name, **{
+                tracing.MESSAGING_PARTITION: str(partition), tracing.WORLD: world_id,
+                tracing.TICK: tick}))
+        span.end()
+        self._sending.append(send)
+        return tracing.inject(send)
+
     # -- producing -----------------------------------------------------------------------
 
     def _encode(self, topic: topics.Topic, record: dict[str, Any]) -> bytes:
         return self._encoders[topic.name](record, SerializationContext(topic.name))
 
     def _produce_to(self, topic: topics.Topic, world_id: str, partition: int,
-                    record: dict[str, Any], ts: int) -> None:
-        self._send(topic, world_id, partition, self._encode(topic, record), ts)
+                    record: dict[str, Any], ts: int, headers: tracing.Headers | None = None
+                    ) -> None:
+        self._send(topic, world_id, partition, self._encode(topic, record), ts, headers)
 
     def _send(self, topic: topics.Topic, world_id: str, partition: int, value: bytes,
-              ts: int) -> None:
+              ts: int, headers: tracing.Headers | None = None) -> None:
         assert self._producer is not None
         # The world's home partition number on every topic: recovery reads one
         # partition of each, whatever partitioner produced the commands.
+        extra: dict[str, Any] = {} if headers is None else {"headers": headers}
         self._producer.produce(topic.name, key=world_id.encode(), value=value,
-                               partition=partition, timestamp=ts)
+                               partition=partition, timestamp=ts, **extra)
         self._producer.poll(0)
 
     def _low_watermarks(self) -> list[TopicPartition]:
