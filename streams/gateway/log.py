@@ -200,10 +200,7 @@ class CommandLog:
         # Under the current span (the core's SubmitCommand); ended when the broker answers.
         span = None if self.tracer is None else self.tracer.start_span(
             f"send {self.topic}", kind=tracing.PRODUCER, attributes=tracing.messaging(
-                "send", self.topic, **{tracing.MESSAGING_PARTITION: str(partition),
-                                       tracing.MESSAGING_CLIENT: "cosmic-gateway",
-                                       tracing.WORLD: command.world_id,
-                                       tracing.COMMAND_ID: str(command.command_id)}))
+                "send", self.topic, **{tracing.MESSAGING_PARTITION: str(partition)}))
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             result: Any = (Unavailable(f"the command log refused the command: {err}")

@@ -49,6 +49,7 @@ class GatewayService(ThreadService):
         self.audit_sink: audit.KafkaAuditSink | None = None
         self.gateway_id = audit.instance_id(settings.security.gateway_id)
         self.core: GatewayCore | None = None
+        self.commands: CommandLog | None = None
         self._ready = threading.Event()
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
@@ -91,7 +92,7 @@ class GatewayService(ThreadService):
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         g = self.settings.gateway
-        commands = CommandLog(self.settings, self.registry, loop)
+        commands = self.commands = CommandLog(self.settings, self.registry, loop)
         guard = self.build_guard()
         core = self.core = GatewayCore(g, commands.append, guard)
         self.reader = DeltaReader(self.settings, self.registry, core.grid, core.publish, loop,

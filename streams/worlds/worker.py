@@ -685,18 +685,16 @@ class PhysicsWorker(ThreadService):
         attrs = tracing.messaging(
             "process", topics.COMMANDS.name, **{
                 tracing.MESSAGING_PARTITION: str(partition), tracing.MESSAGING_OFFSET: offset,
-                tracing.MESSAGING_GROUP: self.config.group, tracing.WORLD: world_id,
-                tracing.TICK: tick, tracing.COMMAND_ID: str(command.command_id),
-                tracing.COMMAND_TYPE: type(command.command).__name__,
+                tracing.WORLD: world_id, tracing.TICK: tick,
+                tracing.COMMAND_ID: str(command.command_id),
                 tracing.OUTCOME: "applied" if rejection is None else "rejected",
                 tracing.REASON: None if rejection is None else rejection.reason.value})
         span = self.tracer.start_span(f"process {topics.COMMANDS.name}", ctx,
                                       tracing.CONSUMER, attrs, start_time=started_ns)
         send = self.tracer.start_span(
             f"send {topic.name}", trace.set_span_in_context(span), tracing.PRODUCER,
-            tracing.messaging("send", topic.name, **{
-                tracing.MESSAGING_PARTITION: str(partition), tracing.WORLD: world_id,
-                tracing.TICK: tick}))
+            tracing.messaging("send", topic.name,
+                              **{tracing.MESSAGING_PARTITION: str(partition)}))
         span.end()
         self._sending.append(send)
         return tracing.inject(send)
