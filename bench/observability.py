@@ -28,11 +28,15 @@ import asyncio
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client.metrics_core import Metric
+from pydantic import TypeAdapter
 
 from cosmic import admin, kafka, metrics, topics, tracing
 from cosmic.settings import Settings, get_settings
@@ -49,6 +53,8 @@ from streams.worlds.metrics import WorkerMetrics
 from streams.worlds.worker import PhysicsWorker, WorkerConfig
 
 GOAL = 0.95
+NUDGE: dict[str, Any] = {"type": "ApplyImpulse", "body_id": 950_001,
+                         "dv": {"x": 0.0, "y": 0.0, "z": 1e-9}}
 
 
 class NoMetrics(WorkerMetrics):
@@ -111,19 +117,21 @@ class OtlpSink:
 class Switch:
     """Turns the worker's and the gateway's metrics and tracing on or off together."""
 
-    def __init__(self, worker: PhysicsWorker, gateway: GatewayService) -> None:
+    def __init__(self, worker: PhysicsWorker, gateway: GatewayService, traced: bool = True
+                 ) -> None:
         core, reader, commands = gateway.core, gateway.reader, gateway.commands
         assert core is not None and reader is not None and commands is not None
         self.worker, self.core, self.reader, self.commands = worker, core, reader, commands
         self.tracers = worker.tracer, core.tracer, reader.tracer, commands.tracer
         assert all(t is not None for t in self.tracers), "tracing was not installed first"
+        self.traced = traced
         self.metrics = worker.metrics, core.metrics
         self.no_metrics = (NoMetrics(worker.config.worker_id, dict),
                            NoGatewayMetrics(lambda: 0, lambda: 0))
         self.scraping = threading.Event()
 
     def set(self, on: bool) -> None:
-        w, c, r, cl = self.tracers if on else (None, None, None, None)
+        w, c, r, cl = self.tracers if on and self.traced else (None, None, None, None)
         self.worker.tracer, self.core.tracer, self.reader.tracer, self.commands.tracer = w, c, r, cl
         self.worker.metrics, self.core.metrics = self.metrics if on else self.no_metrics
         self.core.guard.on_decision = self.core.metrics.decided
@@ -176,12 +184,12 @@ async def bench(address: str, world: str, switch: Switch, args: argparse.Namespa
         await asyncio.sleep(0.1)
     else:
         raise SystemExit("the gateway never saw the world")
-    body = 950_001
+    body = NUDGE["body_id"]
     spawn = {"type": "SpawnBody", "body_id": body, "kind": "ASTEROID", "mass": 1e-12,
              "radius": 5e-7, "position": {"x": 1.5, "y": 0.0, "z": 0.0},
              "velocity": {"x": 0.0, "y": 0.6, "z": 0.0}}
-    nudge = {"type": "ApplyImpulse", "body_id": body, "dv": {"x": 0.0, "y": 0.0, "z": 1e-9}}
-    await clients[0].outcome((await clients[0].submit(world, spawn)).command_id, timeout=60)
+    nudge = NUDGE
+    await clients[0].outcome((await clients[0].submit(world, spawn)).command_id, timeout=180)
     submitted = 0
     stop = asyncio.Event()
 
@@ -229,6 +237,53 @@ async def bench(address: str, world: str, switch: Switch, args: argparse.Namespa
     return ticks, submits
 
 
+def hooks_per_command(worker: PhysicsWorker, gateway: GatewayService, world: str,
+                      traces: tracing.Tracing, n: int = 2000) -> float:
+    """Process CPU seconds that tracing adds to one command, export included: the
+    worker's and the gateway's own hooks (the two gateway spans as core.submit and
+    CommandLog.append open them), without the machine's noise."""
+    core, tracer, send_tracer = gateway.core, worker.tracer, gateway.commands
+    assert core is not None and core.tracer is not None and tracer is not None
+    assert send_tracer is not None and send_tracer.tracer is not None
+    now = datetime.now(UTC)
+    command = models.PlayerCommand(
+        command_id=uuid.uuid4(), player_id="bench", world_id=world, client_ts=now,
+        received_ts=now, command=TypeAdapter(models.Command).validate_python(NUDGE))
+
+    def one(tick: int) -> None:
+        with core.tracer.start_as_current_span(  # type: ignore[union-attr]
+                "SubmitCommand", kind=tracing.SERVER,
+                attributes={tracing.FACE: "grpc", tracing.WORLD: world}):
+            trace.get_current_span().set_attributes({tracing.COMMAND_ID: str(command.command_id),
+                                                     tracing.COMMAND_TYPE: "ApplyImpulse"})
+            span = send_tracer.tracer.start_span(  # type: ignore[union-attr]
+                f"send {topics.COMMANDS.name}", kind=tracing.PRODUCER,
+                attributes=tracing.messaging("send", topics.COMMANDS.name,
+                                             **{tracing.MESSAGING_PARTITION: "0"}))
+            headers = tracing.inject(span)
+            span.set_attribute(tracing.MESSAGING_OFFSET, tick)
+            span.end()
+        ctx = tracing.extract(headers)
+        assert ctx is not None
+        delta_headers = worker._processed(ctx, world, 0, tick, tick, command, None,
+                                          time.time_ns())
+        tracing.end_all(worker._sending)
+        worker._sending.clear()
+        core._traced[world] = deque([(tick, tracing.extract_all(delta_headers))])
+        core._delivered(world, tick - 1, tick, 1000, time.time_ns())
+
+    for tick in range(1, 201):  # warm
+        one(tick)
+    traces.provider.force_flush()
+    cpu0 = time.process_time()
+    for tick in range(1, n + 1):
+        one(tick)
+        if tick % 200 == 0:  # within the batch processor's queue: nothing is dropped
+            traces.provider.force_flush()
+    traces.provider.force_flush()
+    return (time.process_time() - cpu0) / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,6 +295,8 @@ def main() -> None:
     parser.add_argument("--sample-ratio", type=float, default=1.0,
                         help="fraction of commands traced in the on windows "
                              "(COSMIC_TRACING__SAMPLE_RATIO)")
+    parser.add_argument("--metrics-only", action="store_true",
+                        help="on windows keep metrics but trace nothing (what tracing adds)")
     args = parser.parse_args()
 
     base = get_settings()
@@ -262,7 +319,7 @@ def main() -> None:
     try:
         if not gateway.wait_ready(120):
             raise SystemExit(f"gateway did not start: {gateway.failure()}")
-        switch = Switch(worker, gateway)
+        switch = Switch(worker, gateway, traced=not args.metrics_only)
 
         def scraper() -> None:
             while not stop.wait(1.0):
@@ -272,6 +329,8 @@ def main() -> None:
         threading.Thread(target=scraper, daemon=True).start()
         open_world(settings, registry, world, args.bodies)
         ticks, submits = asyncio.run(bench(gateway.grpc_address, world, switch, args))
+        switch.set(True)
+        hooks_s = hooks_per_command(worker, gateway, world, traces)
     finally:
         stop.set()
         worker.stop()
@@ -285,7 +344,8 @@ def main() -> None:
 
     print(f"world: {args.bodies} bodies; {args.windows} windows of {args.window_seconds:g}s "
           "each way per part, alternating on / off")
-    print(f"on: metrics, /metrics scraped 1/s, {args.sample_ratio:.0%} of commands traced "
+    traced = "no command" if args.metrics_only else f"{args.sample_ratio:.0%} of commands"
+    print(f"on: metrics, /metrics scraped 1/s, {traced} traced "
           f"({sink.requests} OTLP exports, {sink.bytes / 1e6:.1f} MB); gateway, worker, "
           "clients and exporter share this process (one GIL)")
     print(f"{'':44}{'on':>10}{'off':>10}{'on / off':>10}")
@@ -303,6 +363,21 @@ def main() -> None:
         print("  windows: " + ", ".join(f"{k} {r:.1f}" for pair in zip(
             rates["on"], rates["off"], strict=True) for k, (r, _) in zip(("on", "off"), pair,
                                                                           strict=True)))
+    # The same question without the machine's noise: what one command's spans cost,
+    # beside what one submit costs this process with everything off.
+    submit_s = sum(c for _, c in submits["off"]) / len(submits["off"])
+    print(f"tracing hooks per command, export included: {hooks_s * 1e6:.0f} us of CPU, "
+          f"{hooks_s / submit_s:.1%} of a submit's ({submit_s * 1e3:.2f} ms, all off) -> "
+          f"bound on / off >= {submit_s / (submit_s + hooks_s):.3f} "
+          f"(at {args.sample_ratio:.0%} sampled)")
+    probe = WorkerMetrics("probe", dict)
+    t0 = time.perf_counter()
+    for _ in range(20_000):
+        probe.tick(0, 0.01, 0.1, 3, ())
+    hook_s = (time.perf_counter() - t0) / 20_000
+    tick_s = sum(c for _, c in ticks["off"]) / len(ticks["off"])
+    print(f"metrics hooks per tick: {hook_s * 1e6:.1f} us, {hook_s / tick_s:.2%} of a tick's CPU "
+          f"({tick_s * 1e3:.1f} ms) -> bound on / off >= {tick_s / (tick_s + hook_s):.4f}")
     print(f"goal: on / off >= {GOAL} for both -> "
           + ("met" if min(ratios) >= GOAL else "NOT met"))
 
