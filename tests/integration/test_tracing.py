@@ -35,7 +35,7 @@ from streams.gateway.testing import stack_token
 from streams.worlds.worker import WorkerConfig, build_worker
 from tests.liveworld import LiveWorld
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 PLAYERS = 10
 PER_PLAYER = 100  # one SpawnBody, then impulses on the player's own body
@@ -132,7 +132,7 @@ async def drive(address: str, world: str, run: str, traces: tracing.Tracing
     those rejected."""
     watcher = GrpcClient(address, token=stack_token(Settings(), f"watcher-{run}"))
     async with watcher:
-        for _ in range(300):
+        for _ in range(1200):  # the worker's first ticks compile its kernels
             if world in [w.world_id for w in (await watcher.worlds()).worlds]:
                 break
             await asyncio.sleep(0.1)
