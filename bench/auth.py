@@ -11,16 +11,23 @@ gateway's submit throughput is with security on and off, in one run.
    clients on one channel; the command log is in memory, so the gateway is the
    whole cost): security on (a fresh token per client, rate limits high enough
    not to refuse, role policy, command signing, one audit record per command
-   hashed and kept in memory) against security off (a guard that admits everyone
-   and does nothing else), alternating rounds. Printed as commands per second of
-   wall clock and per CPU-second of this process (all its threads): on a shared
-   machine the second is what the gateway itself costs, whatever else runs.
+   hashed and chained, handed to a sink) against security off (the same gateway
+   whose guard admits everyone and does nothing else: no token, limit, policy,
+   signature, audit record or decision metric), alternating rounds, the same
+   clients, commands and clocks. The in-memory log frames each command's record
+   as the real one does before it would produce it (the guard's encoding of the
+   signed record when there is one, else it encodes the command): only the
+   broker is missing. Printed as commands per second of wall clock and per
+   CPU-second of this process (all its threads): on a shared machine the second
+   is what the gateway itself costs, whatever else runs; and each call's latency
+   as its client saw it (p50, p99 over every call of every round).
    Goal: on >= 0.9x off.
    With ``--kafka`` the same again with the gateway's real command log (the
    serializer, an idempotent producer, the broker's acknowledgement) writing to
    a private topic of the running stack, deleted afterwards: the deployed shape.
 
-    .venv/bin/python bench/auth.py [--tokens 3000] [--commands 3000] [--clients 16] [--kafka]
+    .venv/bin/python bench/auth.py [--tokens 3000] [--commands 3000] [--clients 16]
+        [--rounds 5] [--kafka]
 """
 
 from __future__ import annotations
@@ -41,12 +48,15 @@ import orjson
 from cosmic.settings import GatewaySettings
 from schemas import models
 from schemas.models import Role
+from schemas.serde import AvroSerializer, SerializationContext
+from schemas.testing import LocalRegistry
 from streams.gateway import grpc_face
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.core import GatewayCore
 from streams.gateway.guard import Caller, Guard
+from streams.gateway.log import command_value
 from streams.gateway.testing import SyntheticWorld, TestAuth
-from streams.security import policy, tokens
+from streams.security import policy, signing, tokens
 from streams.security.audit import AuditChain
 
 COMMAND = models.RemoveBody(body_id=7)
@@ -99,20 +109,25 @@ class Open(Guard):
         pass
 
     def admit(self, identity: tokens.Identity, command: models.PlayerCommand,
-              new_world: bool) -> models.PlayerCommand:
-        return command
+              new_world: bool) -> signing.Signed:
+        return signing.Signed(command, None)  # unsigned, not encoded: the log encodes it
 
     def record(self, *args: Any, **kwargs: Any) -> None:
         pass
 
 
 async def throughput(guard: Guard, tokens_: list[str], commands: int, clients: int,
-                     kafka_topic: str | None = None) -> tuple[float, float]:
-    """(commands per wall second, commands per CPU second)."""
+                     kafka_topic: str | None = None, latencies: list[int] | None = None
+                     ) -> tuple[float, float]:
+    """(commands per wall second, commands per CPU second); each call's nanoseconds
+    appended to ``latencies``."""
     appended = 0
+    encode = AvroSerializer(LocalRegistry(), "PlayerCommand")
+    ctx = SerializationContext("cosmic.commands.v1")
 
-    async def in_memory(command: models.PlayerCommand) -> tuple[int, int]:
+    async def in_memory(command: models.PlayerCommand, avro: bytes | None) -> tuple[int, int]:
         nonlocal appended
+        command_value(encode, ctx, command, avro)  # what the real log hands the producer
         appended += 1
         return 0, appended
 
@@ -137,16 +152,24 @@ async def throughput(guard: Guard, tokens_: list[str], commands: int, clients: i
     request = pb.SubmitCommandRequest(world_id="w", command_json=body).SerializeToString()
     per_client = commands // clients
 
+    took: list[int] = []
+
     async def client(i: int) -> None:
         metadata = (("authorization", f"Bearer {tokens_[i]}"),)
+        clock = time.perf_counter_ns
         for _ in range(per_client):
+            t0 = clock()
             await call(request, metadata=metadata)
+            took.append(clock() - t0)
 
     await client(0)  # warm up: channel, caches
+    took.clear()
     t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(i) for i in range(clients)))
     n = per_client * clients
     rate = n / (time.perf_counter() - t0), n / (time.process_time() - c0)
+    if latencies is not None:
+        latencies.extend(took)
     await channel.close()
     await server.stop(None)
     if log is not None:
@@ -160,6 +183,8 @@ def submit_throughput(commands: int, clients: int, rounds: int = 5,
     auth = TestAuth(commands_per_s=1e9, command_burst=10**9)
     minted = [auth.token(f"client-{i}", Role.OPERATOR) for i in range(clients)]
     on_rates, off_rates = [], []
+    on_took: list[int] = []
+    off_took: list[int] = []
     # Records built, hashed and chained, then handed to a sink that drops them (a list
     # would keep them all alive and bill the collector's walks over them to the audit).
     chain, sink = AuditChain("bench-gw", lambda _gid, _record: None), None
@@ -173,9 +198,11 @@ def submit_throughput(commands: int, clients: int, rounds: int = 5,
         chain = AuditChain("bench-gw", sink)
     for _ in range(rounds):
         on = Guard(auth.security, auth.verifier, auth.ring, chain)
-        on_rates.append(asyncio.run(throughput(on, minted, commands, clients, kafka_topic)))
+        on_rates.append(asyncio.run(throughput(on, minted, commands, clients, kafka_topic,
+                                               on_took)))
         off = Open(auth.security, auth.verifier, auth.ring, chain)
-        off_rates.append(asyncio.run(throughput(off, minted, commands, clients, kafka_topic)))
+        off_rates.append(asyncio.run(throughput(off, minted, commands, clients, kafka_topic,
+                                                off_took)))
     if sink is not None:
         sink.close()
         registry.close()
@@ -184,12 +211,16 @@ def submit_throughput(commands: int, clients: int, rounds: int = 5,
     print(f"gateway submit over gRPC ({clients} clients, {commands} commands, median of "
           f"{rounds} alternating rounds; command log {where}; {chain.seq} audit "
           "records chained):")
-    print(f"  {'':14}{'per wall s':>12}{'per CPU s':>12}")
+    print(f"  {'':14}{'per wall s':>12}{'per CPU s':>12}{'call p50 ms':>13}{'p99 ms':>9}")
     on = [statistics.median(r[k] for r in on_rates) for k in (0, 1)]
     off = [statistics.median(r[k] for r in off_rates) for k in (0, 1)]
-    print(f"  security on   {on[0]:12.0f}{on[1]:12.0f}   (tokens, limits, policy, signing, audit)")
-    print(f"  security off  {off[0]:12.0f}{off[1]:12.0f}")
-    print(f"  on / off      {on[0] / off[0]:11.2f}x{on[1] / off[1]:11.2f}x   (goal >= 0.90x)")
+    on_l = [p / 1000 for p in percentiles(on_took)]
+    off_l = [p / 1000 for p in percentiles(off_took)]
+    print(f"  security on   {on[0]:12.0f}{on[1]:12.0f}{on_l[0]:13.2f}{on_l[1]:9.2f}"
+          "   (tokens, limits, policy, signing, audit)")
+    print(f"  security off  {off[0]:12.0f}{off[1]:12.0f}{off_l[0]:13.2f}{off_l[1]:9.2f}")
+    print(f"  on / off      {on[0] / off[0]:11.2f}x{on[1] / off[1]:11.2f}x"
+          f"{on_l[0] / off_l[0]:12.2f}x{on_l[1] / off_l[1]:8.2f}x   (goal >= 0.90x)")
 
 
 def main() -> None:
@@ -197,14 +228,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=3000)
     parser.add_argument("--commands", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating on/off rounds")
     parser.add_argument("--kafka", action="store_true",
                         help="also measure with the real command log (needs the stack)")
     args = parser.parse_args()
     check_costs(args.tokens)
-    submit_throughput(args.commands, args.clients)
+    submit_throughput(args.commands, args.clients, args.rounds)
     if args.kafka:
         with private_topic() as topic, private_topic() as audit_topic:
-            submit_throughput(args.commands, args.clients, kafka_topic=topic,
+            submit_throughput(args.commands, args.clients, args.rounds, kafka_topic=topic,
                               audit_topic=audit_topic)
 
 

@@ -101,7 +101,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    async def _refuse(self, command: models.PlayerCommand) -> tuple[int, int]:
+    async def _refuse(self, command: models.PlayerCommand, avro: bytes | None
+                      ) -> tuple[int, int]:
         raise RuntimeError("the benchmark takes no commands")
 
     async def _serve(self) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from cosmic import tls
 from cosmic.errors import ServiceUnavailable
 from cosmic.settings import Settings
 
@@ -36,7 +38,29 @@ def security_config(settings: Settings) -> dict[str, Any]:
         "sasl.mechanism": k.sasl_mechanism,
         "sasl.username": k.identity,
         "sasl.password": k.password(),
-    }
+    } | _tls_config(settings)
+
+
+def ca_location(settings: Settings) -> Path | None:
+    """The CA a SASL_SSL client trusts: the configured one, else the local stack's
+    development CA if it made one (else None: the system's, which will not know it)."""
+    configured = settings.kafka.ssl_ca_location
+    if configured is not None:
+        return configured
+    local = tls.ca_path(settings.state_dir)
+    return local if local.exists() else None
+
+
+def _tls_config(settings: Settings) -> dict[str, Any]:
+    if settings.kafka.security_protocol != "SASL_SSL":
+        return {}
+    # The broker's certificate is verified, its name included (librdkafka's default
+    # too, spelled out here: turning it off would make TLS no proof of who answers).
+    out: dict[str, Any] = {"ssl.endpoint.identification.algorithm": "https"}
+    ca = ca_location(settings)
+    if ca is not None:
+        out["ssl.ca.location"] = str(ca)
+    return out
 
 
 def java_security_properties(settings: Settings, *,
@@ -53,8 +77,12 @@ def java_security_properties(settings: Settings, *,
     # Generated passwords are URL-safe: nothing in them needs escaping in a JAAS line.
     jaas = (f"{package}.common.security.{module} required "
             f'username="{k.identity}" password="{k.password()}";')
-    return {"security.protocol": k.security_protocol, "sasl.mechanism": k.sasl_mechanism,
-            "sasl.jaas.config": jaas}
+    out = {"security.protocol": k.security_protocol, "sasl.mechanism": k.sasl_mechanism,
+           "sasl.jaas.config": jaas}
+    ca = ca_location(settings) if k.security_protocol == "SASL_SSL" else None
+    if ca is not None:
+        out |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca)}
+    return out
 
 
 def _base(settings: Settings, client_id: str | None) -> dict[str, Any]:

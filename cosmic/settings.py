@@ -15,6 +15,9 @@ COSMIC_KAFKA__PORT / CONTROLLER_PORT   ports of the local KRaft broker
 COSMIC_KAFKA__SECURITY_PROTOCOL        SASL_PLAINTEXT (default), SASL_SSL, or PLAINTEXT (security off)
 COSMIC_KAFKA__IDENTITY                 SASL user this process is (default admin; see cosmic/acls.py)
 COSMIC_KAFKA__SASL_PASSWORD            its password (default: <state_dir>/secrets/kafka/<identity>)
+COSMIC_KAFKA__TLS_PORT                 the local broker also listens SASL_SSL here (default: no TLS)
+COSMIC_KAFKA__SSL_CA_LOCATION          CA a SASL_SSL client verifies the broker with (default:
+                                       the local stack's, <state_dir>/secrets/tls/ca.pem)
 COSMIC_KAFKA__DEFAULT_PARTITIONS       partitions for topics created here
 COSMIC_KAFKA__REPLICATION_FACTOR       replication factor for topics created here
 COSMIC_REGISTRY__URL                   Confluent-compatible schema registry URL
@@ -131,6 +134,13 @@ class KafkaSettings(_Section):
     identity: str = "admin"
     # None: the password the local stack generated for `identity`.
     sasl_password: SecretStr | None = None
+    # Set: the local broker has a second client listener there, SASL_SSL on 127.0.0.1, with
+    # a certificate from the stack's development CA (cosmic/tls.py). Its clients set
+    # security_protocol SASL_SSL and bootstrap_servers to this port.
+    tls_port: int | None = None
+    # The CA a SASL_SSL client verifies the broker's certificate with; None: the local
+    # stack's development CA (<state_dir>/secrets/tls/ca.pem), when there is one.
+    ssl_ca_location: Path | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -157,6 +157,11 @@ class AvroSerializer:
     def schema_id(self, ctx: SerializationContext) -> int:
         return parse_header(self._headers.get((ctx.topic, ctx.field)) or self._header_for(ctx))
 
+    def framed(self, payload: bytes, ctx: SerializationContext) -> bytes:
+        """A record already Avro-encoded with this serializer's schema, in the wire format
+        (for a caller that needed the encoding itself, e.g. to sign it)."""
+        return (self._headers.get((ctx.topic, ctx.field)) or self._header_for(ctx)) + payload
+
     def __call__(self, record: Any, ctx: SerializationContext) -> bytes:
         head = self._headers.get((ctx.topic, ctx.field)) or self._header_for(ctx)
         if self._fast is not None:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cosmic import acls, secrets, security
+from cosmic import acls, secrets, security, tls
 from cosmic import kafka as kafka_clients
 from cosmic.errors import DependencyMissing, StackError
 from cosmic.settings import Settings
@@ -133,12 +133,20 @@ class KafkaService(LocalService):
         return os.pathsep.join(sorted(str(p) for p in lib.glob("*.jar")))
 
     def endpoint(self) -> dict[str, Any]:
+        k = self.settings.kafka
         return {
-            "bootstrap_servers": self.settings.kafka.bootstrap_servers,
+            "bootstrap_servers": k.bootstrap_servers,
             "broker": f"127.0.0.1:{self.port}",
             "controller": f"127.0.0.1:{self.controller_port}",
             "node_id": self.node,
-        }
+        } | ({} if self._tls_port is None else {
+            "tls": f"127.0.0.1:{self._tls_port}", "ca": str(tls.ca_path(self.settings.state_dir))})
+
+    @property
+    def _tls_port(self) -> int | None:
+        """This node's SASL_SSL port: kafka.tls_port for node 1, the next ones after it."""
+        k = self.settings.kafka
+        return None if k.tls_port is None else k.tls_port + self.node - 1
 
     @property
     def _config_file(self) -> Path:
@@ -165,6 +173,9 @@ class KafkaService(LocalService):
         broker = f"127.0.0.1:{self.port}"
         controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
         if not k.secured:
+            if k.tls_port is not None:
+                raise StackError("kafka.tls_port is a SASL_SSL listener: it needs the secured "
+                                 "stack (security_protocol SASL_PLAINTEXT or SASL_SSL)")
             return {
                 "listeners": f"PLAINTEXT://{broker},{controller}",
                 "advertised.listeners": f"PLAINTEXT://{broker}",
@@ -173,11 +184,13 @@ class KafkaService(LocalService):
             }
         admin = self._password(acls.ADMIN)
         mech = k.sasl_mechanism.lower()
+        tls_listener = "" if self._tls_port is None else f",SASL_SSL://127.0.0.1:{self._tls_port}"
         return {
-            "listeners": f"SASL_PLAINTEXT://{broker},{controller}",
-            "advertised.listeners": f"SASL_PLAINTEXT://{broker}",
+            "listeners": f"SASL_PLAINTEXT://{broker}{tls_listener},{controller}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{broker}{tls_listener}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+                + (",SASL_SSL:SASL_SSL" if tls_listener else ""),
             # Clients and the broker itself (transaction markers go through this
             # listener) authenticate by SCRAM against credentials in the metadata log.
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": k.sasl_mechanism,
@@ -195,6 +208,23 @@ class KafkaService(LocalService):
             "authorizer.class.name": _AUTHORIZER,
             "allow.everyone.if.no.acl.found": "false",
             "super.users": f"User:{acls.ADMIN}",
+        } | self._tls_properties()
+
+    def _tls_properties(self) -> dict[str, str]:
+        """The optional SASL_SSL listener: the same SCRAM logins and ACLs, over TLS with a
+        certificate from the stack's development CA (cosmic/tls.py) for 127.0.0.1."""
+        k = self.settings.kafka
+        if k.tls_port is None:
+            return {}
+        mech = k.sasl_mechanism.lower()
+        server = tls.server_identity(self.settings.state_dir, "kafka", ["127.0.0.1", "localhost"])
+        return {
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": k.sasl_mechanism,
+            f"listener.name.sasl_ssl.{mech}.sasl.jaas.config": f"{_SCRAM_MODULE} required;",
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(server.keystore),
+            "listener.name.sasl_ssl.ssl.client.auth": "none",  # clients prove who they are by SCRAM
+            "listener.name.sasl_ssl.ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
         }
 
     def _server_properties(self) -> str:

@@ -63,8 +63,9 @@ from .outcomes import Outcome, Outcomes, State
 from .session import Subscriber
 from .world import Area, BoxView, Grid, Tick, View
 
-# What the log side does with a validated command: (partition, offset) once durable.
-Append = Callable[[models.PlayerCommand], Awaitable[tuple[int, int]]]
+# What the log side does with a validated command and its record's Avro encoding (None:
+# the log encodes it): (partition, offset) once durable.
+Append = Callable[[models.PlayerCommand, bytes | None], Awaitable[tuple[int, int]]]
 
 _COMMAND = TypeAdapter(models.Command)
 # The trace contexts of a world's last ticks are kept this long (in ticks) for the
@@ -306,10 +307,11 @@ class GatewayCore:
                     tracing.COMMAND_TYPE: facts["command_type"]})
             new_world = (command.world_id not in self._latest
                          and command.world_id not in self._commanded)
-            signed = self.guard.admit(identity, command, new_world)
+            signed, avro = self.guard.admit(identity, command, new_world)
             # Once per command id: a retry gets the first append's answer, another
             # command under a taken id is CommandIdInUse.
-            partition, offset = await self.outcomes.admit(signed, self._append)
+            partition, offset = await self.outcomes.admit(
+                signed, lambda c: self._append(c, avro))
         except Exception as exc:
             self.guard.record(caller, "submit", outcome_of(exc), identity, str(exc), **facts)
             raise

@@ -3,7 +3,7 @@
 A face hands the core a :class:`Caller` (its name, the bearer token it found,
 the peer's address); the guard verifies the token (:mod:`streams.security.tokens`),
 keeps the rate limits (:mod:`streams.security.ratelimit`), applies the role
-policy (:func:`streams.security.policy.check_role`), signs what it admits (:func:`streams.security.signing.sign`) and writes
+policy (:func:`streams.security.policy.check_role`), signs what it admits (:func:`streams.security.signing.admit`) and writes
 one audit record (:mod:`streams.security.audit`) per attempt, whatever its
 outcome. The sender's identity is the token's: a request's own ``player_id``
 is only ever compared with it. A command id is taken once (the core's
@@ -123,12 +123,12 @@ class Guard:
         self.commands.take(identity.player_id)
 
     def admit(self, identity: Identity, command: models.PlayerCommand,
-              new_world: bool) -> models.PlayerCommand:
-        """The signed command to append, or the refusal."""
+              new_world: bool) -> signing.Signed:
+        """The signed command to append (and its record's encoding), or the refusal."""
         policy.check_role(identity.role, command.command)
         if new_world and identity.role is not models.Role.OPERATOR:
             self.world_creations.take(identity.player_id)
-        return signing.sign(command, identity.role, self.ring)
+        return signing.admit(command, identity.role, self.ring)
 
     # Subscriptions.
 

@@ -192,11 +192,12 @@ class CommandLog:
         self._thread = threading.Thread(target=self._poll, name="gateway-commands", daemon=True)
         self._thread.start()
 
-    async def append(self, command: models.PlayerCommand) -> tuple[int, int]:
+    async def append(self, command: models.PlayerCommand, avro: bytes | None = None
+                     ) -> tuple[int, int]:
         """Append a command the guard admitted (and signed); (partition, offset)."""
         done: asyncio.Future[tuple[int, int]] = self._loop.create_future()
         partition = kafka.home_partition(command.world_id, self._partitions)
-        value = self._encode(command.to_avro(), self._ctx)
+        value = command_value(self._encode, self._ctx, command, avro)
         # Under the current span (the core's SubmitCommand); ended when the broker answers.
         span = None if self.tracer is None else self.tracer.start_span(
             f"send {self.topic}", kind=tracing.PRODUCER, attributes=tracing.messaging(
@@ -234,6 +235,15 @@ class CommandLog:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+
+
+def command_value(encode: AvroSerializer, ctx: SerializationContext,
+                  command: models.PlayerCommand, avro: bytes | None) -> bytes:
+    """A command's bytes on the topic: ``avro`` (the guard's encoding of the signed record,
+    made once for its signature) framed, or else the command encoded here."""
+    if avro is not None:
+        return encode.framed(avro, ctx)
+    return encode(command.to_avro(), ctx)
 
 
 def _ends(settings: Settings, names: tuple[str, ...]) -> list[TopicPartition]:

@@ -10,6 +10,7 @@ protocols are the only label, a fixed set.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -50,9 +51,16 @@ class GatewayMetrics(Collector):
                                 "FAILED).", ["face", "action", "outcome"], registry=None)
         for protocol in PROTOCOLS:
             self.connections.labels(protocol)
+        self._decided: dict[tuple[str, str, str], Any] = {}
 
     def decided(self, face: str, action: str, outcome: str) -> None:
-        self.requests.labels(face, action, outcome).inc()
+        # Once per request: the labelled child is looked up once per label set (``labels``
+        # takes a lock and builds a tuple each call).
+        child = self._decided.get((face, action, outcome))
+        if child is None:
+            child = self._decided[(face, action, outcome)] = self.requests.labels(
+                face, action, outcome)
+        child.inc()
 
     def opened(self, protocol: str) -> None:
         self.connections.labels(protocol).inc()

@@ -44,7 +44,8 @@ class Harness:
         self.world.feed.world_id = "w"
         self.grpc_target = ""
 
-    async def _append(self, command: models.PlayerCommand) -> tuple[int, int]:
+    async def _append(self, command: models.PlayerCommand, avro: bytes | None
+                      ) -> tuple[int, int]:
         self.appended.append(command)
         return 1, len(self.appended) - 1
 

@@ -114,6 +114,27 @@ def test_the_key_file_is_created_once_private_and_refused_when_others_can_read_i
         signing.KeyRing.for_settings(settings)
 
 
+def test_forged_key_ids_cost_no_key_file_reads_and_a_rotation_is_still_seen(tmp_path: Path):
+    settings = Settings(state_dir=tmp_path)
+    check = signing.Authenticator(settings)
+    ring = check.ring
+    forged = signing.KeyRing({"f0f0f0f0": b"y" * 32}, "f0f0f0f0")
+    for i in range(50):  # a flood of made-up key ids: each refused, the file read once
+        with pytest.raises(Unauthenticated, match="unknown key"):
+            check(signing.sign(_cmd(_nudge(i)), Role.PLAYER,
+                               signing.KeyRing({f"kid{i}": b"y" * 32}, f"kid{i}")))
+    with pytest.raises(Unauthenticated):
+        check(signing.sign(_cmd(_nudge(1)), Role.PLAYER, forged))
+    assert check.reads == 1
+    rotated = ring.rotate()
+    rotated.save(signing.keys_file(settings))
+    assert check(signing.sign(_cmd(_nudge(1)), Role.PLAYER, rotated)) is Role.PLAYER
+    assert check.reads == 2
+    with pytest.raises(Unauthenticated):  # the new file is known now: no read for a forgery
+        check(signing.sign(_cmd(_nudge(2)), Role.PLAYER, forged))
+    assert check.reads == 2
+
+
 def test_a_worker_sees_a_rotation_without_restarting(tmp_path: Path):
     settings = Settings(state_dir=tmp_path)
     check = signing.authenticator(settings)
@@ -261,4 +282,56 @@ def test_the_signed_message_is_the_records_exact_avro_encoding():
         out = io.BytesIO()
         schemaless_writer(out, catalog.parsed("PlayerCommand"), record)
         expected = signing.TAG + b"k1\x00player\x00" + out.getvalue()
-        assert signing._message(record, "k1", "player") == expected
+        assert signing._message("k1", "player", signing._prefix(record)) == expected
+
+
+def test_the_gateway_encodes_a_command_once_and_the_bytes_are_fastavros_signed_record():
+    """The encoding made for the signature, with the admission appended, is the record the
+    log writes: exactly what fastavro writes for the signed command, which a reader of the
+    topic verifies; one bit changed anywhere before the signature and it does not (unless
+    the change reads back as the very same command)."""
+    import io
+
+    from fastavro import schemaless_writer
+
+    from schemas import catalog
+    from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
+    from schemas.testing import LocalRegistry
+    from streams.gateway.log import command_value
+
+    registry = LocalRegistry()
+    encode, decode = AvroSerializer(registry, "PlayerCommand"), AvroDeserializer(registry)
+    ctx = SerializationContext("cosmic.commands.v1")
+
+    def read(value: bytes) -> models.PlayerCommand:
+        return models.PlayerCommand.from_avro(decode(value, ctx))
+
+    for body in (_nudge(5), _spawn(7), models.TransferBody(body_id=7, new_owner="bob"),
+                 models.RetireWorld(reason="ünïcode ✓")):
+        signed, avro = signing.admit(_cmd(body), Role.PLAYER, RING)
+        assert avro is not None
+        out = io.BytesIO()
+        schemaless_writer(out, catalog.parsed("PlayerCommand"), signed.to_avro())
+        assert avro == out.getvalue()
+        value = command_value(encode, ctx, signed, avro)
+        assert value == encode(signed.to_avro(), ctx)  # what the log wrote before
+        assert read(value) == signed and signing.verify(read(value), RING) is Role.PLAYER
+        head = len(value) - len(avro)
+        for i in range(head, len(value) - 32):  # every bit of every byte before the MAC
+            for bit in range(8):
+                flipped = value[:i] + bytes([value[i] ^ (1 << bit)]) + value[i + 1:]
+                try:
+                    tampered = read(flipped)
+                except Exception:  # noqa: BLE001 - no longer a PlayerCommand: refused too
+                    continue
+                if tampered == signed:
+                    continue  # the same command (a UUID's hex digit read in upper case)
+                with pytest.raises(Unauthenticated):
+                    signing.verify(tampered, RING)
+
+
+def test_a_record_producer_and_the_gateway_sign_alike():
+    command = _cmd(_nudge(3))
+    record = signing.sign_record(command.to_avro(), Role.OPERATOR, RING)
+    signed, _ = signing.admit(command, Role.OPERATOR, RING)
+    assert record["admission"]["signature"] == signed.admission.signature  # type: ignore[union-attr]

@@ -207,7 +207,8 @@ class Core:
         self.world = SyntheticWorld(3, n=20)
         self.core.publish(self.world.step())
 
-    async def _append(self, command: models.PlayerCommand) -> tuple[int, int]:
+    async def _append(self, command: models.PlayerCommand, avro: bytes | None
+                      ) -> tuple[int, int]:
         self.appended.append(command)
         return 0, len(self.appended) - 1
 

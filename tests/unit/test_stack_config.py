@@ -125,3 +125,38 @@ def test_a_formatted_quorum_refuses_another_node_count(tmp_path: Path):
     one = Settings(state_dir=tmp_path / "state")
     with pytest.raises(StackError, match="formatted as 3 node"):
         KafkaService(one)._cluster_id()
+
+
+def test_kafka_with_a_tls_port_adds_a_sasl_ssl_listener_and_clients_verify_it(tmp_path: Path):
+    from cosmic import kafka, tls
+
+    private = Settings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache",
+                       kafka=KafkaSettings(port=39092, controller_port=39093, tls_port=39094))
+    props = dict(line.split("=", 1)
+                 for line in KafkaService(private)._server_properties().splitlines())
+    assert props["listeners"] == ("SASL_PLAINTEXT://127.0.0.1:39092,SASL_SSL://127.0.0.1:39094,"
+                                  "CONTROLLER://127.0.0.1:39093")
+    assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    keystore = Path(props["listener.name.sasl_ssl.ssl.keystore.location"])
+    assert keystore.stat().st_mode & 0o777 == 0o600
+    issued = keystore.read_bytes()
+    assert (tls.folder(private.state_dir) / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    # The same certificate on the next prepare; a new one once it names other hosts.
+    again = tls.server_identity(private.state_dir, "kafka", ["127.0.0.1", "localhost"])
+    assert again.keystore.read_bytes() == issued
+    other = tls.server_identity(private.state_dir, "kafka", ["127.0.0.1"])
+    assert other.keystore.read_bytes() != issued
+    client = private.with_overrides(kafka=private.kafka.model_copy(
+        update={"security_protocol": "SASL_SSL"}))
+    assert kafka.security_config(client)["ssl.ca.location"] == str(tls.ca_path(private.state_dir))
+    assert kafka.security_config(client)["ssl.endpoint.identification.algorithm"] == "https"
+    java = kafka.java_security_properties(client)
+    assert java["ssl.truststore.type"] == "PEM"
+    assert java["ssl.truststore.location"] == str(tls.ca_path(private.state_dir))
+    # Only SASL_SSL clients are told about a CA; a plaintext stack has no TLS listener.
+    assert "ssl.ca.location" not in kafka.security_config(private)
+    unsecured = private.with_overrides(kafka=private.kafka.model_copy(
+        update={"security_protocol": "PLAINTEXT"}))
+    with pytest.raises(StackError, match="SASL_SSL"):
+        KafkaService(unsecured)._server_properties()
