@@ -328,6 +328,12 @@ class GatewaySettings(_Section):
     command_window_s: float = 600.0
     # The longest an outcome request waits for a pending command to be decided.
     max_outcome_wait_s: float = 30.0
+    # TLS on both faces (https and wss, gRPC over TLS): a certificate for 127.0.0.1,
+    # localhost and `host` from the stack's development CA (<state_dir>/secrets/tls/ca.pem,
+    # which clients then trust), unless tls_cert and tls_key name a studio's own (PEM).
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 class SecuritySettings(_Section):

@@ -64,9 +64,11 @@ def up(duration: float | None, with_jobs: tuple[str, ...], status_mode: str) -> 
         for line in security.reconcile_acls(settings):
             click.echo(f"acls: {line}")
     g = settings.gateway
-    click.echo(f"viewer: http://{g.host}:{g.http_port}/?token=TOKEN (open it in a browser)")
-    click.echo(f"gateway: http://{g.host}:{g.http_port}/ (REST /api/v1, WebSocket /ws, "
-               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}; a "
+    web = f"{'https' if g.tls else 'http'}://{g.host}:{g.http_port}/"
+    click.echo(f"viewer: {web}?token=TOKEN (open it in a browser)")
+    click.echo(f"gateway: {web} (REST /api/v1, WebSocket /ws, "
+               f"OpenAPI /openapi.json, API docs /docs), gRPC {g.host}:{g.grpc_port}"
+               f"{' over TLS' if g.tls else ''}; a "
                "development token: cosmic auth token --player NAME")
     endpoint = metrics.serve(settings, "platform")
     click.echo(f"metrics: {endpoint.url}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -61,8 +62,17 @@ async def replicas(frames: AsyncIterator[bytes]) -> AsyncIterator[tuple[pb.Frame
 
 
 class GrpcClient:
-    def __init__(self, address: str, token: str | None = None) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    """A gRPC client of the gateway; over TLS when given ``ca`` (the PEM file of the CA
+    that signed the gateway's certificate, or True for the system's trust store)."""
+
+    def __init__(self, address: str, token: str | None = None,
+                 ca: Path | bool | None = None) -> None:
+        if ca is None or ca is False:
+            self.channel = grpc.aio.insecure_channel(address)
+        else:
+            roots = None if ca is True else Path(ca).read_bytes()
+            self.channel = grpc.aio.secure_channel(
+                address, grpc.ssl_channel_credentials(root_certificates=roots))
         self.token = token
 
     @property

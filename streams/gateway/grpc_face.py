@@ -135,11 +135,14 @@ class GrpcFace:
         })
 
 
-async def serve(core: GatewayCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """A started server on ``host:port`` (0: any free port); returns it and its port."""
+async def serve(core: GatewayCore, host: str, port: int,
+                tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.aio.Server, int]:
+    """A started server on ``host:port`` (0: any free port), over TLS with ``tls``
+    (private key, certificate chain); returns it and its port."""
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", core.settings.max_message_bytes)])
     server.add_generic_rpc_handlers((GrpcFace(core).handler(),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = (server.add_insecure_port(f"{host}:{port}") if tls is None else
+             server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([tls])))
     await server.start()
     return server, bound

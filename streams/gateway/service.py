@@ -25,7 +25,7 @@ from streams.security import audit, signing, tokens
 from streams.security.accounts import AccountStore
 from streams.security.revocations import RevocationFollower
 
-from . import accounts_face, grpc_face, rest, viewer, ws_face
+from . import accounts_face, grpc_face, rest, transport, viewer, ws_face
 from .core import GatewayCore
 from .guard import Guard
 from .log import CommandLog, DeltaReader
@@ -62,7 +62,8 @@ class GatewayService(ThreadService):
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.settings.gateway.host}:{self.http_port}/"
+        scheme = "https" if self.settings.gateway.tls else "http"
+        return f"{scheme}://{self.settings.gateway.host}:{self.http_port}/"
 
     def progress(self) -> str:
         r = self.reader
@@ -104,7 +105,9 @@ class GatewayService(ThreadService):
             commands.close()
             raise
         process_metrics.hub().add(core.metrics)
-        server, self.grpc_port = await grpc_face.serve(core, g.host, g.grpc_port)
+        creds = transport.credentials(self.settings)
+        server, self.grpc_port = await grpc_face.serve(
+            core, g.host, g.grpc_port, None if creds is None else creds.grpc_pair())
         app = web.Application(client_max_size=g.max_message_bytes, middlewares=[rest.problems])
         store = AccountStore(self.settings, tokens.TokenKeys.for_settings(self.settings))
         ws_face.setup(app, core)
@@ -113,7 +116,8 @@ class GatewayService(ThreadService):
             + viewer.routes())
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, g.host, g.http_port)
+        site = web.TCPSite(runner, g.host, g.http_port,
+                           ssl_context=None if creds is None else creds.ssl_context())
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
