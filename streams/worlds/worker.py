@@ -25,8 +25,12 @@ that some world of the partition has not consumed yet. Its metadata records how
 far routing's side effects (dead letters, forwards, rejections) are committed,
 so records read again after a restart are never dead-lettered, forwarded or
 rejected twice. On (re)assignment the worker rebuilds the partition's worlds by
-replay (:mod:`.recovery`) and skips commands at or below each world's last
-consumed offset, so nothing is applied twice and nothing is lost.
+replay (:mod:`.recovery`, the partition paused until then, outside the rebalance
+callback) and skips commands at or below each world's last consumed offset, so
+nothing is applied twice and nothing is lost. A partition given up is handed
+over: its worlds are snapshotted at their last tick and committed first, so the
+next owner replays nothing; a worker that stops leaves the group after handing
+everything over (docs/deployment.md, "Many physics workers").
 
 A world is isolated from the others: a command that fails is rejected; a world
 whose tick fails (or that cannot be rebuilt) is quarantined — it stops, and a
