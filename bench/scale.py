@@ -11,8 +11,11 @@ from the first committed tick to the one that applied the backlog's last
 command is measured from the log itself (producer timestamps): the ticks in it,
 and the commands they applied or refused. Printed: world-ticks/s and commands/s
 for one worker (the anchor) and for two, the ratio (goal 1.6x), the CPU seconds
-the workers used, and the machine's load, since this machine's cores also run
-the broker, this script, and whatever else is running on it.
+the workers used in the window and world-ticks per CPU second (the cost of
+scaling, which contention for the cores does not change), and the machine's
+load, since this machine's cores also run the broker, this script, and whatever
+else is running on it. With the topics' 3 partitions two workers split them
+2:1, so a backlog drains at most 1.5x faster with two.
 
 Needs the local stack (`cosmic stack up`).
 
@@ -113,6 +116,10 @@ class Result:
     def commands_per_s(self) -> float:
         return self.commands / self.seconds
 
+    @property
+    def ticks_per_cpu_s(self) -> float:
+        return self.ticks / self.cpu_s
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -141,6 +148,7 @@ def run_case(settings: Settings, registry: RegistryClient, n_workers: int, args:
     prefix = f"{shard}:".encode()
     rows: list[tuple[int, int]] = []  # (producer timestamp ms, commands applied or refused)
     applied = 0
+    cpu0: float | None = None  # the workers' CPU seconds when the first tick arrived
     deadline = time.monotonic() + args.timeout
     try:
         while applied < sent:
@@ -152,7 +160,10 @@ def run_case(settings: Settings, registry: RegistryClient, n_workers: int, args:
                     rec = decode(msg.value(), ctx)
                     rows.append((msg.timestamp()[1], rec["n_applied"] + rec["n_rejected"]))
                     applied += rows[-1][1]
-        cpu = sum(cpu_seconds(p.pid) for p in procs)
+            if rows and cpu0 is None:
+                cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        assert cpu0 is not None
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         # From the first tick to the one that applied the backlog's last command.
         first, last = min(ts for ts, _ in rows), max(ts for ts, n in rows if n)
         inside = [(ts, n) for ts, n in rows if first <= ts <= last]
@@ -192,9 +203,13 @@ def main() -> None:
     for r in results:
         print(f"  {r.workers} worker(s): {r.ticks_per_s:8.0f} world-ticks/s  "
               f"{r.commands_per_s:8.0f} commands/s  over {r.seconds:.1f}s, "
-              f"workers' CPU {r.cpu_s:.1f}s")
+              f"workers' CPU {r.cpu_s:.1f}s ({r.ticks_per_cpu_s:.0f} world-ticks per CPU "
+              f"second)")
     print(f"  two against one: world-ticks {two.ticks_per_s / one.ticks_per_s:.2f}x, "
           f"commands {two.commands_per_s / one.commands_per_s:.2f}x (goal {GOAL_X}x)")
+    print(f"  per CPU second of the workers: two against one {two.ticks_per_cpu_s / "
+          f"one.ticks_per_cpu_s:.2f}x (what the software costs to scale, whatever the "
+          f"machine gave it)")
     print(f"  load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: anything "
           f"above ~0.5 means other work shared these cores")
     registry.close()

@@ -169,7 +169,7 @@ class Holding:
 
     holder: dict[str, str] = field(default_factory=dict)
     last_tick: dict[str, int] = field(default_factory=dict)
-    last_seen: dict[str, float] = field(default_factory=dict)  # monotonic, when it arrived
+    last_ts: dict[str, int] = field(default_factory=dict)  # its producer timestamp, ms
 
 
 class Follower:
@@ -196,21 +196,22 @@ class Follower:
                 self.state.holder[world] = rec["worker_id"]
             else:
                 self.state.last_tick[world] = rec["tick"]
-                self.state.last_seen[world] = time.monotonic()
+                self.state.last_ts[world] = msg.timestamp()[1]
 
-    def wait_until_all_tick(self, worlds: list[str], fleet: Fleet, *, since: float,
+    def wait_until_all_tick(self, worlds: list[str], fleet: Fleet, *, since_ms: int,
                             holders: set[str] | None = None, timeout_s: float = 90.0) -> None:
-        """Until every world has a tick that arrived after ``since`` (monotonic) and, when
+        """Until every world has a tick made after ``since_ms`` (its producer timestamp:
+        a follower that lags behind must not take old ticks for new ones) and, when
         ``holders`` is given, every one of them holds at least one world."""
         deadline = time.monotonic() + timeout_s
         while True:
             fleet.check_alive()
-            seen = self.state.last_seen
-            ticking = all(seen.get(w, 0.0) > since for w in worlds)
+            seen = self.state.last_ts
+            ticking = all(seen.get(w, 0) > since_ms for w in worlds)
             held = holders is None or holders <= {self.state.holder.get(w) for w in worlds}
             if ticking and held:
                 return
-            late = [w for w in worlds if seen.get(w, 0.0) <= since]
+            late = [w for w in worlds if seen.get(w, 0) <= since_ms]
             assert time.monotonic() < deadline, (
                 f"after {timeout_s}s: {len(late)} worlds not ticking ({late[:5]}), holders "
                 f"{sorted(set(self.state.holder.values()))}, wanted {sorted(holders or ())}")

@@ -55,28 +55,30 @@ def test_workers_join_and_leave_without_a_gap_or_a_duplicate(settings: Settings,
     a, b, c = ids
     changes: list[tuple[str, int]] = []  # what, and when (ms since the epoch)
 
-    def settle(what: str, since: float, holders: set[str]) -> None:
-        changes.append((what, int(time.time() * 1000)))
-        follower.wait_until_all_tick(worlds, fleet, since=since, holders=holders)
+    def settle(what: str, holders: set[str]) -> None:
+        """Until every world ticks again after the change, then a steady while."""
+        now_ms = int(time.time() * 1000)
+        changes.append((what, now_ms))
+        follower.wait_until_all_tick(worlds, fleet, since_ms=now_ms, holders=holders)
         time.sleep(STEADY_S)
         follower.poll()
 
     try:
         fleet.start(a)
-        settle(f"{a} starts", time.monotonic(), {a})
+        settle(f"{a} starts", {a})
         fleet.start(b)
-        settle(f"{b} joins", time.monotonic(), {a, b})
+        settle(f"{b} joins", {a, b})
         fleet.start(c)
-        settle(f"{c} joins", time.monotonic(), {a, b, c})
+        settle(f"{c} joins", {a, b, c})
         assert fleet.leave(a) == 0
-        settle(f"{a} leaves", time.monotonic(), {b, c})
+        settle(f"{a} leaves", {b, c})
         fleet.start(a)
-        settle(f"{a} joins again", time.monotonic(), {a, b, c})
+        settle(f"{a} joins again", {a, b, c})
         fleet.kill(b)  # a crash, and the same worker back (static membership)
         fleet.start(b)
-        settle(f"{b} crashes and restarts", time.monotonic(), {b})
+        settle(f"{b} crashes and restarts", {b})
         assert fleet.leave(c) == 0
-        settle(f"{c} leaves", time.monotonic(), {a, b})
+        settle(f"{c} leaves", {a, b})
         commands.stop()
         time.sleep(2.0)  # the last commands reach a tick
         ended_ms = int(time.time() * 1000)  # what follows is the workers' own shutdown
