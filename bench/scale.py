@@ -207,9 +207,9 @@ def main() -> None:
               f"second)")
     print(f"  two against one: world-ticks {two.ticks_per_s / one.ticks_per_s:.2f}x, "
           f"commands {two.commands_per_s / one.commands_per_s:.2f}x (goal {GOAL_X}x)")
-    print(f"  per CPU second of the workers: two against one {two.ticks_per_cpu_s / "
-          f"one.ticks_per_cpu_s:.2f}x (what the software costs to scale, whatever the "
-          f"machine gave it)")
+    per_cpu = two.ticks_per_cpu_s / one.ticks_per_cpu_s
+    print(f"  per CPU second of the workers: two against one {per_cpu:.2f}x (what the "
+          f"software costs to scale, whatever the machine gave it)")
     print(f"  load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: anything "
           f"above ~0.5 means other work shared these cores")
     registry.close()
