@@ -115,15 +115,14 @@ class Fleet:
         self.extra = extra
         self.members: dict[str, Member] = {}
 
-    def start(self, worker_id: str) -> Member:
+    def start(self, worker_id: str) -> None:
         log = self.log_dir / f"{worker_id}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "cosmic_app", "physics", "worker", "--worker-id",
                  worker_id, "--shard", self.shard, *self.extra],
                 stdout=out, stderr=subprocess.STDOUT)
-        self.members[worker_id] = member = Member(worker_id, proc, log)
-        return member
+        self.members[worker_id] = Member(worker_id, proc, log)
 
     def leave(self, worker_id: str, timeout_s: float = 60.0) -> int:
         """A clean stop (SIGTERM, as an orchestrator sends): the worker hands over and exits."""
@@ -247,19 +246,18 @@ def longest_pauses(ticks: dict[str, list[tuple[int, Record]]]) -> dict[str, floa
 
 
 def pauses_by_change(ticks: dict[str, list[tuple[int, Record]]], changes: list[tuple[str, int]],
-                     longer_than_s: float) -> list[tuple[str, int, float]]:
-    """(change, worlds that paused, longest pause) for each membership change: every wait
-    between two ticks longer than ``longer_than_s`` counts for the last change made before
-    the wait ended."""
-    found: dict[str, list[float]] = {what: [] for what, _ in changes}
-    for rows in ticks.values():
+                     longer_than_s: float) -> list[tuple[str, str, float]]:
+    """(change, world, wait in seconds) for every wait between two ticks of a world longer
+    than ``longer_than_s``, put down to the last change begun before the wait ended."""
+    out = []
+    for world, rows in ticks.items():
         times = [ts for ts, _ in sorted(rows, key=lambda r: r[1]["tick"])]
         for before, after in itertools.pairwise(times):
             wait = (after - before) / 1000
             made = [what for what, at in changes if at <= after]
             if wait > longer_than_s and made:
-                found[made[-1]].append(wait)
-    return [(what, len(found[what]), max(found[what], default=0.0)) for what, _ in changes]
+                out.append((made[-1], world, wait))
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -208,6 +208,7 @@ class PhysicsWorker(ThreadService):
         self._in_txn = False
         self._leaving = False
         self._recovering: set[int] = set()  # assigned, paused, worlds not rebuilt yet
+        self._reread: set[int] = set()  # of those, partitions a record of got through
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
         self._authenticate = signing.authenticator(settings)
 
@@ -349,8 +350,13 @@ class PhysicsWorker(ThreadService):
         parts = [TopicPartition(topics.COMMANDS.name, p) for p in sorted(self._recovering)]
         self._recovering.clear()
         self._recover(parts)
-        for tp in self._consumer.committed(parts, timeout=30):
-            self._consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+        # Pausing drops what was fetched for them; a record that got through anyway was
+        # stepped over, so read again from the committed offset.
+        stepped = [tp for tp in parts if tp.partition in self._reread]
+        self._reread.clear()
+        if stepped:
+            for tp in self._consumer.committed(stepped, timeout=30):
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
         self._consumer.resume(parts)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -452,7 +458,13 @@ class PhysicsWorker(ThreadService):
             return
         offset, partition = msg.offset() or 0, msg.partition() or 0
         if partition not in self._assigned:
-            return  # its worlds are not rebuilt yet: read again from the committed offset
+            self._reread.add(partition)  # its worlds are not rebuilt yet
+            return
+        raw_key = msg.key()
+        if raw_key is not None and shard_of(raw_key.decode("utf-8", "replace")) != self.config.shard:
+            # Another shard's (the key is the world id, by contract): not decoded at all,
+            # so a new shard's group reads a long shared log quickly.
+            return
         # Read before, after a restart or an abort: its side effects are already committed.
         seen = offset <= self._routed.get(partition, -1)
         self._routed[partition] = max(offset, self._routed.get(partition, -1))
