@@ -19,7 +19,7 @@ else is running on it. With the topics' 3 partitions two workers split them
 
 Needs the local stack (`cosmic stack up`).
 
-    .venv/bin/python bench/scale.py [--worlds 30] [--bodies 40] [--commands 40000]
+    .venv/bin/python bench/scale.py [--worlds 30] [--bodies 40] [--commands 20000]
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", type=int, default=30)
     parser.add_argument("--bodies", type=int, default=40, help="asteroids per world")
-    parser.add_argument("--commands", type=int, default=40_000, help="backlog per case")
+    parser.add_argument("--commands", type=int, default=20_000,
+                        help="backlog per case (it stays in the command topic: keep it small)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="give up on a case after this many seconds")
     args = parser.parse_args()
