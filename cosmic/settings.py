@@ -32,7 +32,8 @@ COSMIC_CLICKHOUSE__HOST/PORT/...       ClickHouse endpoint (native and HTTP port
 COSMIC_STARTUP_TIMEOUT_S               how long to wait for a service to answer
 COSMIC_LAKE_DIR                        archive lake folder (default: <state_dir>/lake)
 COSMIC_CONNECTORS__BATCH_ROWS/...      connectors' batch size, batch interval, backoff cap
-COSMIC_PHYSICS__WORKER_ID/SHARD/...    physics worker: identity, shard, hibernation, world cap
+COSMIC_PHYSICS__WORKER_ID/SHARD/...    physics worker: identity, shard, hibernation, world cap,
+                                       group membership (leave on stop, session, heartbeat)
 COSMIC_LIVING__TOPIC_PREFIX/...        Faust apps' ids, topic prefix, ecosystem pacing
 COSMIC_LIVE_METRICS__WINDOW_MS/...     live-metrics job: window, lateness, checkpoints
 COSMIC_SPARK__MASTER/DRIVER_MEMORY     spark-submit's master and driver memory (warehouse)
@@ -249,6 +250,19 @@ class PhysicsSettings(_Section):
     # Most worlds one worker ticks at once; commands that would create one more are
     # rejected with WORLD_LIMIT.
     max_worlds: int = 1000
+    # Group membership (docs/deployment.md, "Many workers"). A worker that stops cleanly
+    # hands its worlds over at once (leave_on_stop); one that stops with leave_on_stop off
+    # keeps its static membership, and comes back within session_timeout_s to the same
+    # partitions without a rebalance (a restart in place).
+    leave_on_stop: bool = True
+    # A crashed worker's partitions move after this long without a heartbeat.
+    session_timeout_s: float = 10.0
+    # How soon the workers notice a rebalance, and so most of a handover's pause.
+    heartbeat_interval_s: float = 0.2
+    # A crashed worker's open transaction is aborted by the broker after this long (it
+    # holds read_committed readers of its partitions back until then); it must exceed
+    # the longest loop iteration (one transaction).
+    transaction_timeout_s: float = 10.0
 
 
 class LivingSettings(_Section):

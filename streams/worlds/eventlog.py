@@ -25,6 +25,8 @@ from cosmic.settings import Settings
 from schemas.serde import AvroDeserializer, SchemaSource, SerializationContext
 
 Decoded = tuple[int, int, dict[str, Any]]  # (offset, timestamp ms, record)
+# Which records a read decodes, by key (a world id): the others are stepped over unread.
+KeyFilter = Callable[[bytes | None], bool]
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class LogSource(Protocol):
     def world_partition(self, world_id: str) -> int: ...
 
     def read(self, topic: str, partition: int, start: int | None = None,
-             stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]: ...
+             stop: int | None = None, key: bytes | None = None,
+             keys: KeyFilter | None = None) -> Iterator[Decoded]: ...
 
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None: ...
 
@@ -146,13 +149,15 @@ class KafkaLog:
         return kafka.partition_for(world_id.encode(), len(self.partitions(self.topics.commands)))
 
     def read(self, topic: str, partition: int, start: int | None = None,
-             stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
+             stop: int | None = None, key: bytes | None = None,
+             keys: KeyFilter | None = None) -> Iterator[Decoded]:
         """Records from ``start`` up to ``stop`` (inclusive) or the end; undecodable ones
-        are skipped and reported to ``on_undecodable``; ``key`` filters before decoding."""
+        are skipped and reported to ``on_undecodable``; ``key`` and ``keys`` filter before
+        decoding."""
         ctx = SerializationContext(topic)
         decode = self._decode_command if topic == self.topics.commands else self._decode
         for msg in raw_messages(self.settings, topic, partition, start, stop):
-            if key is not None and msg.key() != key:
+            if (key is not None and msg.key() != key) or (keys is not None and not keys(msg.key())):
                 continue
             offset = msg.offset() or 0
             try:
@@ -230,7 +235,8 @@ class ExportedLog:
         raise StoreError(f"the exported log in {self.directory} has no commands of {world_id}")
 
     def read(self, topic: str, partition: int, start: int | None = None,
-             stop: int | None = None, key: bytes | None = None) -> Iterator[Decoded]:
+             stop: int | None = None, key: bytes | None = None,
+             keys: KeyFilter | None = None) -> Iterator[Decoded]:
         ctx = SerializationContext(topic)
         decode = self._decode_command if topic == self.topics.commands else self._decode
         for r in self._records(topic):
@@ -238,7 +244,7 @@ class ExportedLog:
                 continue
             if stop is not None and r["offset"] > stop:
                 return
-            if key is not None and r["key"] != key:
+            if (key is not None and r["key"] != key) or (keys is not None and not keys(r["key"])):
                 continue
             try:
                 record = decode(r["value"], ctx)

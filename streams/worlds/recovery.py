@@ -28,7 +28,7 @@ from streams.physics.errors import PhysicsError
 from streams.security import signing
 
 from .commands import Authenticate, advance
-from .eventlog import KafkaLog, LogSource
+from .eventlog import KafkaLog, KeyFilter, LogSource
 from .events import state_from_snapshot
 from .state import SnapshotFetcher, SnapshotUnavailable, WorldState, shard_of
 
@@ -178,10 +178,18 @@ def read_commands(source: LogSource, partition: int, ticks: list[Record],
     return out
 
 
+def of_shard(shard: str) -> KeyFilter:
+    """Keys (world ids) of ``shard``'s worlds: a partition holds every shard's records, and
+    recovery need not decode the others'."""
+    def keep(key: bytes | None) -> bool:
+        return key is not None and shard_of(key.decode("utf-8", "replace")) == shard
+    return keep
+
+
 def latest_statuses(source: LogSource, partition: int, shard: str) -> dict[str, Record]:
     """The newest WorldStatus of each world of ``shard`` in one partition of the worlds topic."""
     out: dict[str, Record] = {}
-    for _, _, rec in source.read(source.topics.worlds, partition):
+    for _, _, rec in source.read(source.topics.worlds, partition, keys=of_shard(shard)):
         if isinstance(rec, dict) and "status" in rec and shard_of(str(rec["world_id"])) == shard:
             out[str(rec["world_id"])] = rec
     return out
@@ -194,7 +202,7 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
     t0 = time.monotonic()
     source = source or KafkaLog(settings, registry)
     latest: dict[str, tuple[int, Record]] = {}
-    for _, ts, rec in source.read(source.topics.snapshots, partition):
+    for _, ts, rec in source.read(source.topics.snapshots, partition, keys=of_shard(shard)):
         world = rec.get("world_id") if isinstance(rec, dict) else None
         if not isinstance(world, str) or "state_hash" not in rec or shard_of(world) != shard:
             continue
@@ -211,7 +219,9 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
     if worlds:
         since = min(ts for w, (ts, _) in latest.items() if w in worlds) - CLOCK_MARGIN_MS
         start = source.offset_for_time(source.topics.ticks, partition, since)
-        ticks = [rec for _, _, rec in source.read(source.topics.ticks, partition, start)
+        mine = {w.encode() for w in worlds}
+        ticks = [rec for _, _, rec in source.read(source.topics.ticks, partition, start,
+                                                  keys=mine.__contains__)
                  if rec["world_id"] in worlds and rec["tick"] > worlds[rec["world_id"]].world.tick]
         commands = read_commands(source, partition, ticks)
         fetch = snapshot_fetcher(source)

@@ -25,8 +25,12 @@ that some world of the partition has not consumed yet. Its metadata records how
 far routing's side effects (dead letters, forwards, rejections) are committed,
 so records read again after a restart are never dead-lettered, forwarded or
 rejected twice. On (re)assignment the worker rebuilds the partition's worlds by
-replay (:mod:`.recovery`) and skips commands at or below each world's last
-consumed offset, so nothing is applied twice and nothing is lost.
+replay (:mod:`.recovery`, the partition paused until then, outside the rebalance
+callback) and skips commands at or below each world's last consumed offset, so
+nothing is applied twice and nothing is lost. A partition given up is handed
+over: its worlds are snapshotted at their last tick and committed first, so the
+next owner replays nothing; a worker that stops leaves the group after handing
+everything over (docs/deployment.md, "Many physics workers").
 
 A world is isolated from the others: a command that fails is rejected; a world
 whose tick fails (or that cannot be rebuilt) is quarantined — it stops, and a
@@ -38,10 +42,11 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
@@ -68,6 +73,7 @@ from .metrics import WorkerMetrics
 from .outcome import Rejection, TickOutcome
 from .recovery import recover_partition, snapshot_fetcher
 from .state import SHARD_SEPARATOR, SnapshotUnavailable, WorldState, shard_of
+from .transaction import JournaledProducer
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +106,11 @@ class WorkerConfig:
     hibernate_after_s: float = 600.0
     max_worlds: int = 1000
     max_ticks: int | None = None  # stop after this many ticks in total (tests, benches)
+    # Group membership: see PhysicsSettings.
+    leave_on_stop: bool = True
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 0.2
+    transaction_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if SHARD_SEPARATOR in self.shard:
@@ -113,6 +124,9 @@ class WorkerConfig:
             "worker_id": p.worker_id, "shard": p.shard, "group_id": p.group_id,
             "delta_tolerance": p.delta_tolerance, "poll_timeout_s": p.poll_timeout_s,
             "hibernate_after_s": p.hibernate_after_s, "max_worlds": p.max_worlds,
+            "leave_on_stop": p.leave_on_stop, "session_timeout_s": p.session_timeout_s,
+            "heartbeat_interval_s": p.heartbeat_interval_s,
+            "transaction_timeout_s": p.transaction_timeout_s,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -135,6 +149,7 @@ class _Live:
     backend: str | None = None  # as the last tick recorded it
     # Trace contexts of pending commands that came with one, by offset (tracing on).
     traces: dict[int, Context] = field(default_factory=dict)
+    snapshot_tick: int = -1  # the newest tick the log holds a snapshot of (-1: unknown)
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,8 @@ class WorkerStats:
     aborts: int = 0
     recoveries: int = 0
     ticks_replayed: int = 0
+    handed_over: int = 0  # worlds given up to another worker (with a snapshot)
+    redone: int = 0  # transactions made again under a new group generation
     last_step_us: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -196,9 +213,12 @@ class PhysicsWorker(ThreadService):
                       topics.STATE_SNAPSHOT_HISTORY, topics.COMMANDS_REJECTED, topics.WORLDS)
         }
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._producer: JournaledProducer | None = None
         self._n_partitions = 0
         self._in_txn = False
+        self._leaving = False
+        self._recovering: set[int] = set()  # assigned, paused, worlds not rebuilt yet
+        self._reread: set[int] = set()  # of those, partitions a record of got through
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
         self._authenticate = signing.authenticator(settings)
 
@@ -209,7 +229,8 @@ class PhysicsWorker(ThreadService):
         rate = s.ticks / max(1e-9, time.monotonic() - s.started)
         extra = "".join(f", {n} {what}" for n, what in (
             (len(self.sleeping), "hibernating"), (s.quarantined, "quarantined"),
-            (s.dead_letters, "dead letters"), (s.forwarded, "forwarded")) if n)
+            (s.dead_letters, "dead letters"), (s.forwarded, "forwarded"),
+            (s.handed_over, "handed over"), (s.redone, "transactions redone")) if n)
         return (f"{len(self.worlds)} worlds, {s.ticks} ticks ({rate:.0f}/s), "
                 f"{s.commands} commands, {s.rejected} rejected{extra}, step {s.last_step_us}us")
 
@@ -217,10 +238,15 @@ class PhysicsWorker(ThreadService):
 
     def run(self) -> None:
         cfg = self.config
-        self._producer = kafka.producer(
+        # One transactional id per worker id (stable: a StatefulSet's ordinal): a
+        # restarted worker fences its predecessor here; a worker of another id that
+        # takes over its partitions is protected by the group generation the offsets of
+        # every transaction carry (a zombie's commit is refused).
+        self._producer = JournaledProducer(kafka.producer_config(
             self.settings, client_id=f"cosmic-{cfg.worker_id}",
-            transactional_id=f"cosmic-physics-{cfg.worker_id}", **{"linger.ms": 1},
-        )
+            transactional_id=f"cosmic-physics-{cfg.worker_id}",
+            **{"linger.ms": 1, "transaction.timeout.ms": int(cfg.transaction_timeout_s * 1000)},
+        ))
         # Fences any earlier incarnation with our id and aborts its open transaction,
         # so recovery below reads a log no zombie can still add to.
         self._producer.init_transactions(60)
@@ -231,16 +257,21 @@ class PhysicsWorker(ThreadService):
                # Static membership: a restarted worker with the same id takes its
                # partitions back at once instead of waiting out the old session.
                "group.instance.id": f"cosmic-physics-{cfg.worker_id}",
-               "session.timeout.ms": 10_000},
+               "session.timeout.ms": int(cfg.session_timeout_s * 1000),
+               # Members learn of a rebalance at their next heartbeat: a partition that
+               # moves waits about one interval between its two owners.
+               "heartbeat.interval.ms": int(cfg.heartbeat_interval_s * 1000)},
         )
         md = self._consumer.list_topics(topics.COMMANDS.name, timeout=30).topics[topics.COMMANDS.name]
         self._n_partitions = len(md.partitions)
         self._dlq = DeadLetterQueue(self._producer)
         self._consumer.subscribe([topics.COMMANDS.name], on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         process_metrics.hub().add(self.metrics)
         try:
             while not self._stop.is_set():
+                if self._recovering:
+                    self._recover_assigned()
                 msgs = self._consumer.consume(500, timeout=self._poll_timeout())
                 try:
                     if msgs:
@@ -258,6 +289,8 @@ class PhysicsWorker(ThreadService):
                 self._tick_due()
                 if cfg.max_ticks is not None and self.stats.ticks >= cfg.max_ticks:
                     break
+            if cfg.leave_on_stop:
+                self._leave()
         finally:
             process_metrics.hub().discard(self.metrics)
             self._consumer.close()
@@ -279,9 +312,12 @@ class PhysicsWorker(ThreadService):
         assert self._consumer is not None
         for tp in self._consumer.committed(partitions, timeout=30):
             self._routed[tp.partition] = _routed_from(tp.metadata)
-        for tp in partitions:
-            recovered = recover_partition(self.settings, self.registry, tp.partition,
-                                          self.config.shard)
+        # Side by side: a handover's pause is mostly these reads, and a worker that takes
+        # over a leaver's partitions takes them all at once.
+        with ThreadPoolExecutor(max(1, len(partitions)), "recovery") as pool:
+            rebuilt = list(pool.map(lambda tp: recover_partition(
+                self.settings, self.registry, tp.partition, self.config.shard), partitions))
+        for tp, recovered in zip(partitions, rebuilt, strict=True):
             self.stats.recoveries += 1
             self.metrics.recovery.labels(self.config.worker_id).observe(recovered.seconds)
             self.stats.ticks_replayed += recovered.ticks_replayed
@@ -310,19 +346,100 @@ class PhysicsWorker(ThreadService):
                      recovered.seconds)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._recover(partitions)
+        # Taken, but paused until the loop has rebuilt their worlds: a member inside this
+        # callback holds the group's next rebalance up, and with it every other partition
+        # on its way from one worker to another.
         consumer.incremental_assign(partitions)
+        consumer.pause(partitions)
+        self._recovering.update(tp.partition for tp in partitions)
+
+    def _recover_assigned(self) -> None:
+        """Rebuild the worlds of the partitions assigned since the last loop, then read
+        their commands from the committed offsets on."""
+        assert self._consumer is not None
+        parts = [TopicPartition(topics.COMMANDS.name, p) for p in sorted(self._recovering)]
+        self._recovering.clear()
+        self._recover(parts)
+        # Pausing drops what was fetched for them; a record that got through anyway was
+        # stepped over, so read again from the committed offset.
+        stepped = [tp for tp in parts if tp.partition in self._reread]
+        self._reread.clear()
+        if stepped:
+            for tp in self._consumer.committed(stepped, timeout=30):
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+        self._consumer.resume(parts)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Give partitions up to the group: their worlds are snapshotted at their last tick
+        and committed first, so their next owner starts where they are, replaying nothing."""
         gone = {tp.partition for tp in partitions}
+        if not self._leaving:
+            self._hand_over(gone)
+        self._drop(gone)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away (the session expired): another worker may run their worlds
+        already, so nothing more is written for them; any transaction of ours is refused."""
+        self._drop({tp.partition for tp in partitions})
+        consumer.incremental_unassign(partitions)
+
+    def _hand_over(self, gone: set[int]) -> None:
+        leaving = [lw for lw in self.worlds.values() if lw.state.partition in gone and not lw.new]
+        if self._in_txn or not leaving:
+            return  # mid-transaction only when the loop failed: the log is where it was
+        assert self._producer is not None and self._consumer is not None
+        t0 = time.monotonic()
+        try:
+            self._begin()
+            for topic, world_id, partition, record in self._outbox:
+                self._produce_to(topic, world_id, partition, record, now_ms())
+            self._outbox.clear()
+            for lw in leaving:
+                state = lw.state
+                if lw.snapshot_tick != state.world.tick:
+                    self._snapshot(lw, now_ms())
+                self._status(state, "ACTIVE", f"handed over by worker {self.config.worker_id} "
+                                              f"at tick {state.world.tick}")
+            self._producer.commit_offsets(self._consumer, self._low_watermarks)
+            self._in_txn = False
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal():
+                raise
+            # Still correct: the next owner replays from the worlds' previous snapshots.
+            log.warning("handover of partitions %s not committed (%s)", sorted(gone), err.str())
+            if self._in_txn:
+                self._producer.abort_transaction(30)
+                self._in_txn = False
+            return
+        self.stats.handed_over += len(leaving)
+        log.info("partitions %s: %d worlds handed over in %.3fs", sorted(gone), len(leaving),
+                 time.monotonic() - t0)
+
+    def _leave(self) -> None:
+        """Leave the group for good: hand every partition over, then tell the coordinator,
+        so the others take them at once (a static member that only closed would keep them
+        until its session timed out)."""
+        assert self._consumer is not None
+        self._hand_over(set(self._assigned))
+        self._leaving = True  # from here on nothing is routed, ticked or committed
+        self._consumer.unsubscribe()
+        deadline = time.monotonic() + self.config.session_timeout_s
+        while (self._assigned or self._recovering) and time.monotonic() < deadline:
+            # Serves the revocation; records still in flight are dropped: the offsets
+            # committed above are below them, so their next owner reads them.
+            self._consumer.consume(500, timeout=0.05)
+
+    def _drop(self, gone: set[int]) -> None:
         self.worlds = {w: lw for w, lw in self.worlds.items() if lw.state.partition not in gone}
         self.sleeping = {w: s for w, s in self.sleeping.items() if s[0].partition not in gone}
         self.ended = {w: e for w, e in self.ended.items() if e.partition not in gone}
         self._assigned -= gone
+        self._recovering -= gone
         self.metrics.forget(gone)
         for p in gone:
             self._routed.pop(p, None)
-        consumer.incremental_unassign(partitions)
 
     def _reset(self) -> None:
         """After a failed transaction the in-memory worlds are ahead of the log: rebuild."""
@@ -332,11 +449,13 @@ class PhysicsWorker(ThreadService):
         self.sleeping.clear()
         self.ended.clear()
         self._assigned.clear()
+        self._recovering.clear()
         self._routed.clear()
         self._outbox.clear()
         for tp in self._consumer.committed(assignment, timeout=30):
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
         self._recover(assignment)
+        self._consumer.resume(assignment)
 
     # -- commands ----------------------------------------------------------------------
 
@@ -348,6 +467,14 @@ class PhysicsWorker(ThreadService):
                 log.warning("consumer: %s", err.str())  # the client retries by itself
             return
         offset, partition = msg.offset() or 0, msg.partition() or 0
+        if partition not in self._assigned:
+            self._reread.add(partition)  # its worlds are not rebuilt yet
+            return
+        raw_key = msg.key()
+        if raw_key is not None and shard_of(raw_key.decode("utf-8", "replace")) != self.config.shard:
+            # Another shard's (the key is the world id, by contract): not decoded at all,
+            # so a new shard's group reads a long shared log quickly.
+            return
         # Read before, after a restart or an abort: its side effects are already committed.
         seen = offset <= self._routed.get(partition, -1)
         self._routed[partition] = max(offset, self._routed.get(partition, -1))
@@ -487,12 +614,11 @@ class PhysicsWorker(ThreadService):
             for lw in idle:
                 if lw.state.world_id in self.worlds:
                     self._hibernate(lw, now)
-            producer.send_offsets_to_transaction(
-                self._low_watermarks(), self._consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(30)
+            producer.commit_offsets(self._consumer, self._low_watermarks)
             self._in_txn = False
             tracing.end_all(self._sending)
             self._sending.clear()
+            self.stats.redone = producer.redone
             self.stats.transactions += 1
             self.metrics.transactions.labels(self.config.worker_id).inc()
         except KafkaException as exc:
@@ -564,6 +690,10 @@ class PhysicsWorker(ThreadService):
                        None if key is None else headers.get(key))
             if topic is topics.STATE_SNAPSHOTS:  # every snapshot is kept in the history too
                 self._send(topics.STATE_SNAPSHOT_HISTORY, state.world_id, state.partition, value, ts)
+        if outcome.tick % state.snapshot_every == 0 or outcome.retire_reason is not None:
+            lw.snapshot_tick = outcome.tick
+        elif lw.new:
+            lw.snapshot_tick = outcome.tick - 1  # the creation snapshot, taken before the step
         lw.new = False
         s = self.stats
         s.ticks += 1
@@ -589,16 +719,22 @@ class PhysicsWorker(ThreadService):
     def _hibernate(self, lw: _Live, now: float) -> None:
         state = lw.state
         ts = now_ms()
-        if state.world.tick % state.snapshot_every != 0:
-            value = self._encode(topics.STATE_SNAPSHOTS, snapshot_record(state, ts))
-            self._send(topics.STATE_SNAPSHOTS, state.world_id, state.partition, value, ts)
-            self._send(topics.STATE_SNAPSHOT_HISTORY, state.world_id, state.partition, value, ts)
+        if lw.snapshot_tick != state.world.tick:
+            self._snapshot(lw, ts)
         self._status(state, "HIBERNATING", f"no command for {now - lw.last_active:.0f}s")
         del self.worlds[state.world_id]
         self.sleeping[state.world_id] = (state, lw.reckoner)
         self.stats.hibernated += 1
         log.info("world %s hibernates at tick %d", state.world_id, state.world.tick,
                  extra={"world": state.world_id, "tick": state.world.tick})
+
+    def _snapshot(self, lw: _Live, ts: int) -> None:
+        """The world's state now, to the compacted snapshots and to their history."""
+        state = lw.state
+        value = self._encode(topics.STATE_SNAPSHOTS, snapshot_record(state, ts))
+        self._send(topics.STATE_SNAPSHOTS, state.world_id, state.partition, value, ts)
+        self._send(topics.STATE_SNAPSHOT_HISTORY, state.world_id, state.partition, value, ts)
+        lw.snapshot_tick = state.world.tick
 
     def _quarantine(self, lw: _Live, commands: Pending, reason: str) -> None:
         state = lw.state
