@@ -5,8 +5,8 @@ hundred bodies; the gateway reads its deltas; eight clients watch different
 views. The test reads the same deltas itself, independently, and checks every
 frame every client got: the client's set equals the set in its view (with the
 gateway's hysteresis), positions within the grid's bound, enters and leaves
-exact, the same bytes on both faces for the same view, and a body submitted
-through the gateway reaching the clients whose view covers it.
+exact (in both update encodings), the same bytes on both faces for the same view,
+and a body submitted through the gateway reaching the clients whose view covers it.
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
         for face, frames in (("grpc", grpc_frames[i]), ("ws", ws_frames[i])):
             assert len(frames) >= 30, f"{face} client {i}: only {len(frames)} frames"
             replica = check_frames(frames, view, truth, g.view_hysteresis, bound, f"{face}{i}")
+            assert replica.predicted == (i % 2 == 0), f"{face}{i}: not the encoding asked for"
             assert len(replica.bodies) >= 10, f"{face}{i}: a view too empty to prove much"
             if i == 0:  # the spawned body sits in view 0 and nowhere else
                 assert SPAWNED_ID in replica.bodies, f"{face}0 never saw the spawned body"
@@ -222,9 +223,12 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
 
         tight: list[bytes] = []
         tasks = [asyncio.create_task(collect(gw.frames(pb.SubscribeRequest(
-            world_id=world, view=TIGHT_VIEW, max_bytes_per_s=TIGHT_BUDGET)), tight))]
+            world_id=world, view=TIGHT_VIEW, max_bytes_per_s=TIGHT_BUDGET,
+            encoding=pb.PREDICTED)), tight))]
         for i, view in enumerate(views):
-            request = pb.SubscribeRequest(world_id=world, view=view)
+            # Both encodings: even views dead-reckoned residuals, odd ones plain deltas.
+            request = pb.SubscribeRequest(world_id=world, view=view,
+                                          encoding=pb.DELTAS if i % 2 else pb.PREDICTED)
             await sockets[i].send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
             tasks.append(asyncio.create_task(collect(gw.frames(request), grpc_frames[i])))
             tasks.append(asyncio.create_task(collect(from_socket(sockets[i]), ws_frames[i])))
