@@ -49,8 +49,9 @@ def box_view(low: Sequence[float], high: Sequence[float]) -> pb.View:
 
 def subscribe_request(world_id: str, center: Sequence[float], radius: float,
                       max_bytes_per_s: int = 0) -> pb.SubscribeRequest:
+    """A subscription in the PREDICTED encoding (the smaller one; the replica decodes both)."""
     return pb.SubscribeRequest(world_id=world_id, max_bytes_per_s=max_bytes_per_s,
-                               view=sphere_view(center, radius))
+                               view=sphere_view(center, radius), encoding=pb.PREDICTED)
 
 
 async def replicas(frames: AsyncIterator[bytes]) -> AsyncIterator[tuple[pb.Frame, Replica]]:

@@ -250,7 +250,8 @@ class GatewayCore:
             return resumed
         cap = self.settings.client_bytes_per_s
         budget = min(request.max_bytes_per_s or cap, cap)
-        sub = Subscriber(view, bytes_per_s=budget, hysteresis=self.settings.view_hysteresis)
+        sub = Subscriber(view, bytes_per_s=budget, hysteresis=self.settings.view_hysteresis,
+                         predicted=request.encoding == pb.PREDICTED)
         return Subscription(self, request.world_id, sub, request.session, identity)
 
     def move(self, request: pb.MoveViewRequest, identity: Identity | None = None) -> None:
@@ -366,6 +367,7 @@ class GatewayCore:
         subscription = parked[0]
         if (subscription.world_id != request.world_id or request.resume_tick == 0
                 or subscription.subscriber.last_tick != request.resume_tick
+                or subscription.subscriber.predicted != (request.encoding == pb.PREDICTED)
                 or _who(subscription.identity) != _who(identity)):
             return None
         return subscription

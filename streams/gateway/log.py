@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_END, KafkaError, Message, TopicPartition
 
 from cosmic import kafka, topics, tracing
+from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from cosmic.timeutil import now_ms
 from schemas import models
@@ -57,13 +58,17 @@ class OutcomeSink(Protocol):
     def rejection(self, record: dict[str, Any], partition: int) -> None: ...
 
 
-class DeltaReader:
+class DeltaReader(ThreadService):
     """Reads every world's deltas in a thread of its own and publishes their ticks;
     follows ticks and rejections for the outcome table."""
+
+    name = "gateway-deltas"
+    join_timeout_s = 30.0
 
     def __init__(self, settings: Settings, registry: SchemaSource, grid: Grid,
                  publish: Any, loop: asyncio.AbstractEventLoop,
                  outcomes: OutcomeSink | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.registry = registry
         self.grid = grid
@@ -77,10 +82,7 @@ class DeltaReader:
         self.worlds: dict[str, WorldFeed] = {}
         self.ticks = 0
         self.undecodable = 0
-        self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
         self.tracer = tracing.tracer("streams.gateway")
 
     def start(self) -> None:
@@ -88,25 +90,12 @@ class DeltaReader:
         for a metadata round trip), then read in a thread of its own."""
         if self._outcomes is not None:
             self._outcomes_from = _ends(self.settings, _OUTCOME_TOPICS)
-        self._thread = threading.Thread(target=self._guarded, name="gateway-deltas", daemon=True)
-        self._thread.start()
+        super().start()
 
     def wait_ready(self, timeout_s: float) -> bool:
         return self._ready.wait(timeout_s)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-
-    def _guarded(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            log.exception("gateway delta reader failed")
-            self.error = exc
-
-    def _run(self) -> None:
+    def run(self) -> None:
         source = KafkaLog(self.settings, self.registry)
         start_ms = now_ms() - int(self.settings.gateway.lookback_s * 1000)
         for partition in source.partitions(topics.STATE_SNAPSHOTS.name):

@@ -73,8 +73,8 @@ class GatewayService(ThreadService):
                 f"http {self.http_url}")
 
     def failure(self) -> BaseException | None:
-        return (self._error or (self.reader.error if self.reader is not None else None)
-                or (self.revocations.error if self.revocations is not None else None))
+        return (self._error or (self.reader.failure() if self.reader is not None else None)
+                or (self.revocations.failure() if self.revocations is not None else None))
 
     def build_guard(self) -> Guard:
         """Tokens, the denylist (following the revocations topic), command keys, audit."""

@@ -24,6 +24,13 @@ Per frame:
   eventually. Candidates go in descending priority while the frame fits the
   client's byte budget (a token bucket refilled by the producer's tick times,
   so the choice depends on the ticks, not on when the client reads).
+- **Two encodings** (``schemas/gateway.proto``'s ``Encoding``). ``DELTAS``: an
+  update is the change since the state last sent for the body. ``PREDICTED``:
+  client and gateway both extrapolate each body from the state last sent for
+  it (:func:`predict`, integer results from one order of double operations), and
+  an update carries only the non-zero residuals against that. A body whose
+  residual is zero is left out, which on smooth orbits is most of them;
+  either way, a body updated is exactly on the grid.
 """
 
 from __future__ import annotations
@@ -55,25 +62,44 @@ def zigzag(values: Ints) -> Ints:
     return ((v << 1) ^ (v >> 63)).astype(np.int64)
 
 
+# Bit i of a PREDICTED update's ``changed`` mask: residual i (position x, y, z; velocity
+# x, y, z) is sent.
+_BITS = 1 << np.arange(6, dtype=np.int64)
+
+
+def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: float) -> Ints:
+    """Where a client shows bodies at ``sim_time``: sent position plus sent velocity times
+    the time since, on the grid. ``ratio`` is velocity_step / position_step. The
+    operations and their order are the wire contract's (every decoder repeats them):
+    ``floor(v * ((t - t0) * ratio) + 0.5)``."""
+    elapsed = (sim_time - sent_at) * ratio
+    return qpos + np.floor(qvel * elapsed[:, None] + 0.5).astype(np.int64)
+
+
 class Subscriber:
     """What one client of one world holds, and how to bring it up to date."""
 
     def __init__(self, view: Area, *, bytes_per_s: float, hysteresis: float = 0.05,
-                 burst_s: float = 1.0) -> None:
+                 burst_s: float = 1.0, predicted: bool = False) -> None:
         if not (math.isfinite(bytes_per_s) and bytes_per_s > 0):
             raise ValueError(f"bytes_per_s must be > 0, got {bytes_per_s!r}")
         self.view = view
         self.bytes_per_s = float(bytes_per_s)
         self.hysteresis = float(hysteresis)
         self.burst_bytes = self.bytes_per_s * burst_s
+        self.predicted = predicted  # the PREDICTED encoding (else DELTAS)
         self.last_tick = 0  # the tick of the last frame; 0: none yet (next is a snapshot)
+        self.sim_time = 0.0  # the last frame's
         self._view_moved = False
         self._tokens = self.burst_bytes
         self._last_ms: int | None = None
-        # The baseline, ids ascending: what the client holds.
+        # The baseline, ids ascending: what the client holds, as last sent (position,
+        # velocity, and the sim time they were sent at, which PREDICTED extrapolates from).
         self.ids: Ints = np.empty(0, np.int64)
         self.qpos: Ints = np.empty((0, 3), np.int64)
         self.qvel: Ints = np.empty((0, 3), np.int64)
+        self.sent_at: Floats = np.empty(0)
+        self._ratio = 0.0  # velocity_step / position_step, from the first frame's grid
         self.revisions: Ints = np.empty(0, np.int64)
         self.priority: Floats = np.empty(0)
         self.bytes_sent = 0
@@ -88,9 +114,18 @@ class Subscriber:
         """Whether :meth:`frame` has anything new for this client."""
         return tick.tick != self.last_tick or self._view_moved
 
+    def shown(self, sim_time: float | None = None) -> Ints:
+        """The grid positions the client shows (at the last frame, or at ``sim_time``)."""
+        if not self.predicted:
+            return self.qpos
+        at = self.sim_time if sim_time is None else sim_time
+        return predict(self.qpos, self.qvel, self.sent_at, at, self._ratio)
+
     def frame(self, tick: Tick) -> pb.Frame:
         """The frame that brings this client to ``tick``; the baseline becomes what it carries."""
         snapshot = self.last_tick == 0
+        if snapshot:
+            self._ratio = tick.grid.velocity_step / tick.grid.position_step
         self._refill(tick.produced_ms)
         view, grow = self.view, self.hysteresis
         r = view.size
@@ -110,10 +145,15 @@ class Subscriber:
         kept_base[slot_c[stays]] = True
         leaves = self.ids[~kept_base & ~np.isin(self.ids, tick.ids[enters])]
 
-        # Candidates for an update: held, in view, and moved on the grid.
+        # Candidates for an update: held, in view, and elsewhere on the grid than the
+        # client shows them.
         s_idx = np.flatnonzero(stays)
         b_idx = slot_c[s_idx]
-        dq = tick.qpositions[s_idx] - self.qpos[b_idx]
+        shown = self.qpos[b_idx]
+        if self.predicted:
+            shown = predict(shown, self.qvel[b_idx], self.sent_at[b_idx], tick.sim_time,
+                            self._ratio)
+        dq = tick.qpositions[s_idx] - shown
         dv = tick.qvelocities[s_idx] - self.qvel[b_idx]
         moved = (dq != 0).any(axis=1) | (dv != 0).any(axis=1)
         steps = np.abs(dq).max(axis=1) if len(dq) else np.empty(0, np.int64)
@@ -124,9 +164,7 @@ class Subscriber:
         cost = _FRAME_OVERHEAD + self._enter_cost(tick, enter_idx) + 9 * len(leaves)
         cand = np.flatnonzero(moved)
         order = cand[np.argsort(-priority[cand], kind="stable")]
-        each = (1 + varint_sizes(zigzag(dq[order])).sum(axis=1)
-                + varint_sizes(zigzag(dv[order])).sum(axis=1)) if len(order) else (
-            np.empty(0, np.int64))
+        each = self._update_cost(dq[order], dv[order])
         room = self._tokens - cost
         n_send = int(np.searchsorted(np.cumsum(each), room, side="right")) if room > 0 else 0
         self.deferred = len(order) - n_send  # moved, but left for a later frame (metrics)
@@ -137,6 +175,7 @@ class Subscriber:
         if snapshot:
             out.position_step = tick.grid.position_step
             out.velocity_step = tick.grid.velocity_step
+            out.encoding = pb.PREDICTED if self.predicted else pb.DELTAS
         if len(enter_idx):
             e = out.enter
             e.ids.extend(tick.ids[enter_idx].tolist())
@@ -149,8 +188,14 @@ class Subscriber:
             ids = tick.ids[s_idx[send]]
             u = out.update
             u.id_steps.extend(np.diff(ids, prepend=0).tolist())
-            u.position_deltas.extend(dq[send].ravel().tolist())
-            u.velocity_deltas.extend(dv[send].ravel().tolist())
+            if self.predicted:
+                residuals = np.concatenate((dq[send], dv[send]), axis=1)
+                nonzero = residuals != 0
+                u.changed.extend((nonzero @ _BITS).tolist())
+                u.residuals.extend(residuals[nonzero].tolist())
+            else:
+                u.position_deltas.extend(dq[send].ravel().tolist())
+                u.velocity_deltas.extend(dv[send].ravel().tolist())
         if len(leaves):
             out.leave.extend(np.sort(leaves).tolist())
 
@@ -158,17 +203,22 @@ class Subscriber:
         priority[send] = 0.0
         new_qpos = self.qpos[b_idx]
         new_qvel = self.qvel[b_idx]
+        new_sent_at = self.sent_at[b_idx]
         new_qpos[send] = tick.qpositions[s_idx[send]]
         new_qvel[send] = tick.qvelocities[s_idx[send]]
+        new_sent_at[send] = tick.sim_time
         ids = np.concatenate((tick.ids[s_idx], tick.ids[enter_idx]))
         order_ids = np.argsort(ids, kind="stable")
         self.ids = ids[order_ids]
         self.qpos = np.concatenate((new_qpos, tick.qpositions[enter_idx]))[order_ids]
         self.qvel = np.concatenate((new_qvel, tick.qvelocities[enter_idx]))[order_ids]
+        self.sent_at = np.concatenate((new_sent_at, np.full(len(enter_idx), tick.sim_time))
+                                      )[order_ids]
         self.revisions = np.concatenate((tick.revisions[s_idx],
                                          tick.revisions[enter_idx]))[order_ids]
         self.priority = np.concatenate((priority, np.zeros(len(enter_idx))))[order_ids]
         self.last_tick = tick.tick
+        self.sim_time = tick.sim_time
         self._view_moved = False
         size = out.ByteSize()
         self._tokens -= size
@@ -180,7 +230,7 @@ class Subscriber:
         slot_c, found = locate(tick.ids, self.ids)
         if not len(tick):
             return np.empty(0, np.int64)
-        differs = ((tick.qpositions[slot_c] != self.qpos).any(axis=1)
+        differs = ((tick.qpositions[slot_c] != self.shown(tick.sim_time)).any(axis=1)
                    | (tick.qvelocities[slot_c] != self.qvel).any(axis=1))
         return self.ids[found & differs]
 
@@ -189,6 +239,16 @@ class Subscriber:
             elapsed = max(0, produced_ms - self._last_ms) / 1000
             self._tokens = min(self.burst_bytes, self._tokens + elapsed * self.bytes_per_s)
         self._last_ms = produced_ms
+
+    def _update_cost(self, dq: Ints, dv: Ints) -> Ints:
+        """Bytes each update takes: its id step (taken as 1) and its values."""
+        if not len(dq):
+            return np.empty(0, np.int64)
+        values = np.concatenate((dq, dv), axis=1)
+        sizes = varint_sizes(zigzag(values))
+        if self.predicted:  # zeros are not sent; the mask is a byte
+            return 2 + np.where(values != 0, sizes, 0).sum(axis=1)
+        return 1 + sizes.sum(axis=1)
 
     @staticmethod
     def _enter_cost(tick: Tick, idx: npt.NDArray[np.intp]) -> int:

@@ -19,6 +19,7 @@ from typing import Literal
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
 from cosmic import kafka, topics
+from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from schemas.serde import AvroDeserializer, AvroSerializer, SchemaSource, SerializationContext
 
@@ -56,43 +57,28 @@ def publish(settings: Settings, registry: SchemaSource, kind: Kind, subject: str
     return written
 
 
-class RevocationFollower:
+class RevocationFollower(ThreadService):
     """A thread that keeps a denylist equal to the revocations topic."""
+
+    name = "revocations"
+    join_timeout_s = 10.0
 
     def __init__(self, settings: Settings, registry: SchemaSource, denylist: Denylist,
                  topic: str = topics.REVOCATIONS.name) -> None:
+        super().__init__()
         self.settings = settings
         self.denylist = denylist
         self.topic = topic
         self._decode = AvroDeserializer(registry)
         self._ctx = SerializationContext(topics.REVOCATIONS.name)
-        self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
         self.applied = 0
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._guarded, name="revocations", daemon=True)
-        self._thread.start()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Whether every revocation written before the start has been applied."""
         return self._ready.wait(timeout_s)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _guarded(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            log.exception("revocation follower failed")
-            self.error = exc
-
-    def _run(self) -> None:
+    def run(self) -> None:
         consumer = kafka.reader(self.settings, "revocations", **{"fetch.wait.max.ms": 10})
         try:
             meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]

@@ -5,36 +5,31 @@ hundred bodies; the gateway reads its deltas; eight clients watch different
 views. The test reads the same deltas itself, independently, and checks every
 frame every client got: the client's set equals the set in its view (with the
 gateway's hysteresis), positions within the grid's bound, enters and leaves
-exact, the same bytes on both faces for the same view, and a body submitted
-through the gateway reaching the clients whose view covers it.
+exact (in both update encodings), the same bytes on both faces for the same view,
+and a body submitted through the gateway reaching the clients whose view covers it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
-import numpy as np
 import pytest
-from confluent_kafka import TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from schemas.serde import AvroDeserializer, SerializationContext
 from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient
-from streams.gateway.replica import Replica
 from streams.gateway.testing import stack_token
-from streams.worlds.deltas import DeltaMirror
 from streams.worlds.worker import WorkerConfig, build_worker
+from tests.gatewaytruth import Truth, check_frames
 from tests.liveworld import LiveWorld
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -43,75 +38,6 @@ SPAWNED_ID = 900_001
 TIGHT_BUDGET = 3000  # bytes/s
 TIGHT_VIEW = pb.View(center=pb.Vec3(), radius=6.0)
 BELT = 2.7  # AU: the asteroid belt's middle
-
-
-class Truth:
-    """The world's state per tick, rebuilt from its deltas by the test itself."""
-
-    def __init__(self, settings: Settings, registry: RegistryClient, world: str) -> None:
-        self.world = world
-        self.partition = kafka.home_partition(world, topics.STATE_DELTAS.partitions)
-        self.ticks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._mirror = DeltaMirror()
-        self._decode = AvroDeserializer(registry)
-        self._consumer = kafka.reader(settings, "gateway-truth")
-        tp = TopicPartition(topics.STATE_DELTAS.name, self.partition)
-        _, high = self._consumer.get_watermark_offsets(tp, timeout=30)
-        self._consumer.assign([TopicPartition(topics.STATE_DELTAS.name, self.partition, high)])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        ctx = SerializationContext(topics.STATE_DELTAS.name)
-        while not self._stop.is_set():
-            for msg in self._consumer.consume(1000, timeout=0.05):
-                if msg.error() is not None or msg.key() != self.world.encode():
-                    continue
-                record = self._decode(msg.value(), ctx)
-                self._mirror.apply_record(record)
-                m = self._mirror
-                self.ticks[record["tick"]] = (m.ids.copy(), m.predict(record["sim_time"]))
-
-    def wait_for(self, tick: int, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while tick not in self.ticks:
-            assert time.monotonic() < deadline, f"the test's reader never saw tick {tick}"
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._consumer.close()
-
-
-def check_frames(frames: list[bytes], view: pb.View, truth: Truth, hysteresis: float,
-                 bound: float | None, name: str) -> Replica:
-    """Replay one client's frames against the truth; return its final replica. With no
-    ``bound`` (a client whose budget does not let every update through), positions
-    are not checked; membership always is."""
-    replica = Replica()
-    center = np.array([view.center.x, view.center.y, view.center.z])
-    r = view.radius
-    for data in frames:
-        frame = pb.Frame.FromString(data)
-        held = set(replica.bodies)
-        replica.apply(frame)
-        truth.wait_for(frame.tick)
-        ids, positions = truth.ticks[frame.tick]
-        dist = np.linalg.norm(positions - center, axis=1)
-        expected = {int(i) for i, d in zip(ids, dist, strict=True)
-                    if d <= r or (int(i) in held and d <= r * (1 + hysteresis))}
-        where = f"{name} at tick {frame.tick}"
-        assert set(replica.bodies) == expected, where
-        assert set(frame.leave) == held - expected, where
-        assert set(frame.enter.ids) >= expected - held, where
-        if replica.bodies and bound is not None:
-            mine = replica.ids()
-            true_pos = positions[np.searchsorted(ids, mine)]
-            err = np.linalg.norm(replica.positions() - true_pos, axis=1).max()
-            assert err <= bound * (1 + 1e-9), f"{where}: off by {err}"
-    return replica
 
 
 def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Stack):
@@ -154,6 +80,7 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
         for face, frames in (("grpc", grpc_frames[i]), ("ws", ws_frames[i])):
             assert len(frames) >= 30, f"{face} client {i}: only {len(frames)} frames"
             replica = check_frames(frames, view, truth, g.view_hysteresis, bound, f"{face}{i}")
+            assert replica.predicted == (i % 2 == 0), f"{face}{i}: not the encoding asked for"
             assert len(replica.bodies) >= 10, f"{face}{i}: a view too empty to prove much"
             if i == 0:  # the spawned body sits in view 0 and nowhere else
                 assert SPAWNED_ID in replica.bodies, f"{face}0 never saw the spawned body"
@@ -222,9 +149,12 @@ async def watch(grpc_address: str, ws_url: str, world: str, views: list[pb.View]
 
         tight: list[bytes] = []
         tasks = [asyncio.create_task(collect(gw.frames(pb.SubscribeRequest(
-            world_id=world, view=TIGHT_VIEW, max_bytes_per_s=TIGHT_BUDGET)), tight))]
+            world_id=world, view=TIGHT_VIEW, max_bytes_per_s=TIGHT_BUDGET,
+            encoding=pb.PREDICTED)), tight))]
         for i, view in enumerate(views):
-            request = pb.SubscribeRequest(world_id=world, view=view)
+            # Both encodings: even views dead-reckoned residuals, odd ones plain deltas.
+            request = pb.SubscribeRequest(world_id=world, view=view,
+                                          encoding=pb.DELTAS if i % 2 else pb.PREDICTED)
             await sockets[i].send_bytes(pb.ClientMessage(subscribe=request).SerializeToString())
             tasks.append(asyncio.create_task(collect(gw.frames(request), grpc_frames[i])))
             tasks.append(asyncio.create_task(collect(from_socket(sockets[i]), ws_frames[i])))

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import columnar
+from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.errors import InvalidView
 from streams.gateway.replica import FrameOutOfOrder, Replica
 from streams.gateway.session import Subscriber
@@ -22,6 +23,8 @@ from streams.gateway.testing import GRID, TICK_MS, SyntheticWorld
 from streams.gateway.world import Area, BoxView, Grid, Tick, View, WorldFeed
 
 UNLIMITED = 1e12
+# Subscriber(predicted=...): the DELTAS encoding, and PREDICTED (dead-reckoned residuals).
+ENCODINGS = pytest.mark.parametrize("predicted", [False, True], ids=["deltas", "predicted"])
 
 
 def in_view(tick: Tick, view: Area, held: set[int], hysteresis: float) -> set[int]:
@@ -65,12 +68,13 @@ boxes = st.builds(
 views = spheres | boxes
 
 
+@ENCODINGS
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), first=views, moves=st.lists(views, max_size=3))
-def test_replica_equals_the_view_within_the_bound_every_tick(seed: int, first: Area,
-                                                             moves: list[Area]):
+def test_replica_equals_the_view_within_the_bound_every_tick(predicted: bool, seed: int,
+                                                             first: Area, moves: list[Area]):
     world = SyntheticWorld(seed, n=120)
-    sub = Subscriber(first, bytes_per_s=UNLIMITED, hysteresis=0.1)
+    sub = Subscriber(first, bytes_per_s=UNLIMITED, hysteresis=0.1, predicted=predicted)
     replica = Replica()
     held: set[int] = set()
     move_at = {10 + 8 * i: v for i, v in enumerate(moves)}
@@ -196,10 +200,12 @@ def test_a_merger_resends_the_body_in_full():
     assert replica.bodies[int(world.ids[4])].mass == 3.0
 
 
-def test_budget_holds_and_no_body_in_view_starves():
+@ENCODINGS
+def test_budget_holds_and_no_body_in_view_starves(predicted: bool):
     world = SyntheticWorld(4, n=300)
     budget = 4000.0  # bytes/s: far less than 300 moving bodies at 20 Hz need
-    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=budget, burst_s=1.0)
+    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=budget, burst_s=1.0,
+                     predicted=predicted)
     replica = Replica()
     first = sub.frame(world.step(churn=False))  # the snapshot: membership is never deferred
     replica.apply(first)
@@ -213,7 +219,7 @@ def test_budget_holds_and_no_body_in_view_starves():
         replica.apply(frame)
         # The replica is exactly the gateway's baseline for it: nothing lost, nothing invented.
         assert [replica.bodies[i].qpos for i in sub.ids.tolist()] == [
-            tuple(q) for q in sub.qpos.tolist()]
+            tuple(q) for q in sub.shown().tolist()]
         pending = set(sub.pending(tick).tolist())
         waiting = {i: waiting.get(i, 0) + 1 for i in pending}
         longest = max(longest, *waiting.values(), 0)
@@ -247,10 +253,11 @@ def test_near_and_fast_bodies_go_first_under_a_tight_budget():
     assert stale.max() < 200  # and every body got updates
 
 
-def test_a_slow_client_gets_one_coalesced_frame():
+@ENCODINGS
+def test_a_slow_client_gets_one_coalesced_frame(predicted: bool):
     world = SyntheticWorld(6, n=100)
-    fast = Subscriber(View((0.0, 0.0, 0.0), 6.0), bytes_per_s=UNLIMITED)
-    slow = Subscriber(View((0.0, 0.0, 0.0), 6.0), bytes_per_s=UNLIMITED)
+    fast = Subscriber(View((0.0, 0.0, 0.0), 6.0), bytes_per_s=UNLIMITED, predicted=predicted)
+    slow = Subscriber(View((0.0, 0.0, 0.0), 6.0), bytes_per_s=UNLIMITED, predicted=predicted)
     r_fast, r_slow = Replica(), Replica()
     tick = world.step()
     r_fast.apply(fast.frame(tick))
@@ -283,9 +290,10 @@ def test_a_view_with_a_bad_radius_is_refused(radius: float):
         View((math.nan, 0.0, 0.0), 1.0)
 
 
-def test_a_replica_refuses_a_frame_that_does_not_follow():
+@ENCODINGS
+def test_a_replica_refuses_a_frame_that_does_not_follow(predicted: bool):
     world = SyntheticWorld(7, n=20)
-    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=UNLIMITED)
+    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=UNLIMITED, predicted=predicted)
     replica = Replica()
     replica.apply(sub.frame(world.step(churn=False)))
     sub.frame(world.step(churn=False))  # lost on the way
@@ -322,3 +330,94 @@ def test_a_gateway_started_late_begins_at_the_snapshot_and_skips_older_deltas():
     tick = world.step(churn=False)
     replica.apply(sub.frame(tick))
     assert tick.tick == 6 and replica_error(replica, tick) <= GRID.position_bound * (1 + 1e-9)
+
+
+def test_predicted_updates_leave_out_what_the_client_predicts():
+    """A body in uniform motion costs nothing after its snapshot (its dead reckoning is
+    exact); one that turns sends only the residual axes, and both stay on the grid."""
+    world = SyntheticWorld(2, n=50)
+    world.vel[:] = 0
+    world.vel[0] = [1.0, 0, 0]  # 0.05 per tick: 50 grid steps, exactly predicted
+    world.vel[1] = [0, 0.5, 0]
+    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=UNLIMITED, predicted=True)
+    replica = Replica()
+    snapshot = sub.frame(world.step(churn=False))
+    assert snapshot.encoding == pb.PREDICTED
+    replica.apply(snapshot)
+    for _ in range(5):
+        tick = world.step(churn=False)
+        frame = sub.frame(tick)
+        replica.apply(frame)
+        assert not frame.HasField("update"), "a predictable body was sent"
+        assert replica_error(replica, tick) <= GRID.position_bound * (1 + 1e-9)
+    world.vel[1] = [0, 0.5, 0.2]  # body 2 turns: its z velocity changes
+    tick = world.step(churn=False)
+    frame = sub.frame(tick)
+    replica.apply(frame)
+    # Body 2 (id step 2): velocity z changed by 200 steps; position z by 0.01 = 10 steps.
+    assert list(frame.update.id_steps) == [2]
+    assert list(frame.update.changed) == [0b100100]
+    assert list(frame.update.residuals) == [10, 200]
+    assert replica_error(replica, tick) <= GRID.position_bound * (1 + 1e-9)
+    assert replica.bodies[2].qvel == (0, 500, 200)
+
+
+def orbits(n: int, seed: int) -> SyntheticWorld:
+    """Bodies on circles about the origin: every velocity changes every tick."""
+    world = SyntheticWorld(seed, n=n)
+    world.pos[:, 2] = 0
+    r = np.linalg.norm(world.pos, axis=1, keepdims=True)
+    speed = 2.0 / np.sqrt(r)
+    world.vel = np.stack((-world.pos[:, 1], world.pos[:, 0], np.zeros(n)), axis=1) / r * speed
+    return world
+
+
+def curve(world: SyntheticWorld) -> None:
+    """Turn every velocity by its tick's share of the circle (the centripetal change)."""
+    r = np.linalg.norm(world.pos, axis=1, keepdims=True)
+    speed = np.linalg.norm(world.vel, axis=1, keepdims=True)
+    world.vel = np.stack((-world.pos[:, 1], world.pos[:, 0], np.zeros(len(r))), axis=1) / r * speed
+
+
+def test_on_curved_orbits_predicted_frames_are_smaller_and_within_the_bound():
+    """The error bound, reconstructed: both encodings, decoded from bytes, show every body
+    within position_step * sqrt(3) / 2 of the gateway's position and velocity within
+    velocity_step * sqrt(3) / 2, every tick; PREDICTED does it in fewer bytes."""
+    sizes = {}
+    for predicted in (False, True):
+        world = orbits(200, seed=21)
+        sub = Subscriber(View((3.0, 0.0, 0.0), 6.0), bytes_per_s=UNLIMITED, predicted=predicted)
+        replica = Replica()
+        total = 0
+        for t in range(60):
+            curve(world)
+            tick = world.step(churn=False)
+            data = sub.frame(tick).SerializeToString()
+            replica.apply(pb.Frame.FromString(data))
+            total += len(data) if t else 0
+            assert replica_error(replica, tick) <= GRID.position_bound * (1 + 1e-9)
+            ids = replica.ids()
+            qvel = np.array([replica.bodies[i].qvel for i in ids.tolist()]).reshape(-1, 3)
+            slot = np.searchsorted(tick.ids, ids)
+            assert (qvel == tick.qvelocities[slot]).all(), f"tick {t}: a velocity is stale"
+        sizes[predicted] = total
+    assert sizes[True] < 0.75 * sizes[False], sizes
+
+
+@pytest.mark.parametrize("damage", ["mask", "extra", "missing"])
+def test_a_replica_refuses_residuals_that_do_not_match_their_masks(damage: str):
+    world = SyntheticWorld(9, n=30)
+    sub = Subscriber(View((0.0, 0.0, 0.0), 100.0), bytes_per_s=UNLIMITED, predicted=True)
+    replica = Replica()
+    replica.apply(sub.frame(world.step(churn=False)))
+    world.vel += 0.3  # every body turns: every one is updated
+    frame = sub.frame(world.step(churn=False))
+    assert len(frame.update.changed) > 0
+    if damage == "mask":
+        frame.update.changed.append(1)
+    elif damage == "extra":
+        frame.update.residuals.append(1)
+    else:
+        del frame.update.residuals[-1]
+    with pytest.raises(FrameOutOfOrder):
+        replica.apply(frame)

@@ -14,6 +14,7 @@ const root = protobuf.parse(protoText, { keepCase: false }).root;
 const ns = "cosmicgarden.gateway.v1.";
 export const Frame = root.lookupType(ns + "Frame");
 export const ClientMessage = root.lookupType(ns + "ClientMessage");
+export const Encoding = root.lookupEnum(ns + "Encoding").values;
 
 export const KINDS = ["STAR", "PLANET", "MOON", "ASTEROID"];
 
@@ -28,6 +29,7 @@ export function subscribeMessage({ worldId, center, radius, session, resumeTick 
       view: { center: { x: center[0], y: center[1], z: center[2] }, radius },
       session,
       resumeTick: resumeTick || 0,
+      encoding: Encoding.PREDICTED,
     },
   }).finish();
 }
