@@ -70,6 +70,7 @@ class Row(ABC):
 
     name: str = "row"
     transactional: bool = False  # its output is written in Kafka transactions
+    faults: tuple[str, ...] = ("sigterm", "sigkill", "rebalance")  # the columns that apply
 
     def __init__(self, settings: Settings, cell: Cell, workdir: Path) -> None:
         self.settings = settings
@@ -100,6 +101,10 @@ class Row(ABC):
 
     @abstractmethod
     def verify(self) -> Verdict: ...
+
+    def outage(self, seconds: float) -> None:
+        """Take the row's store down for ``seconds`` and bring it back ("store-outage")."""
+        raise NotImplementedError(f"{self.name} has no store to take down")
 
     def cleanup(self) -> None:
         return None
@@ -148,7 +153,7 @@ class Instances:
 
 # -- faults: each is a list of (progress fraction, action) -------------------------------
 
-Action = tuple[float, str, int]  # (progress, "term"|"kill"|"join"|"leave", instance)
+Action = tuple[float, str, int]  # (progress, "term"|"kill"|"join"|"leave"|"outage", instance)
 
 
 def plan(fault: str, seed: int) -> tuple[int, list[Action]]:
@@ -163,18 +168,22 @@ def plan(fault: str, seed: int) -> tuple[int, list[Action]]:
         points = sorted(rng.uniform(0.2, 0.8) for _ in range(4))
         steps = [("join", 2), ("leave", 0), ("join", 3), ("leave", 1)]
         return 2, [(p, kind, i) for p, (kind, i) in zip(points, steps, strict=True)]
+    if fault == "store-outage":
+        return 1, [(rng.uniform(0.2, 0.6), "outage", 0)]
     raise ValueError(f"unknown fault {fault!r}")
 
 
-FAULTS: tuple[str, ...] = ("sigterm", "sigkill", "rebalance")
+FAULTS: tuple[str, ...] = ("sigterm", "sigkill", "rebalance", "store-outage")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def run_cell(row: Row, *, duration_s: float, settle_s: float = 60.0) -> Outcome:
-    """Run one cell to completion; the input is fed over about ``duration_s`` seconds."""
+def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
+             settle_s: float = 60.0) -> Outcome:
+    """Run one cell to completion; the input is fed over about ``duration_s`` seconds,
+    and a store outage lasts ``outage_s``."""
     cell = row.cell
     out = Outcome(cell, proof_needed=row.transactional and cell.fault == "sigkill")
     started = time.monotonic()
@@ -205,7 +214,8 @@ def run_cell(row: Row, *, duration_s: float, settle_s: float = 60.0) -> Outcome:
 
         feeder = threading.Thread(target=feed, name="chaos-feed", daemon=True)
         feeder.start()
-        _drive(row, inst, actions, out, feeder, settle_s)
+        _drive(row, inst, actions, out, feeder, settle_s, outage_s)
+        out.events.append(f"output complete at {time.monotonic() - started:.0f}s")
         if feed_error:
             raise feed_error[0]
     except Exception as exc:  # noqa: BLE001 - a cell that cannot run is a failed cell
@@ -215,12 +225,13 @@ def run_cell(row: Row, *, duration_s: float, settle_s: float = 60.0) -> Outcome:
         if feeder is not None:
             feeder.join(30)
         problems = inst.stop_all()
-        out.events += problems
+        out.events += [*problems, f"stopped at {time.monotonic() - started:.0f}s"]
         if problems and out.error is None:
             out.error = "; ".join(problems)
     try:
         if prepared:
             out.verdict = row.verify()
+            out.events.append(f"verified at {time.monotonic() - started:.0f}s")
     except Exception as exc:  # noqa: BLE001
         out.error = f"verifier: {type(exc).__name__}: {exc}"
     finally:
@@ -236,17 +247,20 @@ def _progress(row: Row) -> float:
 
 
 def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
-           feeder: threading.Thread, settle_s: float) -> None:
+           feeder: threading.Thread, settle_s: float, outage_s: float) -> None:
     pending = list(actions)
     last_growth, last_seen = time.monotonic(), -1
+    began = time.monotonic()
     while True:
         if crashed := inst.dead():
             raise RuntimeError(f"instance(s) {crashed} exited on their own")
         seen = row.output()
         if seen != last_seen:
+            if last_seen <= 0 < seen:
+                out.events.append(f"first output {time.monotonic() - began:.0f}s after start")
             last_seen, last_growth = seen, time.monotonic()
         if pending and seen / max(row.expected, 1) >= pending[0][0]:
-            _fault(row, inst, pending.pop(0), out)
+            _fault(row, inst, pending.pop(0), out, outage_s)
             last_growth = time.monotonic()
             continue
         if not pending and not feeder.is_alive() and seen >= row.expected:
@@ -258,7 +272,7 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
         time.sleep(_POLL_S)
 
 
-def _fault(row: Row, inst: Instances, action: Action, out: Outcome) -> None:
+def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: float) -> None:
     progress, kind, i = action
     at = time.monotonic()
     at_ms = _now_ms()
@@ -271,6 +285,12 @@ def _fault(row: Row, inst: Instances, action: Action, out: Outcome) -> None:
             raise RuntimeError(f"instance {i} did not stop cleanly on SIGTERM (exit {code})")
         if kind != "leave":
             inst.start(i)
+    elif kind == "outage":
+        row.outage(outage_s)
+        # Recovery counts from the store's return: the outage itself is the fault's length.
+        at, at_ms, what = time.monotonic(), _now_ms(), f"{what}, {outage_s:.0f}s down"
+        if crashed := inst.dead():
+            raise RuntimeError(f"instance(s) {crashed} exited during {what}")
     else:
         inst.start(i)
     baseline = row.output(at_ms)

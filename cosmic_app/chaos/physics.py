@@ -28,6 +28,7 @@ from streams.worlds import scenario
 from streams.worlds.eventlog import KafkaLog
 from streams.worlds.recovery import read_commands, replay
 from streams.worlds.state import WorldState
+from streams.worlds.worker import WorkerConfig
 
 from .cell import Row, Verdict
 from .verify import tally
@@ -111,6 +112,23 @@ class PhysicsRow(Row):
                                                 **{"isolation.level": "read_uncommitted"}),
                                    keys, None)
         self.offsets: dict[str, list[int]] = {w: [] for w in self.worlds}
+        self._start_at_end()
+
+    def _start_at_end(self) -> None:
+        """Commit the new shard's group at the commands topic's end: the shared log holds
+        every earlier test's commands, none of them this shard's, and a first start
+        would read them all (a minute here) before the cell's input."""
+        group = WorkerConfig(shard=self.shard).group
+        consumer = kafka.consumer(self.settings, group)
+        try:
+            ends = []
+            for p in range(topics.COMMANDS.partitions):
+                tp = TopicPartition(topics.COMMANDS.name, p)
+                ends.append(TopicPartition(tp.topic, p,
+                                           consumer.get_watermark_offsets(tp, timeout=10)[1]))
+            consumer.commit(offsets=ends, asynchronous=False)
+        finally:
+            consumer.close()
 
     def _commands(self, world: str, k: int) -> Iterator[dict[str, Any]]:
         ring = signing.KeyRing.for_settings(self.settings)

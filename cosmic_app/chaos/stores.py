@@ -13,20 +13,34 @@ so there the connector's stored position is checked never to move back.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from psycopg import sql
+from pydantic import SecretStr
 
-from connectors import clickhouse, stores, timescale
+from connectors import clickhouse, lake, stores, timescale
 from cosmic import kafka, topics
-from cosmic.settings import ConnectorSettings
+from cosmic.settings import (
+    ClickHouseSettings,
+    ConnectorSettings,
+    PostgresSettings,
+    Settings,
+)
+from cosmic.stack.clickhouse import ClickHouseService
+from cosmic.stack.postgres import PostgresService
+from cosmic.stack.service import LocalService
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
 
@@ -45,8 +59,29 @@ def _tick(world: str, i: int, ts: datetime) -> dict[str, Any]:
             "step_duration_us": 100, "ts": ts}
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _private_stack(settings: Settings, state_dir: Path, **store: Any) -> Settings:
+    """Settings of a private store (its own state folder and port) beside the shared
+    Kafka and registry, whose passwords are carried over explicitly (the private folder
+    holds only the store's)."""
+    return Settings(
+        state_dir=state_dir, connectors=_BATCH,
+        kafka=settings.kafka.model_copy(
+            update={"sasl_password": SecretStr(settings.kafka.password())}),
+        registry=settings.registry.model_copy(
+            update={"password": SecretStr(settings.registry.secret())}),
+        **store)
+
+
 class _StoreRow(Row):
     connector = "store"
+    # The store this cell may take down ("store-outage"): a private one, never the shared.
+    service: LocalService | None = None
 
     def prepare(self) -> None:
         run = uuid.uuid4().hex[:10]
@@ -74,6 +109,16 @@ class _StoreRow(Row):
         self._make_database()
 
     def _make_database(self) -> None: ...
+
+    def outage(self, seconds: float) -> None:
+        if self.service is None:
+            super().outage(seconds)
+            return
+        if isinstance(self.service, PostgresService) and (pid := self.service.pid()):
+            os.kill(pid, signal.SIGINT)  # fast shutdown: a plain SIGTERM waits for clients
+        self.service.stop(grace_s=10)
+        time.sleep(seconds)
+        self.service.start()
 
     def feed(self) -> Iterator[int]:
         with RegistryClient.from_settings(self.settings) as registry:
@@ -149,9 +194,15 @@ class _StoreRow(Row):
 
 class TimescaleRow(_StoreRow):
     name = "timescale"
+    faults = (*_StoreRow.faults, "store-outage")
     connector = "timescale"
 
     def _make_database(self) -> None:
+        if self.cell.fault == "store-outage":
+            self.settings = _private_stack(self.settings, self.workdir / f"state-{self.run}",
+                                           postgres=PostgresSettings(port=_free_port()))
+            self.service = PostgresService(self.settings)
+            self.service.start()
         self.database = f"cosmic_chaos_{self.run}"
         admin = self.settings.model_copy(update={
             "postgres": self.settings.postgres.model_copy(update={"database": "postgres"})})
@@ -162,36 +213,56 @@ class TimescaleRow(_StoreRow):
             "postgres": self.settings.postgres.model_copy(update={"database": self.database}),
             "connectors": _BATCH})
         timescale.migrate(self.settings)
-        self._conn = psycopg.connect(self.settings.postgres.dsn, autocommit=True)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._last = 0
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.settings.postgres.dsn, autocommit=True,
+                                         connect_timeout=3)
+        return self._conn
 
     def output(self, since_ms: int | None = None) -> int:
-        row = self._conn.execute("SELECT count(*) FROM physics_ticks").fetchone()
-        positions: dict[int, int] = {int(p): int(o) for p, o in self._conn.execute(
-            "SELECT kafka_partition, next_offset FROM connector_offsets WHERE topic = %s",
-            (self.topic,)).fetchall()}
+        try:
+            row = self._db().execute("SELECT count(*) FROM physics_ticks").fetchone()
+            positions: dict[int, int] = {int(p): int(o) for p, o in self._db().execute(
+                "SELECT kafka_partition, next_offset FROM connector_offsets WHERE topic = %s",
+                (self.topic,)).fetchall()}
+        except psycopg.OperationalError:
+            return self._last  # the store is down (the outage cell): nothing new is visible
         if not self.positions or positions != self.positions[-1]:
             self.positions.append(positions)
-        return int(row[0]) if row else 0
+        self._last = int(row[0]) if row else 0
+        return self._last
 
     def _rows(self) -> list[tuple[str, int]]:
-        return [(w, int(t)) for w, t in self._conn.execute(
+        return [(w, int(t)) for w, t in self._db().execute(
             "SELECT world_id, tick FROM physics_ticks").fetchall()]
 
     def cleanup(self) -> None:
         super().cleanup()
-        if hasattr(self, "_conn"):
-            self._conn.close()
+        if getattr(self, "_conn", None) is not None:
+            self._db().close()
         if hasattr(self, "database"):
             with psycopg.connect(self._admin_dsn, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(self.database)))
+        if self.service is not None:
+            self.service.stop()
 
 
 class ClickHouseRow(_StoreRow):
     name = "clickhouse"
+    faults = (*_StoreRow.faults, "store-outage")
     connector = "clickhouse"
 
     def _make_database(self) -> None:
+        if self.cell.fault == "store-outage":
+            self.settings = _private_stack(
+                self.settings, self.workdir / f"state-{self.run}",
+                clickhouse=ClickHouseSettings(port=_free_port(), http_port=_free_port()))
+            self.service = ClickHouseService(self.settings)
+            self.service.start()
         self.database = f"cosmic_chaos_{self.run}"
         self._admin = stores.clickhouse_client(self.settings)
         self._admin.execute(f"CREATE DATABASE {self.database}")
@@ -200,10 +271,16 @@ class ClickHouseRow(_StoreRow):
             "connectors": _BATCH})
         clickhouse.migrate(self.settings)
         self._cl = stores.clickhouse_client(self.settings)
+        self._last = 0
 
     def output(self, since_ms: int | None = None) -> int:
-        (n,), = self._cl.execute("SELECT count() FROM physics_ticks")
-        return int(n)
+        try:
+            (n,), = self._cl.execute("SELECT count() FROM physics_ticks")
+        except Exception:  # noqa: BLE001 - the store is down (the outage cell)
+            self._cl.disconnect()
+            return self._last
+        self._last = int(n)
+        return self._last
 
     def _ordered(self) -> bool:
         return True
@@ -220,3 +297,35 @@ class ClickHouseRow(_StoreRow):
         if hasattr(self, "_admin"):
             self._admin.execute(f"DROP DATABASE IF EXISTS {self.database}")
             self._admin.disconnect()
+        if self.service is not None:
+            self.service.stop()
+
+
+class ArchiveRow(_StoreRow):
+    """The archive connector into a private lake folder; files roll every second, so
+    records become durable (and committed) all through the cell."""
+
+    name = "archive"
+    connector = "archive"
+
+    def _make_database(self) -> None:
+        self.lake = self.workdir / f"lake-{self.run}"
+        self.settings = self.settings.model_copy(update={"lake_dir": self.lake,
+                                                         "connectors": _BATCH})
+
+    def argv(self, instance: int) -> tuple[list[str], dict[str, str]]:
+        args, env = super().argv(instance)
+        return [*args, "--roll-seconds", "1"], env
+
+    def output(self, since_ms: int | None = None) -> int:
+        if not self.lake.exists():
+            return 0
+        return sum(m.count for _, m in lake.manifests(self.lake, self.topic))
+
+    def _ordered(self) -> bool:
+        return True
+
+    def _rows(self) -> list[tuple[str, int]]:
+        # read_topic refuses a file that overlaps an earlier one: that is a duplicate.
+        return [(r.value["world_id"], int(r.value["tick"]))
+                for r in lake.read_topic(self.lake, self.topic)]

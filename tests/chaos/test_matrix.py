@@ -34,7 +34,7 @@ def test_cell(cell: matrix.Cell, settings: Settings, stack: Stack, tmp_path: Pat
     assert (t.lost, t.duplicated, t.unexpected, t.out_of_order) == (0, 0, 0, 0), t
     assert t.seen == t.expected == cell.size
     assert outcome.verdict.failures == []
-    faults = {"sigterm": 1, "sigkill": 3, "rebalance": 4}[cell.fault]
+    faults = {"sigterm": 1, "sigkill": 3, "rebalance": 4, "store-outage": 1}[cell.fault]
     assert len(outcome.recoveries_s) == faults, outcome.events
     if outcome.proof_needed:
         assert outcome.verdict.aborted, "no aborted transaction seen: the kills did not land"
