@@ -190,6 +190,7 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
     inst = Instances(row, row.workdir / f"{cell.row}-{cell.fault}-{cell.seed}.log")
     feeder: threading.Thread | None = None
     stop_feed = threading.Event()
+    running = threading.Event()  # set by the driver at the first committed output
     feed_error: list[BaseException] = []
     prepared = False
     try:
@@ -199,13 +200,21 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
         for i in range(first):
             inst.start(i)
         pause = duration_s / max(cell.size, 1)
+        warm_up = max(1, cell.size // 20)
 
         def feed() -> None:
+            # A twentieth of the input, then the rest once output shows the processor
+            # running: a slow start must not let the whole input pass before the faults.
             try:
                 t0 = time.monotonic()
                 for n in row.feed():
                     if stop_feed.is_set():
                         return
+                    if n == warm_up:
+                        while not running.wait(0.5):
+                            if stop_feed.is_set():
+                                return
+                        t0 = time.monotonic() - n * pause
                     ahead = t0 + n * pause - time.monotonic()
                     if ahead > 0:
                         time.sleep(ahead)
@@ -214,7 +223,7 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
 
         feeder = threading.Thread(target=feed, name="chaos-feed", daemon=True)
         feeder.start()
-        _drive(row, inst, actions, out, feeder, settle_s, outage_s)
+        _drive(row, inst, actions, out, feeder, settle_s, outage_s, running)
         out.events.append(f"output complete at {time.monotonic() - started:.0f}s")
         if feed_error:
             raise feed_error[0]
@@ -247,7 +256,8 @@ def _progress(row: Row) -> float:
 
 
 def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
-           feeder: threading.Thread, settle_s: float, outage_s: float) -> None:
+           feeder: threading.Thread, settle_s: float, outage_s: float,
+           running: threading.Event) -> None:
     pending = list(actions)
     last_growth, last_seen = time.monotonic(), -1
     began = time.monotonic()
@@ -257,6 +267,7 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
         seen = row.output()
         if seen != last_seen:
             if last_seen <= 0 < seen:
+                running.set()
                 out.events.append(f"first output {time.monotonic() - began:.0f}s after start")
             last_seen, last_growth = seen, time.monotonic()
         if pending and seen / max(row.expected, 1) >= pending[0][0]:
@@ -276,7 +287,10 @@ def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: fl
     progress, kind, i = action
     at = time.monotonic()
     at_ms = _now_ms()
-    what = f"{kind} {i} at {progress:.0%} ({row.output()}/{row.expected})"
+    seen = row.output()
+    what = f"{kind} {i} at {progress:.0%} ({seen}/{row.expected})"
+    if seen >= row.expected:
+        raise RuntimeError(f"the output was complete before {what}: nothing left to recover")
     if kind in ("term", "kill", "leave"):
         sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
         code = inst.signal(i, sig)

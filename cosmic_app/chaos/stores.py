@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import time
@@ -109,6 +110,11 @@ class _StoreRow(Row):
         self._make_database()
 
     def _make_database(self) -> None: ...
+
+    def _drop_private(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            shutil.rmtree(self.settings.state_dir, ignore_errors=True)
 
     def outage(self, seconds: float) -> None:
         if self.service is None:
@@ -247,8 +253,7 @@ class TimescaleRow(_StoreRow):
             with psycopg.connect(self._admin_dsn, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(self.database)))
-        if self.service is not None:
-            self.service.stop()
+        self._drop_private()
 
 
 class ClickHouseRow(_StoreRow):
@@ -297,8 +302,7 @@ class ClickHouseRow(_StoreRow):
         if hasattr(self, "_admin"):
             self._admin.execute(f"DROP DATABASE IF EXISTS {self.database}")
             self._admin.disconnect()
-        if self.service is not None:
-            self.service.stop()
+        self._drop_private()
 
 
 class ArchiveRow(_StoreRow):

@@ -34,3 +34,27 @@ def test_fault_plans_land_after_a_fifth_and_are_seeded():
         assert cell.plan(fault, 7) == (first, actions)
         assert cell.plan(fault, 8) != (first, actions)
     assert [k for _, k, _ in cell.plan("sigkill", 1)[1]] == ["kill"] * 3
+
+
+def _outcome(**tally_changes: int) -> cell.Outcome:
+    base = {"expected": 10, "seen": 10, "lost": 0, "duplicated": 0, "unexpected": 0,
+            "out_of_order": 0} | tally_changes
+    return cell.Outcome(cell.Cell("timescale", "sigkill", 1, 10),
+                        cell.Verdict(verify.Tally(**base)), recoveries_s=[1.0, 2.0, 3.0])
+
+
+def test_table_passes_only_clean_cells_and_names_what_is_not_built():
+    from cosmic_app.chaos import table
+
+    clean, lossy = _outcome(), _outcome(lost=1, seen=9)
+    proofless = cell.Outcome(cell.Cell("physics", "sigkill", 1, 10),
+                             cell.Verdict(verify.Tally(10, 10, 0, 0, 0, 0), aborted=0),
+                             proof_needed=True)
+    text = table.render([clean, lossy, proofless], ["gateway"], ["broker-restart"])
+    lines = text.splitlines()
+    assert lines[2].endswith("| PASS |")
+    assert "FAIL" in lines[3] and "| 1    |" in lines[3]
+    assert "FAIL: no aborted transaction seen" in lines[4]
+    assert "not built (rows): gateway" in text
+    assert "not built (faults): broker-restart" in text
+    assert "1/3 cells passed" in text
