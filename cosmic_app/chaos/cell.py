@@ -191,12 +191,16 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
     feeder: threading.Thread | None = None
     stop_feed = threading.Event()
     running = threading.Event()  # set by the driver at the first committed output
+    # How far the input may go: a tenth past the next fault's point, so every fault
+    # lands while input still flows and has new input to recover on.
+    allowed = [cell.size]
     feed_error: list[BaseException] = []
     prepared = False
     try:
         row.prepare()
         prepared = True
         first, actions = plan(cell.fault, cell.seed)
+        allowed[0] = _allowance(actions, 0, 0.0, cell.size)
         for i in range(first):
             inst.start(i)
         pause = duration_s / max(cell.size, 1)
@@ -215,6 +219,10 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
                             if stop_feed.is_set():
                                 return
                         t0 = time.monotonic() - n * pause
+                    if n > allowed[0]:
+                        while n > allowed[0] and not stop_feed.wait(0.1):
+                            pass
+                        t0 = time.monotonic() - n * pause
                     ahead = t0 + n * pause - time.monotonic()
                     if ahead > 0:
                         time.sleep(ahead)
@@ -223,7 +231,7 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
 
         feeder = threading.Thread(target=feed, name="chaos-feed", daemon=True)
         feeder.start()
-        _drive(row, inst, actions, out, feeder, settle_s, outage_s, running)
+        _drive(row, inst, actions, out, feeder, settle_s, outage_s, running, allowed)
         out.events.append(f"output complete at {time.monotonic() - started:.0f}s")
         if feed_error:
             raise feed_error[0]
@@ -251,13 +259,17 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
     return out
 
 
-def _progress(row: Row) -> float:
-    return row.output() / max(row.expected, 1)
+def _allowance(actions: Sequence[Action], k: int, progress: float, size: int) -> int:
+    """Input allowed while fault ``k`` is next: a tenth past its point (or past the
+    progress already made); all of it once no fault is left."""
+    if k >= len(actions):
+        return size
+    return min(size, int((max(actions[k][0], progress) + 0.1) * size))
 
 
 def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
            feeder: threading.Thread, settle_s: float, outage_s: float,
-           running: threading.Event) -> None:
+           running: threading.Event, allowed: list[int]) -> None:
     pending = list(actions)
     last_growth, last_seen = time.monotonic(), -1
     began = time.monotonic()
@@ -271,6 +283,7 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
                 out.events.append(f"first output {time.monotonic() - began:.0f}s after start")
             last_seen, last_growth = seen, time.monotonic()
         if pending and seen / max(row.expected, 1) >= pending[0][0]:
+            allowed[0] = _allowance(pending, 1, seen / max(row.expected, 1), row.cell.size)
             _fault(row, inst, pending.pop(0), out, outage_s)
             last_growth = time.monotonic()
             continue
