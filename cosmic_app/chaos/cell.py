@@ -102,6 +102,11 @@ class Row(ABC):
     @abstractmethod
     def verify(self) -> Verdict: ...
 
+    def await_open_transaction(self, timeout_s: float) -> None:
+        """Return at a moment a transaction is open (a transactional row; else at once),
+        so a kill lands inside one; at the timeout in any case."""
+        return None
+
     def outage(self, seconds: float) -> None:
         """Take the row's store down for ``seconds`` and bring it back ("store-outage")."""
         raise NotImplementedError(f"{self.name} has no store to take down")
@@ -306,6 +311,8 @@ def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: fl
         raise RuntimeError(f"the output was complete before {what}: nothing left to recover")
     if kind in ("term", "kill", "leave"):
         sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
+        if kind == "kill":
+            row.await_open_transaction(5.0)
         code = inst.signal(i, sig)
         if kind == "term" and code not in (0, -signal.SIGTERM):
             out.events.append(f"instance {i} exited {code} on SIGTERM")

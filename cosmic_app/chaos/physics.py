@@ -13,6 +13,7 @@ hash must come out the same.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -172,6 +173,19 @@ class PhysicsRow(Row):
         if since_ms is None:
             return self.committed.count
         return sum(1 for ts in self.committed.latest_ts if ts >= since_ms)
+
+    def await_open_transaction(self, timeout_s: float) -> None:
+        # read_committed stops at the first open transaction; read_uncommitted reads on:
+        # more records seen uncommitted than a moment ago, and not committed, is one open.
+        deadline = time.monotonic() + timeout_s
+        low: int | None = None
+        while time.monotonic() < deadline:
+            self.output()
+            ahead = self.uncommitted.count - self.committed.count
+            if low is not None and ahead > low:
+                return
+            low = ahead if low is None else min(low, ahead)
+            time.sleep(0.002)
 
     def verify(self) -> Verdict:
         self.committed.drain()
