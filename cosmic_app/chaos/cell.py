@@ -1,0 +1,340 @@
+"""One cell of the fault matrix: a processor, a fault, a seed and an input size.
+
+:func:`run_cell` prepares the row (private topics, a private database, a private
+shard), starts its instances as real ``cosmic`` processes, feeds the seeded input
+at a steady pace from a thread, and lands the fault's events at the progress
+points the seed picks (never before 20 % of the output is committed). Each
+restart is timed: recovery is the time from the fault to the first output a
+new instance committed. When the output is complete, or stopped growing, every
+instance is stopped cleanly and the row's verifier reads what was committed.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cosmic.settings import Settings, child_env
+
+from .verify import Tally
+
+_POLL_S = 0.1
+_STOP_WAIT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    row: str
+    fault: str
+    seed: int
+    size: int  # input records (commands for the worker, records for a connector)
+
+
+@dataclass
+class Verdict:
+    """What a row's verifier found in the committed output."""
+
+    tally: Tally
+    aborted: int | None = None  # aborted transactional records seen read_uncommitted
+    failures: list[str] = field(default_factory=list)  # other checks that did not hold
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    verdict: Verdict | None = None
+    recoveries_s: list[float] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    error: str | None = None
+    elapsed_s: float = 0.0
+    proof_needed: bool = False  # a kill of a transactional processor: aborts must be seen
+
+    @property
+    def passed(self) -> bool:
+        v = self.verdict
+        if self.error is not None or v is None or not v.tally.ok or v.failures:
+            return False
+        return not (self.proof_needed and not v.aborted)
+
+
+class Row(ABC):
+    """A processor under test: its input, its processes and its verifier."""
+
+    name: str = "row"
+    transactional: bool = False  # its output is written in Kafka transactions
+    faults: tuple[str, ...] = ("sigterm", "sigkill", "rebalance")  # the columns that apply
+
+    def __init__(self, settings: Settings, cell: Cell, workdir: Path) -> None:
+        self.settings = settings
+        self.cell = cell
+        self.workdir = workdir
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Private topics/database/shard and the seeded input, before any instance runs."""
+
+    @abstractmethod
+    def feed(self) -> Iterator[int]:
+        """Produce the input, yielding after each record (the runner paces it)."""
+
+    @abstractmethod
+    def argv(self, instance: int) -> tuple[list[str], dict[str, str]]:
+        """The ``cosmic`` arguments and extra environment of instance ``instance``."""
+
+    @abstractmethod
+    def output(self, since_ms: int | None = None) -> int:
+        """Committed output so far (``since_ms``: only what was produced after it,
+        where the output carries its time; else all of it)."""
+
+    @property
+    @abstractmethod
+    def expected(self) -> int:
+        """Output records the whole input implies."""
+
+    @abstractmethod
+    def verify(self) -> Verdict: ...
+
+    def await_open_transaction(self, timeout_s: float) -> None:
+        """Return at a moment a transaction is open (a transactional row; else at once),
+        so a kill lands inside one; at the timeout in any case."""
+        return None
+
+    def outage(self, seconds: float) -> None:
+        """Take the row's store down for ``seconds`` and bring it back ("store-outage")."""
+        raise NotImplementedError(f"{self.name} has no store to take down")
+
+    def cleanup(self) -> None:
+        return None
+
+
+class Instances:
+    """The row's processes by index; the same index is the same identity on restart."""
+
+    def __init__(self, row: Row, log: Path) -> None:
+        self.row = row
+        self.log = log
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, i: int) -> None:
+        args, extra = self.row.argv(i)
+        env = child_env(self.row.settings) | extra
+        with self.log.open("ab") as out:
+            out.write(f"--- start instance {i}: {' '.join(args)}\n".encode())
+            out.flush()
+            self.procs[i] = subprocess.Popen([sys.executable, "-m", "cosmic_app", *args],
+                                             env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def signal(self, i: int, sig: signal.Signals) -> int | None:
+        """Send ``sig`` and wait for the exit; the exit code (None: it did not stop)."""
+        proc = self.procs.pop(i)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            return proc.wait(_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            return None
+
+    def dead(self) -> list[int]:
+        return [i for i, p in self.procs.items() if p.poll() is not None]
+
+    def stop_all(self) -> list[str]:
+        problems = []
+        for i in list(self.procs):
+            code = self.signal(i, signal.SIGTERM)
+            if code not in (0, -signal.SIGTERM):
+                problems.append(f"instance {i} exited {code} on SIGTERM")
+        return problems
+
+
+# -- faults: each is a list of (progress fraction, action) -------------------------------
+
+Action = tuple[float, str, int]  # (progress, "term"|"kill"|"join"|"leave"|"outage", instance)
+
+
+def plan(fault: str, seed: int) -> tuple[int, list[Action]]:
+    """The instances to start with and the fault's events, at seeded progress points."""
+    rng = random.Random(seed)
+    if fault == "sigterm":
+        return 1, [(rng.uniform(0.2, 0.6), "term", 0)]
+    if fault == "sigkill":
+        points = sorted(rng.uniform(0.2, 0.8) for _ in range(3))
+        return 1, [(p, "kill", 0) for p in points]
+    if fault == "rebalance":
+        points = sorted(rng.uniform(0.2, 0.8) for _ in range(4))
+        steps = [("join", 2), ("leave", 0), ("join", 3), ("leave", 1)]
+        return 2, [(p, kind, i) for p, (kind, i) in zip(points, steps, strict=True)]
+    if fault == "store-outage":
+        return 1, [(rng.uniform(0.2, 0.6), "outage", 0)]
+    raise ValueError(f"unknown fault {fault!r}")
+
+
+FAULTS: tuple[str, ...] = ("sigterm", "sigkill", "rebalance", "store-outage")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
+             settle_s: float = 60.0) -> Outcome:
+    """Run one cell to completion; the input is fed over about ``duration_s`` seconds,
+    and a store outage lasts ``outage_s``."""
+    cell = row.cell
+    out = Outcome(cell, proof_needed=row.transactional and cell.fault == "sigkill")
+    started = time.monotonic()
+    inst = Instances(row, row.workdir / f"{cell.row}-{cell.fault}-{cell.seed}.log")
+    feeder: threading.Thread | None = None
+    stop_feed = threading.Event()
+    running = threading.Event()  # set by the driver at the first committed output
+    # How far the input may go: a tenth past the next fault's point, so every fault
+    # lands while input still flows and has new input to recover on.
+    allowed = [cell.size]
+    feed_error: list[BaseException] = []
+    prepared = False
+    try:
+        row.prepare()
+        prepared = True
+        first, actions = plan(cell.fault, cell.seed)
+        allowed[0] = _allowance(actions, 0, 0.0, cell.size)
+        for i in range(first):
+            inst.start(i)
+        pause = duration_s / max(cell.size, 1)
+        warm_up = max(1, cell.size // 20)
+
+        def feed() -> None:
+            # A twentieth of the input, then the rest once output shows the processor
+            # running: a slow start must not let the whole input pass before the faults.
+            try:
+                t0 = time.monotonic()
+                for n in row.feed():
+                    if stop_feed.is_set():
+                        return
+                    if n == warm_up:
+                        while not running.wait(0.5):
+                            if stop_feed.is_set():
+                                return
+                        t0 = time.monotonic() - n * pause
+                    if n > allowed[0]:
+                        while n > allowed[0] and not stop_feed.wait(0.1):
+                            pass
+                        t0 = time.monotonic() - n * pause
+                    ahead = t0 + n * pause - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+            except BaseException as exc:  # noqa: BLE001 - reported as the cell's error
+                feed_error.append(exc)
+
+        feeder = threading.Thread(target=feed, name="chaos-feed", daemon=True)
+        feeder.start()
+        _drive(row, inst, actions, out, feeder, settle_s, outage_s, running, allowed)
+        out.events.append(f"output complete at {time.monotonic() - started:.0f}s")
+        if feed_error:
+            raise feed_error[0]
+    except Exception as exc:  # noqa: BLE001 - a cell that cannot run is a failed cell
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        stop_feed.set()
+        if feeder is not None:
+            feeder.join(30)
+        problems = inst.stop_all()
+        out.events += [*problems, f"stopped at {time.monotonic() - started:.0f}s"]
+        if problems and out.error is None:
+            out.error = "; ".join(problems)
+    try:
+        if prepared:
+            out.verdict = row.verify()
+            out.events.append(f"verified at {time.monotonic() - started:.0f}s")
+    except Exception as exc:  # noqa: BLE001
+        out.error = f"verifier: {type(exc).__name__}: {exc}"
+    finally:
+        row.cleanup()
+    out.elapsed_s = time.monotonic() - started
+    if out.error:
+        out.events.append(f"log: {inst.log}")
+    return out
+
+
+def _allowance(actions: Sequence[Action], k: int, progress: float, size: int) -> int:
+    """Input allowed while fault ``k`` is next: a tenth past its point (or past the
+    progress already made); all of it once no fault is left."""
+    if k >= len(actions):
+        return size
+    return min(size, int((max(actions[k][0], progress) + 0.1) * size))
+
+
+def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
+           feeder: threading.Thread, settle_s: float, outage_s: float,
+           running: threading.Event, allowed: list[int]) -> None:
+    pending = list(actions)
+    last_growth, last_seen = time.monotonic(), -1
+    began = time.monotonic()
+    while True:
+        if crashed := inst.dead():
+            raise RuntimeError(f"instance(s) {crashed} exited on their own")
+        seen = row.output()
+        if seen != last_seen:
+            if last_seen <= 0 < seen:
+                running.set()
+                out.events.append(f"first output {time.monotonic() - began:.0f}s after start")
+            last_seen, last_growth = seen, time.monotonic()
+        if pending and seen / max(row.expected, 1) >= pending[0][0]:
+            allowed[0] = _allowance(pending, 1, seen / max(row.expected, 1), row.cell.size)
+            _fault(row, inst, pending.pop(0), out, outage_s)
+            last_growth = time.monotonic()
+            continue
+        if not pending and not feeder.is_alive() and seen >= row.expected:
+            time.sleep(1.0)  # anything past the expected end would be a duplicate: let it land
+            return
+        if time.monotonic() - last_growth > settle_s:
+            left = f", {len(pending)} fault(s) never landed" if pending else ""
+            raise RuntimeError(f"incomplete: output stuck at {seen}/{row.expected}{left}")
+        time.sleep(_POLL_S)
+
+
+def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: float) -> None:
+    progress, kind, i = action
+    at = time.monotonic()
+    at_ms = _now_ms()
+    seen = row.output()
+    what = f"{kind} {i} at {progress:.0%} ({seen}/{row.expected})"
+    if seen >= row.expected:
+        raise RuntimeError(f"the output was complete before {what}: nothing left to recover")
+    if kind in ("term", "kill", "leave"):
+        sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
+        if kind == "kill":
+            row.await_open_transaction(5.0)
+        code = inst.signal(i, sig)
+        if kind == "term" and code not in (0, -signal.SIGTERM):
+            out.events.append(f"instance {i} exited {code} on SIGTERM")
+            raise RuntimeError(f"instance {i} did not stop cleanly on SIGTERM (exit {code})")
+        if kind != "leave":
+            inst.start(i)
+    elif kind == "outage":
+        row.outage(outage_s)
+        # Recovery counts from the store's return: the outage itself is the fault's length.
+        at, at_ms, what = time.monotonic(), _now_ms(), f"{what}, {outage_s:.0f}s down"
+        if crashed := inst.dead():
+            raise RuntimeError(f"instance(s) {crashed} exited during {what}")
+    else:
+        inst.start(i)
+    baseline = row.output(at_ms)
+    deadline = at + 120
+    while row.output(at_ms) <= baseline:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no new output 120 s after {what}")
+        if crashed := inst.dead():
+            raise RuntimeError(f"instance(s) {crashed} exited after {what}")
+        time.sleep(_POLL_S / 2)
+    took = time.monotonic() - at
+    out.recoveries_s.append(took)
+    out.events.append(f"{what}: new output after {took:.1f}s")

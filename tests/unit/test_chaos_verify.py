@@ -1,0 +1,60 @@
+"""The matrix verifier's counts on hand-made output: each kind of fault in isolation."""
+
+from __future__ import annotations
+
+from cosmic_app.chaos import cell, verify
+
+
+def test_complete_ordered_output_passes():
+    t = verify.tally({"a": range(1, 4), "b": range(1, 3)},
+                     [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)])
+    assert t.ok and (t.expected, t.seen) == (5, 5)
+
+
+def test_each_defect_is_counted():
+    t = verify.tally({"a": range(1, 5)}, [("a", 1), ("a", 3), ("a", 2), ("a", 3), ("b", 9)])
+    assert t.lost == 1            # a/4
+    assert t.duplicated == 1      # a/3 twice
+    assert t.unexpected == 1      # b/9
+    assert t.out_of_order == 2    # 2 after 3, and 3 again after it
+    assert not t.ok
+
+
+def test_unordered_output_counts_no_disorder():
+    t = verify.tally({"a": range(1, 3)}, [("a", 2), ("a", 1)], ordered=False)
+    assert t.ok
+
+
+def test_fault_plans_land_after_a_fifth_and_are_seeded():
+    for fault in cell.FAULTS:
+        first, actions = cell.plan(fault, 7)
+        assert first >= 1 and actions
+        assert all(0.2 <= p <= 0.8 for p, _, _ in actions)
+        assert [p for p, _, _ in actions] == sorted(p for p, _, _ in actions)
+        assert cell.plan(fault, 7) == (first, actions)
+        assert cell.plan(fault, 8) != (first, actions)
+    assert [k for _, k, _ in cell.plan("sigkill", 1)[1]] == ["kill"] * 3
+
+
+def _outcome(**tally_changes: int) -> cell.Outcome:
+    base = {"expected": 10, "seen": 10, "lost": 0, "duplicated": 0, "unexpected": 0,
+            "out_of_order": 0} | tally_changes
+    return cell.Outcome(cell.Cell("timescale", "sigkill", 1, 10),
+                        cell.Verdict(verify.Tally(**base)), recoveries_s=[1.0, 2.0, 3.0])
+
+
+def test_table_passes_only_clean_cells_and_names_what_is_not_built():
+    from cosmic_app.chaos import table
+
+    clean, lossy = _outcome(), _outcome(lost=1, seen=9)
+    proofless = cell.Outcome(cell.Cell("physics", "sigkill", 1, 10),
+                             cell.Verdict(verify.Tally(10, 10, 0, 0, 0, 0), aborted=0),
+                             proof_needed=True)
+    text = table.render([clean, lossy, proofless], ["gateway"], ["broker-restart"])
+    lines = text.splitlines()
+    assert lines[2].endswith("| PASS |")
+    assert "FAIL" in lines[3] and "| 1    |" in lines[3]
+    assert "FAIL: no aborted transaction seen" in lines[4]
+    assert "not built (rows): gateway" in text
+    assert "not built (faults): broker-restart" in text
+    assert "1/3 cells passed" in text
