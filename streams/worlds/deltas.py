@@ -101,7 +101,7 @@ class DeadReckoner:
         """The StateDelta columns for this tick (float32 vectors), already folded in."""
         w = state.world
         ids = w.ids
-        if (not outcome.changed_ids and self._slots is not None
+        if (not outcome.changed_ids and self._slots is not None and self._ids is not None
                 and self._mirror_ids is self.mirror.ids and np.array_equal(ids, self._ids)):
             return self._known_delta(state, self._slots)
         fields = self._general_delta(state, outcome)
