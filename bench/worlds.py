@@ -154,7 +154,7 @@ def child(shard: str, seconds: float, expect: int) -> None:
     worker = build_worker(settings, WorkerConfig(
         worker_id=shard, shard=shard, max_worlds=expect + 10, hibernate_after_s=0))
     worker.start()
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # recovery reads the shared topics first
     while len(worker.worlds) < expect or any(lw.new for lw in list(worker.worlds.values())):
         if worker.failure() or time.monotonic() > deadline:
             print(json.dumps({"error": f"{len(worker.worlds)} worlds of {expect}: "
@@ -221,7 +221,7 @@ def worker_part(counts: list[int], seconds: float, anchor_us: float | None) -> N
         proc = subprocess.run(
             [sys.executable, __file__, "--child", shard, "--seconds", str(seconds),
              "--expect", str(count)],
-            capture_output=True, text=True, timeout=seconds + 400, env=os.environ.copy())
+            capture_output=True, text=True, timeout=seconds + 700, env=os.environ.copy())
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             print(f"{count:>6} | worker printed nothing (rc {proc.returncode}): {proc.stderr[-2000:]}")
