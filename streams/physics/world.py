@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from . import backends, direct, hashing, integrator, merging, validation
-from .errors import BackendUnavailable, DuplicateBody, InvalidBody, InvalidParams, UnknownBody
 from .cpu import AUTO_TREE_MIN_BODIES
+from .errors import BackendUnavailable, DuplicateBody, InvalidBody, InvalidParams, UnknownBody
 from .params import WorldParams
 from .types import F64Array, I64Array
-
 
 _INTEGERS = (int, np.integer)
 
