@@ -149,3 +149,87 @@ def potentials(positions: F64Array, masses: F64Array, G: float, softening: float
     kernel = _potential_parallel if positions.shape[0] >= PARALLEL_MIN_BODIES else _potential_serial
     kernel(x, y, z, masses, float(G), float(softening) ** 2, phi)
     return phi
+
+
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _accel_tile_into(x, y, z, m, G, eps2, i0, i1, out, ax, ay, az):
+    # _accel_tile's arithmetic, operation for operation, with the caller's scratch
+    # accumulators instead of six fresh arrays per tile (a small world's step is
+    # otherwise mostly allocation).
+    n = x.shape[0]
+    cnt = i1 - i0
+    for k in range(cnt):
+        ax[k] = 0.0
+        ay[k] = 0.0
+        az[k] = 0.0
+    for j in range(n):
+        xj = x[j]
+        yj = y[j]
+        zj = z[j]
+        mj = m[j]
+        for k in range(cnt):
+            dx = xj - x[i0 + k]
+            dy = yj - y[i0 + k]
+            dz = zj - z[i0 + k]
+            r2 = dx * dx + dy * dy + dz * dz + eps2
+            inv = 1.0 / np.sqrt(r2)
+            w = mj * inv * inv * inv
+            w = w if r2 > 0.0 else 0.0
+            ax[k] += w * dx
+            ay[k] += w * dy
+            az[k] += w * dz
+    for k in range(cnt):
+        out[i0 + k, 0] = G * ax[k]
+        out[i0 + k, 1] = G * ay[k]
+        out[i0 + k, 2] = G * az[k]
+
+
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _kdk_steps(pos, vel, acc, m, G, eps2, dt, steps):
+    # The whole of ``steps`` kick-drift-kick steps in one compiled call, for small worlds
+    # whose step would otherwise be mostly interpreter and numpy-call overhead. Every
+    # operation is the one integrator.kick_drift_kick and accelerations() do, in the same
+    # order, rounded the same way (no fastmath, so no fused multiply-add): bit-identical.
+    # Takes the current state and returns new arrays (a world's arrays are never mutated).
+    n = pos.shape[0]
+    half = 0.5 * dt
+    p = pos.copy()
+    v = vel.copy()
+    a = acc.copy()
+    x = np.empty(n)
+    y = np.empty(n)
+    z = np.empty(n)
+    ax = np.empty(TILE)
+    ay = np.empty(TILE)
+    az = np.empty(TILE)
+    for _ in range(steps):
+        for i in range(n):
+            for d in range(3):
+                vh = v[i, d] + half * a[i, d]
+                v[i, d] = vh
+                p[i, d] = p[i, d] + dt * vh
+            x[i] = p[i, 0]
+            y[i] = p[i, 1]
+            z[i] = p[i, 2]
+        for t in range((n + TILE - 1) // TILE):
+            _accel_tile_into(x, y, z, m, G, eps2, t * TILE, min(t * TILE + TILE, n), a,
+                             ax, ay, az)
+        for i in range(n):
+            for d in range(3):
+                v[i, d] = v[i, d] + half * a[i, d]
+    return p, v, a
+
+
+def kdk_steps(
+    positions: F64Array, velocities: F64Array, accelerations: F64Array, masses: F64Array,
+    G: float, softening: float, dt: float, steps: int,
+) -> tuple[F64Array, F64Array, F64Array]:
+    """``steps`` leapfrog steps with direct-sum forces, serially, in one compiled call.
+
+    The same bits as ``steps`` calls of :func:`.integrator.kick_drift_kick` with
+    :func:`accelerations`; for worlds below :data:`PARALLEL_MIN_BODIES`.
+    """
+    result: tuple[F64Array, F64Array, F64Array] = _kdk_steps(
+        positions, velocities, accelerations, masses, float(G), float(softening) ** 2,
+        float(dt), int(steps))
+    return result

@@ -23,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, hashing, integrator, merging, validation
+from . import backends, direct, hashing, integrator, merging, validation
+from .cpu import AUTO_TREE_MIN_BODIES
 from .errors import BackendUnavailable, DuplicateBody, InvalidBody, InvalidParams, UnknownBody
 from .params import WorldParams
 from .types import F64Array, I64Array
+
+_INTEGERS = (int, np.integer)
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
@@ -225,9 +228,20 @@ class World:
         dt = float(dt)
         if not (math.isfinite(dt) and dt > 0.0):
             raise InvalidParams(f"dt must be finite and > 0, got {dt!r}", reason="invalid_step")
-        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
+        if isinstance(steps, bool) or not isinstance(steps, _INTEGERS) or steps < 0:
             raise InvalidParams(f"steps must be an integer >= 0, got {steps!r}", reason="invalid_step")
         merges: list[merging.Merge] = []
+        if self._fused(steps):
+            if self._acc is None:
+                self._acc = self._forces(self._positions)
+            p = self._params
+            self._positions, self._velocities, self._acc = direct.kdk_steps(
+                self._positions, self._velocities, self._acc, self._masses, p.G, p.softening,
+                dt, int(steps))
+            for _ in range(int(steps)):  # the same float sum as one step at a time
+                self._time += dt
+            self._tick += int(steps)
+            return merges
         for _ in range(int(steps)):
             if len(self) > 0:
                 if self._acc is None:
@@ -240,6 +254,16 @@ class World:
             if self._params.merge_on_contact:
                 merges.extend(self._merge())
         return merges
+
+    def _fused(self, steps: int) -> bool:
+        # A small world on the CPU with the direct sum steps in one compiled call (the
+        # same bits as the general loop below, without its per-step Python and numpy
+        # cost); merging needs the host between steps, so those worlds take the loop.
+        p = self._params
+        n = self._ids.shape[0]
+        return (steps > 0 and not p.merge_on_contact and self._backend is backends.CPU
+                and 0 < n < direct.PARALLEL_MIN_BODIES
+                and (p.solver == "direct" or (p.solver == "auto" and n < AUTO_TREE_MIN_BODIES)))
 
     def _merge(self) -> list[merging.Merge]:
         found, arrays = merging.merge_touching(

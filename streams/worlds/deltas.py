@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from schemas import columnar
 
@@ -68,6 +69,20 @@ class DeltaMirror:
         return self.positions.astype(np.float64) + self.velocities.astype(np.float64) * elapsed
 
 
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _drifted(positions, guess_pos, guess_vel, sent_at, slots, t, tolerance, send):
+    # The known-bodies branch of DeadReckoner.delta in one compiled loop: the same
+    # float64 operations in the same order as its numpy form (the norm sums x, y, z left
+    # to right, as numpy's reduction of a length-3 row does), so the same bodies are sent.
+    for i in range(positions.shape[0]):
+        k = slots[i]
+        elapsed = t - sent_at[k]
+        dx = positions[i, 0] - (np.float64(guess_pos[k, 0]) + np.float64(guess_vel[k, 0]) * elapsed)
+        dy = positions[i, 1] - (np.float64(guess_pos[k, 1]) + np.float64(guess_vel[k, 1]) * elapsed)
+        dz = positions[i, 2] - (np.float64(guess_pos[k, 2]) + np.float64(guess_vel[k, 2]) * elapsed)
+        send[i] = np.sqrt((dx * dx + dy * dy) + dz * dz) > tolerance
+
+
 class DeadReckoner:
     """Decides each tick's delta for one world and keeps the mirror in step."""
 
@@ -76,9 +91,53 @@ class DeadReckoner:
             raise ValueError(f"dead-reckoning tolerance must be > 0, got {tolerance!r}")
         self.tolerance = float(tolerance)
         self.mirror = DeltaMirror()
+        # While the world's ids are the mirror's (the usual tick: nothing spawned, removed
+        # or merged), each body's slot in the mirror, for the fast path of delta().
+        self._ids: npt.NDArray[np.int64] | None = None
+        self._mirror_ids: npt.NDArray[np.int64] | None = None
+        self._slots: npt.NDArray[np.int64] | None = None
 
     def delta(self, state: WorldState, outcome: TickOutcome) -> dict[str, Any]:
         """The StateDelta columns for this tick (float32 vectors), already folded in."""
+        w = state.world
+        ids = w.ids
+        if (not outcome.changed_ids and self._slots is not None and self._ids is not None
+                and self._mirror_ids is self.mirror.ids and np.array_equal(ids, self._ids)):
+            return self._known_delta(state, self._slots)
+        fields = self._general_delta(state, outcome)
+        mirror = self.mirror
+        # After apply() the mirror holds exactly the world's ids (every unknown id was
+        # sent, every id the world lost was removed): remember where each one sits.
+        self._ids, self._mirror_ids = ids.copy(), mirror.ids
+        self._slots = np.searchsorted(mirror.ids, ids)
+        return fields
+
+    def _known_delta(self, state: WorldState, slots: npt.NDArray[np.int64]) -> dict[str, Any]:
+        # Every body is in the mirror: a body goes out only if it drifted, and the mirror
+        # is updated in place (apply() would rebuild the same arrays in the same order).
+        w = state.world
+        positions, t = w.positions, w.time
+        mirror = self.mirror
+        send = np.empty(len(slots), bool)
+        _drifted(positions, mirror.positions, mirror.velocities, mirror.sent_at, slots, t,
+                 self.tolerance, send)
+        if send.any():
+            bodies = columnar.Bodies(
+                ids=w.ids[send], kinds=state.kinds_array()[send], masses=w.masses[send],
+                radii=w.radii[send], positions=positions[send].astype(F32),
+                velocities=w.velocities[send].astype(F32))
+            k = slots[send]
+            mirror.kinds[k] = bodies.kinds
+            mirror.masses[k] = bodies.masses
+            mirror.radii[k] = bodies.radii
+            mirror.positions[k] = bodies.positions
+            mirror.velocities[k] = bodies.velocities
+            mirror.sent_at[k] = t
+        else:
+            bodies = _NO_BODIES
+        return columnar.delta_fields(bodies, _NO_IDS, "FLOAT32")
+
+    def _general_delta(self, state: WorldState, outcome: TickOutcome) -> dict[str, Any]:
         w = state.world
         ids, positions, t = w.ids, w.positions, w.time
         mirror = self.mirror
@@ -103,3 +162,12 @@ class DeadReckoner:
         )
         mirror.apply(bodies, removed, t)
         return columnar.delta_fields(bodies, removed, "FLOAT32")
+
+
+_NO_IDS = np.empty(0, np.int64)
+_NO_BODIES = columnar.Bodies(
+    ids=_NO_IDS, kinds=np.empty(0, np.uint8), masses=np.empty(0), radii=np.empty(0),
+    positions=np.empty((0, 3), F32), velocities=np.empty((0, 3), F32))
+for _column in (_NO_IDS, _NO_BODIES.kinds, _NO_BODIES.masses, _NO_BODIES.radii,
+                _NO_BODIES.positions, _NO_BODIES.velocities):
+    _column.flags.writeable = False  # shared by every empty delta

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -63,20 +64,26 @@ class WorkerMetrics(Collector):
                                   w, registry=None, buckets=RECOVERY_BUCKETS)
         self._partitioned = (self.ticks, self.tick_seconds, self.overruns, self.applied)
         self._partitions: set[int] = set()
+        self._series: dict[int, tuple[Any, Any, Any, Any]] = {}
         for metric in (self.dead_letters, self.forwarded, self.transactions, self.aborts,
                        self.quarantined, self.recovery):
             metric.labels(worker_id)  # present from the start, at zero
 
     def tick(self, partition: int, seconds: float, period_s: float, applied: int,
              rejected: Iterable[str]) -> None:
-        labels = (self.worker, str(partition))
-        self._partitions.add(partition)
-        self.ticks.labels(*labels).inc()
-        self.tick_seconds.labels(*labels).observe(seconds)
-        overrun = self.overruns.labels(*labels)
+        series = self._series.get(partition)
+        if series is None:  # labels() is a locked lookup: once per partition, not per tick
+            labels = (self.worker, str(partition))
+            self._partitions.add(partition)
+            series = self._series[partition] = (
+                self.ticks.labels(*labels), self.tick_seconds.labels(*labels),
+                self.overruns.labels(*labels), self.applied.labels(*labels))
+        ticks, tick_seconds, overruns, applied_ = series
+        ticks.inc()
+        tick_seconds.observe(seconds)
         if seconds > period_s:
-            overrun.inc()
-        self.applied.labels(*labels).inc(applied)
+            overruns.inc()
+        applied_.inc(applied)
         for reason in rejected:
             self.reject(reason)
 
@@ -87,6 +94,7 @@ class WorkerMetrics(Collector):
         """Drop the series of partitions this worker no longer owns."""
         for p in partitions:
             self._partitions.discard(p)
+            self._series.pop(p, None)
             for metric in self._partitioned:
                 with contextlib.suppress(KeyError):
                     metric.remove(self.worker, str(p))
