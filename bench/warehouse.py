@@ -216,7 +216,8 @@ def _lake_files(lake: Path, topic: str, day: date) -> list[Path]:
 def _records(lake: Path, topic: str, day: date) -> Iterator[dict[str, Any]]:
     for path in _lake_files(lake, topic, day):
         with path.open("rb") as fh:
-            yield from fastavro.reader(fh, return_record_name=True)
+            records: Any = fastavro.reader(fh, return_record_name=True)
+            yield from records
 
 
 def _ms(ts: datetime) -> int:
