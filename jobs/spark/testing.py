@@ -103,6 +103,48 @@ def collapsed(world: str, planet: int, civ: int, ts: datetime) -> Event:
 _TIME_FIELD = {topics.COMMANDS.name: "received_ts"}
 
 
+class LakeWriter:
+    """Events written into a lake as the archive connector would, chunk after chunk.
+
+    Each :meth:`write` takes one topic's events (any order; they are sorted by their own
+    time) that all come after those of the previous chunk of that topic, and gives them
+    consecutive offsets per partition (round robin); the Kafka timestamp is the event
+    time. Memory holds one chunk: a day of millions of events is written hour by hour.
+    """
+
+    def __init__(self, lake: Path, names: Iterable[str], partitions: int = 1,
+                 settings: Settings | None = None) -> None:
+        self.routes: dict[str, Topic] = {name: topics.get(name) for name in names}
+        self.partitions = partitions
+        self.written = 0
+        self._sink = ArchiveSink(settings or Settings(), self.routes, lake=lake,
+                                 policy=RolloverPolicy(max_bytes=1 << 40, max_age_s=1e9))
+        self._sink.open()
+        self._next = {name: dict.fromkeys(range(partitions), 0) for name in self.routes}
+        self._seen = dict.fromkeys(self.routes, 0)
+
+    def write(self, name: str, events: Iterable[Event]) -> None:
+        topic = self.routes[name]
+        field = _TIME_FIELD.get(name, "ts")
+        next_offset = self._next[name]
+        batch = Batch()
+        for ev in sorted(events, key=lambda e: e[field]):
+            p = self._seen[name] % self.partitions
+            self._seen[name] += 1
+            offset = next_offset[p]
+            next_offset[p] += 1
+            batch.items.append(Item(topic.name, topic, p, offset, ev[field], None, ev))
+            batch.positions[(topic.name, p)] = offset + 1
+        self._sink.write(batch)
+        self.written += len(batch.items)
+
+    def close(self) -> int:
+        """Commit the open files (manifests and all); how many events were written."""
+        self._sink.drain()
+        self._sink.close()
+        return self.written
+
+
 def write_lake(lake: Path, events: dict[str, Iterable[Event]], partitions: int = 1,
                settings: Settings | None = None) -> int:
     """Write events (by topic name) into ``lake`` as the archive connector would; returns how many.
@@ -110,28 +152,10 @@ def write_lake(lake: Path, events: dict[str, Iterable[Event]], partitions: int =
     Each topic's events are sorted by their own time and given consecutive
     offsets per partition (round robin); the Kafka timestamp is the event time.
     """
-    routes: dict[str, Topic] = {name: topics.get(name) for name in events}
-    sink = ArchiveSink(settings or Settings(), routes, lake=lake,
-                       policy=RolloverPolicy(max_bytes=1 << 40, max_age_s=1e9))
-    sink.open()
-    n = 0
+    writer = LakeWriter(lake, events, partitions, settings)
     for name, evs in events.items():
-        topic = routes[name]
-        field = _TIME_FIELD.get(name, "ts")
-        ordered = sorted(evs, key=lambda e: e[field])
-        next_offset = dict.fromkeys(range(partitions), 0)
-        batch = Batch()
-        for i, ev in enumerate(ordered):
-            p = i % partitions
-            offset = next_offset[p]
-            next_offset[p] += 1
-            batch.items.append(Item(topic.name, topic, p, offset, ev[field], None, ev))
-            batch.positions[(topic.name, p)] = offset + 1
-        sink.write(batch)
-        n += len(ordered)
-    sink.drain()
-    sink.close()
-    return n
+        writer.write(name, evs)
+    return writer.close()
 
 
 def days(first: date, count: int) -> list[date]:
