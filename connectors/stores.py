@@ -60,8 +60,7 @@ def clickhouse_execute(cl: Client, query: str, params: Any = None, **kwargs: Any
     Returns what the driver returns (a list of row tuples for a SELECT). After a
     lost connection the client is disconnected, so the next call reconnects.
     """
-    # The driver rotates its hosts on failover: name the set, not the current one.
-    circuit = breaker("clickhouse", ",".join(sorted(f"{h}:{p}" for h, p in cl.connection.hosts)))
+    circuit = breaker("clickhouse", _clickhouse_target(cl))
     if (wait_s := circuit.allow()) is not None:
         raise StoreUnavailable(circuit.refusal(wait_s))
     try:
@@ -79,6 +78,15 @@ def clickhouse_execute(cl: Client, query: str, params: Any = None, **kwargs: Any
         raise StoreError(f"ClickHouse refused {query.split('(')[0].strip()[:80]!r}: {exc}") from None
     circuit.succeeded()
     return result
+
+
+def _clickhouse_target(cl: Any) -> str:
+    """The servers a client talks to, for its breaker: the driver rotates its hosts on
+    failover, so the set, not the current one (a client of another kind: its type)."""
+    hosts = getattr(getattr(cl, "connection", None), "hosts", None)
+    if not hosts:
+        return type(cl).__name__
+    return ",".join(sorted(f"{h}:{p}" for h, p in hosts))
 
 
 def postgres_connect(target: Settings | str, *, connect_timeout: int = 5) -> PostgresConnection:
