@@ -21,7 +21,7 @@ from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from cosmic import acls, kafka, topics
+from cosmic import acls, kafka, tls, topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.errors import Unauthorized
@@ -203,7 +203,11 @@ def test_every_service_listens_on_loopback_only_and_secrets_are_private(
                 checked += 1
     assert checked >= 4 or all(s.pid() is None for s in stack.services)
     folder = settings.state_dir / "secrets"
+    # Certificates are public (clients read the CA's to trust it); everything else there,
+    # keys included, is its owner's alone.
+    public = {tls.ca_path(settings.state_dir)}
     if folder.exists():
         for path in folder.rglob("*"):
             mode = path.stat().st_mode & 0o777
-            assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {oct(mode)}"
+            want = 0o700 if path.is_dir() else 0o644 if path in public else 0o600
+            assert mode == want, f"{path}: {oct(mode)}"
