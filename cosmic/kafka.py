@@ -8,11 +8,12 @@ guarantee: idempotent producers, manual offset commits, ``read_committed``.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cosmic import tls
@@ -188,6 +189,21 @@ def reader(settings: Settings, purpose: str, **overrides: Any) -> Consumer:
 
 def admin(settings: Settings, **overrides: Any) -> AdminClient:
     return AdminClient(_base(settings, None) | overrides)
+
+
+def high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0,
+                   cached: bool = False) -> int:
+    """The partition's end offset, asked again while the cluster says so (a partition
+    just created, or whose leader just moved, answers NOT_LEADER for a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=10, cached=cached)[1])
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.retriable()) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def wait_for_cluster(settings: Settings, timeout_s: float = 10.0) -> int:

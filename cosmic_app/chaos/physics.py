@@ -54,8 +54,7 @@ class _Reader:
         consumer.assign(parts)
         # Pin the start before any input exists: OFFSET_END resolves lazily otherwise.
         for tp in parts:
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            tp.offset = high
+            tp.offset = kafka.high_watermark(consumer, tp)
         consumer.assign(parts)
 
     def poll(self, timeout: float = 0.0) -> None:
@@ -79,7 +78,7 @@ class _Reader:
             positions = self.consumer.position(self.consumer.assignment())
             behind = False
             for tp in positions:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                high = kafka.high_watermark(self.consumer, tp)
                 behind |= tp.offset < high
             if not behind:
                 return
@@ -125,8 +124,7 @@ class PhysicsRow(Row):
             ends = []
             for p in range(topics.COMMANDS.partitions):
                 tp = TopicPartition(topics.COMMANDS.name, p)
-                ends.append(TopicPartition(tp.topic, p,
-                                           consumer.get_watermark_offsets(tp, timeout=10)[1]))
+                ends.append(TopicPartition(tp.topic, p, kafka.high_watermark(consumer, tp)))
             consumer.commit(offsets=ends, asynchronous=False)
         finally:
             consumer.close()

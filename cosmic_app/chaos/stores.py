@@ -153,7 +153,7 @@ class _StoreRow(Row):
         reader = kafka.reader(self.settings, "chaos-count")
         try:
             parts = [TopicPartition(self.topic, p, 0) for p in range(_PARTITIONS)]
-            ends = {p.partition: reader.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+            ends = {p.partition: kafka.high_watermark(reader, p) for p in parts}
             reader.assign(parts)
             n, done = 0, {p for p, e in ends.items() if e == 0}
             for _ in range(600):
