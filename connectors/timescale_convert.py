@@ -93,7 +93,7 @@ def _convert_tables(conn: PostgresConnection, migrations: dict[int, Migration]) 
     return done
 
 
-def _refresh_all(conn: PostgresConnection, view: str, timeout_s: float = 120.0) -> None:
+def refresh_aggregate(conn: PostgresConnection, view: str, timeout_s: float = 120.0) -> None:
     """Refresh ``view`` over all its rows. Its policy starts at once in the background and
     holds the windows it refreshes: wait for it rather than fail."""
     deadline = time.monotonic() + timeout_s
@@ -137,7 +137,7 @@ def convert(settings: Settings) -> list[str]:
                     conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(view)))
                 _run(conn, migrations[AGGREGATE_VERSION])  # outside a transaction, as it must
                 for view in VIEWS:
-                    _refresh_all(conn, view)
+                    refresh_aggregate(conn, view)
                     done.append(f"{view}: continuous aggregate, refreshed over all rows")
                 _record(conn, AGGREGATE_VERSION)
             return done

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors import timescale
+from connectors import timescale, timescale_convert
 from cosmic import topics
 from cosmic.settings import ConnectorSettings, PostgresSettings, Settings
 from cosmic.stack import Stack
@@ -148,20 +147,6 @@ def test_values_postgres_refuses_are_dead_lettered_alone(pg_db: Settings, topic_
     assert headers["cosmic.error.type"] == b"StoreRejected"
 
 
-def _refresh_aggregate(conn: psycopg.Connection, view: str, timeout_s: float = 60) -> None:
-    """Refresh a continuous aggregate now, waiting out a run of its own policy (which
-    holds the window and refuses a second refresh until it ends)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
-            return
-        except psycopg.errors.LockNotAvailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def test_timescaledb_extension_path(pg_db: Settings, topic_factory):
     if not cs.timescaledb_available(pg_db):
         pytest.skip("TimescaleDB extension not installed on this PostgreSQL: only the native "
@@ -191,7 +176,7 @@ def test_timescaledb_extension_path(pg_db: Settings, topic_factory):
     # The background refresh policy may have materialized the old days already, before
     # those rows came (then they wait for its next run): refresh now, as it would.
     with psycopg.connect(pg_db.postgres.dsn, autocommit=True) as c:
-        _refresh_aggregate(c, "physics_ticks_per_world_minute")
+        timescale_convert.refresh_aggregate(c, "physics_ticks_per_world_minute", timeout_s=60)
         per_minute = c.execute(
             "SELECT sum(ticks) FROM physics_ticks_per_world_minute WHERE world_id LIKE %s",
             (f"{world}-%",)).fetchone()
