@@ -32,7 +32,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_END, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from cosmic import kafka, topics, tracing
 from cosmic.runtime import ThreadService
@@ -109,9 +109,14 @@ class DeltaReader(ThreadService):
         try:
             parts = []
             for partition in source.partitions(topics.STATE_DELTAS.name):
+                # The end as a number, asked before the time lookup: OFFSET_END would
+                # resolve only when the first fetch is made (late, if the broker is slow
+                # to answer), and deltas appended after ready would be skipped.
+                tp = TopicPartition(topics.STATE_DELTAS.name, partition)
+                end = kafka.high_watermark(consumer, tp)
                 offset = source.offset_for_time(topics.STATE_DELTAS.name, partition, start_ms)
                 parts.append(TopicPartition(topics.STATE_DELTAS.name, partition,
-                                            OFFSET_END if offset is None else offset))
+                                            end if offset is None else offset))
             consumer.assign(parts + self._outcomes_from)
             self._ready.set()
             while not self._stop.is_set():

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
@@ -38,7 +38,10 @@ class TickWatcher:
         self._consumer = kafka.consumer(settings, f"watch-{uuid.uuid4().hex}")
         parts = []
         for topic in (topics.PHYSICS_TICKS, topics.COMMANDS_REJECTED):
-            parts += [TopicPartition(topic.name, p, OFFSET_END) for p in range(topic.partitions)]
+            # Ends pinned now: OFFSET_END would resolve at the first fetch, maybe after
+            # the world's first ticks.
+            parts += [TopicPartition(topic.name, p, kafka.high_watermark(
+                self._consumer, TopicPartition(topic.name, p))) for p in range(topic.partitions)]
         self._consumer.assign(parts)
 
     def poll(self) -> None:
