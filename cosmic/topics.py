@@ -18,6 +18,11 @@ CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 FOREVER = -1
+# Kafka compacts only closed segments, and a segment closes at segment.bytes (1 GiB by
+# default) or segment.ms (7 days): a compacted topic written slowly would keep every
+# record in its open segment, and whoever reads it for the latest per key (recovery,
+# the gateway's start) would read them all. Rolling every few minutes bounds that.
+COMPACTED_SEGMENT_MS = 5 * 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,8 @@ class Topic:
     def configs(self) -> dict[str, str]:
         """Topic-level configs as Kafka expects them."""
         out = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        if "compact" in self.cleanup_policy:
+            out["segment.ms"] = str(COMPACTED_SEGMENT_MS)
         out.update(self.extra_config)
         return out
 

@@ -28,6 +28,15 @@ def test_retention_follows_the_design():
     assert topics.AUDIT.configs()["retention.ms"] == "-1"  # the proof is kept
 
 
+def test_compacted_topics_roll_their_segments_so_they_really_compact():
+    compacted = [t for t in topics.ALL if "compact" in t.cleanup_policy]
+    assert {t.name for t in compacted} >= {topics.STATE_SNAPSHOTS.name, topics.WORLDS.name,
+                                           topics.REVOCATIONS.name}
+    for t in compacted:
+        assert 0 < int(t.configs()["segment.ms"]) <= 3_600_000, t.name
+    assert "segment.ms" not in topics.COMMANDS.configs()  # the broker's default elsewhere
+
+
 def test_unknown_topic_is_a_typed_error_listing_known_ones():
     with pytest.raises(TopicError) as err:
         topics.get("cosmic.comands.v1")
