@@ -66,6 +66,16 @@ def parsed(name: str) -> dict[str, Any]:
     return result
 
 
+def union_branches(name: str, field: str) -> tuple[str, ...]:
+    """Short names of the record branches of the union field ``field`` of schema ``name``,
+    in declaration order (what a union's ``member_<Name>`` columns are called)."""
+    for f in load(name)["fields"]:
+        if f["name"] == field and isinstance(f["type"], list):
+            return tuple(short_name(b if isinstance(b, str) else b["name"]) for b in f["type"]
+                         if not (isinstance(b, str) and b == "null"))
+    raise UnknownSchema(f"schema {name!r} has no union field {field!r}")
+
+
 # topic name -> schema name; the topic registry's ``value`` names the record.
 TOPIC_SCHEMAS: dict[str, str] = {
     t.name: t.value for t in topics.ALL if (SCHEMA_DIR / f"{t.value}.avsc").exists()

@@ -71,10 +71,10 @@ FACTS = ("wh_player_hourly", "wh_world_ticks_hourly", "wh_ecosystem_events",
          "wh_civilization_events", "wh_sessions")
 TABLES = FACTS + tuple(marts.MARTS)
 
-_COMMAND_TYPES = ("SpawnBody", "ApplyImpulse", "RemoveBody", "SeedSpecies",
-                  "FoundCivilization", "SetWorldParams", "AdoptSnapshot")
-_ECO_TYPES = ("PopulationChanged", "SpeciesExtinct", "SpeciesEmerged", "PlanetDestroyed")
-_CIV_TYPES = ("CivilizationFounded", "TechAdvanced", "CivilizationCollapsed", "ResourceUsed")
+# Every branch the catalog schemas have: a list kept here would miss the next one added.
+_COMMAND_TYPES = catalog.union_branches("PlayerCommand", "command")
+_ECO_TYPES = catalog.union_branches("EcosystemEvent", "event")
+_CIV_TYPES = catalog.union_branches("CivilizationEvent", "event")
 
 
 def _union_type(column: str, names: Sequence[str]) -> str:

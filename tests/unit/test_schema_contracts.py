@@ -91,3 +91,16 @@ def test_unknown_schema_name_is_a_typed_error() -> None:
         catalog.load("NoSuchRecord")
     with pytest.raises(UnknownSchema):
         catalog.schema_name_for_topic(topics.DLQ)
+
+
+
+def test_union_branches_name_every_record_of_a_union_in_order():
+    from schemas import models
+    from schemas.errors import UnknownSchema
+    branches = catalog.union_branches("PlayerCommand", "command")
+    # Each command model is a branch: the warehouse names command types from this list.
+    assert set(branches) == set(models.COMMAND_TYPES)
+    assert branches[:2] == ("SpawnBody", "ApplyImpulse")
+    assert branches[-2:] == ("RetireWorld", "TransferBody")
+    with pytest.raises(UnknownSchema):
+        catalog.union_branches("PlayerCommand", "player_id")  # not a union
