@@ -9,6 +9,7 @@ a test that checks every frame relies on none of the first ticks passing unread.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from cosmic.settings import Settings
 from schemas.registry.client import RegistryClient
 from streams.gateway import GatewayService, build_gateway
+from streams.gateway.client import GrpcClient
 from streams.worlds.worker import PhysicsWorker, WorkerConfig, build_worker
 from tests.gatewaytruth import Truth
 from tests.liveworld import LiveWorld
@@ -91,3 +93,13 @@ def gateway_rig(settings: Settings, registry: RegistryClient, world: str, worker
     finally:
         if own_truth is not None:
             own_truth.close()
+
+
+async def until_listed(client: GrpcClient, world: str, tries: int = 300) -> None:
+    """Until the gateway lists ``world`` (it has seen the world's first tick), polling every
+    0.1 s, ``tries`` times at most."""
+    for _ in range(tries):
+        if world in [w.world_id for w in (await client.worlds()).worlds]:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the gateway never saw the world")

@@ -29,7 +29,7 @@ from schemas.registry.client import RegistryClient
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient, subscribe_request
 from streams.gateway.testing import stack_token
-from tests.gatewayrig import gateway_rig
+from tests.gatewayrig import gateway_rig, until_listed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -99,12 +99,7 @@ async def _watch_through_the_outage(address: str, world: str,
     seen: dict = {"ticks_after": []}
     token = stack_token(Settings(), "tester")
     async with GrpcClient(address, token=token) as gw:
-        for _ in range(300):
-            if world in [w.world_id for w in (await gw.worlds()).worlds]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the gateway never saw the world")
+        await until_listed(gw, world)
         # The gateway encodes one command before the outage: its schema id is cached.
         first = await gw.submit(world, {"type": "RemoveBody", "body_id": 987_000_001})
         await gw.outcome(first.command_id, timeout=20)

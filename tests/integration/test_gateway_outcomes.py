@@ -28,7 +28,7 @@ from streams.gateway.client import GrpcClient, box_view
 from streams.gateway.testing import stack_token
 from streams.worlds.eventlog import KafkaLog
 from streams.worlds.scenario import STAR_ID
-from tests.gatewayrig import gateway_rig
+from tests.gatewayrig import gateway_rig, until_listed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -93,12 +93,7 @@ async def through_gateway(address: str, http_url: str, world: str
     token = stack_token(Settings(), "tester")
     async with GrpcClient(address, token=token) as gw, aiohttp.ClientSession(
             http_url, headers={"Authorization": f"Bearer {token}"}) as http:
-        for _ in range(300):
-            if world in [w.world_id for w in (await gw.worlds()).worlds]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the gateway never saw the world")
+        await until_listed(gw, world)
 
         reply = await gw.submit(world, spawn(SPAWN_ID, 1.5))
         outcome = await gw.outcome(reply.command_id, timeout=20)

@@ -31,7 +31,7 @@ from schemas.registry.client import RegistryClient
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient, subscribe_request
 from streams.gateway.testing import stack_token
-from tests.gatewayrig import gateway_rig
+from tests.gatewayrig import gateway_rig, until_listed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -119,12 +119,8 @@ async def drive(address: str, world: str, run: str, traces: tracing.Tracing
     those rejected."""
     watcher = GrpcClient(address, token=stack_token(Settings(), f"watcher-{run}"))
     async with watcher:
-        for _ in range(1200):  # the worker's first ticks compile its kernels
-            if world in [w.world_id for w in (await watcher.worlds()).worlds]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the gateway never saw the world")
+        # The worker's first ticks compile its kernels.
+        await until_listed(watcher, world, tries=1200)
         frames = 0
 
         async def watch() -> None:
