@@ -20,11 +20,10 @@ from confluent_kafka import TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings
-from schemas import models
 from schemas.registry.client import RegistryClient
-from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
-from streams.security import signing
+from schemas.serde import AvroDeserializer, SerializationContext
 from streams.worlds import scenario
+from tests.liveworld import CommandSender
 
 Record = dict[str, Any]
 
@@ -51,28 +50,22 @@ class Commands:
                  asteroids: int) -> None:
         self.worlds = worlds
         self.asteroids = asteroids
-        self.ring = signing.KeyRing.for_settings(settings)
-        self.producer = kafka.producer(settings)
-        self._encode = AvroSerializer(registry, "PlayerCommand")
-        self._ctx = SerializationContext(topics.COMMANDS.name)
+        self.out = CommandSender(settings, registry)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.sent = 0
+
+    @property
+    def sent(self) -> int:
+        return self.out.sent
 
     def send(self, world: str, record: Record) -> None:
-        value = self._encode(signing.sign_record(record, models.Role.OPERATOR, self.ring),
-                             self._ctx)
-        self.producer.produce(topics.COMMANDS.name, key=world.encode(), value=value)
-        self.producer.poll(0)
-        self.sent += 1
+        self.out.send(world, record)
 
     def open(self, *, tick_rate_hz: float, snapshot_every: int) -> None:
         for world in self.worlds:
-            for cmd in scenario.star_system(world, asteroids=self.asteroids,
-                                            tick_rate_hz=tick_rate_hz,
-                                            snapshot_every=snapshot_every):
-                self.send(world, cmd.to_avro())
-        assert self.producer.flush(30) == 0
+            self.out.send_opening(world, asteroids=self.asteroids, tick_rate_hz=tick_rate_hz,
+                                  snapshot_every=snapshot_every)
+        self.out.flush()
 
     def play(self, *, rate_hz: float, invalid_every: int = 10) -> None:
         streams = [scenario.player_commands(w, seed=100 + i, asteroids=self.asteroids,
@@ -88,7 +81,7 @@ class Commands:
                 self.send(world, next(stream))
                 due += period
                 self._stop.wait(max(0.0, due - time.monotonic()))
-            self.producer.flush(30)
+            self.out.producer.flush(30)
 
         self._thread = threading.Thread(target=run, name="players", daemon=True)
         self._thread.start()

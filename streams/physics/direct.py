@@ -33,16 +33,18 @@ TILE = 64
 PARALLEL_MIN_BODIES = 512
 
 
-@njit(error_model="numpy", boundscheck=False, cache=True)
-def _accel_tile(x, y, z, m, G, eps2, i0, i1, out):
+@njit(inline="always", error_model="numpy", boundscheck=False)
+def _tile_forces(x, y, z, m, G, eps2, xi, yi, zi, i0, out, ax, ay, az):
+    # The pair-force loop every direct-sum step runs, for the targets xi, yi, zi (the
+    # bodies i0.. of x, y, z): sources stream past in index order, accumulators ax, ay, az
+    # (at least as long as the tile) are zeroed here. Inlined into each caller, so the
+    # compiled loop, and every rounding in it, is the one each caller always had.
     n = x.shape[0]
-    cnt = i1 - i0
-    xi = x[i0:i1].copy()
-    yi = y[i0:i1].copy()
-    zi = z[i0:i1].copy()
-    ax = np.zeros(cnt)
-    ay = np.zeros(cnt)
-    az = np.zeros(cnt)
+    cnt = xi.shape[0]
+    for k in range(cnt):
+        ax[k] = 0.0
+        ay[k] = 0.0
+        az[k] = 0.0
     for j in range(n):
         xj = x[j]
         yj = y[j]
@@ -63,6 +65,15 @@ def _accel_tile(x, y, z, m, G, eps2, i0, i1, out):
         out[i0 + k, 0] = G * ax[k]
         out[i0 + k, 1] = G * ay[k]
         out[i0 + k, 2] = G * az[k]
+
+
+@njit(error_model="numpy", boundscheck=False, cache=True)
+def _accel_tile(x, y, z, m, G, eps2, i0, i1, out):
+    # The tile's targets copied next to their accumulators (contiguous, apart from the
+    # source columns the loop streams).
+    cnt = i1 - i0
+    _tile_forces(x, y, z, m, G, eps2, x[i0:i1].copy(), y[i0:i1].copy(), z[i0:i1].copy(), i0,
+                 out, np.empty(cnt), np.empty(cnt), np.empty(cnt))
 
 
 @njit(error_model="numpy", boundscheck=False, cache=True)
@@ -153,35 +164,9 @@ def potentials(positions: F64Array, masses: F64Array, G: float, softening: float
 
 @njit(error_model="numpy", boundscheck=False, cache=True)
 def _accel_tile_into(x, y, z, m, G, eps2, i0, i1, out, ax, ay, az):
-    # _accel_tile's arithmetic, operation for operation, with the caller's scratch
-    # accumulators instead of six fresh arrays per tile (a small world's step is
-    # otherwise mostly allocation).
-    n = x.shape[0]
-    cnt = i1 - i0
-    for k in range(cnt):
-        ax[k] = 0.0
-        ay[k] = 0.0
-        az[k] = 0.0
-    for j in range(n):
-        xj = x[j]
-        yj = y[j]
-        zj = z[j]
-        mj = m[j]
-        for k in range(cnt):
-            dx = xj - x[i0 + k]
-            dy = yj - y[i0 + k]
-            dz = zj - z[i0 + k]
-            r2 = dx * dx + dy * dy + dz * dz + eps2
-            inv = 1.0 / np.sqrt(r2)
-            w = mj * inv * inv * inv
-            w = w if r2 > 0.0 else 0.0
-            ax[k] += w * dx
-            ay[k] += w * dy
-            az[k] += w * dz
-    for k in range(cnt):
-        out[i0 + k, 0] = G * ax[k]
-        out[i0 + k, 1] = G * ay[k]
-        out[i0 + k, 2] = G * az[k]
+    # _accel_tile with the caller's scratch accumulators and the targets read in place
+    # instead of fresh arrays per tile (a small world's step is otherwise mostly allocation).
+    _tile_forces(x, y, z, m, G, eps2, x[i0:i1], y[i0:i1], z[i0:i1], i0, out, ax, ay, az)
 
 
 @njit(error_model="numpy", boundscheck=False, cache=True)

@@ -26,12 +26,10 @@ from cosmic.settings import Settings, child_env
 from cosmic.stack import Stack
 from schemas.errors import RegistryError
 from schemas.registry.client import RegistryClient
-from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient, subscribe_request
 from streams.gateway.testing import stack_token
-from streams.worlds.worker import WorkerConfig, build_worker
-from tests.liveworld import LiveWorld
+from tests.gatewayrig import gateway_rig, until_listed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -73,26 +71,19 @@ def test_the_gateway_serves_and_admits_while_its_registry_is_down(settings: Sett
         "registry": settings.registry.model_copy(update={"url": f"http://127.0.0.1:{port}"})})
     gw_registry = RegistryClient.from_settings(gw_settings)
     shared = RegistryClient.from_settings(settings)
-    gateway = build_gateway(gw_settings, gw_registry)
-    worker = build_worker(settings, WorkerConfig(worker_id=f"degraded-{run}", shard=shard),
-                          shared)
-    live = LiveWorld(settings, shared, world)
-    gateway.start()
-    worker.start()
     try:
-        assert gateway.wait_ready(60), gateway.failure()
-        live.open(asteroids=10, tick_rate_hz=10.0, snapshot_every=50)
-        seen = asyncio.run(_watch_through_the_outage(gateway.grpc_address, world, own_registry,
-                                                     gw_registry))
+        with gateway_rig(settings, shared, world, f"degraded-{run}", asteroids=10,
+                         tick_rate_hz=10.0, snapshot_every=50, gw_settings=gw_settings,
+                         gateway_registry=gw_registry) as rig:
+            try:
+                seen = asyncio.run(_watch_through_the_outage(rig.gateway.grpc_address, world,
+                                                             own_registry, gw_registry))
+            finally:
+                if own_registry.poll() is None:
+                    own_registry.kill()
     finally:
-        if own_registry.poll() is None:
-            own_registry.kill()
-        live.stop()
-        worker.stop()
-        gateway.stop()
         gw_registry.close()
         shared.close()
-    assert gateway.failure() is None and worker.failure() is None
     # Ten seconds of ticks at 10 Hz with the registry gone, every one of them in order.
     assert len(seen["ticks_after"]) >= 50, seen["ticks_after"]
     assert seen["ticks_after"] == sorted(set(seen["ticks_after"]))
@@ -108,12 +99,7 @@ async def _watch_through_the_outage(address: str, world: str,
     seen: dict = {"ticks_after": []}
     token = stack_token(Settings(), "tester")
     async with GrpcClient(address, token=token) as gw:
-        for _ in range(300):
-            if world in [w.world_id for w in (await gw.worlds()).worlds]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the gateway never saw the world")
+        await until_listed(gw, world)
         # The gateway encodes one command before the outage: its schema id is cached.
         first = await gw.submit(world, {"type": "RemoveBody", "body_id": 987_000_001})
         await gw.outcome(first.command_id, timeout=20)

@@ -24,13 +24,11 @@ from cosmic import kafka, topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient
 from streams.gateway.testing import stack_token
-from streams.worlds.worker import WorkerConfig, build_worker
-from tests.gatewaytruth import Truth, check_frames
-from tests.liveworld import LiveWorld
+from tests.gatewayrig import gateway_rig
+from tests.gatewaytruth import check_frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -44,34 +42,21 @@ def test_gateway_serves_exact_views_on_both_faces(settings: Settings, stack: Sta
     run = uuid.uuid4().hex[:10]
     shard = f"test-gateway-{run}"
     world = f"{shard}:belt"
-    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
-        update={"grpc_port": 0, "http_port": 0})})
     registry = RegistryClient.from_settings(settings)
-    gateway = build_gateway(gw_settings, registry)
-    worker = build_worker(settings, WorkerConfig(worker_id=f"gateway-{run}", shard=shard),
-                          registry)
-    truth = Truth(settings, registry, world)
-    live = LiveWorld(settings, registry, world)
-    gateway.start()
-    worker.start()
-    try:
-        assert gateway.wait_ready(60), gateway.failure()
-        live.open(asteroids=300, tick_rate_hz=10.0, snapshot_every=50)
-        g = gw_settings.gateway
+    with gateway_rig(settings, registry, world, f"gateway-{run}", asteroids=300,
+                     tick_rate_hz=10.0, snapshot_every=50, truth=True) as rig:
+        gateway, truth = rig.gateway, rig.truth
+        g = rig.settings.gateway
         bound = g.position_step * math.sqrt(3) / 2
         views = [pb.View(center=pb.Vec3(x=BELT * math.cos(a), y=BELT * math.sin(a)), radius=0.8)
                  for a in (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)]
         token = stack_token(settings, "gateway-test")
         results = asyncio.run(watch(gateway.grpc_address, f"{gateway.http_url}ws", world, views,
                                     token))
-    finally:
-        live.stop()
-        worker.stop()
-        gateway.stop()
-    assert gateway.failure() is None and worker.failure() is None
-    grpc_frames, ws_frames, reply, tight, late_s = results
-    truth.wait_for(max(pb.Frame.FromString(f[-1]).tick for f in [*grpc_frames, *ws_frames, tight]))
-    truth.close()
+        rig.stop()
+        grpc_frames, ws_frames, reply, tight, late_s = results
+        truth.wait_for(max(pb.Frame.FromString(f[-1]).tick
+                           for f in [*grpc_frames, *ws_frames, tight]))
     registry.close()
 
     assert reply.partition == kafka.home_partition(world, topics.COMMANDS.partitions)

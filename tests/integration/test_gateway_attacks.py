@@ -632,25 +632,18 @@ def test_commanding_another_players_body_is_refused_by_the_worker(settings: Sett
 
     from streams.gateway.client import GrpcClient
     from streams.gateway.testing import stack_token
-    from streams.worlds.worker import WorkerConfig, build_worker
-    from tests.liveworld import LiveWorld
+    from tests.gatewayrig import gateway_rig
 
     shard = f"test-owners-{RUN}"
     world = f"{shard}:w"
-    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
-        update={"grpc_port": 0, "http_port": 0})})
     registry = RegistryClient.from_settings(settings)
-    gateway = build_gateway(gw_settings, registry)
-    worker = build_worker(settings, WorkerConfig(worker_id=f"owners-{RUN}", shard=shard),
-                          registry)
-    live = LiveWorld(settings, registry, world)
     body = 930_001
     alice, bob = f"alice-{RUN}", f"bob-{RUN}"
 
-    async def play() -> dict[str, tuple[str, str]]:
+    async def play(address: str) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
-        async with GrpcClient(gateway.grpc_address, token=stack_token(settings, alice)) as a, \
-                GrpcClient(gateway.grpc_address, token=stack_token(settings, bob)) as b:
+        async with GrpcClient(address, token=stack_token(settings, alice)) as a, \
+                GrpcClient(address, token=stack_token(settings, bob)) as b:
             for _ in range(300):
                 if world in [w.world_id for w in (await a.worlds()).worlds]:
                     break
@@ -677,16 +670,11 @@ def test_commanding_another_players_body_is_refused_by_the_worker(settings: Sett
             await outcome("alice nudges bob's body", a, nudge)
         return out
 
-    gateway.start()
-    worker.start()
     try:
-        assert gateway.wait_ready(90), gateway.failure()
-        live.open(asteroids=10, tick_rate_hz=10.0, snapshot_every=20)
-        seen = asyncio.run(play())
+        with gateway_rig(settings, registry, world, f"owners-{RUN}", asteroids=10,
+                         tick_rate_hz=10.0, snapshot_every=20, ready_s=90) as rig:
+            seen = asyncio.run(play(rig.gateway.grpc_address))
     finally:
-        live.stop()
-        worker.stop()
-        gateway.stop()
         registry.close()
     applied, refused = ("APPLIED", ""), ("REJECTED", "NOT_PERMITTED")
     assert seen == {

@@ -23,14 +23,12 @@ from cosmic.settings import Settings
 from cosmic.stack import Stack
 from cosmic.timeutil import now_ms
 from schemas.registry.client import RegistryClient
-from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient, box_view
 from streams.gateway.testing import stack_token
 from streams.worlds.eventlog import KafkaLog
 from streams.worlds.scenario import STAR_ID
-from streams.worlds.worker import WorkerConfig, build_worker
-from tests.liveworld import LiveWorld
+from tests.gatewayrig import gateway_rig, until_listed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -50,25 +48,12 @@ def test_outcomes_are_the_logs_and_a_retried_id_is_applied_once(settings: Settin
     run = uuid.uuid4().hex[:10]
     shard = f"test-outcomes-{run}"
     world = f"{shard}:w"
-    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
-        update={"grpc_port": 0, "http_port": 0})})
     registry = RegistryClient.from_settings(settings)
-    gateway = build_gateway(gw_settings, registry)
-    worker = build_worker(settings, WorkerConfig(worker_id=f"outcomes-{run}", shard=shard),
-                          registry)
-    live = LiveWorld(settings, registry, world)
     started_ms = now_ms() - 5000
-    gateway.start()
-    worker.start()
-    try:
-        assert gateway.wait_ready(60), gateway.failure()
-        live.open(asteroids=20, tick_rate_hz=10.0, snapshot_every=50)
-        seen = asyncio.run(through_gateway(gateway.grpc_address, gateway.http_url, world))
-    finally:
-        live.stop()
-        worker.stop()
-        gateway.stop()
-    assert gateway.failure() is None and worker.failure() is None
+    with gateway_rig(settings, registry, world, f"outcomes-{run}", asteroids=20,
+                     tick_rate_hz=10.0, snapshot_every=50) as rig:
+        seen = asyncio.run(through_gateway(rig.gateway.grpc_address, rig.gateway.http_url,
+                                           world))
 
     # What the client was told is what the worker wrote.
     log = KafkaLog(settings, registry)
@@ -108,12 +93,7 @@ async def through_gateway(address: str, http_url: str, world: str
     token = stack_token(Settings(), "tester")
     async with GrpcClient(address, token=token) as gw, aiohttp.ClientSession(
             http_url, headers={"Authorization": f"Bearer {token}"}) as http:
-        for _ in range(300):
-            if world in [w.world_id for w in (await gw.worlds()).worlds]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the gateway never saw the world")
+        await until_listed(gw, world)
 
         reply = await gw.submit(world, spawn(SPAWN_ID, 1.5))
         outcome = await gw.outcome(reply.command_id, timeout=20)

@@ -40,15 +40,13 @@ import pytest
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient
 from streams.gateway.grpc_face import SERVICE
 from streams.gateway.testing import stack_token
 from streams.worlds import scenario
-from streams.worlds.worker import WorkerConfig, build_worker
-from tests.gatewaytruth import Truth, check_frames
-from tests.liveworld import LiveWorld
+from tests.gatewayrig import gateway_rig
+from tests.gatewaytruth import check_frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -94,33 +92,19 @@ def test_ten_thousand_bodies_and_sixty_four_moving_clients(settings: Settings, s
     run = uuid.uuid4().hex[:10]
     shard = f"test-gwscale-{run}"
     world = f"{shard}:belt"
-    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
-        update={"grpc_port": 0, "http_port": 0})})
     registry = RegistryClient.from_settings(settings)
-    gateway = build_gateway(gw_settings, registry)
-    worker = build_worker(settings, WorkerConfig(worker_id=f"gwscale-{run}", shard=shard),
-                          registry)
-    truth = Truth(settings, registry, world)
-    live = LiveWorld(settings, registry, world)
-    gateway.start()
-    worker.start()
-    try:
-        assert gateway.wait_ready(60), gateway.failure()
-        live.open(asteroids=BODIES - 2 - len(scenario.PLANETS), tick_rate_hz=TICK_HZ,
-                  snapshot_every=1000)
+    with gateway_rig(settings, registry, world, f"gwscale-{run}",
+                     asteroids=BODIES - 2 - len(scenario.PLANETS), tick_rate_hz=TICK_HZ,
+                     snapshot_every=1000, truth=True) as rig:
+        gateway, truth = rig.gateway, rig.truth
         clients, late, stalled = asyncio.run(watch(
             gateway.grpc_address, f"{gateway.http_url}ws", world,
             lambda k: stack_token(settings, f"gwscale-{k}")))
-    finally:
-        live.stop()
-        worker.stop()
-        gateway.stop()
-    assert gateway.failure() is None and worker.failure() is None
-    g = gw_settings.gateway
-    bound = g.position_step * math.sqrt(3) / 2
-    everyone = [*clients, *late, stalled]
-    truth.wait_for(max(pb.Frame.FromString(c.frames[-1]).tick for c in everyone))
-    truth.close()
+        rig.stop()
+        g = rig.settings.gateway
+        bound = g.position_step * math.sqrt(3) / 2
+        everyone = [*clients, *late, stalled]
+        truth.wait_for(max(pb.Frame.FromString(c.frames[-1]).tick for c in everyone))
     registry.close()
 
     # Every client, every frame: the set of its view, exactly; positions within the bound.

@@ -20,11 +20,10 @@ from cosmic import kafka, metrics, topics
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.testing import stack_token
-from streams.worlds.worker import WorkerConfig, build_worker
-from tests.liveworld import LiveWorld
+from streams.worlds.worker import PhysicsWorker, WorkerConfig, build_worker
+from tests.gatewayrig import GatewayRig, gateway_rig
 from tests.unit.test_metrics import promtool_check
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -64,86 +63,86 @@ def test_worker_and_gateway_metrics_follow_the_work(settings: Settings, stack: S
         "metrics": settings.metrics.model_copy(update={"targets_dir": tmp_path})})
     registry = RegistryClient.from_settings(settings)
     endpoint = metrics.serve(local, "test")
-    gateway = build_gateway(local, registry)
-    first = build_worker(settings, WorkerConfig(worker_id=f"a-{run}", shard=shard), registry)
     second = build_worker(settings, WorkerConfig(worker_id=f"b-{run}", shard=shard), registry)
-    live = LiveWorld(settings, registry, world)
     token = stack_token(settings, f"metrics-{run}")
-    gateway.start()
-    first.start()
     try:
-        assert gateway.wait_ready(60), gateway.failure()
-        live.open(asteroids=50, tick_rate_hz=10.0, snapshot_every=50)
-        live.play(rate_hz=5, seed=1, asteroids=50, invalid_every=3)
-        wait_until(lambda: value(scrape(endpoint.url)[1], "cosmic_physics_ticks_total",
-                                 worker=f"a-{run}", partition=home) >= 20, 60, "ticks")
-
-        async def watch_a_while() -> tuple[str, dict]:
-            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}
-                                             ) as session:
-                ws = await session.ws_connect(f"{gateway.http_url}ws")
-                await ws.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest(
-                    world_id=world, view=pb.View(center=pb.Vec3(), radius=50.0),
-                    max_bytes_per_s=2000)).SerializeToString())
-                # 2 kB/s is tight for 50 moving bodies, but a frame defers only when a
-                # tick's updates overrun it: read on (a bounded number of frames) until
-                # one has.
-                for frames in range(1, 121):
-                    await ws.receive(timeout=10)
-                    if frames >= 10 and frames % 10 == 0:
-                        seen = await asyncio.to_thread(scrape, endpoint.url)
-                        if value(seen[1], "cosmic_gateway_budget_deferrals_total") >= 1:
-                            break
-                await ws.close()
-                return seen
-
-        deadline = time.monotonic() + 30
-        while world not in [w.world_id for w in gateway_worlds(gateway, token)]:
-            assert time.monotonic() < deadline, "the gateway never saw the world"
-            time.sleep(0.2)
-        text, during = asyncio.run(watch_a_while())
-        assert promtool_check(text) == ""
-        assert value(during, "cosmic_gateway_connections", protocol="websocket") == 1
-        assert value(during, "cosmic_gateway_frames_sent_total") >= 10
-        assert value(during, "cosmic_gateway_sent_bytes_total") > 0
-        assert value(during, "cosmic_gateway_tick_to_send_seconds_count") >= 10
-        assert value(during, "cosmic_gateway_budget_deferrals_total") >= 1  # 2 kB/s is tight
-        assert value(during, "cosmic_gateway_requests_total", face="ws", action="subscribe",
-                     outcome="ADMITTED") == 1
-        assert value(during, "cosmic_physics_tick_duration_seconds_count",
-                     worker=f"a-{run}", partition=home) >= 20
-        assert value(during, "cosmic_physics_commands_applied_total", worker=f"a-{run}") > 0
-        assert value(during, "cosmic_physics_commands_rejected_total", worker=f"a-{run}") > 0
-        assert value(during, "cosmic_physics_worlds", worker=f"a-{run}", partition=home,
-                     state="live") == 1
-        assert value(during, "cosmic_physics_recovery_duration_seconds_count",
-                     worker=f"a-{run}") == 3
-        assert partitions_of(during, f"a-{run}") == {"0", "1", "2"}
-
-        # A second worker joins the shard's group: the partitions are split, each
-        # reported by its owner alone.
-        second.start()
-
-        def split() -> bool:
-            _, now = scrape(endpoint.url)
-            a, b = partitions_of(now, f"a-{run}"), partitions_of(now, f"b-{run}")
-            return bool(a) and bool(b) and not a & b and a | b == {"0", "1", "2"}
-
-        wait_until(split, 90, "the partitions to be split between the workers")
-        _, after = scrape(endpoint.url)
-        lost = {"0", "1", "2"} - partitions_of(after, f"a-{run}")
-        for (name, ls), _ in after.items():
-            labels = dict(ls)
-            if labels.get("worker") == f"a-{run}" and "partition" in labels:
-                assert labels["partition"] not in lost, f"{name} still reports a lost partition"
+        with gateway_rig(settings, registry, world, f"a-{run}", asteroids=50,
+                         tick_rate_hz=10.0, snapshot_every=50, gw_settings=local) as rig:
+            try:
+                _follow_the_work(rig, second, endpoint, token, run, home)
+            finally:
+                second.stop()
     finally:
-        live.stop()
-        second.stop()
-        first.stop()
-        gateway.stop()
         registry.close()
         endpoint.close()
-    assert first.failure() is None and second.failure() is None and gateway.failure() is None
+    assert second.failure() is None
+
+
+def _follow_the_work(rig: GatewayRig, second: PhysicsWorker, endpoint: metrics.MetricsEndpoint,
+                     token: str, run: str, home: str) -> None:
+    gateway, world, live = rig.gateway, rig.world, rig.live
+    live.play(rate_hz=5, seed=1, asteroids=50, invalid_every=3)
+    wait_until(lambda: value(scrape(endpoint.url)[1], "cosmic_physics_ticks_total",
+                             worker=f"a-{run}", partition=home) >= 20, 60, "ticks")
+
+    async def watch_a_while() -> tuple[str, dict]:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}
+                                         ) as session:
+            ws = await session.ws_connect(f"{gateway.http_url}ws")
+            await ws.send_bytes(pb.ClientMessage(subscribe=pb.SubscribeRequest(
+                world_id=world, view=pb.View(center=pb.Vec3(), radius=50.0),
+                max_bytes_per_s=2000)).SerializeToString())
+            # 2 kB/s is tight for 50 moving bodies, but a frame defers only when a
+            # tick's updates overrun it: read on (a bounded number of frames) until
+            # one has.
+            for frames in range(1, 121):
+                await ws.receive(timeout=10)
+                if frames >= 10 and frames % 10 == 0:
+                    seen = await asyncio.to_thread(scrape, endpoint.url)
+                    if value(seen[1], "cosmic_gateway_budget_deferrals_total") >= 1:
+                        break
+            await ws.close()
+            return seen
+
+    deadline = time.monotonic() + 30
+    while world not in [w.world_id for w in gateway_worlds(gateway, token)]:
+        assert time.monotonic() < deadline, "the gateway never saw the world"
+        time.sleep(0.2)
+    text, during = asyncio.run(watch_a_while())
+    assert promtool_check(text) == ""
+    assert value(during, "cosmic_gateway_connections", protocol="websocket") == 1
+    assert value(during, "cosmic_gateway_frames_sent_total") >= 10
+    assert value(during, "cosmic_gateway_sent_bytes_total") > 0
+    assert value(during, "cosmic_gateway_tick_to_send_seconds_count") >= 10
+    assert value(during, "cosmic_gateway_budget_deferrals_total") >= 1  # 2 kB/s is tight
+    assert value(during, "cosmic_gateway_requests_total", face="ws", action="subscribe",
+                 outcome="ADMITTED") == 1
+    assert value(during, "cosmic_physics_tick_duration_seconds_count",
+                 worker=f"a-{run}", partition=home) >= 20
+    assert value(during, "cosmic_physics_commands_applied_total", worker=f"a-{run}") > 0
+    assert value(during, "cosmic_physics_commands_rejected_total", worker=f"a-{run}") > 0
+    assert value(during, "cosmic_physics_worlds", worker=f"a-{run}", partition=home,
+                 state="live") == 1
+    assert value(during, "cosmic_physics_recovery_duration_seconds_count",
+                 worker=f"a-{run}") == 3
+    assert partitions_of(during, f"a-{run}") == {"0", "1", "2"}
+
+    # A second worker joins the shard's group: the partitions are split, each
+    # reported by its owner alone.
+    second.start()
+
+    def split() -> bool:
+        _, now = scrape(endpoint.url)
+        a, b = partitions_of(now, f"a-{run}"), partitions_of(now, f"b-{run}")
+        return bool(a) and bool(b) and not a & b and a | b == {"0", "1", "2"}
+
+    wait_until(split, 90, "the partitions to be split between the workers")
+    _, after = scrape(endpoint.url)
+    lost = {"0", "1", "2"} - partitions_of(after, f"a-{run}")
+    for (name, ls), _ in after.items():
+        labels = dict(ls)
+        if labels.get("worker") == f"a-{run}" and "partition" in labels:
+            assert labels["partition"] not in lost, f"{name} still reports a lost partition"
 
 
 def gateway_worlds(gateway, token: str) -> list[pb.WorldInfo]:

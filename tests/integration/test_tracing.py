@@ -28,12 +28,10 @@ from cosmic import topics, tracing
 from cosmic.settings import Settings
 from cosmic.stack import Stack
 from schemas.registry.client import RegistryClient
-from streams.gateway import build_gateway
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.client import GrpcClient, subscribe_request
 from streams.gateway.testing import stack_token
-from streams.worlds.worker import WorkerConfig, build_worker
-from tests.liveworld import LiveWorld
+from tests.gatewayrig import gateway_rig, until_listed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -53,27 +51,16 @@ def test_every_command_is_one_connected_trace_and_no_span_is_orphaned(settings: 
     run = uuid.uuid4().hex[:10]
     shard = f"test-tracing-{run}"
     world = f"{shard}:w"
-    gw_settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(
-        update={"grpc_port": 0, "http_port": 0})})
     traces = tracing.install(tracing.build("test", "memory"))
     assert traces.exporter is not None
     registry = RegistryClient.from_settings(settings)
     try:
-        gateway = build_gateway(gw_settings, registry)
-        worker = build_worker(settings, WorkerConfig(worker_id=f"tracing-{run}", shard=shard),
-                              registry)
-        live = LiveWorld(settings, registry, world)  # the opening: untraced, straight to Kafka
-        gateway.start()
-        worker.start()
-        try:
-            assert gateway.wait_ready(60), gateway.failure()
-            live.open(asteroids=20, tick_rate_hz=20.0, snapshot_every=100)
-            told, refused = asyncio.run(drive(gateway.grpc_address, world, run, traces))
-        finally:
-            worker.stop()
-            gateway.stop()
-        assert gateway.failure() is None and worker.failure() is None
-        spans = list(traces.exporter.get_finished_spans())
+        # The opening: untraced, straight to Kafka.
+        with gateway_rig(settings, registry, world, f"tracing-{run}", asteroids=20,
+                         tick_rate_hz=20.0, snapshot_every=100) as rig:
+            told, refused = asyncio.run(drive(rig.gateway.grpc_address, world, run, traces))
+            rig.stop()
+            spans = list(traces.exporter.get_finished_spans())
     finally:
         traces.shutdown()
         registry.close()
@@ -132,12 +119,8 @@ async def drive(address: str, world: str, run: str, traces: tracing.Tracing
     those rejected."""
     watcher = GrpcClient(address, token=stack_token(Settings(), f"watcher-{run}"))
     async with watcher:
-        for _ in range(1200):  # the worker's first ticks compile its kernels
-            if world in [w.world_id for w in (await watcher.worlds()).worlds]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the gateway never saw the world")
+        # The worker's first ticks compile its kernels.
+        await until_listed(watcher, world, tries=1200)
         frames = 0
 
         async def watch() -> None:
