@@ -44,10 +44,63 @@ def _recover_from_broker_offsets() -> None:
     driver.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
 
 
+def _commit_what_each_transaction_holds() -> None:
+    """Make each exactly-once commit carry the offset of every event whose outputs it holds.
+
+    faust-streaming 0.15 picks the offsets to commit first and only then waits for
+    the transaction's lock. The :class:`Outbox` sends an event's outputs under that
+    lock: an event whose sends hold it at that moment finishes, is acknowledged, and
+    its outputs are committed in the transaction, its offset not. After a crash (or
+    a rebalance) before the next commit the event is processed again, on tables
+    that already hold its effect, and its outputs are committed twice (seen here
+    under load as a civilization's founding refused a second time). Here each
+    partition's offset is taken again once the lock is held: by then every event
+    acknowledged has sent all it made, and no event can send until the commit is done.
+    """
+    from aiokafka.errors import ProducerFenced
+    from faust.transport.consumer import TransactionManager
+
+    async def commit(self: Any, offsets: dict[Any, int],
+                     start_new_transaction: bool = True) -> bool:
+        producer, consumer = self.producer, self.consumer
+        group_id = self.app.conf.id
+        by_tid: dict[str, list[Any]] = {}
+        for tp in offsets:
+            group = self.app.assignor.group_for_topic(tp.topic)
+            by_tid.setdefault(f"{group_id}-{group}-{tp.partition}", []).append(tp)
+        for tid, tps in by_tid.items():
+            async with producer._trn_locks[tid]:
+                transaction = producer._transaction_producers.get(tid)
+                if transaction is None:
+                    continue  # revoked meanwhile: its events will be processed again
+                for tp in tps:
+                    # Acknowledged since the offsets were picked: commit those too (the
+                    # consumer's bookkeeping then continues from there, as Faust's does
+                    # from ``offsets`` once the commit returns).
+                    before = consumer._committed_offset[tp]
+                    consumer._committed_offset[tp] = offsets[tp]
+                    later = consumer._new_offset(tp)
+                    consumer._committed_offset[tp] = before
+                    if later is not None and later > offsets[tp]:
+                        offsets[tp] = later
+                try:
+                    await transaction.send_offsets_to_transaction(
+                        {tp: offsets[tp] for tp in tps}, group_id)
+                    await transaction.commit_transaction()
+                    if start_new_transaction:
+                        await transaction.begin_transaction()
+                except ProducerFenced as exc:
+                    await self.app.crash(exc)
+        return True
+
+    TransactionManager.commit = commit  # type: ignore[method-assign,assignment]
+
+
 def make_app(settings: Settings, app_id: str) -> faust.App:
     servers = [f"kafka://{s.strip()}" for s in settings.kafka.bootstrap_servers.split(",")]
     timeout = settings.living.session_timeout_s
     _recover_from_broker_offsets()
+    _commit_what_each_transaction_holds()
     k = settings.kafka
     # Faust's aiokafka clients log in like every other client: this process's identity.
     # A TLS context (SASL_SSL) is what makes Faust use TLS under SASL.
