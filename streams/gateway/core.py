@@ -140,7 +140,7 @@ class Subscription:
                 tick = await self.core._next(self.world_id, self.subscriber)
                 guard.still_valid(self.identity)
                 since, started_ns = self.subscriber.last_tick, time.time_ns()
-                data = self.subscriber.frame(tick).SerializeToString()
+                data = self.subscriber.frame_bytes(tick)
                 self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
                 yield data
                 if self.core.tracer is not None:  # the face took it: delivered
@@ -273,7 +273,7 @@ class GatewayCore:
     def snapshot(self, request: pb.SubscribeRequest, caller: Caller) -> bytes:
         sub = self.subscribe(request, caller, action="snapshot")
         try:
-            return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+            return sub.subscriber.frame_bytes(self._latest[request.world_id])
         finally:
             sub.close()
 

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 # Slab members' fate in this frame.
-OUT, STAYS, ENTERS = 0, 1, 2
+STAYS, ENTERS = 1, 2
 
 _U7 = np.uint64(7)
 _U127 = np.uint64(0x7F)
@@ -78,32 +78,42 @@ def _field_len(length):  # tag + length prefix + payload of a length-delimited f
 
 
 @njit(boundscheck=False, cache=True)
+def _find(sorted_ids, value):  # the index of value in sorted_ids, or -1
+    lo, hi = 0, sorted_ids.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sorted_ids[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < sorted_ids.shape[0] and sorted_ids[lo] == value:
+        return lo
+    return -1
+
+
+@njit(boundscheck=False, cache=True)
 def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
                b_ids, b_qpos, b_qvel, b_sent, b_rev, predicted, sim_time, ratio):
-    """Each slab member's fate (:data:`OUT`, :data:`STAYS`, :data:`ENTERS`), its distance
-    to the view's centre and baseline slot; the stayers' grid changes; the leaves.
+    """The bodies in view (tick indices, ascending), each one's fate (:data:`STAYS` or
+    :data:`ENTERS`), baseline slot and distance to the view's centre; the stayers' grid
+    changes and the largest of their steps; the leaves.
 
-    ``slab``: tick indices of the bodies in the view's x-slab, ascending. ``geom``:
+    ``slab``: tick indices of the bodies in the view's x-slab, in any order. ``geom``:
     centre (3), radius, grown radius, then for a box low (3), high (3), grown low
     (3), grown high (3)."""
     m = slab.shape[0]
     nb = b_ids.shape[0]
-    fate = np.zeros(m, np.int8)
-    slot = np.zeros(m, np.int64)
-    dist = np.empty(m)
+    pick = np.empty(m, np.int64)
+    pick_slot = np.empty(m, np.int64)
+    pick_dist = np.empty(m)
     kept = np.zeros(nb, np.bool_)
-    n_stay = 0
-    p = 0
+    n_in = 0
     for j in range(m):
         i = slab[j]
         dx = positions[i, 0] - geom[0]
         dy = positions[i, 1] - geom[1]
         dz = positions[i, 2] - geom[2]
         d = np.sqrt((dx * dx + dy * dy) + dz * dz)
-        dist[j] = d
-        while p < nb and b_ids[p] < ids[i]:
-            p += 1
-        held = p < nb and b_ids[p] == ids[i]
         if is_box:
             inside = True
             grown = True
@@ -114,16 +124,35 @@ def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
         else:
             inside = d <= geom[3]
             grown = d <= geom[4]
-        if not (inside or (held and grown)):
+        if not (inside or grown):
             continue
-        if held:
-            slot[j] = p
-            kept[p] = True  # a stayer, or re-entering in full: it does not leave
-        if held and b_rev[p] == revisions[i]:
-            fate[j] = STAYS
+        b = _find(b_ids, ids[i])
+        if not (inside or b >= 0):
+            continue
+        if b >= 0:
+            kept[b] = True  # a stayer, or re-entering in full: it does not leave
+        pick[n_in] = i
+        pick_slot[n_in] = b
+        pick_dist[n_in] = d
+        n_in += 1
+    order = np.argsort(pick[:n_in])  # the tick's order, which is the ids'
+    sel = np.empty(n_in, np.int64)
+    fate = np.empty(n_in, np.int8)
+    slot = np.empty(n_in, np.int64)
+    dist = np.empty(n_in)
+    n_stay = 0
+    for r in range(n_in):
+        o = order[r]
+        i = pick[o]
+        b = pick_slot[o]
+        sel[r] = i
+        slot[r] = b
+        dist[r] = pick_dist[o]
+        if b >= 0 and b_rev[b] == revisions[i]:
+            fate[r] = STAYS
             n_stay += 1
         else:
-            fate[j] = ENTERS
+            fate[r] = ENTERS
     n_leave = nb
     for q in range(nb):
         if kept[q]:
@@ -140,11 +169,11 @@ def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
     moved = np.zeros(n_stay, np.bool_)
     steps = np.zeros(n_stay, np.int64)
     k = 0
-    for j in range(m):
-        if fate[j] != STAYS:
+    for r in range(n_in):
+        if fate[r] != STAYS:
             continue
-        i = slab[j]
-        b = slot[j]
+        i = sel[r]
+        b = slot[r]
         elapsed = (sim_time - b_sent[b]) * ratio
         biggest = 0
         for a in range(3):
@@ -161,7 +190,7 @@ def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
                 biggest = abs(e)
         steps[k] = biggest
         k += 1
-    return fate, slot, dist, leaves, dq, dv, moved, steps
+    return sel, fate, slot, dist, leaves, dq, dv, moved, steps
 
 
 @njit(boundscheck=False, cache=True)
@@ -205,8 +234,8 @@ def _stable_order(keys):
 
 
 @njit(boundscheck=False, cache=True)
-def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
-           fate, slot, dist, leaves, dq, dv, moved, log_steps,
+def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
+           slot, dist, leaves, dq, dv, moved, log2_steps,
            b_qpos, b_qvel, b_sent, b_prio, size, tokens, overhead, predicted, sim_time, head):
     """Choose the updates that fit ``tokens`` and write the frame; returns its bytes,
     how many moved bodies wait, and the new baseline (ids, grid position and velocity,
@@ -215,7 +244,7 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
     ``head``: tick, base tick, the bits of ``sim_time``, snapshot, the bits of the position
     and velocity steps, produced ms, encoding; the grid steps and encoding are written
     only in a snapshot."""
-    m = slab.shape[0]
+    m = sel.shape[0]
     n_stay = dq.shape[0]
     snapshot = head[3] != 0
 
@@ -226,12 +255,12 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
     enter_cost = 0
     for j in range(m):
         if fate[j] == STAYS:
-            w = log_steps[k] * (size / (size + dist[j]))
+            w = (1.0 + log2_steps[k]) * (size / (size + dist[j]))
             priority[k] = b_prio[slot[j]] + (w if moved[k] else 0.0)
             k += 1
-        elif fate[j] == ENTERS:
+        else:
             n_enter += 1
-            i = slab[j]
+            i = sel[j]
             for a in range(3):
                 enter_cost += _vlen(_zz(qpos[i, a])) + _vlen(_zz(qvel[i, a]))
     if n_enter:
@@ -281,7 +310,7 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
     k = 0
     prev = 0
     for j in range(m):
-        i = slab[j]
+        i = sel[j]
         if fate[j] == ENTERS:
             e_ids += _vlen(np.uint64(ids[i]))
             e_kinds += _vlen(np.uint64(kinds[i]))
@@ -365,29 +394,29 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
         pos = _put_len(buf, pos, 0x0A, e_ids)
         for j in range(m):
             if fate[j] == ENTERS:
-                pos = _put(buf, pos, np.uint64(ids[slab[j]]))
+                pos = _put(buf, pos, np.uint64(ids[sel[j]]))
         pos = _put_len(buf, pos, 0x12, e_kinds)
         for j in range(m):
             if fate[j] == ENTERS:
-                pos = _put(buf, pos, np.uint64(kinds[slab[j]]))
+                pos = _put(buf, pos, np.uint64(kinds[sel[j]]))
         pos = _put_len(buf, pos, 0x1A, 8 * n_enter)
         for j in range(m):
             if fate[j] == ENTERS:
-                pos = _put_fixed64(buf, pos, mass_bits[slab[j]])
+                pos = _put_fixed64(buf, pos, mass_bits[sel[j]])
         pos = _put_len(buf, pos, 0x22, 8 * n_enter)
         for j in range(m):
             if fate[j] == ENTERS:
-                pos = _put_fixed64(buf, pos, radius_bits[slab[j]])
+                pos = _put_fixed64(buf, pos, radius_bits[sel[j]])
         pos = _put_len(buf, pos, 0x2A, e_pos)
         for j in range(m):
             if fate[j] == ENTERS:
                 for a in range(3):
-                    pos = _put(buf, pos, _zz(qpos[slab[j], a]))
+                    pos = _put(buf, pos, _zz(qpos[sel[j], a]))
         pos = _put_len(buf, pos, 0x32, e_vel)
         for j in range(m):
             if fate[j] == ENTERS:
                 for a in range(3):
-                    pos = _put(buf, pos, _zz(qvel[slab[j], a]))
+                    pos = _put(buf, pos, _zz(qvel[sel[j], a]))
     if n_send:
         pos = _put_len(buf, pos, 0x32, update_len)
         pos = _put_len(buf, pos, 0x0A, u_steps)
@@ -396,8 +425,8 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
         for j in range(m):
             if fate[j] == STAYS:
                 if sent[k]:
-                    pos = _put(buf, pos, _zz(ids[slab[j]] - prev))
-                    prev = ids[slab[j]]
+                    pos = _put(buf, pos, _zz(ids[sel[j]] - prev))
+                    prev = ids[sel[j]]
                 k += 1
         if predicted:
             pos = _put_len(buf, pos, 0x22, u_changed)
@@ -449,7 +478,7 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
         buf[pos] = 0x58
         pos = _put(buf, pos + 1, np.uint64(head[7]))
 
-    # The new baseline: every slab member in view, in id order; updated ones at their
+    # The new baseline: every body in view, in id order; updated ones at their
     # new values and priority zero.
     n_new = n_stay + n_enter
     n_ids = np.empty(n_new, np.int64)
@@ -461,9 +490,7 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, slab,
     r = 0
     k = 0
     for j in range(m):
-        if fate[j] == OUT:
-            continue
-        i = slab[j]
+        i = sel[j]
         n_ids[r] = ids[i]
         n_rev[r] = revisions[i]
         fresh = True

@@ -36,6 +36,7 @@ Per frame:
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,7 @@ from .world import Area, BoxView, Floats, Ints, Tick, locate
 # Bytes a frame costs besides its bodies (tags, lengths, tick, times): an estimate
 # for choosing updates; the bucket is charged the frame's real size.
 _FRAME_OVERHEAD = 40
+_DOUBLE, _DOUBLE_BITS = struct.Struct("<d"), struct.Struct("<q")
 
 
 def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: float) -> Ints:
@@ -60,7 +62,7 @@ def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: flo
 
 def _bits(value: float) -> int:
     """A double's bits, as the int64 the kernel writes little-endian."""
-    return int(np.float64(value).view(np.int64))
+    return int(_DOUBLE_BITS.unpack(_DOUBLE.pack(value))[0])
 
 
 def _geometry(view: Area, grow: float) -> tuple[Floats, bool, float, float]:
@@ -107,8 +109,9 @@ class Subscriber:
         self.priority: Floats = np.empty(0)
         self.bytes_sent = 0
         self.deferred = 0
-        self._geometry_of: Area | None = None  # the view _geometry was computed for
+        self._geometry_of: tuple[Area, float] | None = None  # what _geometry is of
         self._geometry: tuple[Floats, bool, float, float] = (np.empty(0), False, 0.0, 0.0)
+        self._size = 0.0
 
     def move(self, view: Area) -> None:
         """A new area of interest; it applies from the next frame."""
@@ -136,33 +139,33 @@ class Subscriber:
         if snapshot:
             self._ratio = tick.grid.velocity_step / tick.grid.position_step
         self._refill(tick.produced_ms)
-        if self._geometry_of is not self.view:
-            self._geometry_of = self.view
+        if self._geometry_of != (self.view, self.hysteresis):
+            self._geometry_of = (self.view, self.hysteresis)
             self._geometry = _geometry(self.view, self.hysteresis)
+            self._size = float(self.view.size)
         geom, is_box, x_low, x_high = self._geometry
         # Only the slab that can hold the view matters: a held body outside it is
         # beyond the view's outer edge, so it leaves.
-        lo = int(np.searchsorted(tick.x_sorted, x_low, side="left"))
-        hi = int(np.searchsorted(tick.x_sorted, x_high, side="right"))
-        slab = np.sort(tick.x_order[lo:hi])
-        fate, slot, dist, leaves, dq, dv, moved, steps = framing.membership(
-            tick.ids, tick.positions, tick.qpositions, tick.qvelocities, tick.revisions, slab,
-            geom, is_box, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions,
-            self.predicted, tick.sim_time, self._ratio)
+        lo = int(tick.x_sorted.searchsorted(x_low, side="left"))
+        hi = int(tick.x_sorted.searchsorted(x_high, side="right"))
+        sel, fate, slot, dist, leaves, dq, dv, moved, steps = framing.membership(
+            tick.ids, tick.positions, tick.qpositions, tick.qvelocities, tick.revisions,
+            tick.x_order[lo:hi], geom, is_box, self.ids, self.qpos, self.qvel, self.sent_at,
+            self.revisions, self.predicted, tick.sim_time, self._ratio)
         # numpy's log2, not the kernel's: the two may differ in the last bit.
-        log_steps = 1.0 + np.log2(1.0 + steps)
+        log2_steps = np.log2(1.0 + steps)
         grid = tick.grid
-        head = np.array([tick.tick, self.last_tick, _bits(tick.sim_time), snapshot,
+        head = np.array((tick.tick, self.last_tick, _bits(tick.sim_time), snapshot,
                          _bits(grid.position_step), _bits(grid.velocity_step),
-                         tick.produced_ms, pb.PREDICTED if self.predicted else pb.DELTAS],
+                         tick.produced_ms, pb.PREDICTED if self.predicted else pb.DELTAS),
                         np.int64)
         buf, self.deferred, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions, \
             self.priority = framing.encode(
                 tick.ids, tick.kinds, tick.masses.view(np.int64), tick.radii.view(np.int64),
-                tick.qpositions, tick.qvelocities, tick.revisions, slab, fate, slot, dist,
-                leaves, dq, dv, moved, log_steps, self.qpos, self.qvel, self.sent_at,
-                self.priority, float(self.view.size), float(self._tokens), _FRAME_OVERHEAD,
-                self.predicted, float(tick.sim_time), head)
+                tick.qpositions, tick.qvelocities, tick.revisions, sel, fate, slot, dist,
+                leaves, dq, dv, moved, log2_steps, self.qpos, self.qvel, self.sent_at,
+                self.priority, self._size, self._tokens, _FRAME_OVERHEAD, self.predicted,
+                tick.sim_time, head)
         self.last_tick = tick.tick
         self.sim_time = tick.sim_time
         self._view_moved = False
