@@ -92,13 +92,14 @@ def _find(sorted_ids, value):  # the index of value in sorted_ids, or -1
 
 
 @njit(boundscheck=False, cache=True)
-def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
+def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
                b_ids, b_qpos, b_qvel, b_sent, b_rev, predicted, sim_time, ratio):
     """The bodies in view (tick indices, ascending), each one's fate (:data:`STAYS` or
     :data:`ENTERS`), baseline slot and distance to the view's centre; the stayers' grid
     changes and the largest of their steps; the leaves.
 
-    ``slab``: tick indices of the bodies in the view's x-slab, in any order. ``geom``:
+    ``slab``: tick indices of the bodies in the view's x-slab, in any order, and
+    ``slab_positions`` their positions (a slice of the tick's, read in turn). ``geom``:
     centre (3), radius, grown radius, then for a box low (3), high (3), grown low
     (3), grown high (3)."""
     m = slab.shape[0]
@@ -109,16 +110,15 @@ def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
     kept = np.zeros(nb, np.bool_)
     n_in = 0
     for j in range(m):
-        i = slab[j]
-        dx = positions[i, 0] - geom[0]
-        dy = positions[i, 1] - geom[1]
-        dz = positions[i, 2] - geom[2]
+        dx = slab_positions[j, 0] - geom[0]
+        dy = slab_positions[j, 1] - geom[1]
+        dz = slab_positions[j, 2] - geom[2]
         d = np.sqrt((dx * dx + dy * dy) + dz * dz)
         if is_box:
             inside = True
             grown = True
             for a in range(3):
-                x = positions[i, a]
+                x = slab_positions[j, a]
                 inside = inside and x >= geom[5 + a] and x <= geom[8 + a]
                 grown = grown and x >= geom[11 + a] and x <= geom[14 + a]
         else:
@@ -126,6 +126,7 @@ def membership(ids, positions, qpos, qvel, revisions, slab, geom, is_box,
             grown = d <= geom[4]
         if not (inside or grown):
             continue
+        i = slab[j]
         b = _find(b_ids, ids[i])
         if not (inside or b >= 0):
             continue
@@ -281,28 +282,35 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
             cand[c] = k
             keys[c] = -priority[k]
             c += 1
-    order = _stable_order(keys)
+    each = np.empty(n_cand, np.int64)
+    total = 0
+    for c in range(n_cand):
+        k = cand[c]
+        size_c = 2 if predicted else 1
+        for a in range(3):
+            e, f = dq[k, a], dv[k, a]
+            if e != 0 or not predicted:
+                size_c += _vlen(_zz(e))
+            if f != 0 or not predicted:
+                size_c += _vlen(_zz(f))
+        each[c] = size_c
+        total += size_c
     room = tokens - cost
+    sent = np.zeros(n_stay, np.bool_)
     n_send = 0
-    if room > 0:
+    if room > 0 and total <= room:  # all fit, in whatever order
+        n_send = n_cand
+        for c in range(n_cand):
+            sent[cand[c]] = True
+    elif room > 0:
+        order = _stable_order(keys)
         spent = 0
         for c in range(n_cand):
-            k = cand[order[c]]
-            each = 0
-            for a in range(3):
-                for e in (dq[k, a], dv[k, a]):
-                    if predicted:
-                        if e != 0:
-                            each += _vlen(_zz(e))
-                    else:
-                        each += _vlen(_zz(e))
-            spent += each + (2 if predicted else 1)
+            spent += each[order[c]]
             if spent > room:
                 break
+            sent[cand[order[c]]] = True
             n_send += 1
-    sent = np.zeros(n_stay, np.bool_)
-    for c in range(n_send):
-        sent[cand[order[c]]] = True
 
     # Sizes of each packed field, then of the messages around them.
     e_ids = e_kinds = e_pos = e_vel = 0
@@ -480,36 +488,34 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
 
     # The new baseline: every body in view, in id order; updated ones at their
     # new values and priority zero.
-    n_new = n_stay + n_enter
+    n_new = m
     n_ids = np.empty(n_new, np.int64)
     n_qpos = np.empty((n_new, 3), np.int64)
     n_qvel = np.empty((n_new, 3), np.int64)
     n_sent = np.empty(n_new)
     n_rev = np.empty(n_new, np.int64)
     n_prio = np.empty(n_new)
-    r = 0
     k = 0
     for j in range(m):
         i = sel[j]
-        n_ids[r] = ids[i]
-        n_rev[r] = revisions[i]
+        n_ids[j] = ids[i]
+        n_rev[j] = revisions[i]
         fresh = True
         if fate[j] == STAYS:
             fresh = sent[k]
-            n_prio[r] = 0.0 if fresh else priority[k]
+            n_prio[j] = 0.0 if fresh else priority[k]
             k += 1
         else:
-            n_prio[r] = 0.0
+            n_prio[j] = 0.0
         if fresh:
             for a in range(3):
-                n_qpos[r, a] = qpos[i, a]
-                n_qvel[r, a] = qvel[i, a]
-            n_sent[r] = sim_time
+                n_qpos[j, a] = qpos[i, a]
+                n_qvel[j, a] = qvel[i, a]
+            n_sent[j] = sim_time
         else:
             b = slot[j]
             for a in range(3):
-                n_qpos[r, a] = b_qpos[b, a]
-                n_qvel[r, a] = b_qvel[b, a]
-            n_sent[r] = b_sent[b]
-        r += 1
+                n_qpos[j, a] = b_qpos[b, a]
+                n_qvel[j, a] = b_qvel[b, a]
+            n_sent[j] = b_sent[b]
     return buf, n_cand - n_send, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio

@@ -148,9 +148,12 @@ class Subscriber:
         # beyond the view's outer edge, so it leaves.
         lo = int(tick.x_sorted.searchsorted(x_low, side="left"))
         hi = int(tick.x_sorted.searchsorted(x_high, side="right"))
+        x_positions = tick.x_positions
+        if len(x_positions) != len(tick.x_order):  # a tick built without them
+            x_positions = tick.positions[tick.x_order]
         sel, fate, slot, dist, leaves, dq, dv, moved, steps = framing.membership(
-            tick.ids, tick.positions, tick.qpositions, tick.qvelocities, tick.revisions,
-            tick.x_order[lo:hi], geom, is_box, self.ids, self.qpos, self.qvel, self.sent_at,
+            tick.ids, tick.qpositions, tick.qvelocities, tick.revisions, tick.x_order[lo:hi],
+            x_positions[lo:hi], geom, is_box, self.ids, self.qpos, self.qvel, self.sent_at,
             self.revisions, self.predicted, tick.sim_time, self._ratio)
         # numpy's log2, not the kernel's: the two may differ in the last bit.
         log2_steps = np.log2(1.0 + steps)
