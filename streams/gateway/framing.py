@@ -23,7 +23,10 @@ The bits are the numpy code's, which the equivalence test checks frame by frame:
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
+
+Floats = npt.NDArray[np.float64]
 
 # Slab members' fate in this frame.
 STAYS, ENTERS = 1, 2
@@ -519,3 +522,79 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 n_qvel[j, a] = b_qvel[b, a]
             n_sent[j] = b_sent[b]
     return buf, n_cand - n_send, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio
+
+
+@njit(boundscheck=False, cache=True)
+def _search(sorted_x, value, right):
+    """``np.searchsorted(sorted_x, value, side="right" if right else "left")``, NaN last."""
+    lo, hi = 0, sorted_x.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if (not _before(value, sorted_x[mid])) if right else _before(sorted_x[mid], value):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(boundscheck=False, cache=True)
+def _bits(x):  # a double's bits
+    a = np.empty(1)
+    a[0] = x
+    return a.view(np.int64)[0]
+
+
+@njit(boundscheck=False, cache=True)
+def frame(ids, kinds, masses, radii, qpos, qvel, revisions, x_order, x_sorted, x_positions,
+          geom, is_box, x_low, x_high, b_ids, b_qpos, b_qvel, b_sent, b_rev, b_prio,
+          log2_table, log2_steps, predicted, sim_time, ratio, size, tokens, overhead,
+          tick, base_tick, snapshot, position_step, velocity_step, produced_ms, encoding):
+    """One client's frame: :func:`membership` over the view's slab, then :func:`encode`.
+
+    The weights need ``log2(1 + steps)`` as numpy computes it: from ``log2_table`` (numpy's
+    values for small steps), else from ``log2_steps`` when given (one per stayer). When
+    neither has them, returns False and the steps, for numpy to take their log2 and the
+    caller to ask again; else True, the steps, and what :func:`encode` returns."""
+    lo = _search(x_sorted, x_low, False)
+    hi = _search(x_sorted, x_high, True)
+    sel, fate, slot, dist, leaves, dq, dv, moved, steps = membership(
+        ids, qpos, qvel, revisions, x_order[lo:hi], x_positions[lo:hi], geom, is_box, b_ids,
+        b_qpos, b_qvel, b_sent, b_rev, predicted, sim_time, ratio)
+    n_stay = steps.shape[0]
+    if log2_steps.shape[0] != n_stay:
+        log2_steps = np.empty(n_stay)
+        for k in range(n_stay):
+            s = steps[k]
+            if s < 0 or s >= log2_table.shape[0]:
+                return (False, steps, np.empty(0, np.uint8), 0, np.empty(0, np.int64),
+                        np.empty((0, 3), np.int64), np.empty((0, 3), np.int64), np.empty(0),
+                        np.empty(0, np.int64), np.empty(0))
+            log2_steps[k] = log2_table[s]
+    head = np.empty(8, np.int64)
+    head[0] = tick
+    head[1] = base_tick
+    head[2] = _bits(sim_time)
+    head[3] = 1 if snapshot else 0
+    head[4] = _bits(position_step)
+    head[5] = _bits(velocity_step)
+    head[6] = produced_ms
+    head[7] = encoding
+    buf, deferred, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio = encode(
+        ids, kinds, masses.view(np.int64), radii.view(np.int64), qpos, qvel, revisions, sel,
+        fate, slot, dist, leaves, dq, dv, moved, log2_steps, b_qpos, b_qvel, b_sent, b_prio,
+        size, tokens, overhead, predicted, sim_time, head)
+    return True, steps, buf, deferred, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio
+
+
+def log2_table(n: int = 4096) -> Floats:
+    """``np.log2(1.0 + s)`` for s below ``n``, as numpy gives it for an array of steps; or
+    empty where numpy's values here depend on where in an array a value sits (its SIMD
+    loops and their tails), so a table could not stand in for it."""
+    steps = np.arange(n, dtype=np.int64)
+    table = np.log2(1.0 + steps)
+    rng = np.random.default_rng(0)
+    for take in (steps[::-1], rng.permutation(steps), *(steps[o:o + k] for o in (0, 1, 5, 77)
+                                                        for k in (1, 2, 3, 7, 8, 9, 17, 250))):
+        if not np.array_equal(np.log2(1.0 + take.copy()), table[take]):
+            return np.empty(0)
+    return table

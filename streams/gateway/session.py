@@ -36,7 +36,6 @@ Per frame:
 from __future__ import annotations
 
 import math
-import struct
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +47,9 @@ from .world import Area, BoxView, Floats, Ints, Tick, locate
 # Bytes a frame costs besides its bodies (tags, lengths, tick, times): an estimate
 # for choosing updates; the bucket is charged the frame's real size.
 _FRAME_OVERHEAD = 40
-_DOUBLE, _DOUBLE_BITS = struct.Struct("<d"), struct.Struct("<q")
+# numpy's log2(1 + steps) for the usual few grid steps (see framing.log2_table).
+_LOG2 = framing.log2_table()
+_NO_STEPS = np.empty(0)
 
 
 def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: float) -> Ints:
@@ -58,11 +59,6 @@ def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: flo
     ``floor(v * ((t - t0) * ratio) + 0.5)``."""
     elapsed = (sim_time - sent_at) * ratio
     return qpos + np.floor(qvel * elapsed[:, None] + 0.5).astype(np.int64)
-
-
-def _bits(value: float) -> int:
-    """A double's bits, as the int64 the kernel writes little-endian."""
-    return int(_DOUBLE_BITS.unpack(_DOUBLE.pack(value))[0])
 
 
 def _geometry(view: Area, grow: float) -> tuple[Floats, bool, float, float]:
@@ -143,32 +139,23 @@ class Subscriber:
             self._geometry_of = (self.view, self.hysteresis)
             self._geometry = _geometry(self.view, self.hysteresis)
             self._size = float(self.view.size)
-        geom, is_box, x_low, x_high = self._geometry
-        # Only the slab that can hold the view matters: a held body outside it is
-        # beyond the view's outer edge, so it leaves.
-        lo = int(tick.x_sorted.searchsorted(x_low, side="left"))
-        hi = int(tick.x_sorted.searchsorted(x_high, side="right"))
         x_positions = tick.x_positions
         if len(x_positions) != len(tick.x_order):  # a tick built without them
             x_positions = tick.positions[tick.x_order]
-        sel, fate, slot, dist, leaves, dq, dv, moved, steps = framing.membership(
-            tick.ids, tick.qpositions, tick.qvelocities, tick.revisions, tick.x_order[lo:hi],
-            x_positions[lo:hi], geom, is_box, self.ids, self.qpos, self.qvel, self.sent_at,
-            self.revisions, self.predicted, tick.sim_time, self._ratio)
-        # numpy's log2, not the kernel's: the two may differ in the last bit.
-        log2_steps = np.log2(1.0 + steps)
         grid = tick.grid
-        head = np.array((tick.tick, self.last_tick, _bits(tick.sim_time), snapshot,
-                         _bits(grid.position_step), _bits(grid.velocity_step),
-                         tick.produced_ms, pb.PREDICTED if self.predicted else pb.DELTAS),
-                        np.int64)
-        buf, self.deferred, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions, \
-            self.priority = framing.encode(
-                tick.ids, tick.kinds, tick.masses.view(np.int64), tick.radii.view(np.int64),
-                tick.qpositions, tick.qvelocities, tick.revisions, sel, fate, slot, dist,
-                leaves, dq, dv, moved, log2_steps, self.qpos, self.qvel, self.sent_at,
-                self.priority, self._size, self._tokens, _FRAME_OVERHEAD, self.predicted,
-                tick.sim_time, head)
+        args = (tick.ids, tick.kinds, tick.masses, tick.radii, tick.qpositions,
+                tick.qvelocities, tick.revisions, tick.x_order, tick.x_sorted, x_positions,
+                *self._geometry, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions,
+                self.priority, _LOG2)
+        more = (self.predicted, tick.sim_time, self._ratio, self._size, self._tokens,
+                _FRAME_OVERHEAD, tick.tick, self.last_tick, snapshot, grid.position_step,
+                grid.velocity_step, tick.produced_ms,
+                pb.PREDICTED if self.predicted else pb.DELTAS)
+        done, steps, buf, *state = framing.frame(*args, _NO_STEPS, *more)
+        if not done:  # steps beyond the table: numpy's log2 of them, as the weights need
+            done, steps, buf, *state = framing.frame(*args, np.log2(1.0 + steps), *more)
+        (self.deferred, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions,
+         self.priority) = state
         self.last_tick = tick.tick
         self.sim_time = tick.sim_time
         self._view_moved = False

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from schemas import columnar
+from streams.gateway import framing
 from streams.gateway._proto import gateway_pb2 as pb
 from streams.gateway.session import Subscriber
 from streams.gateway.world import Area, BoxView, Grid, Tick, View, WorldFeed
@@ -142,6 +143,7 @@ class Seen:
                 ("big varint", any(abs(v) >= 2**28 for v in (
                     *frame.enter.positions, *frame.enter.velocities, *frame.update.residuals,
                     *frame.update.position_deltas, *frame.update.velocity_deltas))),
+                ("past the log2 table", any(abs(v) >= 4096 for v in frame.update.position_deltas)),
                 ("big id", any(i >= 2**35 for i in (*frame.enter.ids, *frame.leave))),
                 ("tie", _ties(ref))):
             self.counts[name] = self.counts.get(name, 0) + bool(hit)
@@ -204,7 +206,7 @@ def test_kernels_give_the_numpy_frames_byte_for_byte() -> None:
     # Every path the kernels have was taken, many times over.
     assert seen.frames > 2000
     for name in ("snapshot", "enter", "leave", "update", "predicted", "deltas", "deferred",
-                 "reentered", "big varint", "big id", "tie"):
+                 "reentered", "big varint", "past the log2 table", "big id", "tie"):
         assert seen.counts.get(name, 0) >= 5, (name, seen.counts)
 
 
@@ -262,3 +264,14 @@ def test_empty_worlds_and_views() -> None:
             assert sub.frame_bytes(t) == ref.frame(t).SerializeToString()
             assert_same_state(sub, ref, f"tick {tick}")
     assert [len(s.ids) for s, _ in pairs] == [0, 0, 0, 0]
+
+
+def test_the_log2_table_is_numpys_log2_of_steps() -> None:
+    """The weights take log2(1 + steps) from a table where numpy's values allow it: the
+    table must be what numpy gives for arrays of steps, wherever they sit in them."""
+    table = framing.log2_table()
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        steps = rng.integers(0, len(table) or 1, int(rng.integers(1, 600)))
+        if len(table):
+            assert np.array_equal(np.log2(1.0 + steps), table[steps])
