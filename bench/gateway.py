@@ -34,7 +34,7 @@ import orjson
 
 from schemas import columnar
 from streams.gateway._proto.gateway_pb2 import Frame
-from streams.gateway.session import Subscriber
+from streams.gateway.session import Subscriber, warm
 from streams.gateway.world import Grid, View, WorldFeed
 
 DT = 1 / 365.25 / 4
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=40)
     args = ap.parse_args()
 
+    warm()  # as the gateway does when it starts: the frame kernels load before any client
     a, phase, z = belt(args.bodies)
     feed = WorldFeed("bench", Grid(1e-5, 1e-4))
     # Belt area ~ pi (3.3^2 - 2.2^2): a view radius that holds ~in_view bodies.

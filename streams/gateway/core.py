@@ -60,7 +60,7 @@ from .errors import (
 from .guard import Caller, Guard, outcome_of
 from .metrics import GatewayMetrics
 from .outcomes import Outcome, Outcomes, State
-from .session import Subscriber
+from .session import Subscriber, warm
 from .world import Area, BoxView, Grid, Tick, View
 
 # What the log side does with a validated command and its record's Avro encoding (None:
@@ -155,6 +155,7 @@ class GatewayCore:
     def __init__(self, settings: GatewaySettings, append: Append, guard: Guard) -> None:
         self.settings = settings
         self.guard = guard
+        warm()  # the frame kernels load now, not on the first client's frame
         self.max_command_bytes = guard.security.max_command_bytes
         # Worlds commands were sent to through this gateway (besides those it reads).
         self._commanded: set[str] = set()
