@@ -13,9 +13,11 @@ take one frame each per tick. Printed in one run:
   body is in every delta with a new velocity (the orbits curve), so nearly every
   body in view is named in every frame: the figure is per body sent, not averaged
   over bodies left out;
-- the core's cost per client per tick, the clients one core could serve at 20 Hz,
-  and p50/p99 latency from a tick's arrival to each client's frame, for that
-  many clients served one after the other.
+- the core's cost per client per tick (``Subscriber.frame_bytes``: the frame's
+  wire bytes, what the core hands its faces; the kernels are loaded first, as the
+  gateway does when it starts), the clients one core could serve at 20 Hz, and
+  p50/p99 latency from a tick's arrival to each client's frame, for that many
+  clients served one after the other (the bench's own byte counting left out).
 
 Measured on the core only: no sockets, no WebSocket or gRPC framing, no
 permessage-deflate (which shrinks these frames further).

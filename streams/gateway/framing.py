@@ -1,23 +1,27 @@
-"""The per-client frame as two numba kernels over plain arrays, and its wire bytes.
+"""The per-client frame as numba kernels over plain arrays, and its wire bytes.
 
 :meth:`.session.Subscriber.frame` was some sixty numpy calls on arrays of a few
 hundred bodies, each paying microseconds of dispatch, then protobuf ``extend``
-calls: about 0.7 ms per client per tick. Here one pass walks the view's slab
-(:func:`membership`), numpy takes one ``log2`` between the passes, and a second
-pass chooses the updates and writes the ``Frame`` message's bytes itself
-(:func:`encode`).
+calls: about 0.7 ms per client per tick. Now it is one call of :func:`frame`:
+find the view's x-slab, walk it (:func:`membership`: who is in view, who stays,
+enters, leaves, how far each stayer moved on the grid), then choose the updates
+that fit the budget and write the ``Frame`` message's bytes (:func:`encode`).
 
-The bits are the numpy code's, which the equivalence test checks frame by frame:
+The bits are the numpy code's, which ``tests/unit/test_gateway_framing.py``
+checks frame by frame against that code:
 
 - distances are ``sqrt((dx*dx + dy*dy) + dz*dz)``, the order ``np.linalg.norm``
   sums in; no ``fastmath``, so no reassociation and no fused multiply-adds;
-- ``log2`` is left to numpy (its SIMD ``log2`` and libm's may differ in the last
-  bit, and the weights decide the order updates go in);
+- ``log2(1 + steps)`` is numpy's, never the kernel's (numpy's SIMD ``log2`` and
+  libm's may differ in the last bit, and the weights decide the order updates go
+  in): a table of numpy's values for small steps (:func:`log2_table`), else the
+  caller asks numpy and calls again;
 - candidates go by a stable merge sort on ``-priority`` (ties keep index order,
-  NaN last, as ``np.argsort(kind="stable")``);
+  NaN last, as ``np.argsort(kind="stable")``), and only when the budget binds;
 - the bytes are what protobuf writes for ``schemas/gateway.proto``'s ``Frame``:
-  fields in number order, proto3 scalars left out when their bits are zero,
-  repeated fields packed, ``sint64`` zigzagged.
+  fields in number order, proto3 scalars left out when their bits are zero (so
+  ``-0.0`` is written), repeated fields packed, ``sint64`` zigzagged, ``int64``
+  as ten-byte two's complement when negative.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 A :class:`Subscriber` is pure (no I/O, no clock): :meth:`Subscriber.frame`
 turns the world's latest shared :class:`~.world.Tick` into the frame this
 client needs, against its *baseline* (the quantized state it last received),
-and advances the baseline to what the frame carries. The transport asks for a
+and advances the baseline to what the frame carries (:meth:`Subscriber.frame_bytes`
+gives the frame's wire bytes, which is what the transports send; the work is
+:mod:`.framing`'s numba kernels). The transport asks for a
 frame only when it can send one, so a client that reads slowly simply gets a
 frame against an older baseline: the latest state, coalesced, and never a
 queue.
