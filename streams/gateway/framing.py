@@ -35,6 +35,7 @@ Floats = npt.NDArray[np.float64]
 # Slab members' fate in this frame.
 STAYS, ENTERS = 1, 2
 
+_U0 = np.uint64(0)
 _U7 = np.uint64(7)
 _U127 = np.uint64(0x7F)
 _U128 = np.uint64(0x80)
@@ -42,11 +43,12 @@ _UFF = np.uint64(0xFF)
 
 
 @njit(cache=True)
-def _vlen(u):  # bytes of an unsigned varint
+def _vlen(u):
+    """Bytes of an unsigned varint. Without branches: which lengths come next is data
+    (a mispredicted branch costs more than these nine shifts)."""
     n = 1
-    while u >= _U128:
-        u >>= _U7
-        n += 1
+    for shift in range(7, 64, 7):
+        n += np.int64((u >> np.uint64(shift)) != _U0)
     return n
 
 
@@ -99,6 +101,31 @@ def _find(sorted_ids, value):  # the index of value in sorted_ids, or -1
 
 
 @njit(boundscheck=False, cache=True)
+def _radix_order(keys, limit):
+    """``np.argsort(keys, kind="stable")`` for ints in ``0 .. limit - 1``: a byte at a
+    time (LSD radix), so no comparison of keys mispredicts, as a quicksort's do."""
+    n = keys.shape[0]
+    idx = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    count = np.empty(257, np.int64)
+    shift = 0
+    while True:
+        count[:] = 0
+        for r in range(n):
+            count[((keys[idx[r]] >> shift) & 0xFF) + 1] += 1
+        for d in range(256):
+            count[d + 1] += count[d]
+        for r in range(n):
+            d = (keys[idx[r]] >> shift) & 0xFF
+            tmp[count[d]] = idx[r]
+            count[d] += 1
+        idx, tmp = tmp, idx
+        shift += 8
+        if (limit - 1) >> shift <= 0:
+            return idx
+
+
+@njit(boundscheck=False, cache=True)
 def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
                b_ids, b_qpos, b_qvel, b_sent, b_rev, predicted, sim_time, ratio):
     """The bodies in view (tick indices, ascending), each one's fate (:data:`STAYS` or
@@ -111,11 +138,13 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
     (3), grown high (3)."""
     m = slab.shape[0]
     nb = b_ids.shape[0]
+    # Who could be in view: inside it, or inside it grown (if held). Collected without
+    # branching on the data, which is what a scan of a thousand bodies mostly costs.
     pick = np.empty(m, np.int64)
-    pick_slot = np.empty(m, np.int64)
     pick_dist = np.empty(m)
-    kept = np.zeros(nb, np.bool_)
-    n_in = 0
+    pick_inside = np.empty(m, np.bool_)
+    pick_grown = np.empty(m, np.bool_)
+    n_pick = 0
     for j in range(m):
         dx = slab_positions[j, 0] - geom[0]
         dy = slab_positions[j, 1] - geom[1]
@@ -126,41 +155,46 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
             grown = True
             for a in range(3):
                 x = slab_positions[j, a]
-                inside = inside and x >= geom[5 + a] and x <= geom[8 + a]
-                grown = grown and x >= geom[11 + a] and x <= geom[14 + a]
+                inside = inside & (x >= geom[5 + a]) & (x <= geom[8 + a])
+                grown = grown & (x >= geom[11 + a]) & (x <= geom[14 + a])
         else:
             inside = d <= geom[3]
             grown = d <= geom[4]
-        if not (inside or grown):
-            continue
-        i = slab[j]
-        b = _find(b_ids, ids[i])
-        if not (inside or b >= 0):
-            continue
-        if b >= 0:
-            kept[b] = True  # a stayer, or re-entering in full: it does not leave
-        pick[n_in] = i
-        pick_slot[n_in] = b
-        pick_dist[n_in] = d
-        n_in += 1
-    order = np.argsort(pick[:n_in])  # the tick's order, which is the ids'
-    sel = np.empty(n_in, np.int64)
-    fate = np.empty(n_in, np.int8)
-    slot = np.empty(n_in, np.int64)
-    dist = np.empty(n_in)
+        pick[n_pick] = slab[j]
+        pick_dist[n_pick] = d
+        pick_inside[n_pick] = inside
+        pick_grown[n_pick] = grown
+        n_pick += np.int64(inside | grown)
+    # In the tick's order, which is the ids': then the baseline is a merge away.
+    order = _radix_order(pick[:n_pick], ids.shape[0])
+    sel = np.empty(n_pick, np.int64)
+    fate = np.empty(n_pick, np.int8)
+    slot = np.empty(n_pick, np.int64)
+    dist = np.empty(n_pick)
+    kept = np.zeros(nb, np.bool_)
+    n_in = 0
     n_stay = 0
-    for r in range(n_in):
+    p = 0
+    for r in range(n_pick):
         o = order[r]
         i = pick[o]
-        b = pick_slot[o]
-        sel[r] = i
-        slot[r] = b
-        dist[r] = pick_dist[o]
-        if b >= 0 and b_rev[b] == revisions[i]:
-            fate[r] = STAYS
+        while p < nb and b_ids[p] < ids[i]:
+            p += 1
+        held = p < nb and b_ids[p] == ids[i]
+        if not (pick_inside[o] or (held and pick_grown[o])):
+            continue
+        sel[n_in] = i
+        dist[n_in] = pick_dist[o]
+        slot[n_in] = p if held else -1
+        if held:
+            kept[p] = True  # a stayer, or re-entering in full: it does not leave
+        if held and b_rev[p] == revisions[i]:
+            fate[n_in] = STAYS
             n_stay += 1
         else:
-            fate[r] = ENTERS
+            fate[n_in] = ENTERS
+        n_in += 1
+    sel, fate, slot, dist = sel[:n_in], fate[:n_in], slot[:n_in], dist[:n_in]
     n_leave = nb
     for q in range(nb):
         if kept[q]:
@@ -184,6 +218,7 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
         b = slot[r]
         elapsed = (sim_time - b_sent[b]) * ratio
         biggest = 0
+        changed = False
         for a in range(3):
             shown = b_qpos[b, a]
             if predicted:
@@ -192,10 +227,9 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
             f = qvel[i, a] - b_qvel[b, a]
             dq[k, a] = e
             dv[k, a] = f
-            if e != 0 or f != 0:
-                moved[k] = True
-            if abs(e) > biggest:
-                biggest = abs(e)
+            changed = changed | (e != 0) | (f != 0)
+            biggest = max(biggest, abs(e))
+        moved[k] = changed
         steps[k] = biggest
         k += 1
     return sel, fate, slot, dist, leaves, dq, dv, moved, steps
@@ -294,12 +328,10 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
     for c in range(n_cand):
         k = cand[c]
         size_c = 2 if predicted else 1
-        for a in range(3):
+        for a in range(3):  # PREDICTED leaves zeros out (_vlen(_zz(0)) is 1)
             e, f = dq[k, a], dv[k, a]
-            if e != 0 or not predicted:
-                size_c += _vlen(_zz(e))
-            if f != 0 or not predicted:
-                size_c += _vlen(_zz(f))
+            size_c += _vlen(_zz(e)) - np.int64(predicted & (e == 0))
+            size_c += _vlen(_zz(f)) - np.int64(predicted & (f == 0))
         each[c] = size_c
         total += size_c
     room = tokens - cost
@@ -338,12 +370,9 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 prev = ids[i]
                 if predicted:
                     u_changed += 1  # a mask below 64
-                    for a in range(3):
-                        if dq[k, a] != 0:
-                            u_res += _vlen(_zz(dq[k, a]))
-                    for a in range(3):
-                        if dv[k, a] != 0:
-                            u_res += _vlen(_zz(dv[k, a]))
+                    for a in range(3):  # zeros are left out (and would take 1 byte)
+                        u_res += _vlen(_zz(dq[k, a])) - np.int64(dq[k, a] == 0)
+                        u_res += _vlen(_zz(dv[k, a])) - np.int64(dv[k, a] == 0)
                 else:
                     for a in range(3):
                         u_pos += _vlen(_zz(dq[k, a]))
@@ -389,7 +418,7 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
     if snapshot and head[7] != 0:
         total += 1 + _vlen(np.uint64(head[7]))
 
-    buf = np.empty(total, np.uint8)
+    buf = np.empty(total + 1, np.uint8)
     pos = 0
     if head[0] != 0:
         buf[pos] = 0x08
@@ -449,21 +478,19 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 if sent[k]:
                     mask = 0
                     for a in range(3):
-                        if dq[k, a] != 0:
-                            mask |= 1 << a
-                        if dv[k, a] != 0:
-                            mask |= 1 << (3 + a)
+                        mask |= np.int64(dq[k, a] != 0) << a
+                        mask |= np.int64(dv[k, a] != 0) << (3 + a)
                     buf[pos] = np.uint8(mask)
                     pos += 1
             pos = _put_len(buf, pos, 0x2A, u_res)
             for k in range(n_stay):
                 if sent[k]:
+                    # A zero is written and taken back (the buffer has a spare byte):
+                    # cheaper than a branch on the data.
                     for a in range(3):
-                        if dq[k, a] != 0:
-                            pos = _put(buf, pos, _zz(dq[k, a]))
+                        pos = _put(buf, pos, _zz(dq[k, a])) - np.int64(dq[k, a] == 0)
                     for a in range(3):
-                        if dv[k, a] != 0:
-                            pos = _put(buf, pos, _zz(dv[k, a]))
+                        pos = _put(buf, pos, _zz(dv[k, a])) - np.int64(dv[k, a] == 0)
         else:
             pos = _put_len(buf, pos, 0x12, u_pos)
             for k in range(n_stay):
@@ -525,7 +552,7 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 n_qpos[j, a] = b_qpos[b, a]
                 n_qvel[j, a] = b_qvel[b, a]
             n_sent[j] = b_sent[b]
-    return buf, n_cand - n_send, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio
+    return buf[:total], n_cand - n_send, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio
 
 
 @njit(boundscheck=False, cache=True)
