@@ -48,7 +48,7 @@ def _vlen(u):
     (a mispredicted branch costs more than these nine shifts)."""
     n = 1
     for shift in range(7, 64, 7):
-        n += np.int64((u >> np.uint64(shift)) != _U0)
+        n += int((u >> np.uint64(shift)) != _U0)
     return n
 
 
@@ -164,7 +164,7 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
         pick_dist[n_pick] = d
         pick_inside[n_pick] = inside
         pick_grown[n_pick] = grown
-        n_pick += np.int64(inside | grown)
+        n_pick += int(inside | grown)
     # In the tick's order, which is the ids': then the baseline is a merge away.
     order = _radix_order(pick[:n_pick], ids.shape[0])
     sel = np.empty(n_pick, np.int64)
@@ -330,8 +330,8 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
         size_c = 2 if predicted else 1
         for a in range(3):  # PREDICTED leaves zeros out (_vlen(_zz(0)) is 1)
             e, f = dq[k, a], dv[k, a]
-            size_c += _vlen(_zz(e)) - np.int64(predicted & (e == 0))
-            size_c += _vlen(_zz(f)) - np.int64(predicted & (f == 0))
+            size_c += _vlen(_zz(e)) - int(predicted & (e == 0))
+            size_c += _vlen(_zz(f)) - int(predicted & (f == 0))
         each[c] = size_c
         total += size_c
     room = tokens - cost
@@ -371,8 +371,8 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 if predicted:
                     u_changed += 1  # a mask below 64
                     for a in range(3):  # zeros are left out (and would take 1 byte)
-                        u_res += _vlen(_zz(dq[k, a])) - np.int64(dq[k, a] == 0)
-                        u_res += _vlen(_zz(dv[k, a])) - np.int64(dv[k, a] == 0)
+                        u_res += _vlen(_zz(dq[k, a])) - int(dq[k, a] == 0)
+                        u_res += _vlen(_zz(dv[k, a])) - int(dv[k, a] == 0)
                 else:
                     for a in range(3):
                         u_pos += _vlen(_zz(dq[k, a]))
@@ -478,8 +478,8 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 if sent[k]:
                     mask = 0
                     for a in range(3):
-                        mask |= np.int64(dq[k, a] != 0) << a
-                        mask |= np.int64(dv[k, a] != 0) << (3 + a)
+                        mask |= int(dq[k, a] != 0) << a
+                        mask |= int(dv[k, a] != 0) << (3 + a)
                     buf[pos] = np.uint8(mask)
                     pos += 1
             pos = _put_len(buf, pos, 0x2A, u_res)
@@ -488,9 +488,9 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                     # A zero is written and taken back (the buffer has a spare byte):
                     # cheaper than a branch on the data.
                     for a in range(3):
-                        pos = _put(buf, pos, _zz(dq[k, a])) - np.int64(dq[k, a] == 0)
+                        pos = _put(buf, pos, _zz(dq[k, a])) - int(dq[k, a] == 0)
                     for a in range(3):
-                        pos = _put(buf, pos, _zz(dv[k, a])) - np.int64(dv[k, a] == 0)
+                        pos = _put(buf, pos, _zz(dv[k, a])) - int(dv[k, a] == 0)
         else:
             pos = _put_len(buf, pos, 0x12, u_pos)
             for k in range(n_stay):
