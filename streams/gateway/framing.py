@@ -324,14 +324,20 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
             keys[c] = -priority[k]
             c += 1
     each = np.empty(n_cand, np.int64)
+    # Bytes of each candidate's position and velocity values, for the frame's sizes below.
+    p_bytes = np.empty(n_stay, np.int64)
+    v_bytes = np.empty(n_stay, np.int64)
     total = 0
     for c in range(n_cand):
         k = cand[c]
-        size_c = 2 if predicted else 1
+        pb = vb = 0
         for a in range(3):  # PREDICTED leaves zeros out (_vlen(_zz(0)) is 1)
             e, f = dq[k, a], dv[k, a]
-            size_c += _vlen(_zz(e)) - int(predicted & (e == 0))
-            size_c += _vlen(_zz(f)) - int(predicted & (f == 0))
+            pb += _vlen(_zz(e)) - int(predicted & (e == 0))
+            vb += _vlen(_zz(f)) - int(predicted & (f == 0))
+        p_bytes[k] = pb
+        v_bytes[k] = vb
+        size_c = (2 if predicted else 1) + pb + vb
         each[c] = size_c
         total += size_c
     room = tokens - cost
@@ -370,13 +376,10 @@ def encode(ids, kinds, mass_bits, radius_bits, qpos, qvel, revisions, sel, fate,
                 prev = ids[i]
                 if predicted:
                     u_changed += 1  # a mask below 64
-                    for a in range(3):  # zeros are left out (and would take 1 byte)
-                        u_res += _vlen(_zz(dq[k, a])) - int(dq[k, a] == 0)
-                        u_res += _vlen(_zz(dv[k, a])) - int(dv[k, a] == 0)
+                    u_res += p_bytes[k] + v_bytes[k]
                 else:
-                    for a in range(3):
-                        u_pos += _vlen(_zz(dq[k, a]))
-                        u_vel += _vlen(_zz(dv[k, a]))
+                    u_pos += p_bytes[k]
+                    u_vel += v_bytes[k]
             k += 1
     enter_len = 0
     if n_enter:
