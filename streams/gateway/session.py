@@ -167,7 +167,9 @@ class Subscriber:
         if snapshot:
             self._ratio = tick.grid.velocity_step / tick.grid.position_step
         self._refill(tick.produced_ms)
-        if self._geometry_of != (self.view, self.hysteresis):
+        # Areas are frozen, so the same object is the same geometry.
+        if (self._geometry_of is None or self._geometry_of[0] is not self.view
+                or self._geometry_of[1] != self.hysteresis):
             self._geometry_of = (self.view, self.hysteresis)
             self._geometry = _geometry(self.view, self.hysteresis)
             self._size = float(self.view.size)
