@@ -134,7 +134,8 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
 
     ``slab``: tick indices of the bodies in the view's x-slab, in any order, and
     ``slab_positions`` their positions (a slice of the tick's, read in turn). ``geom``:
-    centre (3), radius, grown radius, then for a box low (3), high (3), grown low
+    centre (3), the sphere's and the grown sphere's :func:`square_bound`, then for a
+    box low (3), high (3), grown low
     (3), grown high (3)."""
     m = slab.shape[0]
     nb = b_ids.shape[0]
@@ -149,7 +150,7 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
         dx = slab_positions[j, 0] - geom[0]
         dy = slab_positions[j, 1] - geom[1]
         dz = slab_positions[j, 2] - geom[2]
-        d = np.sqrt((dx * dx + dy * dy) + dz * dz)
+        d2 = (dx * dx + dy * dy) + dz * dz  # the distance is its sqrt, taken for picks only
         if is_box:
             inside = True
             grown = True
@@ -158,10 +159,10 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
                 inside = inside & (x >= geom[5 + a]) & (x <= geom[8 + a])
                 grown = grown & (x >= geom[11 + a]) & (x <= geom[14 + a])
         else:
-            inside = d <= geom[3]
-            grown = d <= geom[4]
+            inside = d2 <= geom[3]
+            grown = d2 <= geom[4]
         pick[n_pick] = slab[j]
-        pick_dist[n_pick] = d
+        pick_dist[n_pick] = d2
         pick_inside[n_pick] = inside
         pick_grown[n_pick] = grown
         n_pick += int(inside | grown)
@@ -184,7 +185,7 @@ def membership(ids, qpos, qvel, revisions, slab, slab_positions, geom, is_box,
         if not (pick_inside[o] or (held and pick_grown[o])):
             continue
         sel[n_in] = i
-        dist[n_in] = pick_dist[o]
+        dist[n_in] = np.sqrt(pick_dist[o])
         slot[n_in] = p if held else -1
         if held:
             kept[p] = True  # a stayer, or re-entering in full: it does not leave
@@ -618,6 +619,24 @@ def frame(ids, kinds, masses, radii, qpos, qvel, revisions, x_order, x_sorted, x
         fate, slot, dist, leaves, dq, dv, moved, log2_steps, b_qpos, b_qvel, b_sent, b_prio,
         size, tokens, overhead, predicted, sim_time, head)
     return True, steps, buf, deferred, n_ids, n_qpos, n_qvel, n_sent, n_rev, n_prio
+
+
+def square_bound(radius: float) -> float:
+    """The largest ``d2`` with ``np.sqrt(d2) <= radius``: ``sqrt`` is correctly rounded,
+    so monotonic, and ``d2 <= square_bound(r)`` is exactly ``sqrt(d2) <= r``, the test
+    the numpy code made, without a square root per body scanned (NaN fails both)."""
+    r = np.float64(radius)
+    if not r >= 0:
+        return -1.0  # no distance is within a negative radius
+    with np.errstate(over="ignore"):  # a square past the largest double is inf
+        c = r * r
+        while not np.sqrt(c) <= r:
+            c = np.nextafter(c, 0.0)
+        while True:
+            up = np.nextafter(c, np.inf)
+            if not (np.isfinite(up) and np.sqrt(up) <= r):
+                return float(c)
+            c = up
 
 
 def log2_table(n: int = 4096) -> Floats:

@@ -104,7 +104,8 @@ def _geometry(view: Area, grow: float) -> tuple[Floats, bool, float, float]:
         geom = np.concatenate((center, [0.0, 0.0], low, high, g_low, g_high))
     else:
         reach = view.radius * (1 + grow) if grow else view.radius
-        geom = np.concatenate((center, [view.radius, reach]))
+        geom = np.concatenate((center, [framing.square_bound(view.radius),
+                                        framing.square_bound(reach)]))
     x_low, x_high = view.x_range(grow)
     return geom.astype(np.float64), isinstance(view, BoxView), x_low, x_high
 

@@ -275,3 +275,24 @@ def test_the_log2_table_is_numpys_log2_of_steps() -> None:
         steps = rng.integers(0, len(table) or 1, int(rng.integers(1, 600)))
         if len(table):
             assert np.array_equal(np.log2(1.0 + steps), table[steps])
+
+
+def test_square_bound_is_the_sqrt_test_exactly() -> None:
+    """A sphere's kernel compares squared distances with :func:`framing.square_bound`;
+    that must accept exactly the squares whose sqrt is within the radius, at the edge
+    too (the largest accepted square, and the next double up, rejected)."""
+    rng = np.random.default_rng(9)
+    radii = [*rng.uniform(0, 10, 500), *(10.0 ** rng.uniform(-300, 160, 500)),
+             0.0, 1.0, 2.0, 5e-324, float(np.finfo(float).max), float("inf")]
+    for r in radii:
+        with np.errstate(over="ignore"):
+            check_square_bound(r, rng)
+    assert framing.square_bound(-1.0) < 0
+
+
+def check_square_bound(r: float, rng: np.random.Generator) -> None:
+    bound = framing.square_bound(r)
+    assert np.sqrt(bound) <= r, r
+    assert not np.sqrt(np.nextafter(bound, np.inf)) <= r or bound == np.inf, r
+    d2 = rng.uniform(0, 2, 200) * bound if np.isfinite(bound) else rng.uniform(0, 1e300, 200)
+    assert np.array_equal(d2 <= bound, np.sqrt(d2) <= r), r
