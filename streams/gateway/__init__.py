@@ -5,7 +5,8 @@ One core, several faces (issue 13). Reading guide:
 1. ``schemas/gateway.proto``: the contract (frames, views, the RPCs).
 2. :mod:`.world`: a world's deltas folded in and quantized once per tick (the
    error bound is documented there).
-3. :mod:`.session`: one client's view, baseline, budget and priorities.
+3. :mod:`.session`: one client's view, baseline, budget and priorities;
+   :mod:`.framing`: its frame as numba kernels that write the wire bytes.
 4. :mod:`.core`: subscriptions, snapshots and command submission, on one loop.
 5. :mod:`.outcomes`: what became of each admitted command (applied at a tick,
    rejected and why), and each command id appended once.

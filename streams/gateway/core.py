@@ -60,7 +60,7 @@ from .errors import (
 from .guard import Caller, Guard, outcome_of
 from .metrics import GatewayMetrics
 from .outcomes import Outcome, Outcomes, State
-from .session import Subscriber
+from .session import Subscriber, warm
 from .world import Area, BoxView, Grid, Tick, View
 
 # What the log side does with a validated command and its record's Avro encoding (None:
@@ -140,7 +140,7 @@ class Subscription:
                 tick = await self.core._next(self.world_id, self.subscriber)
                 guard.still_valid(self.identity)
                 since, started_ns = self.subscriber.last_tick, time.time_ns()
-                data = self.subscriber.frame(tick).SerializeToString()
+                data = self.subscriber.frame_bytes(tick)
                 self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
                 yield data
                 if self.core.tracer is not None:  # the face took it: delivered
@@ -155,6 +155,7 @@ class GatewayCore:
     def __init__(self, settings: GatewaySettings, append: Append, guard: Guard) -> None:
         self.settings = settings
         self.guard = guard
+        warm()  # the frame kernels load now, not on the first client's frame
         self.max_command_bytes = guard.security.max_command_bytes
         # Worlds commands were sent to through this gateway (besides those it reads).
         self._commanded: set[str] = set()
@@ -273,7 +274,7 @@ class GatewayCore:
     def snapshot(self, request: pb.SubscribeRequest, caller: Caller) -> bytes:
         sub = self.subscribe(request, caller, action="snapshot")
         try:
-            return sub.subscriber.frame(self._latest[request.world_id]).SerializeToString()
+            return sub.subscriber.frame_bytes(self._latest[request.world_id])
         finally:
             sub.close()
 

@@ -3,7 +3,9 @@
 A :class:`Subscriber` is pure (no I/O, no clock): :meth:`Subscriber.frame`
 turns the world's latest shared :class:`~.world.Tick` into the frame this
 client needs, against its *baseline* (the quantized state it last received),
-and advances the baseline to what the frame carries. The transport asks for a
+and advances the baseline to what the frame carries (:meth:`Subscriber.frame_bytes`
+gives the frame's wire bytes, which is what the transports send; the work is
+:mod:`.framing`'s numba kernels). The transport asks for a
 frame only when it can send one, so a client that reads slowly simply gets a
 frame against an older baseline: the latest state, coalesced, and never a
 queue.
@@ -40,31 +42,18 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from schemas import columnar
+
+from . import framing
 from ._proto import gateway_pb2 as pb
-from .world import Area, Floats, Ints, Tick, locate
+from .world import Area, BoxView, Floats, Grid, Ints, Tick, View, WorldFeed, locate
 
 # Bytes a frame costs besides its bodies (tags, lengths, tick, times): an estimate
 # for choosing updates; the bucket is charged the frame's real size.
 _FRAME_OVERHEAD = 40
-
-
-def varint_sizes(zigzag: Ints) -> Ints:
-    """Bytes each unsigned value takes as a protobuf varint."""
-    v = zigzag.astype(np.uint64)
-    size = np.ones(v.shape, np.int64)
-    for shift in range(7, 64, 7):
-        size += (v >> np.uint64(shift)) > 0
-    return size
-
-
-def zigzag(values: Ints) -> Ints:
-    v = values.astype(np.int64)
-    return ((v << 1) ^ (v >> 63)).astype(np.int64)
-
-
-# Bit i of a PREDICTED update's ``changed`` mask: residual i (position x, y, z; velocity
-# x, y, z) is sent.
-_BITS = 1 << np.arange(6, dtype=np.int64)
+# numpy's log2(1 + steps) for the usual few grid steps (see framing.log2_table).
+_LOG2 = framing.log2_table()
+_NO_STEPS = np.empty(0)
 
 
 def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: float) -> Ints:
@@ -74,6 +63,51 @@ def predict(qpos: Ints, qvel: Ints, sent_at: Floats, sim_time: float, ratio: flo
     ``floor(v * ((t - t0) * ratio) + 0.5)``."""
     elapsed = (sim_time - sent_at) * ratio
     return qpos + np.floor(qvel * elapsed[:, None] + 0.5).astype(np.int64)
+
+
+def warm() -> None:
+    """Load the frame kernels (compiling them if numba's cache has none) now, before a
+    client's first frame would wait for it: a few frames of a tiny world, both encodings,
+    a sphere and a box. Idempotent; ~0.3 s from the cache."""
+    global _warmed
+    if _warmed:
+        return
+    feed = WorldFeed("warm", Grid(1e-3, 1e-3))
+    subs = [Subscriber(view, bytes_per_s=1e6, predicted=predicted)
+            for view in (View((0.0, 0.0, 0.0), 2.0), BoxView((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)))
+            for predicted in (False, True)]
+    ids = np.arange(1, 4, dtype=np.int64)
+    for tick in (1, 2):
+        bodies = columnar.Bodies(
+            ids=ids, kinds=np.zeros(3, np.uint8), masses=np.ones(3), radii=np.ones(3),
+            positions=np.full((3, 3), 0.1 * tick, np.float32),
+            velocities=np.full((3, 3), 0.5 * tick, np.float32))
+        shared = feed.apply({"world_id": "warm", "tick": tick, "sim_time": 0.05 * tick,
+                             "ts": 50 * tick, **columnar.delta_fields(bodies)})
+        assert shared is not None
+        for sub in subs:
+            sub.frame_bytes(shared)
+    _warmed = True
+
+
+_warmed = False
+
+
+def _geometry(view: Area, grow: float) -> tuple[Floats, bool, float, float]:
+    """What :func:`.framing.membership` needs of a view (its ``geom``), whether it is a
+    box, and its grown x-slab; the same numbers :class:`.world.View` and
+    :class:`.world.BoxView` compare against."""
+    center = np.asarray(view.center, np.float64)
+    if isinstance(view, BoxView):
+        low, high = view.bounds()
+        g_low, g_high = view.bounds(grow)
+        geom = np.concatenate((center, [0.0, 0.0], low, high, g_low, g_high))
+    else:
+        reach = view.radius * (1 + grow) if grow else view.radius
+        geom = np.concatenate((center, [framing.square_bound(view.radius),
+                                        framing.square_bound(reach)]))
+    x_low, x_high = view.x_range(grow)
+    return geom.astype(np.float64), isinstance(view, BoxView), x_low, x_high
 
 
 class Subscriber:
@@ -104,6 +138,9 @@ class Subscriber:
         self.priority: Floats = np.empty(0)
         self.bytes_sent = 0
         self.deferred = 0
+        self._geometry_of: tuple[Area, float] | None = None  # what _geometry is of
+        self._geometry: tuple[Floats, bool, float, float] = (np.empty(0), False, 0.0, 0.0)
+        self._size = 0.0
 
     def move(self, view: Area) -> None:
         """A new area of interest; it applies from the next frame."""
@@ -123,107 +160,44 @@ class Subscriber:
 
     def frame(self, tick: Tick) -> pb.Frame:
         """The frame that brings this client to ``tick``; the baseline becomes what it carries."""
+        return pb.Frame.FromString(self.frame_bytes(tick))
+
+    def frame_bytes(self, tick: Tick) -> bytes:
+        """:meth:`frame`, serialized: what the transports send, without building a message."""
         snapshot = self.last_tick == 0
         if snapshot:
             self._ratio = tick.grid.velocity_step / tick.grid.position_step
         self._refill(tick.produced_ms)
-        view, grow = self.view, self.hysteresis
-        r = view.size
-        # Only the slab that can hold the view matters: a held body outside it is
-        # beyond the view's outer edge, so it leaves.
-        tick = tick.slab(*view.x_range(grow))
-        dist = np.linalg.norm(tick.positions - np.asarray(view.center), axis=1)
-
-        # Where each of the world's bodies sits in the baseline (-1: not held).
-        slot_c, held = locate(self.ids, tick.ids)
-        in_view = view.contains(tick.positions) | (held & view.contains(tick.positions, grow))
-        stays = in_view & held
-        if len(self.ids):
-            stays &= self.revisions[slot_c] == tick.revisions
-        enters = in_view & ~stays
-        kept_base = np.zeros(len(self.ids), bool)
-        kept_base[slot_c[stays]] = True
-        leaves = self.ids[~kept_base & ~np.isin(self.ids, tick.ids[enters])]
-
-        # Candidates for an update: held, in view, and elsewhere on the grid than the
-        # client shows them.
-        s_idx = np.flatnonzero(stays)
-        b_idx = slot_c[s_idx]
-        shown = self.qpos[b_idx]
-        if self.predicted:
-            shown = predict(shown, self.qvel[b_idx], self.sent_at[b_idx], tick.sim_time,
-                            self._ratio)
-        dq = tick.qpositions[s_idx] - shown
-        dv = tick.qvelocities[s_idx] - self.qvel[b_idx]
-        moved = (dq != 0).any(axis=1) | (dv != 0).any(axis=1)
-        steps = np.abs(dq).max(axis=1) if len(dq) else np.empty(0, np.int64)
-        weight = (1.0 + np.log2(1.0 + steps)) * (r / (r + dist[s_idx]))
-        priority = self.priority[b_idx] + np.where(moved, weight, 0.0)
-
-        enter_idx = np.flatnonzero(enters)
-        cost = _FRAME_OVERHEAD + self._enter_cost(tick, enter_idx) + 9 * len(leaves)
-        cand = np.flatnonzero(moved)
-        order = cand[np.argsort(-priority[cand], kind="stable")]
-        each = self._update_cost(dq[order], dv[order])
-        room = self._tokens - cost
-        n_send = int(np.searchsorted(np.cumsum(each), room, side="right")) if room > 0 else 0
-        self.deferred = len(order) - n_send  # moved, but left for a later frame (metrics)
-        send = np.sort(order[:n_send])
-
-        out = pb.Frame(tick=tick.tick, base_tick=self.last_tick, sim_time=tick.sim_time,
-                       snapshot=snapshot, produced_ms=tick.produced_ms)
-        if snapshot:
-            out.position_step = tick.grid.position_step
-            out.velocity_step = tick.grid.velocity_step
-            out.encoding = pb.PREDICTED if self.predicted else pb.DELTAS
-        if len(enter_idx):
-            e = out.enter
-            e.ids.extend(tick.ids[enter_idx].tolist())
-            e.kinds.extend(tick.kinds[enter_idx].tolist())
-            e.masses.extend(tick.masses[enter_idx].tolist())
-            e.radii.extend(tick.radii[enter_idx].tolist())
-            e.positions.extend(tick.qpositions[enter_idx].ravel().tolist())
-            e.velocities.extend(tick.qvelocities[enter_idx].ravel().tolist())
-        if len(send):
-            ids = tick.ids[s_idx[send]]
-            u = out.update
-            u.id_steps.extend(np.diff(ids, prepend=0).tolist())
-            if self.predicted:
-                residuals = np.concatenate((dq[send], dv[send]), axis=1)
-                nonzero = residuals != 0
-                u.changed.extend((nonzero @ _BITS).tolist())
-                u.residuals.extend(residuals[nonzero].tolist())
-            else:
-                u.position_deltas.extend(dq[send].ravel().tolist())
-                u.velocity_deltas.extend(dv[send].ravel().tolist())
-        if len(leaves):
-            out.leave.extend(np.sort(leaves).tolist())
-
-        # The new baseline: stayers (updated ones at their new values) and enters.
-        priority[send] = 0.0
-        new_qpos = self.qpos[b_idx]
-        new_qvel = self.qvel[b_idx]
-        new_sent_at = self.sent_at[b_idx]
-        new_qpos[send] = tick.qpositions[s_idx[send]]
-        new_qvel[send] = tick.qvelocities[s_idx[send]]
-        new_sent_at[send] = tick.sim_time
-        ids = np.concatenate((tick.ids[s_idx], tick.ids[enter_idx]))
-        order_ids = np.argsort(ids, kind="stable")
-        self.ids = ids[order_ids]
-        self.qpos = np.concatenate((new_qpos, tick.qpositions[enter_idx]))[order_ids]
-        self.qvel = np.concatenate((new_qvel, tick.qvelocities[enter_idx]))[order_ids]
-        self.sent_at = np.concatenate((new_sent_at, np.full(len(enter_idx), tick.sim_time))
-                                      )[order_ids]
-        self.revisions = np.concatenate((tick.revisions[s_idx],
-                                         tick.revisions[enter_idx]))[order_ids]
-        self.priority = np.concatenate((priority, np.zeros(len(enter_idx))))[order_ids]
+        # Areas are frozen, so the same object is the same geometry.
+        if (self._geometry_of is None or self._geometry_of[0] is not self.view
+                or self._geometry_of[1] != self.hysteresis):
+            self._geometry_of = (self.view, self.hysteresis)
+            self._geometry = _geometry(self.view, self.hysteresis)
+            self._size = float(self.view.size)
+        x_positions = tick.x_positions
+        if len(x_positions) != len(tick.x_order):  # a tick built without them
+            x_positions = tick.positions[tick.x_order]
+        grid = tick.grid
+        args = (tick.ids, tick.kinds, tick.masses, tick.radii, tick.qpositions,
+                tick.qvelocities, tick.revisions, tick.x_order, tick.x_sorted, x_positions,
+                *self._geometry, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions,
+                self.priority, _LOG2)
+        more = (self.predicted, tick.sim_time, self._ratio, self._size, self._tokens,
+                _FRAME_OVERHEAD, tick.tick, self.last_tick, snapshot, grid.position_step,
+                grid.velocity_step, tick.produced_ms,
+                pb.PREDICTED if self.predicted else pb.DELTAS)
+        done, steps, buf, *state = framing.frame(*args, _NO_STEPS, *more)
+        if not done:  # steps beyond the table: numpy's log2 of them, as the weights need
+            done, steps, buf, *state = framing.frame(*args, np.log2(1.0 + steps), *more)
+        (self.deferred, self.ids, self.qpos, self.qvel, self.sent_at, self.revisions,
+         self.priority) = state
         self.last_tick = tick.tick
         self.sim_time = tick.sim_time
         self._view_moved = False
-        size = out.ByteSize()
-        self._tokens -= size
-        self.bytes_sent += size
-        return out
+        data = buf.tobytes()
+        self._tokens -= len(data)
+        self.bytes_sent += len(data)
+        return data
 
     def pending(self, tick: Tick) -> npt.NDArray[np.int64]:
         """Ids held whose baseline differs from ``tick`` on the grid (not yet updated)."""
@@ -239,21 +213,3 @@ class Subscriber:
             elapsed = max(0, produced_ms - self._last_ms) / 1000
             self._tokens = min(self.burst_bytes, self._tokens + elapsed * self.bytes_per_s)
         self._last_ms = produced_ms
-
-    def _update_cost(self, dq: Ints, dv: Ints) -> Ints:
-        """Bytes each update takes: its id step (taken as 1) and its values."""
-        if not len(dq):
-            return np.empty(0, np.int64)
-        values = np.concatenate((dq, dv), axis=1)
-        sizes = varint_sizes(zigzag(values))
-        if self.predicted:  # zeros are not sent; the mask is a byte
-            return 2 + np.where(values != 0, sizes, 0).sum(axis=1)
-        return 1 + sizes.sum(axis=1)
-
-    @staticmethod
-    def _enter_cost(tick: Tick, idx: npt.NDArray[np.intp]) -> int:
-        if not len(idx):
-            return 0
-        q = np.concatenate((tick.qpositions[idx], tick.qvelocities[idx]), axis=1)
-        # id (≤10) + kind (1) + mass and radius (8 each) + six quantized coordinates.
-        return int(len(idx) * 27 + varint_sizes(zigzag(q)).sum())

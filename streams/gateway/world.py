@@ -174,9 +174,11 @@ class Tick:
     qpositions: Ints  # (n, 3)
     qvelocities: Ints  # (n, 3)
     revisions: Ints
-    # The bodies ordered by x, once per tick, so each client looks only at a slab.
+    # The bodies ordered by x, once per tick, so each client looks only at a slab; their
+    # positions in that order too, so a client's scan of its slab reads memory in turn.
     x_order: Ints = field(default_factory=lambda: np.empty(0, np.int64))
     x_sorted: Floats = field(default_factory=lambda: np.empty(0))
+    x_positions: Floats = field(default_factory=lambda: np.empty((0, 3)))
     # The trace contexts its delta carried: one per traced command the tick applied.
     traces: tuple[Context, ...] = ()
 
@@ -198,7 +200,7 @@ class Tick:
             radii=self.radii[idx], positions=self.positions[idx],
             qpositions=self.qpositions[idx], qvelocities=self.qvelocities[idx],
             revisions=self.revisions[idx], x_order=np.empty(0, np.int64),
-            x_sorted=np.empty(0), traces=())
+            x_sorted=np.empty(0), x_positions=np.empty((0, 3)), traces=())
 
 
 class WorldFeed:
@@ -251,10 +253,12 @@ class WorldFeed:
         m = self.mirror
         positions = m.predict(sim_time)
         x_order = np.argsort(positions[:, 0], kind="stable")
+        x_positions = positions[x_order]
         self.latest = Tick(
             world_id=self.world_id, tick=tick, sim_time=sim_time, produced_ms=produced_ms,
             grid=self.grid, ids=m.ids, kinds=m.kinds, masses=m.masses, radii=m.radii,
             positions=positions, qpositions=self.grid.positions(positions),
             qvelocities=self.grid.velocities(m.velocities), revisions=self.revisions,
-            x_order=x_order, x_sorted=positions[x_order, 0], traces=traces)
+            x_order=x_order, x_sorted=x_positions[:, 0].copy(), x_positions=x_positions,
+            traces=traces)
         return self.latest
