@@ -91,6 +91,7 @@ class _Reader:
 class PhysicsRow(Row):
     name = "physics"
     transactional = True
+    faults = ("sigterm", "sigkill", "rebalance", "broker-restart", "registry-outage")
 
     def prepare(self) -> None:
         run = uuid.uuid4().hex[:8]
