@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,8 +305,12 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
                 out.events.append(f"first output {time.monotonic() - began:.0f}s after start")
             last_seen, last_growth = seen, time.monotonic()
         if pending and seen / max(row.expected, 1) >= pending[0][0]:
-            allowed[0] = _allowance(pending, 1, seen / max(row.expected, 1), row.cell.size)
-            _fault(row, inst, pending.pop(0), out, outage_s)
+            more = _allowance(pending, 1, seen / max(row.expected, 1), row.cell.size)
+
+            def release(more: int = more) -> None:
+                allowed[0] = more
+
+            _fault(row, inst, pending.pop(0), out, outage_s, release)
             last_growth = time.monotonic()
             continue
         if not pending and not feeder.is_alive() and seen >= row.expected:
@@ -318,8 +322,15 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
         time.sleep(_POLL_S)
 
 
-def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: float) -> None:
+def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: float,
+           release: Callable[[], None]) -> None:
+    """Land one fault and time the recovery. ``release`` lets the rest of the input
+    go: at once, but for a registry outage only at the registry's return, since the
+    processors go on without it and would finish the input before it is back: input
+    is held at the fault's allowance meanwhile, so there is new input to recover on."""
     progress, kind, i = action
+    if kind != "registry":
+        release()
     at = time.monotonic()
     at_ms = _now_ms()
     seen = row.output()
@@ -343,7 +354,11 @@ def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: fl
             stack = _private(row)
             stack.stop_registry()
             time.sleep(outage_s)
+            during = row.output() - seen
             stack.start_registry()
+            release()
+            # Going on without the registry (cached schemas) is the point: say how far.
+            out.events.append(f"{during} output records committed while the registry was down")
         # Recovery counts from the return: the outage itself is the fault's length.
         at, at_ms, what = time.monotonic(), _now_ms(), f"{what}, {outage_s:.0f}s down"
         if crashed := inst.dead():
