@@ -84,6 +84,8 @@ def run(settings: Settings, selected: list[Cell], plan: Plan, *,
                     continue
             row = ROWS[cell.row](settings, cell, base, stack)
             outcome = run_cell(row, duration_s=plan.duration_s, outage_s=plan.outage_s)
+            if stack is not None:
+                outcome.events.insert(0, f"private stack: {stack.describe()}")
             on_done(outcome)
             outcomes.append(outcome)
     finally:

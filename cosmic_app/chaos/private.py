@@ -90,6 +90,11 @@ class PrivateStack:
         signing.KeyRing.for_settings(self.settings)
         self.started_in_s = time.monotonic() - t0
 
+    def describe(self) -> str:
+        return (f"kafka {self.settings.kafka.bootstrap_servers}, registry "
+                f"{self.settings.registry.url}, state {self.state_dir} "
+                f"(started in {self.started_in_s:.1f}s)")
+
     def restart_broker(self) -> float:
         """SIGKILL the broker and start it again at once (same folder, same ports);
         the seconds until it answered again."""

@@ -314,9 +314,12 @@ class PhysicsWorker(ThreadService):
             clean = True
         finally:
             consumer, self._consumer = self._consumer, None
+            assert consumer is not None and self._producer is not None
             # After a fatal error the clients refuse these too: the error raised is that one.
-            with contextlib.suppress(*(() if clean else (KafkaException,))):
+            quiet = () if clean else (KafkaException,)
+            with contextlib.suppress(*quiet):
                 consumer.close()
+            with contextlib.suppress(*quiet):
                 self._producer.flush(10)
 
     def _open_producer(self) -> None:
