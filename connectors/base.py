@@ -17,6 +17,7 @@ nothing is consumed meanwhile, so nothing is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -47,6 +48,11 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 T = TypeVar("T")
 _LAG_EVERY_S = 5.0
+# New consumers after a fatal error (Connector._after_fatal): at most this many within the
+# window; one more is raised (the connector stops).
+_RENEW_MAX = 3
+_RENEW_WINDOW_S = 600.0
+_RENEW_PAUSE_S = 1.0
 _FIRST_BACKOFF_S = 0.2
 
 
@@ -148,6 +154,7 @@ class Connector(ThreadService):
         self._writes = 0
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterQueue | None = None
+        self._renewed: list[float] = []  # when consumers were made anew (monotonic)
 
     # -- PlatformService (start/stop/failure come from ThreadService) ----------------
 
@@ -176,7 +183,6 @@ class Connector(ThreadService):
 
     def _run(self, registry: SchemaSource | None) -> None:
         assert registry is not None
-        cfg = self.settings.connectors
         # Topics without a value schema (the DLQ's raw bytes) are passed on undecoded.
         decoders = {t: AvroDeserializer(registry, carries.value)
                     if carries.name in catalog.TOPIC_SCHEMAS else None
@@ -189,6 +195,28 @@ class Connector(ThreadService):
         log.info("connector %s: %s", self.name, self._store_line)
         producer = kafka.producer(self.settings, client_id=f"cosmic-connector-{self.name}")
         dlq = self._dlq = DeadLetterQueue(producer, self._dlq_topic)
+        try:
+            while True:
+                consumer = self._subscribe()
+                clean = False
+                try:
+                    self._consume(consumer, producer, decoders, dlq)
+                    clean = True
+                    return
+                except KafkaException as exc:
+                    self._after_fatal(exc)
+                finally:
+                    self._consumer = None
+                    # A fatal consumer refuses to close cleanly too: its error is the one.
+                    with contextlib.suppress(*(() if clean else (KafkaException,))):
+                        consumer.close()
+        except _Stopping:
+            log.info("connector %s stopped while the store was away; nothing committed", self.name)
+        finally:
+            producer.flush(10)
+            self.sink.close()
+
+    def _subscribe(self) -> Consumer:
         static = {"group.instance.id": self._instance_id} if self._instance_id else {}
         consumer = kafka.consumer(
             self.settings, self.group_id, client_id=f"cosmic-connector-{self.name}",
@@ -202,40 +230,64 @@ class Connector(ThreadService):
         self._consumer = consumer
         consumer.subscribe(list(self.routes), on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        return consumer
+
+    def _consume(self, consumer: Consumer, producer: Any,
+                 decoders: dict[str, AvroDeserializer | None], dlq: DeadLetterQueue) -> None:
+        cfg = self.settings.connectors
         next_lag = 0.0
-        try:
-            while not self._stop.is_set():
-                room = max(1, cfg.batch_rows - len(self._pending.items))
-                for msg in consumer.consume(min(room, 1000), timeout=0.2):
-                    self._add(msg, decoders, dlq)
-                batch = self._pending
-                full = len(batch.items) >= cfg.batch_rows
-                due = time.monotonic() - batch.opened >= cfg.batch_interval_s
-                if batch.positions and (full or due):
-                    self._flush(consumer, producer)
-                elif not batch.positions:
-                    batch.opened = time.monotonic()
-                self._commit(consumer, self.sink.poll_durable())
-                if time.monotonic() >= next_lag:
-                    self._refresh_lag(consumer)
-                    next_lag = time.monotonic() + _LAG_EVERY_S
-            # A clean stop: what is pending is written once more, then made durable.
-            if self._pending.positions:
+        while not self._stop.is_set():
+            room = max(1, cfg.batch_rows - len(self._pending.items))
+            for msg in consumer.consume(min(room, 1000), timeout=0.2):
+                self._add(msg, decoders, dlq)
+            batch = self._pending
+            full = len(batch.items) >= cfg.batch_rows
+            due = time.monotonic() - batch.opened >= cfg.batch_interval_s
+            if batch.positions and (full or due):
                 self._flush(consumer, producer)
-            self._commit(consumer, self.sink.drain())
-        except _Stopping:
-            log.info("connector %s stopped while the store was away; nothing committed", self.name)
-        finally:
-            self._consumer = None
-            consumer.close()
-            producer.flush(10)
-            self.sink.close()
+            elif not batch.positions:
+                batch.opened = time.monotonic()
+            self._commit(consumer, self.sink.poll_durable())
+            if time.monotonic() >= next_lag:
+                self._refresh_lag(consumer)
+                next_lag = time.monotonic() + _LAG_EVERY_S
+        # A clean stop: what is pending is written once more, then made durable.
+        if self._pending.positions:
+            self._flush(consumer, producer)
+        self._commit(consumer, self.sink.drain())
+
+    def _after_fatal(self, exc: KafkaException) -> None:
+        """A fatal consumer error: give every partition up as a revocation would, so a new
+        consumer starts from the store's positions; raise ``exc`` where it is not fatal,
+        or too many new consumers were made lately.
+
+        After a broker restart a static member's own rejoin can fence it ("fenced by
+        other consumer with same group.instance.id") though no other instance has its
+        id: the consumer is then dead for good, and the connector would sit idle."""
+        err = exc.args[0]
+        if self._stop.is_set() or not (err.fatal() or err.code() == KafkaError._FATAL):
+            raise exc
+        now = time.monotonic()
+        self._renewed = [t for t in self._renewed if now - t < _RENEW_WINDOW_S]
+        if len(self._renewed) >= _RENEW_MAX:
+            raise exc
+        self._renewed.append(now)
+        log.warning("connector %s: consumer failed (%s); a new one resumes from the store",
+                    self.name, err.str())
+        gone = set(self._floor) | set(self._pending.positions)
+        self._pending.drop(gone)
+        self.sink.release(gone)
+        self._floor.clear()
+        self.metrics.lag.clear()
+        if self._stop.wait(_RENEW_PAUSE_S):
+            raise _Stopping("renew the consumer")
 
     def _add(self, msg: Message, decoders: dict[str, AvroDeserializer | None],
              dlq: DeadLetterQueue) -> None:
         err = msg.error()
         if err is not None:
-            if err.fatal():
+            # A fatal error reaches consume() as a _FATAL event whose own flag is not set.
+            if err.fatal() or err.code() == KafkaError._FATAL:
                 raise KafkaException(err)
             if err.code() != KafkaError._PARTITION_EOF:
                 # e.g. a topic not created yet: the client retries by itself.

@@ -201,9 +201,16 @@ def high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30
             return int(consumer.get_watermark_offsets(tp, timeout=10, cached=cached)[1])
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            if not (isinstance(err, KafkaError) and err.retriable()) or time.monotonic() > deadline:
+            # librdkafka flags NOT_LEADER as retriable on produce, not on this query (seen on
+            # a broker just started: its new partitions' leaders not elected yet).
+            again = isinstance(err, KafkaError) and (err.retriable() or err.code() in _MOVING)
+            if not again or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+# Answers of a partition whose leader is being elected or moved: asked again.
+_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
 
 
 def wait_for_cluster(settings: Settings, timeout_s: float = 10.0) -> int:

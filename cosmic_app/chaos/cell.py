@@ -18,12 +18,13 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmic.settings import Settings, child_env
 
+from .private import PrivateStack
 from .verify import Tally
 
 _POLL_S = 0.1
@@ -72,8 +73,12 @@ class Row(ABC):
     transactional: bool = False  # its output is written in Kafka transactions
     faults: tuple[str, ...] = ("sigterm", "sigkill", "rebalance")  # the columns that apply
 
-    def __init__(self, settings: Settings, cell: Cell, workdir: Path) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, cell: Cell, workdir: Path,
+                 stack: PrivateStack | None = None) -> None:
+        # A cell whose fault takes Kafka or the registry down runs on a private stack
+        # (PRIVATE_STACK_FAULTS): its settings are that stack's, and the fault acts on it.
+        self.stack = stack
+        self.settings = settings if stack is None else stack.settings
         self.cell = cell
         self.workdir = workdir
 
@@ -158,7 +163,8 @@ class Instances:
 
 # -- faults: each is a list of (progress fraction, action) -------------------------------
 
-Action = tuple[float, str, int]  # (progress, "term"|"kill"|"join"|"leave"|"outage", instance)
+# (progress, "term"|"kill"|"join"|"leave"|"outage"|"broker"|"registry", instance)
+Action = tuple[float, str, int]
 
 
 def plan(fault: str, seed: int) -> tuple[int, list[Action]]:
@@ -175,10 +181,21 @@ def plan(fault: str, seed: int) -> tuple[int, list[Action]]:
         return 2, [(p, kind, i) for p, (kind, i) in zip(points, steps, strict=True)]
     if fault == "store-outage":
         return 1, [(rng.uniform(0.2, 0.6), "outage", 0)]
+    if fault == "broker-restart":
+        return 1, [(rng.uniform(0.2, 0.6), "broker", 0)]
+    if fault == "registry-outage":
+        return 1, [(rng.uniform(0.2, 0.6), "registry", 0)]
     raise ValueError(f"unknown fault {fault!r}")
 
 
-FAULTS: tuple[str, ...] = ("sigterm", "sigkill", "rebalance", "store-outage")
+FAULTS: tuple[str, ...] = ("sigterm", "sigkill", "rebalance", "store-outage",
+                           "broker-restart", "registry-outage")
+# The faults that stop Kafka or the registry: never the shared ones, so their cells run
+# on a private stack (cosmic_app.chaos.private).
+PRIVATE_STACK_FAULTS: tuple[str, ...] = ("broker-restart", "registry-outage")
+# Faults whose transaction open at the fault is aborted: a transactional row must show
+# aborted records read_uncommitted (the fault landed inside a transaction).
+ABORTING_FAULTS: tuple[str, ...] = ("sigkill", "broker-restart")
 
 
 def _now_ms() -> int:
@@ -190,7 +207,7 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
     """Run one cell to completion; the input is fed over about ``duration_s`` seconds,
     and a store outage lasts ``outage_s``."""
     cell = row.cell
-    out = Outcome(cell, proof_needed=row.transactional and cell.fault == "sigkill")
+    out = Outcome(cell, proof_needed=row.transactional and cell.fault in ABORTING_FAULTS)
     started = time.monotonic()
     inst = Instances(row, row.workdir / f"{cell.row}-{cell.fault}-{cell.seed}.log")
     feeder: threading.Thread | None = None
@@ -288,8 +305,12 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
                 out.events.append(f"first output {time.monotonic() - began:.0f}s after start")
             last_seen, last_growth = seen, time.monotonic()
         if pending and seen / max(row.expected, 1) >= pending[0][0]:
-            allowed[0] = _allowance(pending, 1, seen / max(row.expected, 1), row.cell.size)
-            _fault(row, inst, pending.pop(0), out, outage_s)
+            more = _allowance(pending, 1, seen / max(row.expected, 1), row.cell.size)
+
+            def release(more: int = more) -> None:
+                allowed[0] = more
+
+            _fault(row, inst, pending.pop(0), out, outage_s, release)
             last_growth = time.monotonic()
             continue
         if not pending and not feeder.is_alive() and seen >= row.expected:
@@ -301,8 +322,15 @@ def _drive(row: Row, inst: Instances, actions: Sequence[Action], out: Outcome,
         time.sleep(_POLL_S)
 
 
-def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: float) -> None:
+def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: float,
+           release: Callable[[], None]) -> None:
+    """Land one fault and time the recovery. ``release`` lets the rest of the input
+    go: at once, but for a registry outage only at the registry's return, since the
+    processors go on without it and would finish the input before it is back: input
+    is held at the fault's allowance meanwhile, so there is new input to recover on."""
     progress, kind, i = action
+    if kind != "registry":
+        release()
     at = time.monotonic()
     at_ms = _now_ms()
     seen = row.output()
@@ -319,15 +347,35 @@ def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: fl
             raise RuntimeError(f"instance {i} did not stop cleanly on SIGTERM (exit {code})")
         if kind != "leave":
             inst.start(i)
-    elif kind == "outage":
-        row.outage(outage_s)
-        # Recovery counts from the store's return: the outage itself is the fault's length.
+    elif kind in ("outage", "registry"):
+        if kind == "outage":
+            row.outage(outage_s)
+        else:
+            stack = _private(row)
+            stack.stop_registry()
+            time.sleep(outage_s)
+            during = row.output() - seen
+            stack.start_registry()
+            release()
+            # Going on without the registry (cached schemas) is the point: say how far.
+            out.events.append(f"{during} output records committed while the registry was down")
+        # Recovery counts from the return: the outage itself is the fault's length.
         at, at_ms, what = time.monotonic(), _now_ms(), f"{what}, {outage_s:.0f}s down"
         if crashed := inst.dead():
             raise RuntimeError(f"instance(s) {crashed} exited during {what}")
+    elif kind == "broker":
+        stack = _private(row)
+        row.await_open_transaction(5.0)
+        # Recovery counts from the kill (the restart is part of it): what was committed
+        # since the kill is counted from here, before the broker is back.
+        at, at_ms = time.monotonic(), _now_ms()
+        baseline = row.output(at_ms)
+        back = stack.restart_broker()
+        what = f"{what}, broker answering again {back:.1f}s after the kill"
     else:
         inst.start(i)
-    baseline = row.output(at_ms)
+    if kind != "broker":
+        baseline = row.output(at_ms)
     deadline = at + 120
     while row.output(at_ms) <= baseline:
         if time.monotonic() > deadline:
@@ -338,3 +386,9 @@ def _fault(row: Row, inst: Instances, action: Action, out: Outcome, outage_s: fl
     took = time.monotonic() - at
     out.recoveries_s.append(took)
     out.events.append(f"{what}: new output after {took:.1f}s")
+
+
+def _private(row: Row) -> PrivateStack:
+    if row.stack is None:
+        raise RuntimeError(f"{row.cell.fault} needs the row on a private stack")
+    return row.stack

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cosmic.settings import Settings
 
-from .cell import FAULTS, Cell, Outcome, Row, run_cell
+from . import private
+from .cell import FAULTS, PRIVATE_STACK_FAULTS, Cell, Outcome, Row, run_cell
 from .physics import PhysicsRow
 from .stores import ArchiveRow, ClickHouseRow, TimescaleRow
 
@@ -25,7 +26,7 @@ ROWS: dict[str, type[Row]] = {
 }
 # Named by the issue, not built yet: listed in the table as such.
 NOT_BUILT_ROWS = ("ecosystem", "civilization", "bodies", "live-metrics", "gateway")
-NOT_BUILT_FAULTS = ("broker-restart", "registry-outage")
+NOT_BUILT_FAULTS: tuple[str, ...] = ()
 # Built faults that do not apply to a row: the physics worker and the archive touch no
 # database (the archive writes a local folder).
 NOT_APPLICABLE = {"physics": ("store-outage",), "archive": ("store-outage",)}
@@ -36,7 +37,7 @@ class Plan:
     seeds: tuple[int, ...]
     size: int
     duration_s: float  # the input is fed over this long
-    outage_s: float = 30.0  # how long a store stays down
+    outage_s: float = 30.0  # how long a store or the registry stays down
 
     @classmethod
     def short(cls) -> Plan:
@@ -48,7 +49,8 @@ class Plan:
 
 
 def cells(plan: Plan, only: Iterable[str] = ()) -> list[Cell]:
-    """Every built cell of the plan; ``only`` entries (ROW, FAULT or ROW/FAULT) narrow it."""
+    """Every built cell of the plan; ``only`` entries (ROW, FAULT or ROW/FAULT) narrow it.
+    Row by row, fault by fault, those on the private stack last."""
     wanted = [o.split("/") for o in only]
 
     def chosen(row: str, fault: str) -> bool:
@@ -57,19 +59,40 @@ def cells(plan: Plan, only: Iterable[str] = ()) -> list[Cell]:
         return any((len(w) == 2 and w == [row, fault]) or (len(w) == 1 and w[0] in (row, fault))
                    for w in wanted)
 
-    return [Cell(row, fault, seed, plan.size) for row, kind in ROWS.items() for fault in FAULTS
-            if fault in kind.faults and chosen(row, fault) for seed in plan.seeds]
+    every = [Cell(row, fault, seed, plan.size) for row, kind in ROWS.items() for fault in FAULTS
+             if fault in kind.faults and chosen(row, fault) for seed in plan.seeds]
+    # The private stack's cells last, together: it is started once and holds ~0.5 GB
+    # for as long as it runs.
+    return sorted(every, key=lambda c: c.fault in PRIVATE_STACK_FAULTS)
 
 
 def run(settings: Settings, selected: list[Cell], plan: Plan, *,
-        workdir: Path | None = None, on_done: Callable[[Outcome], None] = lambda o: None
-        ) -> list[Outcome]:
+        workdir: Path | None = None, on_done: Callable[[Outcome], None] = lambda o: None,
+        keep_private: bool = False) -> list[Outcome]:
+    """Run the cells in order. The cells of :data:`PRIVATE_STACK_FAULTS` share one private
+    Kafka and registry, started at the first of them and stopped at the end (unless
+    ``keep_private``: then the caller stops it with :func:`private.close`)."""
     base = workdir or Path(tempfile.mkdtemp(prefix="cosmic-chaos-"))
     base.mkdir(parents=True, exist_ok=True)
     outcomes = []
-    for cell in selected:
-        row = ROWS[cell.row](settings, cell, base)
-        outcome = run_cell(row, duration_s=plan.duration_s, outage_s=plan.outage_s)
-        on_done(outcome)
-        outcomes.append(outcome)
+    try:
+        for cell in selected:
+            stack = None
+            if cell.fault in PRIVATE_STACK_FAULTS:
+                try:
+                    stack = private.shared(settings)
+                except Exception as exc:  # noqa: BLE001 - the cell fails, the run goes on
+                    outcome = Outcome(cell, error=f"private stack: {type(exc).__name__}: {exc}")
+                    on_done(outcome)
+                    outcomes.append(outcome)
+                    continue
+            row = ROWS[cell.row](settings, cell, base, stack)
+            outcome = run_cell(row, duration_s=plan.duration_s, outage_s=plan.outage_s)
+            if stack is not None:
+                outcome.events.insert(0, f"private stack: {stack.describe()}")
+            on_done(outcome)
+            outcomes.append(outcome)
+    finally:
+        if not keep_private:
+            private.close()
     return outcomes

@@ -81,6 +81,7 @@ def _private_stack(settings: Settings, state_dir: Path, **store: Any) -> Setting
 
 class _StoreRow(Row):
     connector = "store"
+    faults = (*Row.faults, "broker-restart", "registry-outage")
     # The store this cell may take down ("store-outage"): a private one, never the shared.
     service: LocalService | None = None
 

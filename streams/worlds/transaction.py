@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 _GENERATION_MOVED = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
 _REDO_ATTEMPTS = 5
 _REDO_BACKOFF_S = 0.05
+# A broker away (restarting: tens of seconds) makes the transaction's calls time out, a
+# retriable error; an abort is asked again with backoff for this long before giving up.
+ABORT_WITHIN_S = 120.0
+_ABORT_BACKOFF_S = (0.5, 5.0)
 
 
 class JournaledProducer(Producer):
@@ -71,6 +75,16 @@ class JournaledProducer(Producer):
                          "transaction again (%d records)", err.name(), len(self.journal))
             self._redo(timeout_s, _REDO_BACKOFF_S * (attempt + 1))
 
+    def init(self, timeout_s: float = 60.0, within_s: float = ABORT_WITHIN_S) -> None:
+        """``init_transactions``, asked again while the broker cannot answer in time."""
+        _retried(lambda t: self.init_transactions(t), "init_transactions", timeout_s, within_s)
+
+    def abort(self, timeout_s: float = 30.0, within_s: float = ABORT_WITHIN_S) -> int:
+        """Abort the open transaction, asked again while the broker cannot answer (a
+        timeout is retriable: librdkafka allows the same call again); the retries made.
+        A fatal error (fenced) or one still there after ``within_s`` is raised."""
+        return _retried(lambda t: self.abort_transaction(t), "abort", timeout_s, within_s)
+
     def _redo(self, timeout_s: float, wait_s: float) -> None:
         records = self.journal
         self.abort_transaction(timeout_s)
@@ -81,3 +95,21 @@ class JournaledProducer(Producer):
             self.produce(**record)
         self.poll(0)
         self.redone += 1
+
+
+def _retried(call: Callable[[float], None], what: str, timeout_s: float, within_s: float) -> int:
+    """``call(timeout)`` until it succeeds; a retriable error (the broker away) is asked
+    again with backoff, up to ``within_s``; the retries made. Others are raised."""
+    deadline = time.monotonic() + within_s
+    pause, retries = _ABORT_BACKOFF_S[0], 0
+    while True:
+        try:
+            call(max(1.0, min(timeout_s, deadline - time.monotonic())))
+            return retries
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal() or not err.retriable() or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s not answered (%s): asked again in %.1fs", what, err.str(), pause)
+        time.sleep(pause)
+        pause, retries = min(pause * 2, _ABORT_BACKOFF_S[1]), retries + 1

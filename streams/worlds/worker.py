@@ -40,6 +40,7 @@ whose tick fails (or that cannot be rebuilt) is quarantined — it stops, and a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,11 @@ _ROUTED = "routed="
 FORWARDED_FROM = "cosmic.forwarded.from"
 # The key of a tick's delta among its outputs' trace headers (the others are offsets).
 _APPLIED = -1
+# Kafka clients made anew after a fatal error (PhysicsWorker._restart_clients): at most
+# this many within the window; one more is raised (the worker stops).
+_RESTART_MAX = 3
+_RESTART_WINDOW_S = 600.0
+_RESTART_PAUSE_S = 1.0
 
 Pending = list[tuple[int, models.PlayerCommand]]
 
@@ -187,6 +193,7 @@ class WorkerStats:
     ticks_replayed: int = 0
     handed_over: int = 0  # worlds given up to another worker (with a snapshot)
     redone: int = 0  # transactions made again under a new group generation
+    restarts: int = 0  # Kafka clients made anew after a fatal error (_restart_clients)
     last_step_us: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -226,6 +233,7 @@ class PhysicsWorker(ThreadService):
         self._leaving = False
         self._recovering: set[int] = set()  # assigned, paused, worlds not rebuilt yet
         self._reread: set[int] = set()  # of those, partitions a record of got through
+        self._restarts: list[float] = []  # when the clients were made anew (monotonic)
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
         self._authenticate = signing.authenticator(settings)
 
@@ -244,19 +252,25 @@ class PhysicsWorker(ThreadService):
     # -- the loop ------------------------------------------------------------------
 
     def run(self) -> None:
+        process_metrics.hub().add(self.metrics)
+        try:
+            while True:
+                try:
+                    self._run_clients()
+                    return
+                except KafkaException as exc:
+                    self._restart_clients(exc)
+        finally:
+            process_metrics.hub().discard(self.metrics)
+
+    def _run_clients(self) -> None:
+        """One incarnation of the worker's Kafka clients: made, run until stopped, closed."""
         cfg = self.config
         # One transactional id per worker id (stable: a StatefulSet's ordinal): a
         # restarted worker fences its predecessor here; a worker of another id that
         # takes over its partitions is protected by the group generation the offsets of
         # every transaction carry (a zombie's commit is refused).
-        self._producer = JournaledProducer(kafka.producer_config(
-            self.settings, client_id=f"cosmic-{cfg.worker_id}",
-            transactional_id=f"cosmic-physics-{cfg.worker_id}",
-            **{"linger.ms": 1, "transaction.timeout.ms": int(cfg.transaction_timeout_s * 1000)},
-        ))
-        # Fences any earlier incarnation with our id and aborts its open transaction,
-        # so recovery below reads a log no zombie can still add to.
-        self._producer.init_transactions(60)
+        self._open_producer()
         self._consumer = kafka.consumer(
             self.settings, cfg.group, client_id=f"cosmic-{cfg.worker_id}",
             **{"partition.assignment.strategy": "cooperative-sticky",
@@ -271,10 +285,9 @@ class PhysicsWorker(ThreadService):
         )
         md = self._consumer.list_topics(topics.COMMANDS.name, timeout=30).topics[topics.COMMANDS.name]
         self._n_partitions = len(md.partitions)
-        self._dlq = DeadLetterQueue(self._producer)
         self._consumer.subscribe([topics.COMMANDS.name], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
-        process_metrics.hub().add(self.metrics)
+        clean = False
         try:
             while not self._stop.is_set():
                 if self._recovering:
@@ -298,11 +311,64 @@ class PhysicsWorker(ThreadService):
                     break
             if cfg.leave_on_stop:
                 self._leave()
+            clean = True
         finally:
-            process_metrics.hub().discard(self.metrics)
-            self._consumer.close()
-            self._consumer = None
-            self._producer.flush(10)
+            consumer, self._consumer = self._consumer, None
+            assert consumer is not None and self._producer is not None
+            # After a fatal error the clients refuse these too: the error raised is that one.
+            quiet = () if clean else (KafkaException,)
+            with contextlib.suppress(*quiet):
+                consumer.close()
+            with contextlib.suppress(*quiet):
+                self._producer.flush(10)
+
+    def _open_producer(self) -> None:
+        cfg = self.config
+        self._producer = JournaledProducer(kafka.producer_config(
+            self.settings, client_id=f"cosmic-{cfg.worker_id}",
+            transactional_id=f"cosmic-physics-{cfg.worker_id}",
+            **{"linger.ms": 1, "transaction.timeout.ms": int(cfg.transaction_timeout_s * 1000)},
+        ))
+        # Fences any earlier incarnation with our id and aborts its open transaction,
+        # so recovery reads a log no zombie can still add to.
+        self._producer.init(60)
+        self._dlq = DeadLetterQueue(self._producer)
+
+    def _restart_clients(self, exc: KafkaException) -> None:
+        """After a fatal error of a Kafka client, forget every world and let the next
+        :meth:`_run_clients` start afresh, as a restarted process would; raise ``exc``
+        where it is not fatal, or too many restarts were made lately.
+
+        A broker away longer than the transaction timeout aborts the open transaction
+        itself when it is back, with a new epoch: the producer then meets a fatal error
+        (fenced, or its abort in an invalid state), and the static member may be fenced
+        by its own rejoin, though no other worker has our id. New clients are correct
+        regardless: init_transactions fences whatever is left of the old producer and
+        aborts its transaction, and the worlds rebuild from the committed log. The
+        bounded count stops a ping-pong with a real second instance of our id."""
+        err = exc.args[0]
+        if self._stop.is_set() or not (err.fatal() or err.code() == KafkaError._FATAL):
+            raise exc
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_S]
+        if len(self._restarts) >= _RESTART_MAX:
+            raise exc
+        self._restarts.append(now)
+        log.warning("kafka client failed (%s); new clients, worlds rebuilt from the log",
+                    err.str())
+        self.worlds.clear()
+        self.sleeping.clear()
+        self.ended.clear()
+        self._assigned.clear()
+        self._recovering.clear()
+        self._reread.clear()
+        self._routed.clear()
+        self._outbox.clear()
+        self._in_txn = self._leaving = False
+        tracing.end_all(self._sending, "kafka client failed")
+        self._sending.clear()
+        self.stats.restarts += 1
+        self._stop.wait(_RESTART_PAUSE_S)
 
     def _poll_timeout(self) -> float:
         if self.config.lockstep:
@@ -417,7 +483,7 @@ class PhysicsWorker(ThreadService):
             # Still correct: the next owner replays from the worlds' previous snapshots.
             log.warning("handover of partitions %s not committed (%s)", sorted(gone), err.str())
             if self._in_txn:
-                self._producer.abort_transaction(30)
+                self._producer.abort(30)
                 self._in_txn = False
             return
         self.stats.handed_over += len(leaving)
@@ -468,7 +534,8 @@ class PhysicsWorker(ThreadService):
 
     def _route(self, msg: Message) -> None:
         if (err := msg.error()) is not None:
-            if err.fatal():
+            # A fatal error reaches consume() as a _FATAL event whose own flag is not set.
+            if err.fatal() or err.code() == KafkaError._FATAL:
                 raise KafkaException(err)
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer: %s", err.str())  # the client retries by itself
@@ -630,8 +697,10 @@ class PhysicsWorker(ThreadService):
             self.metrics.transactions.labels(self.config.worker_id).inc()
         except KafkaException as exc:
             err = exc.args[0]
-            if err.fatal() or not err.txn_requires_abort():
-                raise  # fenced or unrecoverable: this incarnation must stop
+            # Retriable: the broker did not answer in time (restarting, say). Aborting is
+            # always allowed then, and the worlds rebuild from what was committed.
+            if err.fatal() or not (err.txn_requires_abort() or err.retriable()):
+                raise  # fenced or unrecoverable: these clients must stop (_restart_clients)
             log.warning("transaction aborted (%s); rebuilding worlds from the log", err.str())
             self._abort()
         except (SnapshotUnavailable, RegistryError) as exc:
@@ -648,7 +717,7 @@ class PhysicsWorker(ThreadService):
     def _abort(self) -> None:
         assert self._producer is not None
         if self._in_txn:
-            self._producer.abort_transaction(30)
+            self._producer.abort(30)
             self._in_txn = False
         tracing.end_all(self._sending, "transaction aborted")
         self._sending.clear()
