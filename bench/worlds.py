@@ -246,7 +246,9 @@ def worker_part(counts: list[int], seconds: float, anchor_us: float | None) -> N
                f"{count} worlds of {BODIES} bodies at {HZ:.0f} Hz, {seconds:.0f}s, "
                f"{rate:.0f} of {asked:.0f} world-ticks/s", cpu_us, "REBOUND step", anchor_us,
                cpu_us / anchor_us if anchor_us else None,
-               goal=f">= 2000 worlds live at {HZ:.0f} Hz ({live:.0f})", met=live >= 2000,
+               # Paced at 30 Hz, a worker that keeps up shows only the worlds it was given.
+               goal=f">= 2000 worlds live at {HZ:.0f} Hz ({live:.0f})",
+               met=True if live >= 2000 else (False if rate < 0.95 * asked else None),
                unit="us",
                line=f"{count:>6} | {asked:>8.0f} {rate:>10.0f} {rate / asked:>6.2f} | {wall_us:>13.1f} "
                     f"{cpu_us:>9.1f} {live:>9.0f} {r['transactions'] / r['wall']:>6.0f} | {anchor}"
