@@ -38,21 +38,21 @@ ENV = "COSMIC_BENCH_RESULTS"  # the same name as report.ENV; bench/ is not a pac
 # to an anchor measured in the same run, so a short run shifts them less than it
 # shifts absolute rates; the workload column says what each one ran.
 QUICK: dict[str, list[str]] = {
-    "serde": ["--seconds", "0.3", "--repeats", "3"],
-    "gateway": ["--clients", "50", "--ticks", "20"],
-    "auth": ["--tokens", "500", "--commands", "1000", "--rounds", "3"],
-    "nbody": ["--quick", "--sizes", "1000", "4096", "--no-memory"],
+    "serde": ["--seconds", "0.5", "--repeats", "3"],
+    "gateway": ["--ticks", "20"],
+    "auth": ["--tokens", "1000", "--commands", "2000", "--rounds", "3"],
+    "nbody": ["--quick", "--no-memory"],
     "nbody_gpu": [],
     "worlds": ["--worlds", "100", "1000", "--seconds", "5"],
     "sinks": ["--rows", "20000", "--repeats", "2"],
-    "worker": ["--seconds", "5"],
-    "replay": ["--sizes", "1000,10000", "--ticks", "60"],
-    "agents": ["--worlds", "3", "--ticks", "300"],
-    "scale": ["--worlds", "12", "--commands", "4000"],
+    "worker": ["--seconds", "10"],
+    "replay": ["--sizes", "1000,10000", "--ticks", "90"],
+    "agents": ["--worlds", "3", "--ticks", "600"],
+    "scale": ["--commands", "20000"],  # shorter backlogs drain in ~1 s: too short a window
     "observability": ["--windows", "2", "--window-seconds", "3"],
-    "flink_metrics": ["--events", "20000"],
+    "flink_metrics": ["--events", "50000"],
     "viewer": ["--bodies", "1000", "5000", "--frames", "20"],
-    "warehouse": ["--events", "50000"],
+    "warehouse": ["--events", "50000", "200000"],
 }
 
 
