@@ -28,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
+from report import result
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings, get_settings
@@ -246,7 +247,11 @@ def main() -> None:
     print(f"ecosystem agent, {args.worlds} worlds, {events} input events, exactly once, one worker each")
     print(f"  faust worker (tables, outbox)     {results['faust']:10.0f} events/s")
     print(f"  plain confluent-kafka loop        {results['plain']:10.0f} events/s")
-    print(f"  ratio faust / plain               {results['faust'] / results['plain']:10.2f}")
+    ratio = results['faust'] / results['plain']
+    result("agents", "ecosystem worker events/s, exactly once",
+           f"{args.worlds} worlds, {events} input events, one worker", results["faust"],
+           "plain confluent-kafka loop", results["plain"], ratio, unit="events/s",
+           line=f"  ratio faust / plain               {ratio:10.2f}")
 
 
 if __name__ == "__main__":

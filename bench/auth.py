@@ -44,6 +44,7 @@ import grpc
 import jwt
 import numpy as np
 import orjson
+from report import result
 
 from cosmic.settings import GatewaySettings
 from schemas import models
@@ -93,8 +94,13 @@ def check_costs(n: int) -> None:
                 costs.append(time.perf_counter_ns() - t0)
             p50, p99 = percentiles(costs)
             a50, _ = percentiles(anchor)
-            print(f"  {alg} {label:<22}{p50:8.1f}{p99:8.1f}   {a50:24.1f}  {p50 / a50:5.2f}x"
-                  f"   <= {goal} us {'ok' if p50 <= goal and label == 'first sight' else ''}")
+            line = (f"  {alg} {label:<22}{p50:8.1f}{p99:8.1f}   {a50:24.1f}  {p50 / a50:5.2f}x"
+                    f"   <= {goal} us {'ok' if p50 <= goal and label == 'first sight' else ''}")
+            first = label == "first sight"
+            result("auth", f"{alg} token + policy check, {label}, p50",
+                   f"{n} tokens", p50, "PyJWT decode p50", a50, p50 / a50,
+                   goal=f"<= {goal} us" if first else None, met=p50 <= goal if first else None,
+                   unit="us", line=line)
 
 
 class Open(Guard):
@@ -219,8 +225,16 @@ def submit_throughput(commands: int, clients: int, rounds: int = 5,
     print(f"  security on   {on[0]:12.0f}{on[1]:12.0f}{on_l[0]:13.2f}{on_l[1]:9.2f}"
           "   (tokens, limits, policy, signing, audit)")
     print(f"  security off  {off[0]:12.0f}{off[1]:12.0f}{off_l[0]:13.2f}{off_l[1]:9.2f}")
-    print(f"  on / off      {on[0] / off[0]:11.2f}x{on[1] / off[1]:11.2f}x"
-          f"{on_l[0] / off_l[0]:12.2f}x{on_l[1] / off_l[1]:8.2f}x   (goal >= 0.90x)")
+    line = (f"  on / off      {on[0] / off[0]:11.2f}x{on[1] / off[1]:11.2f}x"
+            f"{on_l[0] / off_l[0]:12.2f}x{on_l[1] / off_l[1]:8.2f}x   (goal >= 0.90x)")
+    log = "in-memory log" if kafka_topic is None else "Kafka log"
+    work = f"{clients} clients, {commands} commands, {rounds} rounds, {log}"
+    result("auth", f"submit/s per CPU s, security on vs off ({log})", work, on[1],
+           "security off", off[1], on[1] / off[1], goal=">= 0.90x", met=on[1] / off[1] >= 0.9,
+           unit="commands/CPU s", line=line)
+    result("auth", f"submit/s per wall s, security on vs off ({log})", work, on[0],
+           "security off", off[0], on[0] / off[0], goal=">= 0.90x", met=on[0] / off[0] >= 0.9,
+           unit="commands/s")
 
 
 def main() -> None:

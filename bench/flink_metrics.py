@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
+from report import result
 
 from cosmic import kafka, topics
 from cosmic.settings import Settings, get_settings
@@ -214,7 +215,11 @@ def main() -> None:
         print(f"PyFlink job           : {job:10,.0f} events/s  (after {startup:.1f} s start-up)")
         plain, rows = bench_plain(settings, names)
         print(f"plain Python consumer : {plain:10,.0f} events/s  ({rows} rows upserted)")
-        print(f"ratio job / plain     : {job / plain:10.2f}")
+        result("flink_metrics", "live-metrics job events/s, same windows",
+               f"{args.events:,} records, {args.worlds} worlds, parallelism 1", job,
+               "plain Python consumer", plain, job / plain, goal=">= 1x (issue 19)",
+               met=job / plain >= 1, unit="events/s",
+               line=f"ratio job / plain     : {job / plain:10.2f}")
     finally:
         _clear(settings)
         for fut in admin.delete_topics(list(names.values())).values():

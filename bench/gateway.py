@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import orjson
+from report import result
 
 from schemas import columnar
 from streams.gateway._proto.gateway_pb2 import Frame
@@ -131,6 +132,13 @@ def main() -> None:
     print(f"  naive float32 (id + xyz)              {16:6.2f} B")
     print(f"  JSON                                  {np.median(json_sizes):6.2f} B")
     print(f"  Colyseus-implied quantized 3-D        {11:6.2f} B")
+    work = (f"{args.bodies} bodies, {args.clients} clients, ~{np.median(in_view):.0f} in view, "
+            f"{args.ticks} ticks at {HZ:g} Hz")
+    pred = float(np.median(per_update))
+    result("gateway", "bytes per body update, PREDICTED (lower is better)", work, pred,
+           "Colyseus-implied quantized 3-D", 11.0, pred / 11, unit="B")
+    result("gateway", "bytes per body update, PREDICTED (lower is better)", work, pred,
+           "naive float32 (id + xyz)", 16.0, pred / 16, unit="B")
     print(f"core: quantize once per tick {np.median(feed_s) * 1e3:.2f} ms; "
           f"{cost * 1e6:.0f} us per client per tick")
     print(f"clients per core at {HZ:g} Hz: {int(budget / cost)} "

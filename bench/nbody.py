@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from report import result
 
 from streams.physics import World, plummer_sphere
 from streams.physics.barnes_hut import forces_and_work
@@ -264,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{half.energy_error:>8.1e} {_fmt(speedup_half, '>11.1f')}x",
                 flush=True,
             )
+            if ref is not None:
+                work = f"N={n:,}, {solver}, dt={DT:g}, {steps} steps, Plummer"
+                result("nbody", f"ms per step, {threads} threads (REBOUND ms / ours)", work,
+                       ours.ms_per_step, "REBOUND (1 thread)", ref.ms_per_step, speedup, unit="ms")
+                result("nbody", "ms per step, 1 thread (REBOUND ms / ours)", work,
+                       single.ms_per_step, "REBOUND (1 thread)", ref.ms_per_step, speedup_1t,
+                       unit="ms")
     if not args.no_memory:
         mem = measure_memory(MEMORY_BODIES)
         verdict = "within" if mem["rss_mib"] <= MEMORY_BUDGET_MIB else "OVER"

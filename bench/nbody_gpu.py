@@ -18,6 +18,7 @@ import argparse
 from typing import Any
 
 import numpy as np
+from report import not_run
 
 from streams.physics import BackendUnavailable, plummer_sphere
 from streams.physics import direct as cpu_direct
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = gpu.CudaBackend.create()
     except BackendUnavailable as exc:
-        print(f"No usable GPU here ({exc}); nothing to benchmark.")
+        not_run("nbody_gpu", f"no GPU ({exc})",
+                line=f"No usable GPU here ({exc}); nothing to benchmark.")
         return 0
     import cupy as cp
 

@@ -37,6 +37,7 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client.metrics_core import Metric
 from pydantic import TypeAdapter
+from report import result
 
 from cosmic import admin, kafka, metrics, topics, tracing
 from cosmic.settings import Settings, get_settings
@@ -357,7 +358,10 @@ def main() -> None:
             (sum(r for r, _ in v) / len(v), sum(c for _, c in v) / len(v))
             for v in (rates["on"], rates["off"]))
         ratios.append(on / off)
-        print(f"{label:44}{on:>10.1f}{off:>10.1f}{on / off:>10.3f}")
+        result("observability", f"{label}, metrics + tracing on vs off",
+               f"{args.bodies} bodies, {args.windows} x {args.window_seconds:g}s windows each way",
+               on, "all off", off, on / off, goal=f">= {GOAL}", met=on / off >= GOAL,
+               unit=f"{unit}s/s", line=f"{label:44}{on:>10.1f}{off:>10.1f}{on / off:>10.3f}")
         print(f"  process CPU per {unit} (ms){'':<{15 - len(unit)}}{on_cpu * 1e3:>10.2f}"
               f"{off_cpu * 1e3:>10.2f}{off_cpu / on_cpu:>10.3f}")
         print("  windows: " + ", ".join(f"{k} {r:.1f}" for pair in zip(

@@ -26,6 +26,7 @@ import argparse
 import time
 import uuid
 
+from report import result
 from worker import opening  # bench/worker.py, beside this script: the same world
 
 from cosmic import admin, kafka, topics
@@ -108,8 +109,13 @@ def main() -> None:
     print(f"{'bodies':>8}{'solver':>8}{'ticks':>7}{'replay/s':>10}{'x real':>8}{'goal':>6}"
           f"{'engine/s':>10}{'replay/engine':>15}")
     for size, solver, n, rate, anchor in rows:
-        print(f"{size:>8}{solver:>8}{n:>7}{rate:>10.1f}{rate / TICK_RATE_HZ:>8.1f}"
-              f"{GOAL_X:>6.0f}{anchor:>10.1f}{rate / anchor:>15.2f}")
+        result("replay", "cosmic replay --verify ticks/s, Kafka reads included",
+               f"N={size:,}, {solver}, {n} ticks at {TICK_RATE_HZ:g} Hz", rate,
+               "bare World.step", anchor, rate / anchor,
+               goal=f">= {GOAL_X:.0f}x real time ({rate / TICK_RATE_HZ:.1f}x)",
+               met=rate / TICK_RATE_HZ >= GOAL_X, unit="ticks/s",
+               line=f"{size:>8}{solver:>8}{n:>7}{rate:>10.1f}{rate / TICK_RATE_HZ:>8.1f}"
+                    f"{GOAL_X:>6.0f}{anchor:>10.1f}{rate / anchor:>15.2f}")
     print("x real: replayed ticks/s over the world's own tick rate; engine: the bare "
           "World.step on the same world in this process (the anchor)")
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
+from report import result
 
 from cosmic import admin, kafka, topics
 from cosmic.settings import Settings, get_settings
@@ -206,11 +207,19 @@ def main() -> None:
               f"{r.commands_per_s:8.0f} commands/s  over {r.seconds:.1f}s, "
               f"workers' CPU {r.cpu_s:.1f}s ({r.ticks_per_cpu_s:.0f} world-ticks per CPU "
               f"second)")
-    print(f"  two against one: world-ticks {two.ticks_per_s / one.ticks_per_s:.2f}x, "
-          f"commands {two.commands_per_s / one.commands_per_s:.2f}x (goal {GOAL_X}x)")
+    work = (f"{args.worlds} worlds of {args.bodies + 7} bodies, {args.commands} commands "
+            f"backlog, unpaced")
+    ticks_x = two.ticks_per_s / one.ticks_per_s
+    result("scale", "world-ticks/s, two workers vs one", work, two.ticks_per_s, "one worker",
+           one.ticks_per_s, ticks_x, goal=f">= {GOAL_X}x", met=ticks_x >= GOAL_X,
+           unit="world-ticks/s",
+           line=f"  two against one: world-ticks {ticks_x:.2f}x, "
+                f"commands {two.commands_per_s / one.commands_per_s:.2f}x (goal {GOAL_X}x)")
     per_cpu = two.ticks_per_cpu_s / one.ticks_per_cpu_s
-    print(f"  per CPU second of the workers: two against one {per_cpu:.2f}x (what the "
-          f"software costs to scale, whatever the machine gave it)")
+    result("scale", "world-ticks per workers' CPU s, two vs one", work, two.ticks_per_cpu_s,
+           "one worker", one.ticks_per_cpu_s, per_cpu, unit="world-ticks/CPU s",
+           line=f"  per CPU second of the workers: two against one {per_cpu:.2f}x (what the "
+                f"software costs to scale, whatever the machine gave it)")
     print(f"  load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: anything "
           f"above ~0.5 means other work shared these cores")
     registry.close()

@@ -32,6 +32,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer as ConfluentSeri
 from confluent_kafka.serialization import MessageField as CMessageField
 from confluent_kafka.serialization import SerializationContext as CContext
 from fastavro import schemaless_reader, schemaless_writer
+from report import result
 
 from cosmic import topics
 from schemas import catalog, columnar
@@ -149,10 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, *_ in cases:
         for op in ("encode", "decode"):
             ours = rates[(name, op, "ours")]
-            print(
-                f"{name} {op}: ours = {ours / rates[(name, op, 'raw fastavro')]:.2f} x raw fastavro, "
-                f"{ours / rates[(name, op, 'confluent-kafka')]:.2f} x confluent-kafka"
-            )
+            raw, ck = rates[(name, op, "raw fastavro")], rates[(name, op, "confluent-kafka")]
+            work = f"{name}, best of {args.repeats} x {args.seconds:g}s"
+            result("serde", f"{op} events/s", work, ours, "raw fastavro", raw, ours / raw,
+                   goal=">= 0.9x", met=ours / raw >= 0.9, unit="events/s")
+            result("serde", f"{op} events/s", work, ours, "confluent-kafka", ck, ours / ck,
+                   goal=">= 2x", met=ours / ck >= 2, unit="events/s",
+                   line=f"{name} {op}: ours = {ours / raw:.2f} x raw fastavro, "
+                        f"{ours / ck:.2f} x confluent-kafka")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 from playwright import sync_api
+from report import result
 
 from cosmic.settings import Settings
 from schemas import columnar, models
@@ -191,7 +192,13 @@ def main() -> None:
                       f"(all rounds {r['p95_all']:6.1f})  {int(r['calls']):5d} draw calls")
             print(f"  goal: {goal}{verdict}; a handful of draw calls (<= {GOAL_CALLS}): "
                   f"{'met' if ours['calls'] <= GOAL_CALLS else 'NOT met'}")
-            print(f"  anchor p95 / viewer p95: {naive['p95'] / ours['p95']:.1f}x")
+            big = n >= 5000
+            result("viewer", "frame time p95, 1280x720 SwiftShader (anchor / ours)",
+                   f"{n:,} bodies in view, {args.frames} frames x 3 rounds, load {load:.1f}",
+                   ours["p95"], "one mesh per body", naive["p95"], naive["p95"] / ours["p95"],
+                   goal=f"p95 <= {GOAL_P95_MS:.0f} ms" if big else None,
+                   met=ours["p95"] <= GOAL_P95_MS if big else None, unit="ms",
+                   line=f"  anchor p95 / viewer p95: {naive['p95'] / ours['p95']:.1f}x")
         browser.close()
 
 

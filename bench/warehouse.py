@@ -52,6 +52,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pandas as pd
+from report import result
 
 from connectors import clickhouse, stores
 from connectors.lake import read_manifest, topic_dir
@@ -735,6 +736,13 @@ def report(results: list[Result]) -> None:
         print(f"{r.events:>11,} {r.events / r.spark_wall:>15,.0f} "
               f"{r.events / r.spark_build:>17,.0f} {r.events / r.anchor:>12,.0f} "
               f"{r.anchor / r.spark_wall:>10.2f} {r.anchor / r.spark_build:>12.2f}")
+        big = r.events >= TEN_M
+        for what, spark_s in (("end to end", r.spark_wall), ("build only", r.spark_build)):
+            result("warehouse", f"day build events/s, {what} (pandas time / Spark time)",
+                   f"{r.events:,} events on day D, {'same' if r.same else 'DIFFERENT'} tables",
+                   r.events / spark_s, "pandas + fastavro, one process", r.events / r.anchor,
+                   r.anchor / spark_s, goal=">= 1x at 10M (issue 19)" if big else None,
+                   met=r.anchor / spark_s >= 1 if big else None, unit="events/s")
     print("(ratio: pandas time / Spark time, i.e. Spark's events/s as a multiple of pandas')")
     if not results:
         return
