@@ -72,6 +72,7 @@ class Row(ABC):
     name: str = "row"
     transactional: bool = False  # its output is written in Kafka transactions
     faults: tuple[str, ...] = ("sigterm", "sigkill", "rebalance")  # the columns that apply
+    one_output_per_input = True  # the input's size is the output's (else the rules say)
 
     def __init__(self, settings: Settings, cell: Cell, workdir: Path,
                  stack: PrivateStack | None = None) -> None:

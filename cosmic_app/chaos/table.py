@@ -33,7 +33,8 @@ def _line(o: Outcome) -> tuple[str, ...]:
 
 def render(outcomes: Sequence[Outcome], not_built_rows: Sequence[str] = (),
            not_built_faults: Sequence[str] = (),
-           not_applicable: Mapping[str, Sequence[str]] | None = None) -> str:
+           not_applicable: Mapping[str, Sequence[str]] | None = None,
+           known_failing: Mapping[tuple[str, str], str] | None = None) -> str:
     rows = [_HEAD, *(_line(o) for o in outcomes)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD) - 1)]
     out = []
@@ -49,6 +50,8 @@ def render(outcomes: Sequence[Outcome], not_built_rows: Sequence[str] = (),
                    f"(built: {', '.join(FAULTS)})")
     for row, faults in (not_applicable or {}).items():
         out.append(f"not applicable: {row} x {', '.join(faults)}")
+    for (row, fault), why in (known_failing or {}).items():
+        out.append(f"known failing, run only when named (--only {row}/{fault}): {why}")
     recs = sorted(r for o in outcomes for r in o.recoveries_s)
     if recs:
         p99 = recs[min(len(recs) - 1, int(0.99 * len(recs)))]

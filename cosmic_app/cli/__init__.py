@@ -42,6 +42,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("cosmic_app.cli.lag", "lag_exporter"),
     ("cosmic_app.cli.k8s", "k8s"),
     ("cosmic_app.cli.chaos", "chaos"),
+    ("cosmic_app.cli.living", "living"),
 )
 
 

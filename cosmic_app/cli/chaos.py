@@ -42,7 +42,7 @@ def run(full: bool, only: tuple[str, ...], size: int | None, verbose: bool,
 
     outcomes = matrix.run(get_settings(), selected, plan, workdir=workdir, on_done=done)
     click.echo(table.render(outcomes, matrix.NOT_BUILT_ROWS, matrix.NOT_BUILT_FAULTS,
-                            matrix.NOT_APPLICABLE))
+                            matrix.NOT_APPLICABLE, matrix.KNOWN_FAILING))
     for o in outcomes:
         for e in o.events if verbose or not o.passed else ():
             click.echo(f"  {o.cell.row}/{o.cell.fault}/{o.cell.seed}: {e}", err=True)

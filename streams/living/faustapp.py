@@ -8,6 +8,7 @@ topics on start, which is what makes a restarted worker whole again.
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from collections.abc import Iterator, MutableMapping
 from typing import Any
@@ -19,6 +20,8 @@ from cosmic.settings import Settings
 from schemas.serde import SchemaSource
 
 from .faust_codec import AvroCodec, Undecodable, dead_letter_headers
+
+logger = logging.getLogger(__name__)
 
 
 def topic_name(settings: Settings, topic: topics.Topic) -> str:
@@ -96,11 +99,47 @@ def _commit_what_each_transaction_holds() -> None:
     TransactionManager.commit = commit  # type: ignore[method-assign,assignment]
 
 
+def _abort_what_a_rebalance_replays() -> None:
+    """Abort each partition's open transaction when the group rebalances.
+
+    After a rebalance faust-streaming 0.15 seeks every partition it holds back to
+    the committed offsets and processes again what followed, but a partition kept
+    through the rebalance keeps its transaction open, with the outputs of that
+    first processing in it: both copies are committed at the next commit (the
+    fault matrix's rebalance and broker-restart cells, which a restart of the
+    broker causes too). Aborted here, before Faust begins the next transaction,
+    only the second processing is committed.
+    """
+    from faust.transport.consumer import TransactionManager
+
+    original = TransactionManager.on_rebalance
+    if getattr(original, "aborts_replayed", False):
+        return  # patched already (one process may build several apps)
+
+    async def on_rebalance(self: Any, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        producer = self.producer
+        for tid in sorted(self._tps_to_transactional_ids(set(assigned) | set(revoked))):
+            transaction = producer._transaction_producers.get(tid)
+            manager = getattr(transaction, "_txn_manager", None)
+            if manager is None or not manager.is_in_transaction():
+                continue
+            async with producer._trn_locks[tid]:
+                try:
+                    await transaction.abort_transaction()
+                except Exception as exc:  # noqa: BLE001 - a fenced producer is replaced below
+                    logger.warning("could not abort transaction %s on rebalance: %s", tid, exc)
+        await original(self, assigned, revoked, newly_assigned)
+
+    on_rebalance.aborts_replayed = True  # type: ignore[attr-defined]
+    TransactionManager.on_rebalance = on_rebalance  # type: ignore[method-assign]
+
+
 def make_app(settings: Settings, app_id: str) -> faust.App:
     servers = [f"kafka://{s.strip()}" for s in settings.kafka.bootstrap_servers.split(",")]
     timeout = settings.living.session_timeout_s
     _recover_from_broker_offsets()
     _commit_what_each_transaction_holds()
+    _abort_what_a_rebalance_replays()
     k = settings.kafka
     # Faust's aiokafka clients log in like every other client: this process's identity.
     # A TLS context (SASL_SSL) is what makes Faust use TLS under SASL.
@@ -129,6 +168,11 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
         broker_heartbeat_interval=max(1.0, timeout / 4),
         broker_commit_interval=1.0,
         consumer_auto_offset_reset=settings.living.start_from,
+        # No standby copies of the tables on other workers: with two workers or more,
+        # faust-streaming 0.15 seeks a standby of an empty changelog to offset -1 and
+        # its recovery crashes (the fault matrix's rebalance cell). An active worker
+        # rebuilds a table from its changelog, which holds only the latest per key.
+        table_standby_replicas=0,
     )
 
 

@@ -44,7 +44,9 @@ def test_cell(cell: matrix.Cell, settings: Settings, stack: Stack, tmp_path: Pat
     assert outcome.verdict is not None
     t = outcome.verdict.tally
     assert (t.lost, t.duplicated, t.unexpected, t.out_of_order) == (0, 0, 0, 0), t
-    assert t.seen == t.expected == cell.size
+    assert t.seen == t.expected > 0
+    if matrix.ROWS[cell.row].one_output_per_input:
+        assert t.expected == cell.size
     assert outcome.verdict.failures == []
     assert len(outcome.recoveries_s) == EVENTS[cell.fault], outcome.events
     if outcome.proof_needed:

@@ -58,3 +58,17 @@ def test_table_passes_only_clean_cells_and_names_what_is_not_built():
     assert "not built (rows): gateway" in text
     assert "not built (faults): broker-restart" in text
     assert "1/3 cells passed" in text
+
+
+def test_a_known_failing_cell_runs_only_when_named_and_the_table_says_why():
+    from cosmic_app.chaos import matrix, table
+
+    plan = matrix.Plan.short()
+    known = next(iter(matrix.KNOWN_FAILING))
+    every = {(c.row, c.fault) for c in matrix.cells(plan)}
+    assert known not in every
+    assert {(c.row, c.fault) for c in matrix.cells(plan, [known[0]])} == {
+        k for k in every if k[0] == known[0]}
+    assert [(c.row, c.fault) for c in matrix.cells(plan, ["/".join(known)])] == [known]
+    text = table.render([], known_failing=matrix.KNOWN_FAILING)
+    assert f"--only {known[0]}/{known[1]}" in text and matrix.KNOWN_FAILING[known] in text
