@@ -243,8 +243,10 @@ def _ids(values: list[dict[str, Any]]) -> list[str]:
 @pytest.mark.xfail(strict=False, reason=(
     "issue 18, load-dependent (CI, 2 busy cores): a crash of both Faust workers sometimes left "
     "an extra refusal or other civilization events than the oracle's, or a transaction that "
-    "never commits. One cause is fixed (a commit's offsets missed an event whose outputs it "
-    "held: tests/unit/test_living_commit.py); the mark stays until CI shows the rest gone. "
+    "never commits. Two causes are fixed (a commit's offsets missed an event whose outputs it "
+    "held: tests/unit/test_living_commit.py; a rebalance, which a broker blip causes, replayed "
+    "events into the transaction holding their first outputs: the fault matrix's ecosystem "
+    "row); the mark stays until CI shows the rest gone. "
     "The test still runs and reports XPASS/XFAIL"))
 def test_scripted_world_events_rejections_dlq_and_crash_recovery(living: Living) -> None:
     w = living.world
