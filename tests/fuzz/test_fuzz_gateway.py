@@ -204,10 +204,10 @@ def grpc_first_frame(data: bytes, metadata: tuple[tuple[str, str], ...] | None =
     return gw().run(_first(data, metadata or _metadata(gw().alice)), BOUND_S + 1)
 
 
-def documented(exc: grpc.RpcError) -> None:
-    code = exc.code()  # type: ignore[attr-defined]
+def documented(exc: grpc.aio.AioRpcError) -> None:
+    code = exc.code()
     assert code != grpc.StatusCode.DEADLINE_EXCEEDED, "no answer within the bound"
-    assert code in GRPC_CODES, f"undocumented status {code}: {exc.details()}"  # type: ignore[attr-defined]
+    assert code in GRPC_CODES, f"undocumented status {code}: {exc.details()}"
 
 
 def _view(radius: float = 5.0) -> pb.View:
@@ -251,9 +251,9 @@ def grpc_any(name: str, data: bytes, metadata: tuple[tuple[str, str], ...] | Non
         else:
             grpc_call(name, data, metadata)
         event(f"{name}: OK")
-    except grpc.RpcError as exc:
+    except grpc.aio.AioRpcError as exc:
         documented(exc)
-        event(f"{name}: {exc.code().name}")  # type: ignore[attr-defined]
+        event(f"{name}: {exc.code().name}")
 
 
 def grpc_still_serving() -> None:
@@ -285,6 +285,21 @@ def test_grpc_messages_get_a_documented_status() -> None:
 
 
 HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
+# JSON of every shape, and objects with the fields commands and accounts have.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4), max_leaves=30)
+BODY_OBJECT = st.fixed_dictionaries({}, optional={
+    "body_id": st.integers(), "kind": st.sampled_from(rest.KINDS) | st.text(max_size=8),
+    "mass": st.floats(), "radius": st.floats(), "position": JSON, "velocity": JSON,
+    "dv": st.fixed_dictionaries({k: st.floats() | st.integers() for k in "xyz"}) | JSON,
+    "username": st.text(max_size=70), "password": st.text(max_size=200),
+    "refresh_token": st.text(max_size=60)})
+COMMAND_FIELDS = st.fixed_dictionaries({}, optional={
+    "new_owner": st.text(max_size=70), "G": st.floats(), "softening": st.floats(),
+    "tick_rate_hz": st.integers(), "dt": st.floats(), "merge_on_contact": st.booleans(),
+    "snapshot_every": st.integers()})
 
 
 @settings.get_profile(PROFILE)
@@ -305,8 +320,8 @@ COMMAND_TYPES = ["SpawnBody", "ApplyImpulse", "RemoveBody", "TransferBody", "Set
 @settings.get_profile(PROFILE)
 @given(command=st.one_of(
     st.builds(lambda t, body: {**body, "type": t}, st.sampled_from(COMMAND_TYPES),
-              st.deferred(lambda: BODY_OBJECT | COMMAND_FIELDS)),
-    st.deferred(lambda: JSON)),
+              BODY_OBJECT | COMMAND_FIELDS),
+    JSON),
     world_id=st.just("w") | st.text(max_size=40),
     command_id=st.one_of(st.just(""), st.uuids().map(str), st.just(""), st.text(max_size=40)),
     player_id=st.one_of(st.just(""), st.just("alice"), st.just(""), st.text(max_size=10)))
@@ -441,20 +456,6 @@ _BODY = {k: v for k, v in _SPAWN.items() if k != "type"}
 VALID_BODIES = [json.dumps(b).encode() for b in (
     _BODY, {"dv": {"x": 0.1, "y": 0, "z": 0}}, {"username": "fuzzer.one", "password": "x" * 12},
     {"refresh_token": "r" * 43})]
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4), max_leaves=30)
-BODY_OBJECT = st.fixed_dictionaries({}, optional={
-    "body_id": st.integers(), "kind": st.sampled_from(rest.KINDS) | st.text(max_size=8),
-    "mass": st.floats(), "radius": st.floats(), "position": JSON, "velocity": JSON,
-    "dv": st.fixed_dictionaries({k: st.floats() | st.integers() for k in "xyz"}) | JSON,
-    "username": st.text(max_size=70), "password": st.text(max_size=200),
-    "refresh_token": st.text(max_size=60)})
-COMMAND_FIELDS = st.fixed_dictionaries({}, optional={
-    "new_owner": st.text(max_size=70), "G": st.floats(), "softening": st.floats(),
-    "tick_rate_hz": st.integers(), "dt": st.floats(), "merge_on_contact": st.booleans(),
-    "snapshot_every": st.integers()})
 BODY = (JSON.map(lambda j: json.dumps(j).encode()) | BODY_OBJECT.map(
     lambda j: json.dumps(j).encode()) | st.sampled_from(VALID_BODIES).flatmap(mutated)
     | st.binary(max_size=200) | st.just(b""))
