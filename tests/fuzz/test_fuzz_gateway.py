@@ -5,10 +5,11 @@ gateway goes on serving everyone else.
 One gateway for the module, as the service assembles it (gRPC server, aiohttp app
 with the WebSocket, REST and accounts routes, the problem middleware) over a
 :class:`~streams.gateway.testing.SyntheticWorld` and an in-memory command log: no
-Kafka, so this runs with the unit tests. Two settings differ from a deployment's, and
-why: the per-player command limits are lifted (else a fuzzer's inputs would mostly
-stop at RESOURCE_EXHAUSTED, before the validation they are meant to reach), and an
-outcome wait is at most 0.25 s (so that each input is answered within the bound).
+Kafka, so this runs with the unit tests. Three settings differ from a deployment's,
+and why: the per-player command limits are lifted (else a fuzzer's inputs would mostly
+stop at RESOURCE_EXHAUSTED, before the validation they are meant to reach), an outcome
+wait is at most 0.25 s (so that each input is answered within the bound), and tokens
+last a day (a full run outlasts the default five minutes).
 The accounts routes' store points at a closed port: their bodies are parsed and
 checked as in production, and whatever passes that ends as 503 (the store is
 unavailable) instead of writing fuzzed accounts into a database.
@@ -66,8 +67,10 @@ GRPC_CODES = {s.grpc for _, s in STATUS}
 WS_CLOSES = {s.ws_close for _, s in STATUS}
 SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3, client_bytes_per_s=10**9,
                            max_outcome_wait_s=0.25)
+# Tokens that outlast a full run (10,000 inputs a strategy takes minutes).
 SECURITY = SecuritySettings(allow_dev_hs256=True, commands_per_s=1e9, command_burst=10**9,
-                            world_creations_per_hour=1e9, world_creation_burst=10**9)
+                            world_creations_per_hour=1e9, world_creation_burst=10**9,
+                            token_lifetime_s=24 * 3600)
 
 
 def _closed_port() -> int:
