@@ -61,13 +61,15 @@ from streams.security.accounts import AccountStore
 from tests.fuzz.conftest import PROFILE
 from tests.fuzz.mutations import mutated
 
+# A full run's 10,000 WebSocket connections take longer than the suite's 300 s a test.
+pytestmark = pytest.mark.timeout(3600 if PROFILE == "fuzz-full" else 300)
 T = TypeVar("T")
 BOUND_S = 5.0  # every input is answered within this
 GRPC_CODES = {s.grpc for _, s in STATUS}
 WS_CLOSES = {s.ws_close for _, s in STATUS}
 SETTINGS = GatewaySettings(position_step=1e-3, velocity_step=1e-3, client_bytes_per_s=10**9,
                            max_outcome_wait_s=0.25)
-# Tokens that outlast a full run (10,000 inputs a strategy takes minutes).
+# Why these differ from a deployment's: the module's docstring.
 SECURITY = SecuritySettings(allow_dev_hs256=True, commands_per_s=1e9, command_burst=10**9,
                             world_creations_per_hour=1e9, world_creation_burst=10**9,
                             token_lifetime_s=24 * 3600)
