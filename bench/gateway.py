@@ -173,7 +173,8 @@ def websocket(args: argparse.Namespace, core_only: int, a: np.ndarray, phase: np
     print(f"  gateway process: {m.cores:.2f} cores for {m.clients} clients "
           f"(bench's delta building, {m.build_s / max(m.ticks, 1) * 1e3:.1f} ms/tick, left out)")
     print(f"  clients per core at {HZ:g} Hz: {m.per_core:.0f} over WebSocket "
-          f"(core only, above: {core_only})")
+          f"({m.frames / m.cpu_s:.0f} frames per CPU second / {HZ:g}; core only, above: "
+          f"{core_only})")
     print(f"  frames read {m.frames} of {expected} ticks x clients "
           f"({m.frames / max(expected, 1):.0%}); {m.skipped} ticks coalesced away")
     print(f"  latency tick produced -> frame read: p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, "
