@@ -38,8 +38,8 @@ import math
 import os
 import time
 
-import numpy as np
 import gateway_ws
+import numpy as np
 import orjson
 from report import result
 

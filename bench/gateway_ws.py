@@ -133,10 +133,9 @@ async def _clients(url: str, n: int, bodies: int, in_view: int) -> None:
         finally:
             snapshot[i].set()
 
-    asyncio.create_task(stdin())
+    tasks = [asyncio.create_task(stdin())]  # held, and cancelled at the end, with the clients'
     connector = TCPConnector(limit=0)
     async with ClientSession(connector=connector) as session:
-        tasks = []
         for i, (x, y, r) in enumerate(views(n, bodies, in_view)):
             tasks.append(asyncio.create_task(client(i, x, y, r, session)))
             if i % 50 == 49:  # in batches: the listen backlog is finite
