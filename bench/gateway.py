@@ -28,7 +28,7 @@ prints the cores the gateway used, clients per core and p50/p99 latency from
 tick produced to frame read (see ``bench/gateway_ws.py``).
 
     .venv/bin/python bench/gateway.py [--bodies 10000] [--in-view 250] [--clients 200]
-        [--websocket 1000 [--ws-seconds 10]]
+        [--websocket 1000 [--ws-seconds 10] [--ws-deflate isal|zlib]]
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--websocket", type=int, default=0, metavar="N",
                     help="then serve N real WebSocket clients (another process) and measure")
     ap.add_argument("--ws-seconds", type=float, default=10.0)
+    ap.add_argument("--ws-deflate", choices=("isal", "zlib"), default="isal",
+                    help="the gateway's deflate: its own (ISA-L) or aiohttp's default (zlib)")
     args = ap.parse_args()
 
     warm()  # as the gateway does when it starts: the frame kernels load before any client
@@ -164,9 +166,10 @@ def main() -> None:
 def websocket(args: argparse.Namespace, core_only: int, a: np.ndarray, phase: np.ndarray,
               z: np.ndarray) -> None:
     m = gateway_ws.measure(args.websocket, args.ws_seconds, args.bodies, args.in_view,
-                           lambda tick: delta(tick, a, phase, z))
+                           lambda tick: delta(tick, a, phase, z), args.ws_deflate)
     cpus = os.cpu_count() or 1
-    print(f"websocket: {m.connected}/{m.clients} real clients (aiohttp, permessage-deflate, "
+    print(f"websocket: {m.connected}/{m.clients} real clients (aiohttp, permessage-deflate: "
+          f"{args.ws_deflate} on the gateway, zlib on the clients, "
           f"PREDICTED) in another process, {m.seconds:.1f} s window, {m.ticks} ticks "
           f"({m.ticks / m.seconds:.1f} Hz)")
     expected = m.ticks * m.clients
@@ -182,7 +185,8 @@ def websocket(args: argparse.Namespace, core_only: int, a: np.ndarray, phase: np
     print(f"  this machine has {cpus} cores; the clients' process shares them, so the "
           f"latency includes that contention")
     work = (f"{args.bodies} bodies, {m.clients} WebSocket clients (another process), "
-            f"~{args.in_view} in view, {m.seconds:.0f} s at {HZ:g} Hz, {cpus} cores shared")
+            f"~{args.in_view} in view, {m.seconds:.0f} s at {HZ:g} Hz, deflate {args.ws_deflate}, "
+            f"{cpus} cores shared")
     kept_up = m.frames >= 0.95 * expected
     met = m.per_core >= 1000 and m.p99_ms <= 100 and kept_up
     note = (f"p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms tick produced -> frame read; "

@@ -38,11 +38,12 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from aiohttp import ClientSession, TCPConnector, WSMsgType, web
+from aiohttp import ClientSession, TCPConnector, WSMsgType, set_zlib_backend, web
 
 from cosmic.settings import GatewaySettings
 from streams.gateway import ws_face
@@ -160,7 +161,8 @@ async def _clients(url: str, n: int, bodies: int, in_view: int) -> None:
 
 # ---------------------------------------------------------------- the gateway's process
 
-async def _serve(n: int, seconds: float, bodies: int, in_view: int, orbit: Any) -> Measured:
+async def _serve(n: int, seconds: float, bodies: int, in_view: int, orbit: Any,
+                 deflater: str) -> Measured:
     """``orbit(tick) -> StateDelta record`` builds the world's deltas (bench/gateway.py's)."""
     auth = TestAuth(anonymous_watch=True, subscriptions_per_player=10 * n + 10)
     core = GatewayCore(GatewaySettings(), _no_commands, auth.guard)
@@ -180,7 +182,9 @@ async def _serve(n: int, seconds: float, bodies: int, in_view: int, orbit: Any) 
 
     core.publish(produce(1))
     app = web.Application()
-    ws_face.setup(app, core)
+    ws_face.setup(app, core)  # the gateway's deflate (ISA-L), unless told otherwise:
+    if deflater == "zlib":
+        set_zlib_backend(zlib)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
@@ -238,8 +242,11 @@ async def _no_commands(command: Any, avro: bytes | None) -> tuple[int, int]:
     raise AssertionError("the bench sends no commands")
 
 
-def measure(n: int, seconds: float, bodies: int, in_view: int, orbit: Any) -> Measured:
-    return asyncio.run(_serve(n, seconds, bodies, in_view, orbit))
+def measure(n: int, seconds: float, bodies: int, in_view: int, orbit: Any,
+            deflater: str = "isal") -> Measured:
+    """``deflater``: "isal" (the gateway's) or "zlib" (aiohttp's own) for the gateway's side;
+    the clients inflate with zlib either way."""
+    return asyncio.run(_serve(n, seconds, bodies, in_view, orbit, deflater))
 
 
 if __name__ == "__main__":

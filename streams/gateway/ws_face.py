@@ -26,6 +26,7 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
 
+from . import deflate
 from ._proto import gateway_pb2 as pb
 from .core import GatewayCore, Subscription
 from .errors import BadRequest, MessageTooLarge, is_refusal, retry_after, status_of
@@ -39,6 +40,7 @@ class WebSocketFace:
         self.core = core
         self.max_bytes = core.settings.max_message_bytes
         self.sockets: set[web.WebSocketResponse] = set()
+        deflate.install()  # every client's frames are deflated: the faster deflate
 
     def _parse(self, data: bytes) -> pb.ClientMessage:
         if len(data) > self.max_bytes:

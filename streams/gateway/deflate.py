@@ -1,0 +1,60 @@
+"""permessage-deflate through ISA-L instead of zlib.
+
+Each WebSocket client has its own deflate stream (context takeover), so the
+gateway deflates every frame of every client: at a thousand clients that is
+most of a core with zlib. ISA-L's deflate (``isal``, the same API as
+:mod:`zlib`) writes the same format, which every client's inflater reads, in a
+third to a half of zlib's time at the same ratio (``bench/gateway.py
+--websocket`` prints the figure of the run; ``tests/unit/test_gateway_deflate.py``
+proves that zlib inflates what it writes, frame after frame).
+
+aiohttp takes one deflate implementation for the whole process; it asks the
+implementation for ``Z_BEST_SPEED`` and nothing else, which is ISA-L's level 0
+(a greedy matcher that leaves frames at about three quarters of their size).
+Level 1 costs little more and compresses as zlib's fastest level does, so the
+backend handed to aiohttp names that level its fastest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isal import isal_zlib
+
+
+class IsalBackend:
+    """ISA-L's zlib interface, with ``Z_BEST_SPEED`` meaning ISA-L's level 1."""
+
+    __name__ = "isal_zlib"
+    MAX_WBITS = isal_zlib.MAX_WBITS
+    Z_FULL_FLUSH = isal_zlib.Z_FULL_FLUSH
+    Z_SYNC_FLUSH = isal_zlib.Z_SYNC_FLUSH
+    Z_FINISH = isal_zlib.Z_FINISH
+    Z_BEST_SPEED = 1
+
+    @staticmethod
+    def compressobj(*args: Any, **kwargs: Any) -> Any:
+        return isal_zlib.compressobj(*args, **kwargs)
+
+    @staticmethod
+    def decompressobj(*args: Any, **kwargs: Any) -> Any:
+        return isal_zlib.decompressobj(*args, **kwargs)
+
+    @staticmethod
+    def compress(*args: Any, **kwargs: Any) -> bytes:
+        return isal_zlib.compress(*args, **kwargs)
+
+    @staticmethod
+    def decompress(*args: Any, **kwargs: Any) -> bytes:
+        return isal_zlib.decompress(*args, **kwargs)
+
+
+BACKEND = IsalBackend()
+
+
+def install() -> None:
+    """Make aiohttp deflate (and inflate) through ISA-L, in this process. Idempotent."""
+    from aiohttp import compression_utils, set_zlib_backend
+
+    if compression_utils.ZLibBackend._zlib_backend is not BACKEND:
+        set_zlib_backend(BACKEND)
