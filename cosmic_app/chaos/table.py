@@ -51,7 +51,7 @@ def render(outcomes: Sequence[Outcome], not_built_rows: Sequence[str] = (),
     for row, faults in (not_applicable or {}).items():
         out.append(f"not applicable: {row} x {', '.join(faults)}")
     for (row, fault), why in (known_failing or {}).items():
-        out.append(f"known failing, run only when named (--only {row}/{fault}): {why}")
+        out.append(f"held back, run only when named (--only {row}/{fault}): {why}")
     recs = sorted(r for o in outcomes for r in o.recoveries_s)
     if recs:
         p99 = recs[min(len(recs) - 1, int(0.99 * len(recs)))]

@@ -28,6 +28,22 @@ def topic_name(settings: Settings, topic: topics.Topic) -> str:
     return f"{settings.living.topic_prefix}{topic.name}"
 
 
+# Table writes of each open transaction, by transactional id: (store, key, held before,
+# value before), in the order made. A transaction aborted on a rebalance takes its
+# events' table writes back with it (:func:`_abort_what_a_rebalance_replays`); one
+# committed drops them.
+_UNDO: dict[str, list[tuple[Any, str, bool, Any]]] = {}
+
+
+def _undo(tid: str) -> None:
+    """Put the tables back as they were before transaction ``tid``'s events wrote them."""
+    for store, key, held, before in reversed(_UNDO.pop(tid, [])):
+        if held:
+            store[key] = before
+        elif key in store:
+            del store[key]
+
+
 def _recover_from_broker_offsets() -> None:
     """Make exactly-once table recovery ask the broker where each changelog ends.
 
@@ -90,6 +106,7 @@ def _commit_what_each_transaction_holds() -> None:
                     await transaction.send_offsets_to_transaction(
                         {tp: offsets[tp] for tp in tps}, group_id)
                     await transaction.commit_transaction()
+                    _UNDO.pop(tid, None)
                     if start_new_transaction:
                         await transaction.begin_transaction()
                 except ProducerFenced as exc:
@@ -108,7 +125,10 @@ def _abort_what_a_rebalance_replays() -> None:
     first processing in it: both copies are committed at the next commit (the
     fault matrix's rebalance and broker-restart cells, which a restart of the
     broker causes too). Aborted here, before Faust begins the next transaction,
-    only the second processing is committed.
+    only the second processing is committed. The tables, in memory, already hold what
+    the aborted events wrote (:class:`StagedTable` applies a write at once, for the
+    events after it): those writes are taken back too, so the replay starts from
+    the state the committed transactions left.
     """
     from faust.transport.consumer import TransactionManager
 
@@ -128,6 +148,9 @@ def _abort_what_a_rebalance_replays() -> None:
                     await transaction.abort_transaction()
                 except Exception as exc:  # noqa: BLE001 - a fenced producer is replaced below
                     logger.warning("could not abort transaction %s on rebalance: %s", tid, exc)
+                # Replayed next, the aborted events must find the tables as they were
+                # before them (else each one's effect is applied twice).
+                _undo(tid)
         await original(self, assigned, revoked, newly_assigned)
 
     on_rebalance.aborts_replayed = True  # type: ignore[attr-defined]
@@ -204,6 +227,12 @@ class Outbox:
         self._registry = registry
         self._codecs: dict[str, AvroCodec] = {}
         self._staged: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        self._writes: list[tuple[Any, str, bool, Any]] = []  # table writes, for _UNDO
+
+    def wrote(self, store: Any, key: str, held: bool, before: Any) -> None:
+        """A table write of the event being processed, to take back if its transaction
+        is aborted."""
+        self._writes.append((store, key, held, before))
 
     def _encode(self, topic: topics.Topic, value: Any) -> tuple[str, bytes]:
         name = topic_name(self.settings, topic)
@@ -236,6 +265,7 @@ class Outbox:
         for the whole batch puts the commit before or after all of them.
         """
         staged, self._staged = self._staged, []
+        writes, self._writes = self._writes, []
         if not staged:
             return
         source = event.message.tp
@@ -248,6 +278,7 @@ class Outbox:
         tid = f"{app.conf.id}-{group}-{source.partition}"
         transport: Any = app.consumer.transactions.producer  # the aiokafka driver's Producer
         async with transport._trn_locks[tid]:
+            _UNDO.setdefault(tid, []).extend(writes)
             producer = transport._transaction_producers[tid]
             for name, key, value, headers in staged:
                 await producer.send(name, value, key=key, partition=source.partition,
@@ -301,9 +332,12 @@ class StagedTable(MutableMapping[str, Any]):
     def commit(self) -> None:
         """Stage every write for the changelog in the outbox and apply it to the store."""
         changelog = self.table.changelog_topic.get_topic_name()
+        store = self.table.data
         for key, value in self._staged.items():
             self.outbox.send_raw(changelog, json.dumps(key).encode(), json.dumps(value).encode())
-            self.table.data[key] = value
+            held = key in store
+            self.outbox.wrote(store, key, held, store[key] if held else None)
+            store[key] = value
         self._staged.clear()
 
 

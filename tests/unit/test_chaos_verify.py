@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
+from cosmic.settings import Settings
 from cosmic_app.chaos import cell, verify
+from cosmic_app.chaos.living import CivilizationRow
 
 
 def test_complete_ordered_output_passes():
@@ -72,3 +77,25 @@ def test_a_known_failing_cell_runs_only_when_named_and_the_table_says_why():
     assert [(c.row, c.fault) for c in matrix.cells(plan, ["/".join(known)])] == [known]
     text = table.render([], known_failing=matrix.KNOWN_FAILING)
     assert f"--only {known[0]}/{known[1]}" in text and matrix.KNOWN_FAILING[known] in text
+
+
+def test_civilization_script_is_the_cells_size_and_progresses_every_status():
+    """The runner feeds exactly the cell's size, and progress is counted in civilization
+    events: the script must give about one per status, and refusals per planet."""
+    for size in (2_000, 2_003):
+        row = CivilizationRow.__new__(CivilizationRow)
+        base = Settings()
+        row.settings = base.model_copy(update={"living": base.living.model_copy(
+            update={"topic_prefix": "chaos.unit."})})
+        row.cell = cell.Cell("civilization", "sigkill", 1, size)
+        row.input, row.expected_ids = [], {}
+        row.script(random.Random(1))
+        assert len(row.input) == size
+        assert row.expected > 0.95 * size
+        kinds = Counter(k.rsplit("/", 1)[-1] for k in row.expected_ids)
+        assert kinds["refused"] == 3 * 4  # each world: a planet too small, two duplicates
+        # Each planet's statuses are in tick order, whatever the seeded interleaving.
+        last: dict[str, int] = {}
+        for _, key, status in row.input:
+            assert status["tick"] > last.get(key, 0)
+            last[key] = status["tick"]

@@ -122,3 +122,42 @@ def test_without_new_acknowledgements_the_offsets_picked_are_committed(
     loop.run_until_complete(consumer.transactions.commit(offsets))
     assert transaction.calls[0] == ("offsets", {tp: 5})
     assert consumer._filter_committable_offsets([tp]) == {}
+
+
+class Sending(Transaction):
+    async def send(self, topic: str, value: Any, key: Any = None, partition: int | None = None,
+                   headers: Any = None) -> None:
+        self.calls.append(("send", (topic, partition)))
+
+
+def test_table_writes_of_an_aborted_transaction_are_taken_back_and_kept_once_committed(
+        app: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """A rebalance aborts the open transaction and Faust replays its events: the tables
+    must be as the last commit left them, else the replay applies each event twice."""
+    app.in_worker = True  # as in a worker: exactly-once sends join the transactions
+    consumer = app.consumer
+    tp = TP("cosmic.living.planets.v1", 2)
+    app.assignor._topic_groups = {tp.topic: 0}
+    tid = "test-commit-0-2"
+    transaction = Sending()
+    consumer.transactions.producer = producer(tid, asyncio.Lock(), transaction)
+    table = app.Table("civs", default=None, schema=faustapp.table_schema())
+    outbox = faustapp.Outbox(app, None, Settings(kafka={"security_protocol": "PLAINTEXT"}))
+    event = SimpleNamespace(message=SimpleNamespace(tp=tp, partition=tp.partition))
+
+    def process(key: str, value: Any) -> None:
+        staged = faustapp.StagedTable(table, outbox)
+        staged[key] = value
+        staged.commit()
+        loop.run_until_complete(outbox.flush(event))
+
+    process("w/1", {"advances": 1})
+    loop.run_until_complete(consumer.transactions.commit({tp: 1}))  # committed: kept
+    process("w/1", {"advances": 2})
+    process("w/2", {"advances": 1})
+    assert dict(table.data) == {"w/1": {"advances": 2}, "w/2": {"advances": 1}}
+    faustapp._undo(tid)  # what the rebalance's abort does
+    assert dict(table.data) == {"w/1": {"advances": 1}}
+    assert ("send", (table.changelog_topic.get_topic_name(), tp.partition)) in transaction.calls
+    faustapp._undo(tid)  # nothing left to take back
+    assert dict(table.data) == {"w/1": {"advances": 1}}
