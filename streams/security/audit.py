@@ -107,23 +107,31 @@ class AuditChain:
 
     def record(self, *, action: str, face: str, outcome: str, peer: str = "",
                reason: str = "", **fields: Any) -> dict[str, Any]:
-        """Chain and hand over one attempt's record (``ts`` in epoch ms).
-
-        This runs on every request: the canonical form is built directly in
-        :data:`HASHED` order (what :func:`record_hash` would build from the record),
-        so a record is hashed once, without a second pass over it."""
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"unknown audit outcome {outcome!r}")
+        """Chain and hand over one attempt's record (``ts`` in epoch ms)."""
         if not fields.keys() <= _FIELDS:
             raise ValueError(f"unknown audit fields {sorted(fields.keys() - _FIELDS)}")
         get = fields.get
-        command_id = get("command_id")
-        tail = [action, face, outcome, get("player_id"), get("role"), get("token_id"),
-                get("world_id"), str(command_id or NO_COMMAND), get("command_type"), peer,
-                reason[:500], get("command_offset")]
+        return self.append(action, face, outcome, get("player_id"), get("role"),
+                           get("token_id"), get("world_id"), get("command_id"),
+                           get("command_type"), peer, reason, get("command_offset"))
+
+    def append(self, action: str, face: str, outcome: str, player_id: str | None,
+               role: str | None, token_id: str | None, world_id: str | None,
+               command_id: Any, command_type: str | None, peer: str, reason: str,
+               command_offset: int | None) -> dict[str, Any]:
+        """:meth:`record` with every field in :data:`FIELDS` order, none by name: what the
+        gateway calls on every request.
+
+        The canonical form is built directly in :data:`HASHED` order (what
+        :func:`record_hash` would build from the record), so a record is hashed once,
+        without a second pass over it."""
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"unknown audit outcome {outcome!r}")
         with self._lock:
-            values = [self.gateway_id, self.seq, time.time_ns() // 1_000_000, *tail,
-                      self.prev_hash]
+            values = [self.gateway_id, self.seq, time.time_ns() // 1_000_000, action, face,
+                      outcome, player_id, role, token_id, world_id,
+                      str(command_id or NO_COMMAND), command_type, peer, reason[:500],
+                      command_offset, self.prev_hash]
             digest = hashlib.sha256(orjson.dumps(values)).hexdigest()
             record = dict(zip(HASHED, values, strict=True))
             record["hash"] = digest

@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,6 +56,9 @@ class KeyRing:
 
     keys: dict[str, bytes]
     signing_id: str
+    # The signing key's constant parts per role, made at its first command (_Heads).
+    _heads: dict[str, _Heads] = field(default_factory=dict, init=False, repr=False,
+                                      compare=False)
 
     @classmethod
     def generate(cls) -> KeyRing:
@@ -172,24 +175,61 @@ def _prefix(record: dict[str, Any]) -> bytes:
     return _fastavro({**record, "admission": None})[:-1]  # less the null branch code
 
 
+def _head(key_id: str, role: str) -> bytes:
+    """What a signature covers before the record: the tag, the key id and the role."""
+    return b"".join((TAG, key_id.encode(), b"\x00", role.encode(), b"\x00"))
+
+
+def _covered(head: bytes, prefix: bytes) -> bytes:
+    return b"".join((head, prefix, _NULL))
+
+
 def _message(key_id: str, role: str, prefix: bytes) -> bytes:
     """What a signature covers: the tag, the key id, the role and the record's encoding
     with ``admission`` null (its prefix, then the null branch)."""
-    return b"".join((TAG, key_id.encode(), b"\x00", role.encode(), b"\x00", prefix, _NULL))
+    return _covered(_head(key_id, role), prefix)
 
 
-def _mac(key: bytes, key_id: str, role: str, prefix: bytes) -> bytes:
-    """The one MAC every signature and every check computes."""
-    return hmac.digest(key, _message(key_id, role, prefix), hashlib.sha256)
+def _mac(key: bytes, head: bytes, prefix: bytes) -> bytes:
+    """The one MAC every signature and every check computes, over :func:`_message` (its
+    constant head made once per key and role). The digest is named, not passed as a
+    constructor: OpenSSL's HMAC runs directly."""
+    return hmac.digest(key, _covered(head, prefix), "sha256")
 
 
-def _admission(record: dict[str, Any], role: models.Role, ring: KeyRing
-               ) -> tuple[dict[str, Any], bytes]:
-    """(the Admission record, the prefix it signs)."""
-    prefix = _prefix(record)
-    key_id = ring.signing_id
-    signature = _mac(ring.keys[key_id], key_id, role.value, prefix)
-    return {"key_id": key_id, "role": role.value, "signature": signature}, prefix
+class _Heads(NamedTuple):
+    """The signing key's constant parts for one role: a command then costs its prefix,
+    one MAC and one join."""
+
+    key_id: str
+    key: bytes
+    mac_head: bytes  # what the MAC covers before the record
+    admission_head: bytes  # the Admission's encoding up to its signature's bytes
+
+
+def _heads(ring: KeyRing, role: str) -> _Heads:
+    heads = ring._heads.get(role)
+    if heads is None:
+        key_id = ring.signing_id
+        # The Admission's encoding is key_id, role, then the signature (its length, its
+        # bytes): the encoding with a signature of the MAC's length, less those bytes, is
+        # the head of every signature's. Made by the writer that encodes any Admission.
+        blank = bytes(hashlib.sha256().digest_size)
+        record = {"key_id": key_id, "role": role, "signature": blank}
+        fast = _encoders().admission
+        encoded = fast(record, []) if fast is not None else _fastavro_admission(record)
+        if not encoded.endswith(blank):
+            raise InvalidRecord("an Admission's encoding must end with its signature")
+        heads = _Heads(key_id, ring.keys[key_id], _head(key_id, role),
+                       encoded[:-len(blank)])
+        ring._heads[role] = heads
+    return heads
+
+
+def _fastavro_admission(record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, catalog.parsed("PlayerCommand")["fields"][-1]["type"][1], record)
+    return out.getvalue()
 
 
 class Signed(NamedTuple):
@@ -201,16 +241,15 @@ class Signed(NamedTuple):
 
 
 def admit(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> Signed:
-    """``command`` admitted as ``role``, with its signed record's encoding."""
-    admission, prefix = _admission(command.to_avro(), role, ring)
-    fast = _encoders().admission
-    try:
-        avro = fast(admission, [prefix, _ADMITTED]) if fast is not None else None
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
-        avro = None  # the log encodes it (fastavro) instead
-    # Built from values made right here: no need to validate them again.
-    signed = command.model_copy(update={"admission": models.Admission.model_construct(
-        key_id=admission["key_id"], role=role, signature=admission["signature"])})
+    """``command`` admitted as ``role``, with its signed record's encoding: the record is
+    encoded once (its prefix), signed, and the Admission appended to those same bytes."""
+    heads = _heads(ring, role.value)
+    prefix = _prefix(command.to_avro())
+    signature = _mac(heads.key, heads.mac_head, prefix)
+    avro = b"".join((prefix, _ADMITTED, heads.admission_head, signature))
+    # The validated constructor: about 3x faster than model_construct on three fields.
+    signed = command.model_copy(update={"admission": models.Admission(
+        key_id=heads.key_id, role=role, signature=signature)})
     return Signed(signed, avro)
 
 
@@ -221,7 +260,10 @@ def sign(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> mod
 
 def sign_record(record: dict[str, Any], role: models.Role, ring: KeyRing) -> dict[str, Any]:
     """An Avro-ready PlayerCommand record admitted as ``role`` (for producers of records)."""
-    return {**record, "admission": _admission(record, role, ring)[0]}
+    heads = _heads(ring, role.value)
+    signature = _mac(heads.key, heads.mac_head, _prefix(record))
+    return {**record, "admission": {"key_id": heads.key_id, "role": role.value,
+                                    "signature": signature}}
 
 
 def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
@@ -233,7 +275,8 @@ def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
     key = ring.keys.get(admission.key_id)
     if key is None:
         raise Unauthenticated(f"the command is signed with an unknown key {admission.key_id!r}")
-    expected = _mac(key, admission.key_id, admission.role.value, _prefix(command.to_avro()))
+    expected = _mac(key, _head(admission.key_id, admission.role.value),
+                    _prefix(command.to_avro()))
     if not hmac.compare_digest(expected, admission.signature):
         raise Unauthenticated("the command's signature does not match it (forged or altered)")
     return admission.role
