@@ -56,9 +56,13 @@ class KeyRing:
 
     keys: dict[str, bytes]
     signing_id: str
-    # The signing key's constant parts per role, made at its first command (_Heads).
-    _heads: dict[str, _Heads] = field(default_factory=dict, init=False, repr=False,
-                                      compare=False)
+    # Made at first use, per (key id, role): an HMAC keyed and fed the message's head
+    # (:func:`_mac` copies it); per role, the signing key's Admission encoding up to the
+    # signature. At most keys x roles of each.
+    _macs: dict[tuple[str, str], hmac.HMAC] = field(default_factory=dict, init=False,
+                                                    repr=False, compare=False)
+    _heads: dict[str, bytes] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
 
     @classmethod
     def generate(cls) -> KeyRing:
@@ -180,50 +184,49 @@ def _head(key_id: str, role: str) -> bytes:
     return b"".join((TAG, key_id.encode(), b"\x00", role.encode(), b"\x00"))
 
 
-def _covered(head: bytes, prefix: bytes) -> bytes:
-    return b"".join((head, prefix, _NULL))
-
-
 def _message(key_id: str, role: str, prefix: bytes) -> bytes:
     """What a signature covers: the tag, the key id, the role and the record's encoding
     with ``admission`` null (its prefix, then the null branch)."""
-    return _covered(_head(key_id, role), prefix)
+    return b"".join((_head(key_id, role), prefix, _NULL))
 
 
-def _mac(key: bytes, head: bytes, prefix: bytes) -> bytes:
-    """The one MAC every signature and every check computes, over :func:`_message` (its
-    constant head made once per key and role). The digest is named, not passed as a
-    constructor: OpenSSL's HMAC runs directly."""
-    return hmac.digest(key, _covered(head, prefix), "sha256")
+def _keyed(ring: KeyRing, key_id: str, role: str) -> hmac.HMAC | None:
+    """The HMAC with ``key_id``'s key, fed :func:`_head` (None: a key the ring lacks)."""
+    base = ring._macs.get((key_id, role))
+    if base is None:
+        key = ring.keys.get(key_id)
+        if key is None:
+            return None
+        base = ring._macs[(key_id, role)] = hmac.new(key, _head(key_id, role), "sha256")
+    return base
 
 
-class _Heads(NamedTuple):
-    """The signing key's constant parts for one role: a command then costs its prefix,
-    one MAC and one join."""
+def _mac(keyed: hmac.HMAC | None, prefix: bytes) -> bytes:
+    """The one MAC every signature and every check computes: over :func:`_message`, from
+    a copy of the HMAC already keyed and fed its head (:func:`_keyed`). Not the one-shot
+    ``hmac.digest``: it releases the GIL on every call, and on a gateway whose gRPC
+    threads wait for it, each command then waits to take it back."""
+    assert keyed is not None  # the signing key is the ring's; a check looked it up first
+    h = keyed.copy()
+    h.update(prefix + _NULL)
+    return h.digest()
 
-    key_id: str
-    key: bytes
-    mac_head: bytes  # what the MAC covers before the record
-    admission_head: bytes  # the Admission's encoding up to its signature's bytes
 
-
-def _heads(ring: KeyRing, role: str) -> _Heads:
-    heads = ring._heads.get(role)
-    if heads is None:
-        key_id = ring.signing_id
+def _admission_head(ring: KeyRing, role: str) -> bytes:
+    """The signing key's Admission encoding for ``role`` up to the signature's bytes."""
+    head = ring._heads.get(role)
+    if head is None:
         # The Admission's encoding is key_id, role, then the signature (its length, its
         # bytes): the encoding with a signature of the MAC's length, less those bytes, is
         # the head of every signature's. Made by the writer that encodes any Admission.
         blank = bytes(hashlib.sha256().digest_size)
-        record = {"key_id": key_id, "role": role, "signature": blank}
+        record = {"key_id": ring.signing_id, "role": role, "signature": blank}
         fast = _encoders().admission
         encoded = fast(record, []) if fast is not None else _fastavro_admission(record)
         if not encoded.endswith(blank):
             raise InvalidRecord("an Admission's encoding must end with its signature")
-        heads = _Heads(key_id, ring.keys[key_id], _head(key_id, role),
-                       encoded[:-len(blank)])
-        ring._heads[role] = heads
-    return heads
+        head = ring._heads[role] = encoded[:-len(blank)]
+    return head
 
 
 def _fastavro_admission(record: dict[str, Any]) -> bytes:
@@ -243,13 +246,12 @@ class Signed(NamedTuple):
 def admit(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> Signed:
     """``command`` admitted as ``role``, with its signed record's encoding: the record is
     encoded once (its prefix), signed, and the Admission appended to those same bytes."""
-    heads = _heads(ring, role.value)
+    key_id = ring.signing_id
     prefix = _prefix(command.to_avro())
-    signature = _mac(heads.key, heads.mac_head, prefix)
-    avro = b"".join((prefix, _ADMITTED, heads.admission_head, signature))
+    signature = _mac(_keyed(ring, key_id, role.value), prefix)
+    avro = b"".join((prefix, _ADMITTED, _admission_head(ring, role.value), signature))
     # The validated constructor: about 3x faster than model_construct on three fields.
-    signed = command.model_copy(update={"admission": models.Admission(
-        key_id=heads.key_id, role=role, signature=signature)})
+    signed = command.admitted(models.Admission(key_id=key_id, role=role, signature=signature))
     return Signed(signed, avro)
 
 
@@ -260,9 +262,8 @@ def sign(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> mod
 
 def sign_record(record: dict[str, Any], role: models.Role, ring: KeyRing) -> dict[str, Any]:
     """An Avro-ready PlayerCommand record admitted as ``role`` (for producers of records)."""
-    heads = _heads(ring, role.value)
-    signature = _mac(heads.key, heads.mac_head, _prefix(record))
-    return {**record, "admission": {"key_id": heads.key_id, "role": role.value,
+    signature = _mac(_keyed(ring, ring.signing_id, role.value), _prefix(record))
+    return {**record, "admission": {"key_id": ring.signing_id, "role": role.value,
                                     "signature": signature}}
 
 
@@ -272,11 +273,10 @@ def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
     admission = command.admission
     if admission is None:
         raise Unauthenticated("the command was not admitted by a gateway (no signature)")
-    key = ring.keys.get(admission.key_id)
-    if key is None:
+    keyed = _keyed(ring, admission.key_id, admission.role.value)
+    if keyed is None:
         raise Unauthenticated(f"the command is signed with an unknown key {admission.key_id!r}")
-    expected = _mac(key, _head(admission.key_id, admission.role.value),
-                    _prefix(command.to_avro()))
+    expected = _mac(keyed, _prefix(command.to_avro()))
     if not hmac.compare_digest(expected, admission.signature):
         raise Unauthenticated("the command's signature does not match it (forged or altered)")
     return admission.role
