@@ -31,6 +31,8 @@ from streams.security.tokens import Identity, Verifier
 
 from .errors import BadRequest, Unavailable
 
+# A role's name by a dict lookup: an enum's ``.value`` costs a descriptor call, per record.
+_ROLE_NAMES = {role: role.value for role in models.Role}
 TOKEN_CACHE = 50_000  # verified tokens remembered (their expiry and bans rechecked on use)
 
 
@@ -156,7 +158,7 @@ class Guard:
         if identity is None:
             player_id = role = token_id = None
         else:
-            player_id, role = identity.player_id, identity.role.value
+            player_id, role = identity.player_id, _ROLE_NAMES[identity.role]
             token_id = identity.token_id or None
         self.audit.append(action, caller.face, outcome, player_id, role, token_id, world_id,
                           command_id, command_type, caller.peer, reason, command_offset)
