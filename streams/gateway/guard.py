@@ -31,6 +31,8 @@ from streams.security.tokens import Identity, Verifier
 
 from .errors import BadRequest, Unavailable
 
+# A role's name by a dict lookup: an enum's ``.value`` costs a descriptor call, per record.
+_ROLE_NAMES = {role: role.value for role in models.Role}
 TOKEN_CACHE = 50_000  # verified tokens remembered (their expiry and bans rechecked on use)
 
 
@@ -149,11 +151,14 @@ class Guard:
     # Audit.
 
     def record(self, caller: Caller, action: str, outcome: str, identity: Identity | None,
-               reason: str = "", **fields: Any) -> None:
-        who: dict[str, Any] = {} if identity is None else {
-            "player_id": identity.player_id, "role": identity.role.value,
-            "token_id": identity.token_id or None}
+               reason: str = "", *, world_id: str | None = None, command_id: Any = None,
+               command_type: str | None = None, command_offset: int | None = None) -> None:
         if self.on_decision is not None:
             self.on_decision(caller.face, action, outcome)
-        self.audit.record(action=action, face=caller.face, outcome=outcome, peer=caller.peer,
-                          reason=reason, **who, **fields)
+        if identity is None:
+            player_id = role = token_id = None
+        else:
+            player_id, role = identity.player_id, _ROLE_NAMES[identity.role]
+            token_id = identity.token_id or None
+        self.audit.append(action, caller.face, outcome, player_id, role, token_id, world_id,
+                          command_id, command_type, caller.peer, reason, command_offset)

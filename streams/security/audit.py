@@ -107,28 +107,43 @@ class AuditChain:
 
     def record(self, *, action: str, face: str, outcome: str, peer: str = "",
                reason: str = "", **fields: Any) -> dict[str, Any]:
-        """Chain and hand over one attempt's record (``ts`` in epoch ms).
-
-        This runs on every request: the canonical form is built directly in
-        :data:`HASHED` order (what :func:`record_hash` would build from the record),
-        so a record is hashed once, without a second pass over it."""
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"unknown audit outcome {outcome!r}")
+        """Chain and hand over one attempt's record (``ts`` in epoch ms)."""
         if not fields.keys() <= _FIELDS:
             raise ValueError(f"unknown audit fields {sorted(fields.keys() - _FIELDS)}")
         get = fields.get
-        command_id = get("command_id")
-        tail = [action, face, outcome, get("player_id"), get("role"), get("token_id"),
-                get("world_id"), str(command_id or NO_COMMAND), get("command_type"), peer,
-                reason[:500], get("command_offset")]
+        return self.append(action, face, outcome, get("player_id"), get("role"),
+                           get("token_id"), get("world_id"), get("command_id"),
+                           get("command_type"), peer, reason, get("command_offset"))
+
+    def append(self, action: str, face: str, outcome: str, player_id: str | None,
+               role: str | None, token_id: str | None, world_id: str | None,
+               command_id: Any, command_type: str | None, peer: str, reason: str,
+               command_offset: int | None) -> dict[str, Any]:
+        """:meth:`record` with every field in :data:`FIELDS` order, none by name: what the
+        gateway calls on every request.
+
+        The canonical form is built directly in :data:`HASHED` order (what
+        :func:`record_hash` would build from the record; a unit test holds the two
+        together), so a record is hashed once, without a second pass over it."""
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"unknown audit outcome {outcome!r}")
+        command_id = str(command_id or NO_COMMAND)
+        reason = reason[:500]
+        gateway_id = self.gateway_id
         with self._lock:
-            values = [self.gateway_id, self.seq, time.time_ns() // 1_000_000, *tail,
-                      self.prev_hash]
-            digest = hashlib.sha256(orjson.dumps(values)).hexdigest()
-            record = dict(zip(HASHED, values, strict=True))
-            record["hash"] = digest
-            self.sink(self.gateway_id, record)
-            self.seq += 1
+            seq, prev_hash, ts = self.seq, self.prev_hash, time.time_ns() // 1_000_000
+            digest = hashlib.sha256(orjson.dumps([
+                gateway_id, seq, ts, action, face, outcome, player_id, role, token_id,
+                world_id, command_id, command_type, peer, reason, command_offset,
+                prev_hash])).hexdigest()
+            record = {"gateway_id": gateway_id, "seq": seq, "ts": ts, "action": action,
+                      "face": face, "outcome": outcome, "player_id": player_id, "role": role,
+                      "token_id": token_id, "world_id": world_id, "command_id": command_id,
+                      "command_type": command_type, "peer": peer, "reason": reason,
+                      "command_offset": command_offset, "prev_hash": prev_hash,
+                      "hash": digest}
+            self.sink(gateway_id, record)
+            self.seq = seq + 1
             self.prev_hash = digest
             return record
 

@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,6 +56,13 @@ class KeyRing:
 
     keys: dict[str, bytes]
     signing_id: str
+    # Made at first use, per (key id, role): an HMAC keyed and fed the message's head
+    # (:func:`_mac` copies it); per role, what signing needs of the signing key
+    # (:class:`_Signer`). At most keys x roles of the one, roles of the other.
+    _macs: dict[tuple[str, str], hmac.HMAC] = field(default_factory=dict, init=False,
+                                                    repr=False, compare=False)
+    _signers: dict[models.Role, _Signer] = field(default_factory=dict, init=False,
+                                                 repr=False, compare=False)
 
     @classmethod
     def generate(cls) -> KeyRing:
@@ -172,24 +179,69 @@ def _prefix(record: dict[str, Any]) -> bytes:
     return _fastavro({**record, "admission": None})[:-1]  # less the null branch code
 
 
+def _head(key_id: str, role: str) -> bytes:
+    """What a signature covers before the record: the tag, the key id and the role."""
+    return b"".join((TAG, key_id.encode(), b"\x00", role.encode(), b"\x00"))
+
+
 def _message(key_id: str, role: str, prefix: bytes) -> bytes:
     """What a signature covers: the tag, the key id, the role and the record's encoding
     with ``admission`` null (its prefix, then the null branch)."""
-    return b"".join((TAG, key_id.encode(), b"\x00", role.encode(), b"\x00", prefix, _NULL))
+    return b"".join((_head(key_id, role), prefix, _NULL))
 
 
-def _mac(key: bytes, key_id: str, role: str, prefix: bytes) -> bytes:
-    """The one MAC every signature and every check computes."""
-    return hmac.digest(key, _message(key_id, role, prefix), hashlib.sha256)
+def _keyed(ring: KeyRing, key_id: str, role: str) -> hmac.HMAC | None:
+    """The HMAC with ``key_id``'s key, fed :func:`_head` (None: a key the ring lacks)."""
+    base = ring._macs.get((key_id, role))
+    if base is None:
+        key = ring.keys.get(key_id)
+        if key is None:
+            return None
+        base = ring._macs[(key_id, role)] = hmac.new(key, _head(key_id, role), "sha256")
+    return base
 
 
-def _admission(record: dict[str, Any], role: models.Role, ring: KeyRing
-               ) -> tuple[dict[str, Any], bytes]:
-    """(the Admission record, the prefix it signs)."""
-    prefix = _prefix(record)
-    key_id = ring.signing_id
-    signature = _mac(ring.keys[key_id], key_id, role.value, prefix)
-    return {"key_id": key_id, "role": role.value, "signature": signature}, prefix
+def _mac(keyed: hmac.HMAC, prefix: bytes) -> bytes:
+    """The one MAC every signature and every check computes: over :func:`_message`, from
+    a copy of the HMAC already keyed and fed its head (:func:`_keyed`). Not the one-shot
+    ``hmac.digest``: it releases the GIL on every call, and on a gateway whose gRPC
+    threads wait for it, each command then waits to take it back."""
+    h = keyed.copy()
+    h.update(prefix + _NULL)
+    return h.digest()
+
+
+class _Signer(NamedTuple):
+    """What signing as one role takes of a ring's signing key, looked up once per command."""
+
+    key_id: str
+    keyed: hmac.HMAC
+    admission_head: bytes  # the Admission's encoding up to the signature's bytes
+
+
+def _signer(ring: KeyRing, role: models.Role) -> _Signer:
+    signer = ring._signers.get(role)
+    if signer is None:
+        key_id = ring.signing_id
+        # The Admission's encoding is key_id, role, then the signature (its length, its
+        # bytes): the encoding with a signature of the MAC's length, less those bytes, is
+        # the head of every signature's. Made by the writer that encodes any Admission.
+        blank = bytes(hashlib.sha256().digest_size)
+        record = {"key_id": key_id, "role": role.value, "signature": blank}
+        fast = _encoders().admission
+        encoded = fast(record, []) if fast is not None else _fastavro_admission(record)
+        if not encoded.endswith(blank):
+            raise InvalidRecord("an Admission's encoding must end with its signature")
+        keyed = _keyed(ring, key_id, role.value)
+        assert keyed is not None  # the signing key is in the ring (load and without check)
+        signer = ring._signers[role] = _Signer(key_id, keyed, encoded[:-len(blank)])
+    return signer
+
+
+def _fastavro_admission(record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, catalog.parsed("PlayerCommand")["fields"][-1]["type"][1], record)
+    return out.getvalue()
 
 
 class Signed(NamedTuple):
@@ -201,17 +253,14 @@ class Signed(NamedTuple):
 
 
 def admit(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> Signed:
-    """``command`` admitted as ``role``, with its signed record's encoding."""
-    admission, prefix = _admission(command.to_avro(), role, ring)
-    fast = _encoders().admission
-    try:
-        avro = fast(admission, [prefix, _ADMITTED]) if fast is not None else None
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
-        avro = None  # the log encodes it (fastavro) instead
-    # Built from values made right here: no need to validate them again.
-    signed = command.model_copy(update={"admission": models.Admission.model_construct(
-        key_id=admission["key_id"], role=role, signature=admission["signature"])})
-    return Signed(signed, avro)
+    """``command`` admitted as ``role``, with its signed record's encoding: the record is
+    encoded once (its prefix), signed, and the Admission appended to those same bytes."""
+    key_id, keyed, admission_head = _signer(ring, role)
+    prefix = _prefix(command.to_avro())
+    signature = _mac(keyed, prefix)
+    # The validated constructor: about 3x faster than model_construct on three fields.
+    signed = command.admitted(models.Admission(key_id=key_id, role=role, signature=signature))
+    return Signed(signed, b"".join((prefix, _ADMITTED, admission_head, signature)))
 
 
 def sign(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> models.PlayerCommand:
@@ -221,7 +270,9 @@ def sign(command: models.PlayerCommand, role: models.Role, ring: KeyRing) -> mod
 
 def sign_record(record: dict[str, Any], role: models.Role, ring: KeyRing) -> dict[str, Any]:
     """An Avro-ready PlayerCommand record admitted as ``role`` (for producers of records)."""
-    return {**record, "admission": _admission(record, role, ring)[0]}
+    signature = _mac(_signer(ring, role).keyed, _prefix(record))
+    return {**record, "admission": {"key_id": ring.signing_id, "role": role.value,
+                                    "signature": signature}}
 
 
 def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
@@ -230,10 +281,10 @@ def verify(command: models.PlayerCommand, ring: KeyRing) -> models.Role:
     admission = command.admission
     if admission is None:
         raise Unauthenticated("the command was not admitted by a gateway (no signature)")
-    key = ring.keys.get(admission.key_id)
-    if key is None:
+    keyed = _keyed(ring, admission.key_id, admission.role.value)
+    if keyed is None:
         raise Unauthenticated(f"the command is signed with an unknown key {admission.key_id!r}")
-    expected = _mac(key, admission.key_id, admission.role.value, _prefix(command.to_avro()))
+    expected = _mac(keyed, _prefix(command.to_avro()))
     if not hmac.compare_digest(expected, admission.signature):
         raise Unauthenticated("the command's signature does not match it (forged or altered)")
     return admission.role

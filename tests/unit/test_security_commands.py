@@ -335,3 +335,42 @@ def test_a_record_producer_and_the_gateway_sign_alike():
     record = signing.sign_record(command.to_avro(), Role.OPERATOR, RING)
     signed, _ = signing.admit(command, Role.OPERATOR, RING)
     assert record["admission"]["signature"] == signed.admission.signature  # type: ignore[union-attr]
+
+
+def test_the_signature_is_plain_hmac_sha256_of_the_message_for_each_key_and_role():
+    """The MAC made from a key's prepared HMAC is the textbook one over the message, for
+    every role and after a rotation (a new ring signs with its new key, not a stale one)."""
+    import hashlib
+    import hmac
+
+    rotated = RING.rotate()
+    for ring in (RING, rotated, RING):
+        for role in (Role.PLAYER, Role.OPERATOR):
+            command = _cmd(_nudge(5))
+            signed, _ = signing.admit(command, role, ring)
+            admission = signed.admission
+            assert admission is not None and admission.key_id == ring.signing_id
+            message = signing._message(ring.signing_id, role.value,
+                                       signing._prefix(command.to_avro()))
+            key = ring.keys[ring.signing_id]
+            assert admission.signature == hmac.digest(key, message, hashlib.sha256)
+            assert signing.verify(signed, ring) is role
+    signed, _ = signing.admit(_cmd(_nudge(5)), Role.PLAYER, rotated)
+    with pytest.raises(Unauthenticated, match="unknown key"):
+        signing.verify(signed, RING)  # the old ring never had the new key
+    old = signing.sign(_cmd(_nudge(6)), Role.PLAYER, RING)
+    assert signing.verify(old, rotated) is Role.PLAYER
+    with pytest.raises(Unauthenticated, match="unknown key"):  # a removed (leaked) key
+        signing.verify(old, rotated.without(RING.signing_id))
+
+
+def test_a_command_admitted_is_what_model_copy_would_make():
+    command = _cmd(models.TransferBody(body_id=7, new_owner="bob"))
+    admission = models.Admission(key_id="k1", role=Role.PLAYER, signature=b"\x01" * 32)
+    fast, slow = command.admitted(admission), command.model_copy(update={"admission": admission})
+    assert fast == slow and hash(fast) == hash(slow)
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump() == slow.model_dump() and fast.to_avro() == slow.to_avro()
+    assert command.admission is None  # the original is untouched
+    with pytest.raises(Exception):  # noqa: B017 - still frozen: pydantic's ValidationError
+        fast.player_id = "mallory"  # type: ignore[misc]

@@ -183,6 +183,30 @@ def test_an_untouched_chain_verifies():
     assert problems == [] and chains["gw-1"].records == 20
 
 
+def test_a_record_carries_every_field_in_hash_order_and_the_hash_of_them():
+    """What the chain writes field by field is what :func:`audit.record_hash` rebuilds
+    from the record, with every field set, long reasons cut and no command id spelled
+    out as the zero id."""
+    out: list[dict] = []
+    chain = audit.AuditChain("gw-1", lambda _g, r: out.append(r))
+    cid = uuid.uuid4()
+    chain.record(action="submit", face="ws", outcome="ADMITTED", peer="1.2.3.4:5",
+                 player_id="alice", role="player", token_id="t1", world_id="w",
+                 command_id=cid, command_type="RemoveBody", command_offset=9)
+    chain.record(action="subscribe", face="rest", outcome="DENIED", reason="x" * 900)
+    first, second = out
+    assert list(first) == [*audit.HASHED, "hash"] == list(second)
+    assert first["command_id"] == str(cid) and second["command_id"] == audit.NO_COMMAND
+    assert len(second["reason"]) == 500 and second["player_id"] is None
+    assert [r["hash"] for r in out] == [audit.record_hash(r) for r in out]
+    assert second["prev_hash"] == first["hash"] and (first["seq"], second["seq"]) == (0, 1)
+    with pytest.raises(ValueError, match="unknown audit outcome"):
+        chain.record(action="submit", face="ws", outcome="MAYBE")
+    with pytest.raises(ValueError, match="unknown audit fields"):
+        chain.record(action="submit", face="ws", outcome="DENIED", owner="eve")
+    assert chain.seq == 2  # a refused record takes no sequence number
+
+
 @pytest.mark.parametrize("tamper,seq", [
     (lambda rs: rs.__setitem__(7, {**rs[7], "reason": "edited"}), 7),
     (lambda rs: rs.pop(4), 4),
