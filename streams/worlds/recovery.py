@@ -211,8 +211,9 @@ def latest_snapshots(source: LogSource, partition: int, shard: str
 
 def ticks_after(source: LogSource, partition: int, after: dict[str, int], since_ms: int
                 ) -> list[Record]:
-    """Every recorded tick of the worlds in ``after`` past the tick it gives, reading the
-    partition from its end backwards, in growing spans, no further back than ``since_ms``.
+    """Every recorded tick of the worlds in ``after`` past the tick it gives, in log order,
+    reading the partition from its end backwards, in growing spans, no further back than
+    the first record at or after ``since_ms``.
 
     A world's ticks are in tick order in the log (one owner at a time, each starting
     where the last one committed), so once a span holds a tick of a world at or before
@@ -228,10 +229,11 @@ def ticks_after(source: LogSource, partition: int, after: dict[str, int], since_
         return []  # nothing recorded since: no tick can follow the snapshots
     keys = {w.encode() for w in after}
     open_worlds = set(after)
-    found: list[Record] = []
+    spans: list[list[Record]] = []  # newest first
     stop, span = source.end_offset(topic, partition), _TAIL_SPAN
     while open_worlds and stop > floor:
         start = max(floor, stop - span)
+        found: list[Record] = []
         for _, _, rec in source.read(topic, partition, start, stop - 1, keys=keys.__contains__):
             world = rec.get("world_id")
             if world not in after:
@@ -240,8 +242,9 @@ def ticks_after(source: LogSource, partition: int, after: dict[str, int], since_
                 found.append(rec)
             else:
                 open_worlds.discard(world)
+        spans.append(found)
         stop, span = start, span * 4
-    return found
+    return [rec for found in reversed(spans) for rec in found]
 
 
 # The first span of the tick log read backwards: a few seconds of a busy partition.
