@@ -306,8 +306,6 @@ class PhysicsWorker(ThreadService):
         clean = False
         try:
             while not self._stop.is_set():
-                if self._recovering:
-                    self._recover_assigned()
                 msgs = self._consumer.consume(500, timeout=self._poll_timeout())
                 try:
                     if msgs:
@@ -322,6 +320,11 @@ class PhysicsWorker(ThreadService):
                     self._abort()
                     self._stop.wait(1.0)
                     continue
+                if self._recovering:
+                    # Partitions assigned in this consume(): rebuilt before the others
+                    # tick (a handover's pause), after routing (which marked those of
+                    # them a record got through for).
+                    self._recover_assigned()
                 self._tick_due()
                 if cfg.max_ticks is not None and self.stats.ticks >= cfg.max_ticks:
                     break
@@ -399,14 +402,15 @@ class PhysicsWorker(ThreadService):
 
     def _recover(self, partitions: list[TopicPartition]) -> None:
         assert self._consumer is not None
-        for tp in self._consumer.committed(partitions, timeout=30):
-            self._routed[tp.partition] = _routed_from(tp.metadata)
         # Side by side: a handover's pause is mostly these reads, and a worker that takes
         # over a leaver's partitions takes them all at once.
         with ThreadPoolExecutor(max(1, len(partitions)), "recovery") as pool:
-            rebuilt = list(pool.map(lambda tp: recover_partition(
+            rebuilding = pool.map(lambda tp: recover_partition(
                 self.settings, self.registry, tp.partition, self.config.shard, self._log),
-                partitions))
+                partitions)
+            for tp in self._consumer.committed(partitions, timeout=30):
+                self._routed[tp.partition] = _routed_from(tp.metadata)
+            rebuilt = list(rebuilding)
         for tp, recovered in zip(partitions, rebuilt, strict=True):
             self.stats.recoveries += 1
             self.metrics.recovery.labels(self.config.worker_id).observe(recovered.seconds)
