@@ -55,7 +55,7 @@ from opentelemetry.trace import Span
 
 from cosmic import kafka, topics, tracing
 from cosmic import metrics as process_metrics
-from cosmic.errors import ConfigError, SerializationError
+from cosmic.errors import ConfigError, CosmicError, SerializationError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from cosmic.timeutil import now_ms
@@ -260,8 +260,7 @@ class PhysicsWorker(ThreadService):
 
     def run(self) -> None:
         process_metrics.hub().add(self.metrics)
-        # Two reads at a time per partition (snapshots beside statuses), all side by side.
-        threading.Thread(target=self._warm_readers, name="recovery-readers", daemon=True).start()
+        threading.Thread(target=self._warm, name="physics-warm", daemon=True).start()
         try:
             while True:
                 try:
@@ -273,8 +272,17 @@ class PhysicsWorker(ThreadService):
             process_metrics.hub().discard(self.metrics)
             self._readers.close()
 
-    def _warm_readers(self) -> None:
+    def _warm(self) -> None:
+        """What a worker's first recovery and first ticks would otherwise wait for, done
+        while it joins the group: a newcomer's first ticks are part of a handover's pause,
+        and each of them looked its topic's schema id up in the registry first."""
         try:
+            for name, encode in self._encoders.items():
+                self.registry.schema(encode.schema_id(SerializationContext(name)))
+        except CosmicError as exc:  # not needed: the first tick looks it up then
+            log.warning("schema ids not looked up ahead (%s)", exc)
+        try:
+            # Two reads at a time per partition (snapshots beside statuses), side by side.
             self._readers.warm(2 * topics.COMMANDS.partitions, topics.PHYSICS_TICKS.name)
         except KafkaException as exc:  # not needed: a read makes its own consumer then
             log.warning("recovery readers not connected ahead (%s)", exc)
