@@ -279,6 +279,10 @@ class PhysicsWorker(ThreadService):
         try:
             for name, encode in self._encoders.items():
                 self.registry.schema(encode.schema_id(SerializationContext(name)))
+            # And the commands' (as their producers write them now), which routing reads.
+            commands = AvroSerializer(self.registry, models.PlayerCommand.__name__,
+                                      auto_register=False)
+            self.registry.schema(commands.schema_id(SerializationContext(topics.COMMANDS.name)))
         except CosmicError as exc:  # not needed: the first tick looks it up then
             log.warning("schema ids not looked up ahead (%s)", exc)
         try:
