@@ -318,6 +318,8 @@ class PhysicsWorker(ThreadService):
         clean = False
         try:
             while not self._stop.is_set():
+                if self._recovering:
+                    self._recover_assigned()
                 msgs = self._consumer.consume(500, timeout=self._poll_timeout())
                 try:
                     if msgs:
@@ -332,11 +334,6 @@ class PhysicsWorker(ThreadService):
                     self._abort()
                     self._stop.wait(1.0)
                     continue
-                if self._recovering:
-                    # Partitions assigned in this consume(): rebuilt before the others
-                    # tick (a handover's pause), after routing (which marked those of
-                    # them a record got through for).
-                    self._recover_assigned()
                 self._tick_due()
                 if cfg.max_ticks is not None and self.stats.ticks >= cfg.max_ticks:
                     break
