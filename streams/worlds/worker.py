@@ -457,7 +457,8 @@ class PhysicsWorker(ThreadService):
         self._recovering.update(tp.partition for tp in partitions)
         now = time.monotonic()
         self._assigned_at.update((tp.partition, now) for tp in partitions)
-        log.info("partitions %s assigned", sorted(tp.partition for tp in partitions))
+        if partitions:
+            log.info("partitions %s assigned", sorted(tp.partition for tp in partitions))
 
     def _recover_assigned(self) -> None:
         """Rebuild the worlds of the partitions assigned since the last loop, then read
