@@ -10,6 +10,8 @@ or inspect a copy and replay it.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import fastavro
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from cosmic import kafka, topics
 from cosmic.errors import SerializationError, StoreError
@@ -81,6 +83,70 @@ class LogSource(Protocol):
 
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None: ...
 
+    def end_offset(self, topic: str, partition: int) -> int: ...
+
+
+class Readers:
+    """Long-lived read_committed consumers, lent out for one read at a time.
+
+    A consumer made for one read spends its first round trips on connecting,
+    authenticating and fetching metadata: with SASL on a loaded machine that is
+    a good part of a short read (a handover's recovery makes several). A pooled
+    one is connected already; it is only assigned, read and unassigned."""
+
+    def __init__(self, settings: Settings, purpose: str = "log") -> None:
+        self._settings = settings
+        self._purpose = purpose
+        self._idle: list[Consumer] = []
+        self._lock = threading.Lock()
+
+    def warm(self, n: int, topic: str) -> None:
+        """Have ``n`` consumers connected (metadata of ``topic`` fetched) before the first
+        read needs them."""
+        made = [kafka.reader(self._settings, self._purpose) for _ in range(n)]
+        for consumer in made:
+            consumer.list_topics(topic, timeout=30)
+        with self._lock:
+            self._idle.extend(made)
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[Consumer]:
+        with self._lock:
+            consumer = self._idle.pop() if self._idle else None
+        if consumer is None:
+            consumer = kafka.reader(self._settings, self._purpose)
+        try:
+            yield consumer
+        finally:
+            try:
+                consumer.unassign()
+            except (KafkaException, RuntimeError):
+                consumer.close()
+            else:
+                with self._lock:
+                    self._idle.append(consumer)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for consumer in idle:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.close()
+
+
+@contextlib.contextmanager
+def _reading(settings: Settings, readers: Readers | None) -> Iterator[Consumer]:
+    """A consumer for one read: lent by ``readers``, or made for it and closed after."""
+    if readers is not None:
+        with readers.lend() as consumer:
+            yield consumer
+        return
+    consumer = kafka.reader(settings, "log")
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
 
 def partition_count(settings: Settings, topic: str) -> int:
     """How many partitions ``topic`` has on the cluster: what a key's partition depends on."""
@@ -91,12 +157,11 @@ def partition_count(settings: Settings, topic: str) -> int:
 
 
 def raw_messages(settings: Settings, topic: str, partition: int, start: int | None = None,
-                 stop: int | None = None) -> Iterator[Message]:
+                 stop: int | None = None, readers: Readers | None = None) -> Iterator[Message]:
     """Committed messages of one partition from ``start`` up to ``stop`` (inclusive) or
     the end as it was when the read began, undecoded, in offset order."""
-    consumer = kafka.reader(settings, "log")
     tp = TopicPartition(topic, partition)
-    try:
+    with _reading(settings, readers) as consumer:
         low, high = consumer.get_watermark_offsets(tp, timeout=30)
         end = high if stop is None else min(high, stop + 1)
         begin = low if start is None or start == OFFSET_BEGINNING else max(start, low)
@@ -116,24 +181,28 @@ def raw_messages(settings: Settings, topic: str, partition: int, start: int | No
             for msg in msgs:
                 if (err := msg.error()) is not None:
                     raise KafkaException(err)
+                # A lent consumer may still hand out what it fetched for its last read.
+                if msg.topic() != topic or msg.partition() != partition or (
+                        msg.offset() or 0) < begin:
+                    continue
                 if (msg.offset() or 0) >= end:
                     return
                 yield msg
             (pos,) = consumer.position([tp])
             if pos.offset >= end:
                 return
-    finally:
-        consumer.close()
 
 
 class KafkaLog:
     """Committed records straight from the cluster (``read_committed``)."""
 
     def __init__(self, settings: Settings, registry: SchemaSource,
-                 log_topics: LogTopics | None = None) -> None:
+                 log_topics: LogTopics | None = None, readers: Readers | None = None) -> None:
         self.settings = settings
         self.topics = log_topics or LogTopics()
         self.on_undecodable: OnUndecodable | None = None
+        # Pooled, connected consumers (a worker's recoveries); None: one made per read.
+        self.readers = readers
         self._decode = AvroDeserializer(registry)
         # Commands are read as the live worker reads them: resolved to PlayerCommand.
         self._decode_command = AvroDeserializer(registry, "PlayerCommand")
@@ -156,7 +225,7 @@ class KafkaLog:
         decoding."""
         ctx = SerializationContext(topic)
         decode = self._decode_command if topic == self.topics.commands else self._decode
-        for msg in raw_messages(self.settings, topic, partition, start, stop):
+        for msg in raw_messages(self.settings, topic, partition, start, stop, self.readers):
             if (key is not None and msg.key() != key) or (keys is not None and not keys(msg.key())):
                 continue
             offset = msg.offset() or 0
@@ -172,13 +241,16 @@ class KafkaLog:
             self.on_undecodable(bad)
 
     def offset_for_time(self, topic: str, partition: int, ts_ms: int) -> int | None:
-        consumer = kafka.reader(self.settings, "log")
-        try:
+        with _reading(self.settings, self.readers) as consumer:
             (tp,) = consumer.offsets_for_times(
                 [TopicPartition(topic, partition, max(0, ts_ms))], timeout=30)
-        finally:
-            consumer.close()
         return tp.offset if tp.offset >= 0 else None
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        """Where the partition's next record will go (its high watermark)."""
+        with _reading(self.settings, self.readers) as consumer:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                      timeout=30)[1])
 
 
 # One exported record: the raw bytes as they were on the topic, with their coordinates.
@@ -260,6 +332,10 @@ class ExportedLog:
             if r["partition"] == partition and r["timestamp"] >= ts_ms:
                 return int(r["offset"])
         return None
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        offsets = [int(r["offset"]) for r in self._records(topic) if r["partition"] == partition]
+        return max(offsets, default=-1) + 1
 
 
 def export_world(settings: Settings, world_id: str, directory: Path,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,12 +196,9 @@ def latest_statuses(source: LogSource, partition: int, shard: str) -> dict[str, 
     return out
 
 
-def recover_partition(settings: Settings, registry: SchemaSource, partition: int,
-                      shard: str = "", source: LogSource | None = None) -> Recovered:
-    """Rebuild every world of ``shard`` in ``partition`` to its last committed tick,
-    verifying hashes; a world that cannot be rebuilt is reported in ``failed``."""
-    t0 = time.monotonic()
-    source = source or KafkaLog(settings, registry)
+def latest_snapshots(source: LogSource, partition: int, shard: str
+                     ) -> dict[str, tuple[int, Record]]:
+    """The newest snapshot of each world of ``shard`` in one partition, with its timestamp."""
     latest: dict[str, tuple[int, Record]] = {}
     for _, ts, rec in source.read(source.topics.snapshots, partition, keys=of_shard(shard)):
         world = rec.get("world_id") if isinstance(rec, dict) else None
@@ -208,6 +206,72 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
             continue
         if world not in latest or rec["tick"] >= latest[world][1]["tick"]:
             latest[world] = (ts, rec)
+    return latest
+
+
+def ticks_after(source: LogSource, partition: int, after: dict[str, int], since_ms: int
+                ) -> list[Record]:
+    """Every recorded tick of the worlds in ``after`` past the tick it gives, in log order,
+    reading the partition from its end backwards, in growing spans, no further back than
+    the first record at or after ``since_ms``.
+
+    A world's ticks are in tick order in the log (one owner at a time, each starting
+    where the last one committed), so once a span holds a tick of a world at or before
+    its given tick, nothing older can be past it. A world handed over has its snapshot
+    at its last tick: a few hundred records from the end settle it, where reading
+    forwards from the snapshot's time (less the clock margin) meant a minute of the
+    partition's ticks, every shard's."""
+    if not after:
+        return []
+    topic = source.topics.ticks
+    floor = source.offset_for_time(topic, partition, since_ms)
+    if floor is None:
+        return []  # nothing recorded since: no tick can follow the snapshots
+    keys = {w.encode() for w in after}
+    open_worlds = set(after)
+    spans: list[list[Record]] = []  # newest first
+    stop, span = source.end_offset(topic, partition), _TAIL_SPAN
+    while open_worlds and stop > floor:
+        start = max(floor, stop - span)
+        found: list[Record] = []
+        for _, _, rec in source.read(topic, partition, start, stop - 1, keys=keys.__contains__):
+            world = rec.get("world_id")
+            if world not in after:
+                continue
+            if rec["tick"] > after[world]:
+                found.append(rec)
+            else:
+                open_worlds.discard(world)
+        spans.append(found)
+        stop, span = start, span * 4
+    return [rec for found in reversed(spans) for rec in found]
+
+
+# The first span of the tick log read backwards: a few seconds of a busy partition.
+_TAIL_SPAN = 2000
+
+
+def recover_partition(settings: Settings, registry: SchemaSource, partition: int,
+                      shard: str = "", source: LogSource | None = None) -> Recovered:
+    """Rebuild every world of ``shard`` in ``partition`` to its last committed tick,
+    verifying hashes; a world that cannot be rebuilt is reported in ``failed``."""
+    t0 = time.monotonic()
+    source = source or KafkaLog(settings, registry)
+    took: dict[str, float] = {}
+
+    def timed(what: str, read: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return read()
+        finally:
+            took[what] = time.monotonic() - started
+
+    # The statuses do not depend on the snapshots: read side by side.
+    with ThreadPoolExecutor(1, "statuses") as pool:
+        statuses_read = pool.submit(timed, "statuses",
+                                    lambda: latest_statuses(source, partition, shard))
+        latest = timed("snapshots", lambda: latest_snapshots(source, partition, shard))
+        statuses = statuses_read.result()
     worlds: dict[str, WorldState] = {}
     failed: dict[str, str] = {}
     for w, (_, rec) in latest.items():
@@ -218,17 +282,15 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
     replayed = 0
     if worlds:
         since = min(ts for w, (ts, _) in latest.items() if w in worlds) - CLOCK_MARGIN_MS
-        start = source.offset_for_time(source.topics.ticks, partition, since)
-        mine = {w.encode() for w in worlds}
-        ticks = [rec for _, _, rec in source.read(source.topics.ticks, partition, start,
-                                                  keys=mine.__contains__)
-                 if rec["world_id"] in worlds and rec["tick"] > worlds[rec["world_id"]].world.tick]
-        commands = read_commands(source, partition, ticks)
+        ticks = timed("ticks", lambda: ticks_after(
+            source, partition, {w: s.world.tick for w, s in worlds.items()}, since))
+        commands = timed("commands", lambda: read_commands(source, partition, ticks))
         fetch = snapshot_fetcher(source)
         authenticate = signing.authenticator(settings)
         by_world: dict[str, list[Record]] = {}
         for t in ticks:
             by_world.setdefault(t["world_id"], []).append(t)
+        started = time.monotonic()
         for world_id, world_ticks in by_world.items():
             world_ticks.sort(key=lambda r: r["tick"])
             try:
@@ -237,10 +299,11 @@ def recover_partition(settings: Settings, registry: SchemaSource, partition: int
             except PhysicsError as exc:
                 failed[world_id] = str(exc)
                 del worlds[world_id]
-    statuses = latest_statuses(source, partition, shard)
+        took["replay"] = time.monotonic() - started
     seconds = time.monotonic() - t0
-    log.info("partition %d: recovered %d worlds (%d failed), re-applied %d ticks in %.2fs",
-             partition, len(worlds), len(failed), replayed, seconds)
+    log.info("partition %d: recovered %d worlds (%d failed), re-applied %d ticks in %.2fs (%s)",
+             partition, len(worlds), len(failed), replayed, seconds,
+             ", ".join(f"{what} {s:.2f}s" for what, s in took.items()))
     return Recovered(partition, worlds, replayed, seconds, failed, statuses)
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from opentelemetry.trace import Span
 
 from cosmic import kafka, topics, tracing
 from cosmic import metrics as process_metrics
-from cosmic.errors import ConfigError, SerializationError
+from cosmic.errors import ConfigError, CosmicError, SerializationError
 from cosmic.runtime import ThreadService
 from cosmic.settings import Settings
 from cosmic.timeutil import now_ms
@@ -68,7 +69,7 @@ from streams.security import signing
 
 from .commands import advance
 from .deltas import DeadReckoner
-from .eventlog import KafkaLog
+from .eventlog import KafkaLog, Readers
 from .events import rejection_record, snapshot_record, status_record, tick_record
 from .metrics import WorkerMetrics
 from .outcome import Rejection, TickOutcome
@@ -234,6 +235,12 @@ class PhysicsWorker(ThreadService):
         self._recovering: set[int] = set()  # assigned, paused, worlds not rebuilt yet
         self._reread: set[int] = set()  # of those, partitions a record of got through
         self._restarts: list[float] = []  # when the clients were made anew (monotonic)
+        # Recovery's reads go through connected consumers kept for the worker's life: a
+        # handover's pause is mostly these reads, and a consumer made per read spends a
+        # good part of one on connecting and authenticating.
+        self._readers = Readers(settings, f"{self.config.worker_id}-recovery")
+        self._log = KafkaLog(settings, registry, readers=self._readers)
+        self._assigned_at: dict[int, float] = {}  # partition: when it was assigned (monotonic)
         self._fetch_snapshot = snapshot_fetcher(KafkaLog(settings, registry))
         self._authenticate = signing.authenticator(settings)
 
@@ -253,6 +260,7 @@ class PhysicsWorker(ThreadService):
 
     def run(self) -> None:
         process_metrics.hub().add(self.metrics)
+        threading.Thread(target=self._warm, name="physics-warm", daemon=True).start()
         try:
             while True:
                 try:
@@ -262,6 +270,26 @@ class PhysicsWorker(ThreadService):
                     self._restart_clients(exc)
         finally:
             process_metrics.hub().discard(self.metrics)
+            self._readers.close()
+
+    def _warm(self) -> None:
+        """What a worker's first recovery and first ticks would otherwise wait for, done
+        while it joins the group: a newcomer's first ticks are part of a handover's pause,
+        and each of them looked its topic's schema id up in the registry first."""
+        try:
+            for name, encode in self._encoders.items():
+                self.registry.schema(encode.schema_id(SerializationContext(name)))
+            # And the commands' (as their producers write them now), which routing reads.
+            commands = AvroSerializer(self.registry, models.PlayerCommand.__name__,
+                                      auto_register=False)
+            self.registry.schema(commands.schema_id(SerializationContext(topics.COMMANDS.name)))
+        except CosmicError as exc:  # not needed: the first tick looks it up then
+            log.warning("schema ids not looked up ahead (%s)", exc)
+        try:
+            # Two reads at a time per partition (snapshots beside statuses), side by side.
+            self._readers.warm(2 * topics.COMMANDS.partitions, topics.PHYSICS_TICKS.name)
+        except KafkaException as exc:  # not needed: a read makes its own consumer then
+            log.warning("recovery readers not connected ahead (%s)", exc)
 
     def _run_clients(self) -> None:
         """One incarnation of the worker's Kafka clients: made, run until stopped, closed."""
@@ -383,13 +411,15 @@ class PhysicsWorker(ThreadService):
 
     def _recover(self, partitions: list[TopicPartition]) -> None:
         assert self._consumer is not None
-        for tp in self._consumer.committed(partitions, timeout=30):
-            self._routed[tp.partition] = _routed_from(tp.metadata)
         # Side by side: a handover's pause is mostly these reads, and a worker that takes
         # over a leaver's partitions takes them all at once.
         with ThreadPoolExecutor(max(1, len(partitions)), "recovery") as pool:
-            rebuilt = list(pool.map(lambda tp: recover_partition(
-                self.settings, self.registry, tp.partition, self.config.shard), partitions))
+            rebuilding = pool.map(lambda tp: recover_partition(
+                self.settings, self.registry, tp.partition, self.config.shard, self._log),
+                partitions)
+            for tp in self._consumer.committed(partitions, timeout=30):
+                self._routed[tp.partition] = _routed_from(tp.metadata)
+            rebuilt = list(rebuilding)
         for tp, recovered in zip(partitions, rebuilt, strict=True):
             self.stats.recoveries += 1
             self.metrics.recovery.labels(self.config.worker_id).observe(recovered.seconds)
@@ -425,6 +455,10 @@ class PhysicsWorker(ThreadService):
         consumer.incremental_assign(partitions)
         consumer.pause(partitions)
         self._recovering.update(tp.partition for tp in partitions)
+        now = time.monotonic()
+        self._assigned_at.update((tp.partition, now) for tp in partitions)
+        if partitions:
+            log.info("partitions %s assigned", sorted(tp.partition for tp in partitions))
 
     def _recover_assigned(self) -> None:
         """Rebuild the worlds of the partitions assigned since the last loop, then read
@@ -441,6 +475,11 @@ class PhysicsWorker(ThreadService):
             for tp in self._consumer.committed(stepped, timeout=30):
                 self._consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
         self._consumer.resume(parts)
+        now = time.monotonic()
+        log.info("partitions %s resumed %s after their assignment",
+                 [tp.partition for tp in parts],
+                 ", ".join(f"{now - self._assigned_at.pop(tp.partition, now):.2f}s"
+                           for tp in parts))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Give partitions up to the group: their worlds are snapshotted at their last tick
