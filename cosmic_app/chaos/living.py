@@ -120,7 +120,7 @@ class _FaustRow(Row):
     transactional = True
     # Each input record does not make one output: the rules say how many.
     one_output_per_input = False
-    faults = ("sigterm", "sigkill", "registry-outage")  # the others: matrix.KNOWN_FAILING
+    faults: tuple[str, ...] = ("sigterm", "sigkill", "registry-outage")  # others: KNOWN_FAILING
     app = "ecosystem"  # `cosmic living run APP`
     outputs: tuple[topics.Topic, ...] = ()  # the first counts progress
 
