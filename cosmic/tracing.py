@@ -130,9 +130,9 @@ def build(service: str, exporter: str, endpoint: str = "", sample_ratio: float =
             memory = InMemorySpanExporter()
             processor = SimpleSpanProcessor(memory)
         elif exporter == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from cosmic.otlp import FastOTLPSpanExporter
 
-            processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+            processor = BatchSpanProcessor(FastOTLPSpanExporter(endpoint=endpoint))
         else:
             raise ValueError(f"no span exporter {exporter!r} (otlp or memory)")
     provider.add_span_processor(processor)
