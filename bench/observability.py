@@ -8,9 +8,10 @@ window the worker and the gateway keep their Prometheus metrics, this process's
 /metrics is scraped every second (as a Prometheus at a 1 s interval would), and
 every command is traced (cosmic/tracing.py: five spans a command, exported in
 batches over OTLP/HTTP to a sink in this process, so the protobuf encoding and the
-requests are paid); in an "off" window metrics are no-ops, nothing scrapes and no
-component has a tracer. Alternating on one worker, one gateway and one world keeps
-the machine's noise out of the ratios.
+requests are paid; an "on" window ends with its spans exported, inside its time);
+in an "off" window metrics are no-ops, nothing scrapes and no component has a
+tracer. Alternating on one worker, one gateway and one world, the pairs of windows
+in turn on-off and off-on, keeps the machine's noise and drift out of the ratios.
 
 1. Worker: ticks/s while 100 commands/s arrive through the gateway.
 2. Gateway: submits/s that ``--submitters`` concurrent gRPC clients get, each
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import threading
 import time
 import uuid
@@ -156,24 +158,35 @@ def open_world(settings: Settings, registry: RegistryClient, world: str, bodies:
 Rates = dict[str, list[tuple[float, float]]]
 
 
+def order(windows: int) -> list[str]:
+    """The windows' kinds: pairs in turn on-off, off-on (ABBA), so that a drift of the
+    machine over the run (another process starting, caches warming) weighs on both
+    kinds alike instead of always on the kind that goes first."""
+    return [k for i in range(windows) for k in (("on", "off") if i % 2 == 0 else ("off", "on"))]
+
+
 async def alternate(windows: int, seconds: float, switch: Switch,
-                    measure: Callable[[], float]) -> Rates:
+                    measure: Callable[[], float], flush: Callable[[], object]) -> Rates:
     """Per window, "on" and "off" in turn: the rate of ``measure`` (a running count) and
-    this process's CPU seconds per unit of it (less at the mercy of other processes)."""
+    this process's CPU seconds per unit of it (less at the mercy of other processes).
+    An "on" window ends with its spans exported (``flush``, inside the window's time),
+    so that an "off" window never pays for the export of spans made before it."""
     rates: Rates = {"on": [], "off": []}
-    for i in range(2 * windows):
-        kind = "on" if i % 2 == 0 else "off"
+    for kind in order(windows):
         switch.set(kind == "on")
         await asyncio.sleep(0.3)  # what was in flight settles under the new setting
+        flush()  # spans made while settling are not this window's
         count0, t0, cpu0 = measure(), time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)
         n = measure() - count0
+        if kind == "on":
+            await asyncio.to_thread(flush)
         rates[kind].append((n / (time.monotonic() - t0), (time.process_time() - cpu0) / max(n, 1)))
     return rates
 
 
-async def bench(address: str, world: str, switch: Switch, args: argparse.Namespace
-                ) -> tuple[Rates, Rates]:
+async def bench(address: str, world: str, switch: Switch, args: argparse.Namespace,
+                flush: Callable[[], object]) -> tuple[Rates, Rates]:
     settings = get_settings()
     player = f"bench-{uuid.uuid4().hex[:6]}"
     clients = [GrpcClient(address, token=stack_token(settings, player))
@@ -221,13 +234,14 @@ async def bench(address: str, world: str, switch: Switch, args: argparse.Namespa
         await asyncio.sleep(0.1)
     try:
         ticks = await alternate(args.windows, args.window_seconds, switch,
-                                lambda: worker.stats.ticks)
+                                lambda: worker.stats.ticks, flush)
         stop.set()
         await tasks.pop()
         stop.clear()
         tasks += [asyncio.create_task(flat_out(c)) for c in clients]
         await asyncio.sleep(1.0)
-        submits = await alternate(args.windows, args.window_seconds, switch, lambda: submitted)
+        submits = await alternate(args.windows, args.window_seconds, switch, lambda: submitted,
+                                  flush)
     finally:
         stop.set()
         for t in tasks:
@@ -329,7 +343,9 @@ def main() -> None:
 
         threading.Thread(target=scraper, daemon=True).start()
         open_world(settings, registry, world, args.bodies)
-        ticks, submits = asyncio.run(bench(gateway.grpc_address, world, switch, args))
+        ticks, submits = asyncio.run(bench(gateway.grpc_address, world, switch, args,
+                                           traces.provider.force_flush))
+        switch.traced = True  # the hooks are measured traced, --metrics-only or not
         switch.set(True)
         hooks_s = hooks_per_command(worker, gateway, world, traces)
     finally:
@@ -364,9 +380,13 @@ def main() -> None:
                unit=f"{unit}s/s", line=f"{label:44}{on:>10.1f}{off:>10.1f}{on / off:>10.3f}")
         print(f"  process CPU per {unit} (ms){'':<{15 - len(unit)}}{on_cpu * 1e3:>10.2f}"
               f"{off_cpu * 1e3:>10.2f}{off_cpu / on_cpu:>10.3f}")
+        pairs = [on_r / off_r for (on_r, _), (off_r, _) in zip(rates["on"], rates["off"],
+                                                                  strict=True)]
         print("  windows: " + ", ".join(f"{k} {r:.1f}" for pair in zip(
             rates["on"], rates["off"], strict=True) for k, (r, _) in zip(("on", "off"), pair,
-                                                                          strict=True)))
+                                                                          strict=True))
+              + f"; on / off by pair: {', '.join(f'{p:.3f}' for p in pairs)} "
+                f"(median {statistics.median(pairs):.3f})")
     # The same question without the machine's noise: what one command's spans cost,
     # beside what one submit costs this process with everything off.
     submit_s = sum(c for _, c in submits["off"]) / len(submits["off"])

@@ -78,6 +78,10 @@ _RES_RESOURCE, _RES_SCOPES, _RES_SCHEMA = 0x0A, 0x12, 0x1A
 _REQ_RESOURCE_SPANS = 0x0A
 
 
+# A span kind's field (every kind the SDK maps is non-zero: always written).
+_KINDS = {kind: bytes((_SPAN_KIND, int(value))) for kind, value in _SPAN_KIND_MAP.items()}
+
+
 class _Slow(Exception):
     """A value the fast path does not write: the SDK's encoder does."""
 
@@ -98,12 +102,13 @@ def _value(value: Any) -> bytes:
 class _Encoder:
     def __init__(self) -> None:
         self._attrs: dict[tuple[str, type, Any], bytes] = {}
+        self._names: dict[str, bytes] = {}
         self._resources: dict[int, tuple[Any, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes]] = {}
 
     def attribute(self, key: str, value: Any) -> bytes:
-        """A ``KeyValue``; those of strings and bools are remembered (their type too:
-        ``True == 1`` as a dict key)."""
+        """A span's attribute field (a ``KeyValue``); those of strings and bools are
+        remembered (their type too: ``True == 1`` as a dict key)."""
         cacheable = isinstance(value, str | bool)
         if cacheable:
             hit = self._attrs.get((key, type(value), value))
@@ -113,11 +118,23 @@ class _Encoder:
             kv = _text(_KV_KEY, key) + _len(_KV_VALUE, _value(value))
         except _Slow:
             kv = _encode_key_value(key, value).SerializeToString()
+        field = _len(_SPAN_ATTR, kv)
         if cacheable:
-            if len(self._attrs) >= _CACHE_MAX:
-                self._attrs.clear()
-            self._attrs[(key, type(value), value)] = kv
-        return kv
+            self._remember(self._attrs, (key, type(value), value), field)
+        return field
+
+    def name(self, name: str) -> bytes:
+        hit = self._names.get(name)
+        if hit is None:
+            hit = self._remember(self._names, name, _text(_SPAN_NAME, name))
+        return hit
+
+    @staticmethod
+    def _remember(cache: dict[Any, bytes], key: Any, value: bytes) -> bytes:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def span(self, span: ReadableSpan) -> bytes:
         if span.events or span.links:
@@ -132,10 +149,8 @@ class _Encoder:
         if parent is not None:
             out += [bytes((_SPAN_PARENT, 8)), parent.span_id.to_bytes(8, "big")]
         if span.name:
-            out.append(_text(_SPAN_NAME, span.name))
-        kind = _SPAN_KIND_MAP[span.kind]
-        if kind:
-            out.append(bytes((_SPAN_KIND, kind)))
+            out.append(self.name(span.name))
+        out.append(_KINDS[span.kind])
         if span.start_time:
             out += [bytes((_SPAN_START,)), _pack_q(span.start_time)]
         if span.end_time:
@@ -144,7 +159,7 @@ class _Encoder:
         if attrs:
             for key, value in attrs.items():
                 try:
-                    out.append(_len(_SPAN_ATTR, self.attribute(key, value)))
+                    out.append(self.attribute(key, value))
                 except Exception as exc:  # noqa: BLE001 - one bad value drops itself, as the SDK's
                     log.warning("span attribute %s not encoded: %s", key, exc)
         if span.dropped_attributes:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -34,6 +35,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
 )
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
@@ -58,6 +60,10 @@ class LightTracer(trace.Tracer):
         self._sampler = sdk.sampler
         self._ids = sdk.id_generator
         self._processor = sdk.span_processor
+        sampler = self._sampler
+        self._follows = (isinstance(sampler, ParentBased)
+                         and getattr(sampler, "_remote_parent_sampled", None) is ALWAYS_ON
+                         and getattr(sampler, "_local_parent_sampled", None) is ALWAYS_ON)
 
     def start_span(self, name: str, context: Context | None = None,
                    kind: SpanKind = SpanKind.INTERNAL, attributes: types.Attributes = None,
@@ -71,21 +77,31 @@ class LightTracer(trace.Tracer):
         else:
             trace_id = parent.trace_id
         links = links or ()
-        sampled = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        decision = sampled.decision
-        random = (self._ids.is_trace_id_random() if parent is None
-                  else parent.trace_flags.random_trace_id)
-        flags = _SAMPLED if decision.is_sampled() else _DEFAULT
-        if random:
-            flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
-        span_context = SpanContext(trace_id, self._ids.generate_span_id(), is_remote=False,
-                                   trace_flags=flags, trace_state=sampled.trace_state)
-        if not decision.is_recording():
-            return NonRecordingSpan(span_context)
         attrs: dict[str, Any] = {}
-        for source in (sampled.attributes, attributes):
-            if source:
-                attrs.update((k, v) for k, v in source.items() if v is not None)
+        trace_state: TraceState | None
+        if parent is not None and self._follows and parent.trace_flags.sampled:
+            # What ParentBased decides for a sampled parent when it delegates to
+            # ALWAYS_ON (its default): sampled, the parent's trace state, no attributes.
+            flags, trace_state = parent.trace_flags, parent.trace_state
+        else:
+            sampled = self._sampler.should_sample(context, trace_id, name, kind, attributes,
+                                                  links)
+            decision, trace_state = sampled.decision, sampled.trace_state
+            random = (self._ids.is_trace_id_random() if parent is None
+                      else parent.trace_flags.random_trace_id)
+            flags = _SAMPLED if decision.is_sampled() else _DEFAULT
+            if random:
+                flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
+            if not decision.is_recording():
+                return NonRecordingSpan(SpanContext(
+                    trace_id, self._ids.generate_span_id(), is_remote=False, trace_flags=flags,
+                    trace_state=trace_state))
+            if sampled.attributes:
+                attrs.update(sampled.attributes)
+        span_context = SpanContext(trace_id, self._ids.generate_span_id(), is_remote=False,
+                                   trace_flags=flags, trace_state=trace_state)
+        if attributes:
+            attrs.update((k, v) for k, v in attributes.items() if v is not None)
         return LightSpan(self, name, span_context, parent, kind, attrs, list(links),
                          start_time if start_time is not None else time.time_ns())
 
