@@ -43,6 +43,12 @@ _CACHE_MAX = 4096  # encoded string/bool attributes kept (a bounded set in pract
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<Q").pack
 _pack_i = struct.Struct("<I").pack
+# The fixed-size fields, each written in one call: trace id and span id (big-endian, as
+# OTLP's bytes), the parent's span id, start and end times (fixed64, little-endian).
+_IDS = struct.Struct(">BBQQBBQ").pack
+_PARENT = struct.Struct(">BBQ").pack
+_TIMES = struct.Struct("<BQBQ").pack
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _varint(n: int) -> bytes:
@@ -141,20 +147,24 @@ class _Encoder:
             return bytes(_encode_span(span).SerializeToString())
         ctx = span.get_span_context()
         assert ctx is not None
-        out = [bytes((_SPAN_TRACE, 16)), ctx.trace_id.to_bytes(16, "big"),
-               bytes((_SPAN_ID, 8)), ctx.span_id.to_bytes(8, "big")]
+        out = [_IDS(_SPAN_TRACE, 16, ctx.trace_id >> 64, ctx.trace_id & _U64, _SPAN_ID, 8,
+                    ctx.span_id)]
         if ctx.trace_state:
             out.append(_text(_SPAN_STATE, ",".join(f"{k}={v}" for k, v in ctx.trace_state.items())))
         parent = span.parent
         if parent is not None:
-            out += [bytes((_SPAN_PARENT, 8)), parent.span_id.to_bytes(8, "big")]
+            out.append(_PARENT(_SPAN_PARENT, 8, parent.span_id))
         if span.name:
             out.append(self.name(span.name))
         out.append(_KINDS[span.kind])
-        if span.start_time:
-            out += [bytes((_SPAN_START,)), _pack_q(span.start_time)]
-        if span.end_time:
-            out += [bytes((_SPAN_END,)), _pack_q(span.end_time)]
+        start, end = span.start_time, span.end_time
+        if start and end:
+            out.append(_TIMES(_SPAN_START, start, _SPAN_END, end))
+        else:
+            if start:
+                out.append(bytes((_SPAN_START,)) + _pack_q(start))
+            if end:
+                out.append(bytes((_SPAN_END,)) + _pack_q(end))
         attrs = span.attributes
         if attrs:
             for key, value in attrs.items():
