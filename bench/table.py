@@ -49,7 +49,7 @@ QUICK: dict[str, list[str]] = {
     "replay": ["--sizes", "1000,10000", "--ticks", "90"],
     "agents": ["--worlds", "3", "--ticks", "600"],
     "scale": ["--commands", "20000"],  # shorter backlogs drain in ~1 s: too short a window
-    "observability": ["--windows", "2", "--window-seconds", "3"],
+    "observability": ["--windows", "6", "--window-seconds", "2"],  # ~70 s: 2 cores shared
     "flink_metrics": ["--events", "50000"],
     "viewer": ["--bodies", "1000", "5000", "--frames", "20"],
     "warehouse": ["--events", "50000", "200000"],

@@ -74,3 +74,28 @@ def test_a_json_line_carries_the_current_trace(memory):
     record.trace_id = "given"  # a call that names its trace keeps it
     with tracer.start_as_current_span("other"):
         assert orjson.loads(formatter.format(record))["trace_id"] == "given"
+
+
+def test_headers_are_what_the_w3c_propagator_writes_and_reads(memory):
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    w3c = TraceContextTextMapPropagator()
+    spans = [NonRecordingSpan(SpanContext(0xABC, 0x12, False, TraceFlags(1))),
+             NonRecordingSpan(SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(0))),
+             NonRecordingSpan(SpanContext(7, 9, False, TraceFlags(1),
+                                          TraceState([("vendor", "x"), ("b", "2")])))]
+    for span in spans:
+        carrier: dict[str, str] = {}
+        w3c.inject(carrier, trace.set_span_in_context(span))
+        headers = tracing.inject(span)
+        assert headers == [(k, v.encode()) for k, v in carrier.items()]
+        ours = trace.get_current_span(tracing.extract(headers)).get_span_context()
+        theirs = trace.get_current_span(w3c.extract(carrier)).get_span_context()
+        assert ours == theirs and ours.is_remote and ours.trace_state == theirs.trace_state
+    # Not a context: a zero id, upper-case hex, a version the fast path does not read.
+    for bad in ("00-" + "0" * 32 + "-" + "1" * 16 + "-01", "00-" + "A" * 32 + "-" + "1" * 16 + "-01"):
+        assert tracing.extract([("traceparent", bad.encode())]) is None
+    later = "01-" + "a" * 32 + "-" + "1" * 16 + "-01"
+    assert tracing.extract([("traceparent", later.encode())]) is not None  # the propagator's
+    assert tracing.inject(NonRecordingSpan(SpanContext(0, 0, False))) == []
