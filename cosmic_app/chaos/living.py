@@ -120,7 +120,8 @@ class _FaustRow(Row):
     transactional = True
     # Each input record does not make one output: the rules say how many.
     one_output_per_input = False
-    faults: tuple[str, ...] = ("sigterm", "sigkill", "registry-outage")  # others: KNOWN_FAILING
+    # The others: matrix.KNOWN_FAILING.
+    faults: tuple[str, ...] = ("sigterm", "registry-outage")
     app = "ecosystem"  # `cosmic living run APP`
     outputs: tuple[topics.Topic, ...] = ()  # the first counts progress
 
@@ -326,7 +327,6 @@ class CivilizationRow(_FaustRow):
 
     name = "civilization"
     app = "civilization"
-    faults = ("sigterm", "registry-outage")  # the others: matrix.KNOWN_FAILING
     outputs = (topics.CIVILIZATION_EVENTS, topics.COMMANDS_REJECTED)
 
     def script(self, rng: random.Random) -> None:
