@@ -153,7 +153,10 @@ def test_ten_thousand_bodies_and_sixty_four_moving_clients(settings: Settings, s
         assert a[:n] == b[:n], f"view {pair}: gRPC and WebSocket frames differ"
         aligned.append(n)
     c0, c1 = clients[0], clients[1]
-    assert sum(n >= 5 for n in aligned) >= PAIRS // 2, (
+    # Enough frames compared for the equality to mean something. Not a count per view:
+    # one stall of the test's own reading (seen in CI) makes one face of many views
+    # coalesce a tick early, and their runs then end at the same few frames.
+    assert sum(aligned) >= 5 * PAIRS and sum(n >= 3 for n in aligned) >= PAIRS // 2, (
         f"too few views aligned: {aligned}; pair 0: moves at "
         f"{[round(t - c0.moves[0][0], 2) for t, _ in c0.moves]} / "
         f"{[round(t - c1.moves[0][0], 2) for t, _ in c1.moves]}, frames at "
