@@ -17,8 +17,6 @@ backend handed to aiohttp names that level its fastest.
 
 from __future__ import annotations
 
-from typing import Any
-
 from isal import isal_zlib
 
 
@@ -32,21 +30,10 @@ class IsalBackend:
     Z_FINISH = isal_zlib.Z_FINISH
     Z_BEST_SPEED = 1
 
-    @staticmethod
-    def compressobj(*args: Any, **kwargs: Any) -> Any:
-        return isal_zlib.compressobj(*args, **kwargs)
-
-    @staticmethod
-    def decompressobj(*args: Any, **kwargs: Any) -> Any:
-        return isal_zlib.decompressobj(*args, **kwargs)
-
-    @staticmethod
-    def compress(*args: Any, **kwargs: Any) -> bytes:
-        return isal_zlib.compress(*args, **kwargs)
-
-    @staticmethod
-    def decompress(*args: Any, **kwargs: Any) -> bytes:
-        return isal_zlib.decompress(*args, **kwargs)
+    compressobj = staticmethod(isal_zlib.compressobj)
+    decompressobj = staticmethod(isal_zlib.decompressobj)
+    compress = staticmethod(isal_zlib.compress)
+    decompress = staticmethod(isal_zlib.decompress)
 
 
 BACKEND = IsalBackend()

@@ -46,6 +46,13 @@ def producer(tid: str, lock: asyncio.Lock, transaction: Transaction) -> SimpleNa
     return ns
 
 
+def ack(consumer: Any, tp: TP, *offsets: int) -> None:
+    """Acknowledge ``offsets`` as Faust does when an agent is done with their events."""
+    for o in offsets:
+        consumer._acked[tp].append(o)
+        consumer._acked_index[tp].add(o)
+
+
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
@@ -78,20 +85,15 @@ def test_an_event_acknowledged_while_the_commit_waits_is_committed_with_its_outp
 
     manager.producer = producer(tid, lock, transaction)
 
-    def ack(*offsets: int) -> None:
-        for o in offsets:
-            consumer._acked[tp].append(o)
-            consumer._acked_index[tp].add(o)
-
     async def race() -> dict[TP, int]:
         consumer._committed_offset[tp] = 10
-        ack(10, 11, 12, 13, 14)
+        ack(consumer, tp, 10, 11, 12, 13, 14)
         offsets = consumer._filter_committable_offsets([tp])
         assert offsets == {tp: 15}  # picked before event 15 is done
         await lock.acquire()  # event 15's outputs are being sent (the Outbox holds it)
         committing = asyncio.ensure_future(manager.commit(offsets))
         await asyncio.sleep(0)  # the commit now waits for the lock
-        ack(15)  # event 15 sent everything and is acknowledged
+        ack(consumer, tp, 15)  # event 15 sent everything and is acknowledged
         lock.release()
         await committing
         return offsets
@@ -101,7 +103,7 @@ def test_an_event_acknowledged_while_the_commit_waits_is_committed_with_its_outp
     # Faust records what it committed from the same mapping, and goes on from there.
     assert offsets == {tp: 16}
     consumer._committed_offset.update(offsets)
-    ack(16, 17)
+    ack(consumer, tp, 16, 17)
     assert consumer._filter_committable_offsets([tp]) == {tp: 18}
 
 
@@ -115,9 +117,7 @@ def test_without_new_acknowledgements_the_offsets_picked_are_committed(
 
     consumer.transactions.producer = producer(tid, asyncio.Lock(), transaction)
     consumer._committed_offset[tp] = 3
-    for o in (3, 4):
-        consumer._acked[tp].append(o)
-        consumer._acked_index[tp].add(o)
+    ack(consumer, tp, 3, 4)
     offsets = consumer._filter_committable_offsets([tp])
     loop.run_until_complete(consumer.transactions.commit(offsets))
     assert transaction.calls[0] == ("offsets", {tp: 5})

@@ -10,13 +10,6 @@ from cosmic import tracing
 from cosmic.spans import LightSpan
 
 
-@pytest.fixture
-def memory():
-    traces = tracing.install(tracing.build("unit", "memory"))
-    yield traces
-    traces.shutdown()
-
-
 def test_a_light_span_exports_as_the_sdks_does(memory):
     light = tracing.tracer("unit")
     sdk = memory.provider.get_tracer("unit")

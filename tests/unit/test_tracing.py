@@ -5,19 +5,11 @@ from __future__ import annotations
 import logging
 
 import orjson
-import pytest
 from opentelemetry import trace
 
 from cosmic import tracing
 from cosmic.logs import JsonFormatter
 from cosmic.settings import Settings
-
-
-@pytest.fixture
-def memory():
-    traces = tracing.install(tracing.build("unit", "memory"))
-    yield traces
-    traces.shutdown()
 
 
 def test_tracing_is_off_unless_a_setting_turns_it_on(tmp_path):
