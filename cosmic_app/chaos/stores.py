@@ -219,9 +219,12 @@ class TimescaleRow(_StoreRow):
         self.settings = self.settings.model_copy(update={
             "postgres": self.settings.postgres.model_copy(update={"database": self.database}),
             "connectors": _BATCH})
-        timescale.migrate(self.settings)
+        self._migrate()
         self._conn: psycopg.Connection[Any] | None = None
         self._last = 0
+
+    def _migrate(self) -> None:
+        timescale.migrate(self.settings)
 
     def _db(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:

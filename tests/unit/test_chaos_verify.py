@@ -7,6 +7,7 @@ from collections import Counter
 
 from cosmic.settings import Settings
 from cosmic_app.chaos import cell, verify
+from cosmic_app.chaos.bodies import ScriptedWorld, script
 from cosmic_app.chaos.living import CivilizationRow
 
 
@@ -99,3 +100,22 @@ def test_civilization_script_is_the_cells_size_and_progresses_every_status():
         for _, key, status in row.input:
             assert status["tick"] > last.get(key, 0)
             last[key] = status["tick"]
+
+
+def test_bodies_script_gives_every_delta_a_mark_the_table_keeps():
+    """The bodies row's table holds one row per body, so the script must make each delta
+    visible: the body it creates, the move of an older one, the removal of another."""
+    world = ScriptedWorld("w")
+    script(world, 120, random.Random(3))
+    assert [s.tick for s in world.steps] == list(range(1, 121))
+    for step in world.steps:
+        assert step.tick in step.changed  # every delta creates its own body
+        state = world.state_at(step.tick)
+        assert state[step.tick].changed == step.tick
+        assert not set(step.removed) & set(state)
+    final = world.state_at(120)
+    # Bodies older than their lifetime survive only on multiples of ten.
+    assert {i for i in final if i <= 120 - 30} == {i for i in range(10, 91, 10)}
+    # Snapshots every 25 ticks mark what they held; later bodies have no snapshot.
+    assert final[100].snapped == 100 and final[110].snapped == 0 and final[10].snapped == 100
+    assert [s.tick for s in world.steps if s.snapshot] == [25, 50, 75, 100]
