@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -45,6 +46,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Ite
         stack.down()
 
 
+def _partitions_led(admin: Any, count: int, timeout_s: float = 30.0) -> dict[int, Any]:
+    """The topic's partitions once metadata lists all ``count`` of them with a leader: just
+    after creation a node may answer with none yet (CI saw partition 0 missing)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        meta = admin.list_topics(TOPIC, timeout=30).topics[TOPIC].partitions
+        if len(meta) == count and all(p.leader >= 0 for p in meta.values()):
+            return dict(meta)
+        assert time.monotonic() < deadline, f"partitions without a leader after {timeout_s}s"
+        time.sleep(0.2)
+
+
 def test_three_nodes_replicate_and_a_killed_one_loses_nothing(cluster: Stack):
     s = cluster.settings
     assert [svc.name for svc in cluster.services] == ["kafka", "kafka-2", "kafka-3"]
@@ -54,8 +67,8 @@ def test_three_nodes_replicate_and_a_killed_one_loses_nothing(cluster: Stack):
     for f in admin.create_topics([NewTopic(TOPIC, 3, s.kafka.replication_factor,
                                            config={"min.insync.replicas": "2"})]).values():
         f.result(30)
-    meta = admin.list_topics(TOPIC, timeout=30).topics[TOPIC].partitions
-    assert all(len(p.replicas) == 3 for p in meta.values())
+    meta = _partitions_led(admin, 3)
+    assert sorted(meta) == [0, 1, 2] and all(len(p.replicas) == 3 for p in meta.values())
     # The leader of partition 0 dies: the fault lands on a partition in use, whichever
     # node the cluster made its leader.
     (victim,) = [svc for svc in cluster.services
