@@ -144,6 +144,7 @@ class BodiesRow(TimescaleRow):
         self.scripted = {n: ScriptedWorld(n) for n in names}
         for n, world in self.scripted.items():
             script(world, self.order.count(n), rng)
+        self.snapshot_count = sum(s.snapshot for w in self.scripted.values() for s in w.steps)
         self.positions: list[dict[int, int]] = []
         self._stored: list[dict[tuple[str, int], int]] = []
         self._ticks: dict[str, int] = {}
@@ -195,16 +196,17 @@ class BodiesRow(TimescaleRow):
 
     @property
     def expected(self) -> int:
-        return self.cell.size  # one tick per delta: the worlds' ticks add up to it
+        return self.cell.size + self.snapshot_count
 
     def output(self, since_ms: int | None = None) -> int:
-        """The worlds' ticks added up: how many deltas the table reflects."""
+        """Records the connector has committed (its stored positions, which it writes in
+        the transaction of each batch's rows), both topics: the worlds' ticks alone can
+        be complete while records are still unread (a snapshot of the last tick read
+        before the deltas it covers turns them into no-ops still to be read)."""
         try:
             ticks = {w: int(t) for w, t in self._db().execute(
                 "SELECT world_id, tick FROM celestial_worlds").fetchall()}
-            stored = {(t, int(p)): int(o) for t, p, o in self._db().execute(
-                "SELECT topic, kafka_partition, next_offset FROM connector_offsets "
-                "WHERE connector = %s", (self.group,)).fetchall()}
+            stored = self._positions_stored()
             if time.monotonic() >= self._next_sample:
                 self._sample()
         except psycopg.OperationalError:
@@ -215,8 +217,14 @@ class BodiesRow(TimescaleRow):
             self._ticks[w] = max(t, self._ticks.get(w, 0))
         if not self._stored or stored != self._stored[-1]:
             self._stored.append(stored)
-        self._last = sum(ticks.values())
+        # The input topics hold only the cell's records, from offset 0.
+        self._last = sum(stored.values())
         return self._last
+
+    def _positions_stored(self) -> dict[tuple[str, int], int]:
+        return {(t, int(p)): int(o) for t, p, o in self._db().execute(
+            "SELECT topic, kafka_partition, next_offset FROM connector_offsets "
+            "WHERE connector = %s", (self.group,)).fetchall()}
 
     def _sample(self) -> None:
         """One world, read in one transaction, against the script at the tick it claims."""
@@ -242,23 +250,8 @@ class BodiesRow(TimescaleRow):
         rows = conn.execute(
             "SELECT world_id, body_id, ST_X(position), ST_Y(position), ST_Z(position), "
             "owner, updated_tick FROM celestial_bodies").fetchall()
-        expected: dict[str, list[int]] = {}
-        final: dict[tuple[str, int], _Body] = {}
-        for name, world in self.scripted.items():
-            last = world.steps[-1].tick if world.steps else 0
-            for i, b in world.state_at(last).items():
-                final[(name, i)] = b
-                expected[f"{name}/{i}"] = [max(b.changed, b.snapped)]
-        got = [(f"{w}/{i}", int(t)) for w, i, *_, t in rows]
-        verdict = Verdict(tally(expected, got, ordered=False))
+        verdict = judge_table(self.scripted, rows)
         failures = verdict.failures
-        wrong = [f"{w}/{i}" for w, i, x, y, z, owner, _ in rows
-                 if (want := final.get((w, int(i)))) is not None
-                 and ((x, y, z) != want.pos
-                      or owner != (_owner(int(i)) if want.snapped else None))]
-        if wrong:
-            failures.append(f"{len(wrong)} bodies with another position or owner than the "
-                            f"script's, e.g. {wrong[:_MAX_REPORTED]}")
         ticks = dict(conn.execute("SELECT world_id, tick FROM celestial_worlds").fetchall())
         for name, world in self.scripted.items():
             last = world.steps[-1].tick if world.steps else 0
@@ -273,7 +266,7 @@ class BodiesRow(TimescaleRow):
                 failures.append(f"stored position moved back on {back}")
                 break
         ends = self._ends()
-        stored = self._stored[-1] if self._stored else {}
+        stored = self._positions_stored()
         behind = {k: (stored.get(k, 0), end) for k, end in ends.items() if stored.get(k, 0) != end}
         if behind:
             failures.append(f"stored positions are not the topics' ends (stored, end): {behind}")
@@ -294,6 +287,27 @@ class BodiesRow(TimescaleRow):
                 with contextlib.suppress(Exception):  # cleanup must not mask the result
                     f.result(timeout=30)
         super().cleanup()
+
+
+def judge_table(scripted: dict[str, ScriptedWorld], rows: list[tuple[Any, ...]]) -> Verdict:
+    """The final table, rows of (world, body, x, y, z, owner, updated_tick), against the
+    scripts' final states: per body ``world/id`` with its tick, and its position and owner."""
+    expected: dict[str, list[int]] = {}
+    final: dict[tuple[str, int], _Body] = {}
+    for name, world in scripted.items():
+        last = world.steps[-1].tick if world.steps else 0
+        for i, b in world.state_at(last).items():
+            final[(name, i)] = b
+            expected[f"{name}/{i}"] = [max(b.changed, b.snapped)]
+    got = [(f"{w}/{i}", int(t)) for w, i, *_, t in rows]
+    verdict = Verdict(tally(expected, got, ordered=False))
+    wrong = [f"{w}/{i}" for w, i, x, y, z, owner, _ in rows
+             if (want := final.get((w, int(i)))) is not None
+             and ((x, y, z) != want.pos or owner != (_owner(int(i)) if want.snapped else None))]
+    if wrong:
+        verdict.failures.append(f"{len(wrong)} bodies with another position or owner than the "
+                                f"script's, e.g. {wrong[:_MAX_REPORTED]}")
+    return verdict
 
 
 def _positions(conn: psycopg.Connection[Any], world: str) -> dict[int, tuple[float, ...]]:

@@ -7,7 +7,7 @@ from collections import Counter
 
 from cosmic.settings import Settings
 from cosmic_app.chaos import cell, verify
-from cosmic_app.chaos.bodies import ScriptedWorld, script
+from cosmic_app.chaos.bodies import ScriptedWorld, judge_table, script
 from cosmic_app.chaos.living import CivilizationRow
 
 
@@ -119,3 +119,27 @@ def test_bodies_script_gives_every_delta_a_mark_the_table_keeps():
     # Snapshots every 25 ticks mark what they held; later bodies have no snapshot.
     assert final[100].snapped == 100 and final[110].snapped == 0 and final[10].snapped == 100
     assert [s.tick for s in world.steps if s.snapshot] == [25, 50, 75, 100]
+
+
+def test_bodies_verifier_finds_each_kind_of_wrong_table():
+    """What the connector must leave is the script's final state; each way of missing it
+    is counted: a body lost, a removed one back, a stale tick, a body moved or unowned."""
+    world = ScriptedWorld("w")
+    script(world, 60, random.Random(5))
+    final = world.state_at(60)
+    good = [("w", i, *b.pos, f"p{i % 3}" if b.snapped else None, max(b.changed, b.snapped))
+            for i, b in final.items()]
+    clean = judge_table({"w": world}, good)
+    assert clean.tally.ok and clean.tally.seen == len(final) and clean.failures == []
+
+    lost = judge_table({"w": world}, good[1:])
+    assert lost.tally.lost == 1
+    removed = next(i for s in world.steps for i in s.removed)
+    back = judge_table({"w": world}, [*good, ("w", removed, 0.0, 0.0, 0.0, None, 40)])
+    assert back.tally.unexpected == 1
+    stale = [(*r[:6], r[6] - 1) if r[1] == 59 else r for r in good]
+    assert judge_table({"w": world}, stale).tally.lost == 1
+    moved = [(r[0], r[1], r[2] + 1.0, *r[3:]) if r[1] == 58 else r for r in good]
+    assert judge_table({"w": world}, moved).failures
+    unowned = [(*r[:5], None, r[6]) if r[1] == 10 else r for r in good]
+    assert judge_table({"w": world}, unowned).failures
