@@ -33,9 +33,9 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -55,7 +55,7 @@ from .physics import TickReader, replay_failure, seeded_input, start_group_at_en
 from .private import free_ports
 from .verify import tally
 
-_WORLDS = 8  # per-world submission is sequential: enough worlds to keep the pace
+_WORLDS = 16  # per-world submission is sequential: enough worlds to keep the pace
 _SUBMIT_S = 5.0  # a submit unanswered this long is tried again
 _OUTCOME_S = 10.0  # a command still pending this long is submitted again
 _DOWN_S = 0.5  # a gateway that failed a call is left out of the rotation this long
@@ -66,6 +66,7 @@ _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                         grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN,
                         grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED})
 DUPLICATE = models.RejectReason.DUPLICATE_COMMAND.value
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class Frontend:
         self._down: dict[str, float] = {}
         self._turn = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._queues: dict[str, asyncio.Queue[Command]] = {w: asyncio.Queue() for w in worlds}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="chaos-frontend",
@@ -157,10 +159,14 @@ class Frontend:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if task.cancelled():
+            if not self._closing:  # a chain must never end quietly: its commands would
+                self.fatal = self.fatal or "a submitting task was cancelled"
+        elif (exc := task.exception()) is not None:
             self.fatal = self.fatal or f"{type(exc).__name__}: {exc}"
 
     async def _close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -180,8 +186,8 @@ class Frontend:
             client = self._client(address)
             self.submits += 1
             try:
-                await asyncio.wait_for(client.submit(command.world, command.body,
-                                                     command.command_id), _SUBMIT_S)
+                await _call(client.submit(command.world, command.body, command.command_id),
+                            _SUBMIT_S)
                 return address
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
                 self._failed(address, client, exc)
@@ -194,8 +200,8 @@ class Frontend:
         while True:
             client = self._client(address)
             try:
-                outcome = await asyncio.wait_for(
-                    client.outcome(command.command_id, timeout=_OUTCOME_S), _OUTCOME_S + 5)
+                outcome = await _call(client.outcome(command.command_id, timeout=_OUTCOME_S),
+                                      _OUTCOME_S + 5)
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
                 if not (isinstance(exc, grpc.aio.AioRpcError)
                         and exc.code() == grpc.StatusCode.NOT_FOUND):
@@ -232,9 +238,23 @@ class Frontend:
             raise _Fatal(f"{address}: {exc.code().name}: {exc.details()}")
         self._down[address] = time.monotonic() + _DOWN_S
         # A new channel next time: a failed one backs off its reconnects for up to minutes.
+        # The old one is closed once the calls still on it have had their time.
         if self._clients.get(address) is client:
             del self._clients[address]
-            self._spawn(client.channel.close())
+            self._spawn(client.channel.close(grace=_SUBMIT_S + _OUTCOME_S + 5))
+
+
+async def _call(call: Awaitable[T], timeout: float) -> T:
+    """A gateway call within ``timeout``; a call cancelled under the caller (its channel
+    closed: the frontend's own tasks are cancelled only when it closes) reads as a
+    timeout, to be tried again."""
+    try:
+        return await asyncio.wait_for(call, timeout)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise TimeoutError("the call was cancelled under us") from None
 
 
 def judge(sent: Sequence[Command], answers: Mapping[uuid.UUID, Answer],
