@@ -46,6 +46,7 @@ class Verdict:
     tally: Tally
     aborted: int | None = None  # aborted transactional records seen read_uncommitted
     failures: list[str] = field(default_factory=list)  # other checks that did not hold
+    notes: list[str] = field(default_factory=list)  # what else it saw, for the cell's events
 
 
 @dataclass
@@ -271,6 +272,7 @@ def run_cell(row: Row, *, duration_s: float, outage_s: float = 30.0,
     try:
         if prepared:
             out.verdict = row.verify()
+            out.events += out.verdict.notes
             out.events.append(f"verified at {time.monotonic() - started:.0f}s")
     except Exception as exc:  # noqa: BLE001
         out.error = f"verifier: {type(exc).__name__}: {exc}"

@@ -7,7 +7,8 @@ worker's ticks are transactional: a read_committed reader collects what
 counts; a read_uncommitted reader beside it sees the aborted records too, the
 proof that a kill landed inside a transaction. At the end each world is
 replayed from tick 0 over the commands its ticks name, and every recorded
-hash must come out the same.
+hash must come out the same. The gateway's row (:mod:`.gateway`) runs the same
+worlds through gateways and shares the reader, the input and the replay.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from cosmic import kafka, topics
+from cosmic.settings import Settings
 from schemas import models
 from schemas.registry.client import RegistryClient
 from schemas.serde import AvroDeserializer, AvroSerializer, SerializationContext
@@ -38,7 +40,7 @@ _WORLDS = 4
 _ASTEROIDS = 6
 
 
-class _Reader:
+class TickReader:
     """Ticks of some worlds as they are committed (or written, read_uncommitted)."""
 
     def __init__(self, consumer: Consumer, worlds: set[bytes], decode: AvroDeserializer | None
@@ -93,6 +95,57 @@ class _Reader:
         self.consumer.close()
 
 
+def seeded_input(worlds: list[str], seed: int, size: int) -> list[tuple[str, dict[str, Any]]]:
+    """``size`` unsigned commands (Avro-ready PlayerCommand records) for the worlds: each
+    world's star system, then its players (every tenth command one the world must refuse),
+    interleaved by the seed; each world's commands in their own order."""
+    def commands(world: str, k: int) -> Iterator[dict[str, Any]]:
+        for cmd in scenario.star_system(world, asteroids=_ASTEROIDS, seed=seed + k,
+                                        snapshot_every=50):
+            yield cmd.to_avro()
+        yield from scenario.player_commands(world, seed=seed * 31 + k, asteroids=_ASTEROIDS,
+                                            invalid_every=10)
+
+    rng = random.Random(seed)
+    streams = {w: commands(w, k) for k, w in enumerate(worlds)}
+    out: list[tuple[str, dict[str, Any]]] = []
+    while len(out) < size:
+        w = worlds[rng.randrange(len(worlds))]
+        out.append((w, next(streams[w])))
+    return out
+
+
+def start_group_at_end(settings: Settings, shard: str) -> None:
+    """Commit a new shard's worker group at the commands topic's end: the shared log holds
+    every earlier test's commands, none of them this shard's, and a first start would
+    read them all (a minute here) before the cell's input."""
+    consumer = kafka.consumer(settings, WorkerConfig(shard=shard).group)
+    try:
+        ends = []
+        for p in range(topics.COMMANDS.partitions):
+            tp = TopicPartition(topics.COMMANDS.name, p)
+            ends.append(TopicPartition(tp.topic, p, kafka.high_watermark(consumer, tp)))
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def replay_failure(log: KafkaLog, world: str, ticks: list[dict[str, Any]]) -> str | None:
+    """Replay ``world`` from tick 0 over the commands its committed ``ticks`` (in tick
+    order) name, checking every recorded hash; what went wrong, or None."""
+    if not ticks:
+        return None
+    partition = ticks[0]["command_partition"]
+    state = WorldState.empty(world, partition)
+    try:
+        done = replay(state, ticks, read_commands(log, partition, ticks, world), verify=True)
+    except Exception as exc:  # noqa: BLE001 - a divergence is the finding
+        return f"{world}: replay from tick 0: {exc}"
+    if done != len(ticks) or state.state_hash() != ticks[-1]["state_hash"]:
+        return f"{world}: replay applied {done}/{len(ticks)} ticks"
+    return None
+
+
 class PhysicsRow(Row):
     name = "physics"
     transactional = True
@@ -103,46 +156,18 @@ class PhysicsRow(Row):
         self.shard = f"chaos-{run}"
         self.worlds = [f"{self.shard}:w{i}" for i in range(_WORLDS)]
         self.registry = RegistryClient.from_settings(self.settings)
-        rng = random.Random(self.cell.seed)
-        streams = {w: self._commands(w, k) for k, w in enumerate(self.worlds)}
-        # Interleave the worlds' streams, seeded; each world keeps its own order.
-        self.input: list[tuple[str, dict[str, Any]]] = []
-        while len(self.input) < self.cell.size:
-            w = self.worlds[rng.randrange(len(self.worlds))]
-            self.input.append((w, next(streams[w])))
+        ring = signing.KeyRing.for_settings(self.settings)
+        self.input = [(w, signing.sign_record(rec, models.Role.OPERATOR, ring))
+                      for w, rec in seeded_input(self.worlds, self.cell.seed, self.cell.size)]
         self.per_world = {w: sum(1 for x, _ in self.input if x == w) for w in self.worlds}
         keys = {w.encode() for w in self.worlds}
-        self.committed = _Reader(kafka.reader(self.settings, "chaos-committed"), keys,
-                                 AvroDeserializer(self.registry))
-        self.uncommitted = _Reader(kafka.reader(self.settings, "chaos-uncommitted",
-                                                **{"isolation.level": "read_uncommitted"}),
-                                   keys, None)
+        self.committed = TickReader(kafka.reader(self.settings, "chaos-committed"), keys,
+                                    AvroDeserializer(self.registry))
+        self.uncommitted = TickReader(kafka.reader(self.settings, "chaos-uncommitted",
+                                                   **{"isolation.level": "read_uncommitted"}),
+                                      keys, None)
         self.offsets: dict[str, list[int]] = {w: [] for w in self.worlds}
-        self._start_at_end()
-
-    def _start_at_end(self) -> None:
-        """Commit the new shard's group at the commands topic's end: the shared log holds
-        every earlier test's commands, none of them this shard's, and a first start
-        would read them all (a minute here) before the cell's input."""
-        group = WorkerConfig(shard=self.shard).group
-        consumer = kafka.consumer(self.settings, group)
-        try:
-            ends = []
-            for p in range(topics.COMMANDS.partitions):
-                tp = TopicPartition(topics.COMMANDS.name, p)
-                ends.append(TopicPartition(tp.topic, p, kafka.high_watermark(consumer, tp)))
-            consumer.commit(offsets=ends, asynchronous=False)
-        finally:
-            consumer.close()
-
-    def _commands(self, world: str, k: int) -> Iterator[dict[str, Any]]:
-        ring = signing.KeyRing.for_settings(self.settings)
-        for cmd in scenario.star_system(world, asteroids=_ASTEROIDS, seed=self.cell.seed + k,
-                                        snapshot_every=50):
-            yield signing.sign_record(cmd.to_avro(), models.Role.OPERATOR, ring)
-        for rec in scenario.player_commands(world, seed=self.cell.seed * 31 + k,
-                                            asteroids=_ASTEROIDS, invalid_every=10):
-            yield signing.sign_record(rec, models.Role.OPERATOR, ring)
+        start_group_at_end(self.settings, self.shard)
 
     def feed(self) -> Iterator[int]:
         producer = kafka.producer(self.settings)
@@ -208,18 +233,8 @@ class PhysicsRow(Row):
                 verdict.failures.append(
                     f"{w}: {len(applied)} commands applied, {len(self.offsets[w])} sent "
                     f"({len(set(self.offsets[w]) - set(applied))} never applied)")
-            if not mine:
-                continue
-            partition = mine[0]["command_partition"]
-            commands = read_commands(log, partition, mine, w)
-            state = WorldState.empty(w, partition)
-            try:
-                done = replay(state, mine, commands, verify=True)
-            except Exception as exc:  # noqa: BLE001 - a divergence is the finding
-                verdict.failures.append(f"{w}: replay from tick 0: {exc}")
-                continue
-            if done != len(mine) or state.state_hash() != mine[-1]["state_hash"]:
-                verdict.failures.append(f"{w}: replay applied {done}/{len(mine)} ticks")
+            if (broken := replay_failure(log, w, mine)) is not None:
+                verdict.failures.append(broken)
         return verdict
 
     def cleanup(self) -> None:

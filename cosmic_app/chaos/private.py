@@ -40,7 +40,7 @@ from cosmic.stack.registry import RegistryService
 from streams.security import signing, tokens
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """``n`` distinct free loopback ports (held together while chosen, so none repeats)."""
     socks = []
     try:
@@ -58,7 +58,7 @@ class PrivateStack:
     """One broker and the registry, in ``state_dir``; ``settings`` reach them."""
 
     def __init__(self, shared: Settings, state_dir: Path) -> None:
-        broker, controller, registry = _free_ports(3)
+        broker, controller, registry = free_ports(3)
         self.state_dir = state_dir
         # The stores stay the shared ones: their passwords are carried over explicitly,
         # since this folder holds only the private Kafka's and registry's secrets.

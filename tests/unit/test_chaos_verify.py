@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections import Counter
+
+import orjson
 
 from cosmic.settings import Settings
 from cosmic_app.chaos import cell, verify
@@ -143,3 +146,95 @@ def test_bodies_verifier_finds_each_kind_of_wrong_table():
     assert judge_table({"w": world}, moved).failures
     unowned = [(*r[:5], None, r[6]) if r[1] == 10 else r for r in good]
     assert judge_table({"w": world}, unowned).failures
+
+
+# The gateway row's verifier: commands sent through gateways, against the log and ticks.
+
+def _sent(n: int) -> list:
+    from cosmic_app.chaos.gateway import Command
+
+    return [Command("w", k, uuid.UUID(int=k), {}) for k in range(1, n + 1)]
+
+
+def _ticks(*taken: tuple[int, bool]) -> list[dict]:
+    """One lockstep tick per (offset, applied), numbered from 1."""
+    return [{"tick": n, "first_command_offset": o, "last_command_offset": o,
+             "n_applied": int(applied)} for n, (o, applied) in enumerate(taken, 1)]
+
+
+def _told(ticks: list[dict], log: dict[int, uuid.UUID], duplicate_of: set[int] = frozenset()
+          ) -> dict:
+    """What honest gateways answered: each command at its first tick, or DUPLICATE_COMMAND
+    where its answer came from the copy at an offset in ``duplicate_of``."""
+    from cosmic_app.chaos.gateway import DUPLICATE, Answer
+
+    told: dict = {}
+    for t in ticks:
+        cid = log[t["first_command_offset"]]
+        if t["first_command_offset"] in duplicate_of:
+            told[cid] = Answer(False, t["tick"], DUPLICATE)
+        elif cid not in told:
+            told[cid] = Answer(bool(t["n_applied"]), t["tick"], "" if t["n_applied"] else "X")
+    return told
+
+
+def test_gateway_judge_passes_a_retry_refused_as_duplicate():
+    from cosmic_app.chaos.gateway import judge
+
+    sent = _sent(3)
+    # Command 2 reached the log twice (its gateway died before answering): the second copy
+    # is refused. Command 3 was a command the world refuses anyway.
+    log = {10: sent[0].command_id, 11: sent[1].command_id, 12: sent[1].command_id,
+           13: sent[2].command_id}
+    ticks = _ticks((10, True), (11, True), (12, False), (13, False))
+    verdict = judge(sent, _told(ticks, log, {12}), {"w": log}, {"w": ticks})
+    assert verdict.tally.ok and verdict.failures == []
+    assert (verdict.tally.expected, verdict.tally.seen) == (3, 3)
+
+
+def test_gateway_judge_counts_a_second_application_and_a_lost_command():
+    from cosmic_app.chaos.gateway import judge
+
+    sent = _sent(3)
+    log = {10: sent[0].command_id, 11: sent[1].command_id, 12: sent[1].command_id}
+    ticks = _ticks((10, True), (11, True), (12, True))  # the copy applied again
+    verdict = judge(sent, _told(ticks, log), {"w": log}, {"w": ticks})
+    t = verdict.tally
+    assert (t.lost, t.duplicated, t.unexpected) == (1, 1, 0)  # command 3 never reached it
+    assert verdict.failures == ["1 commands never answered"]
+
+
+def test_gateway_judge_finds_disorder_gaps_strangers_and_untrue_answers():
+    from cosmic_app.chaos.gateway import Answer, judge
+
+    sent = _sent(2)
+    stranger = uuid.UUID(int=99)
+    log = {10: sent[1].command_id, 11: sent[0].command_id, 12: stranger}
+    ticks = _ticks((10, True), (11, True), (12, True))
+    told = {sent[0].command_id: Answer(True, 2, ""),
+            sent[1].command_id: Answer(False, 1, "UNKNOWN_BODY")}  # it was applied at 1
+    verdict = judge(sent, told, {"w": log}, {"w": ticks})
+    assert verdict.tally.out_of_order == 1  # command 2 decided before command 1
+    assert verdict.tally.unexpected == 1  # a record nobody sent
+    assert verdict.failures[0].startswith("1 answers not what the log holds")
+    # A tick lost from the committed output: the ticks do not take the log one by one.
+    gap = judge(sent, told, {"w": log}, {"w": [ticks[0], ticks[2]]})
+    assert any("not 1..3 in order" in f for f in gap.failures)
+    assert gap.tally.lost == 1
+
+
+def test_gateway_row_input_is_what_the_gateway_takes():
+    from pydantic import TypeAdapter
+
+    from cosmic_app.chaos.gateway import frontend_input
+    from schemas import models
+
+    commands = frontend_input(["s:a", "s:b"], 1, 300)
+    assert len(commands) == 300 and len({c.command_id for c in commands}) == 300
+    for world in ("s:a", "s:b"):
+        seqs = [c.seq for c in commands if c.world == world]
+        assert seqs == list(range(1, len(seqs) + 1))
+    parsed = [TypeAdapter(models.Command).validate_python(orjson.loads(orjson.dumps(c.body)))
+              for c in commands]
+    assert isinstance(parsed[0], models.SetWorldParams | models.SpawnBody)
+    assert frontend_input(["s:a", "s:b"], 1, 300) == commands  # seeded
