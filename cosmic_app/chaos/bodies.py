@@ -25,7 +25,6 @@ The verifier checks, as a demanding reader of ``celestial_bodies`` would:
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 import uuid
@@ -37,7 +36,6 @@ from typing import Any
 import numpy as np
 import psycopg
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import NewTopic
 
 from connectors import bodies
 from cosmic import kafka, topics
@@ -131,12 +129,7 @@ class BodiesRow(TimescaleRow):
         self.snapshots = f"chaos.{run}.snapshots"
         self.dlq = f"chaos.{run}.dlq"
         self.group = f"chaos-{run}"
-        admin = kafka.admin(self.settings)
-        futures = admin.create_topics(
-            [NewTopic(t, num_partitions=_PARTITIONS, replication_factor=1)
-             for t in (self.topic, self.snapshots, self.dlq)])
-        for f in futures.values():
-            f.result(timeout=30)
+        self._create_topics(self.topic, self.snapshots, self.dlq)
         rng = random.Random(self.cell.seed)
         names = [f"chaos-{run}-w{i}" for i in range(_WORLDS)]
         # Which world each delta belongs to, in input order, as the store rows do.
@@ -145,7 +138,6 @@ class BodiesRow(TimescaleRow):
         for n, world in self.scripted.items():
             script(world, self.order.count(n), rng)
         self.snapshot_count = sum(s.snapshot for w in self.scripted.values() for s in w.steps)
-        self.positions: list[dict[int, int]] = []
         self._stored: list[dict[tuple[str, int], int]] = []
         self._ticks: dict[str, int] = {}
         self._went_back: list[str] = []
@@ -279,14 +271,6 @@ class BodiesRow(TimescaleRow):
                     for t in (self.topic, self.snapshots) for p in range(_PARTITIONS)}
         finally:
             reader.close()
-
-    def cleanup(self) -> None:
-        if hasattr(self, "snapshots"):
-            admin = kafka.admin(self.settings)
-            for f in admin.delete_topics([self.snapshots], operation_timeout=30).values():
-                with contextlib.suppress(Exception):  # cleanup must not mask the result
-                    f.result(timeout=30)
-        super().cleanup()
 
 
 def judge_table(scripted: dict[str, ScriptedWorld], rows: list[tuple[Any, ...]]) -> Verdict:

@@ -122,6 +122,30 @@ class Row(ABC):
         return None
 
 
+def launch(settings: Settings, args: Sequence[str], extra_env: dict[str, str], log: Path,
+           what: str) -> subprocess.Popen[bytes]:
+    """``cosmic ARGS`` as a process seeing exactly ``settings``, its output appended to ``log``."""
+    with log.open("ab") as out:
+        out.write(f"--- start {what}: {' '.join(args)}\n".encode())
+        out.flush()
+        return subprocess.Popen([sys.executable, "-m", "cosmic_app", *args],
+                                env=child_env(settings) | extra_env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> int | None:
+    """Send ``sig`` and wait for the exit; the exit code (None: it did not stop and was
+    killed)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(_STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return None
+
+
 class Instances:
     """The row's processes by index; the same index is the same identity on restart."""
 
@@ -132,24 +156,11 @@ class Instances:
 
     def start(self, i: int) -> None:
         args, extra = self.row.argv(i)
-        env = child_env(self.row.settings) | extra
-        with self.log.open("ab") as out:
-            out.write(f"--- start instance {i}: {' '.join(args)}\n".encode())
-            out.flush()
-            self.procs[i] = subprocess.Popen([sys.executable, "-m", "cosmic_app", *args],
-                                             env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[i] = launch(self.row.settings, args, extra, self.log, f"instance {i}")
 
     def signal(self, i: int, sig: signal.Signals) -> int | None:
         """Send ``sig`` and wait for the exit; the exit code (None: it did not stop)."""
-        proc = self.procs.pop(i)
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            return proc.wait(_STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            return None
+        return stop(self.procs.pop(i), sig)
 
     def dead(self) -> list[int]:
         return [i for i, p in self.procs.items() if p.poll() is not None]

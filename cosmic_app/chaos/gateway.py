@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -40,7 +40,6 @@ from typing import Any, TypeVar
 import grpc
 
 from cosmic import kafka, topics
-from cosmic.settings import child_env
 from cosmic.timeutil import now_ms
 from schemas import models
 from schemas.registry.client import RegistryClient
@@ -50,7 +49,7 @@ from streams.gateway.client import GrpcClient
 from streams.gateway.testing import stack_token
 from streams.worlds.eventlog import KafkaLog
 
-from .cell import Row, Verdict
+from .cell import Row, Verdict, launch, stop
 from .physics import TickReader, replay_failure, seeded_input, start_group_at_end
 from .private import free_ports
 from .verify import tally
@@ -344,10 +343,7 @@ class GatewayRow(Row):
         args = ["physics", "worker", "--worker-id", f"{self.shard}-worker", "--shard",
                 self.shard, "--lockstep", "--hibernate-after", "0"]
         log = self.workdir / f"{self.cell.row}-{self.cell.fault}-{self.cell.seed}-worker.log"
-        with log.open("ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "cosmic_app", *args],
-                                    env=child_env(self.settings) | {"COSMIC_METRICS__PORT": "0"},
-                                    stdout=out, stderr=subprocess.STDOUT)
+        return launch(self.settings, args, {"COSMIC_METRICS__PORT": "0"}, log, "the worker")
 
     def feed(self) -> Iterator[int]:
         for n, command in enumerate(self.input, 1):
@@ -415,12 +411,7 @@ class GatewayRow(Row):
             with contextlib.suppress(Exception):
                 self.frontend.close()
         if hasattr(self, "worker"):
-            self.worker.terminate()
-            try:
-                self.worker.wait(60)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait(10)
+            stop(self.worker, signal.SIGTERM)
         for name in ("ticks", "registry"):
             if hasattr(self, name):
                 getattr(self, name).close()

@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,6 +45,7 @@ from schemas.registry.client import RegistryClient
 from schemas.serde import AvroSerializer, SerializationContext
 
 from .cell import Row, Verdict
+from .private import free_ports
 from .verify import tally
 
 _WORLDS = 5
@@ -58,12 +58,6 @@ def _tick(world: str, i: int, ts: datetime) -> dict[str, Any]:
             "first_command_offset": None, "last_command_offset": None, "n_applied": 1,
             "n_rejected": 0, "body_count": 5, "total_energy": -1.5, "state_hash": f"{i:016x}",
             "step_duration_us": 100, "ts": ts}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _private_stack(settings: Settings, state_dir: Path, **store: Any) -> Settings:
@@ -91,12 +85,7 @@ class _StoreRow(Row):
         self.topic = f"chaos.{run}.ticks"
         self.dlq = f"chaos.{run}.dlq"
         self.group = f"chaos-{run}"
-        admin = kafka.admin(self.settings)
-        futures = admin.create_topics(
-            [NewTopic(t, num_partitions=_PARTITIONS, replication_factor=1)
-             for t in (self.topic, self.dlq)])
-        for f in futures.values():
-            f.result(timeout=30)
+        self._create_topics(self.topic, self.dlq)
         rng = random.Random(self.cell.seed)
         self.worlds = [f"chaos-{run}-w{i}" for i in range(_WORLDS)]
         counts = dict.fromkeys(self.worlds, 0)
@@ -109,6 +98,15 @@ class _StoreRow(Row):
         self.per_world = counts
         self.positions: list[dict[int, int]] = []
         self._make_database()
+
+    def _create_topics(self, *names: str) -> None:
+        """The cell's private topics, deleted again by :meth:`cleanup`."""
+        self.private_topics = list(names)
+        admin = kafka.admin(self.settings)
+        futures = admin.create_topics(
+            [NewTopic(t, num_partitions=_PARTITIONS, replication_factor=1) for t in names])
+        for f in futures.values():
+            f.result(timeout=30)
 
     def _make_database(self) -> None: ...
 
@@ -191,9 +189,9 @@ class _StoreRow(Row):
         return verdict
 
     def cleanup(self) -> None:
-        if hasattr(self, "topic"):
+        if getattr(self, "private_topics", None):
             admin = kafka.admin(self.settings)
-            for f in admin.delete_topics([self.topic, self.dlq], operation_timeout=30).values():
+            for f in admin.delete_topics(self.private_topics, operation_timeout=30).values():
                 # Cleanup must not mask the cell's result.
                 with contextlib.suppress(Exception):
                     f.result(timeout=30)
@@ -207,7 +205,7 @@ class TimescaleRow(_StoreRow):
     def _make_database(self) -> None:
         if self.cell.fault == "store-outage":
             self.settings = _private_stack(self.settings, self.workdir / f"state-{self.run}",
-                                           postgres=PostgresSettings(port=_free_port()))
+                                           postgres=PostgresSettings(port=free_ports(1)[0]))
             self.service = PostgresService(self.settings)
             self.service.start()
         self.database = f"cosmic_chaos_{self.run}"
@@ -267,9 +265,10 @@ class ClickHouseRow(_StoreRow):
 
     def _make_database(self) -> None:
         if self.cell.fault == "store-outage":
+            native, http = free_ports(2)
             self.settings = _private_stack(
                 self.settings, self.workdir / f"state-{self.run}",
-                clickhouse=ClickHouseSettings(port=_free_port(), http_port=_free_port()))
+                clickhouse=ClickHouseSettings(port=native, http_port=http))
             self.service = ClickHouseService(self.settings)
             self.service.start()
         self.database = f"cosmic_chaos_{self.run}"
