@@ -188,6 +188,9 @@ class Frontend:
                 await _call(client.submit(command.world, command.body, command.command_id),
                             _SUBMIT_S)
                 return address
+            except grpc.aio.UsageError:  # its channel closed after another call failed
+                self._forget(address, client)
+                continue
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
                 self._failed(address, client, exc)
             await asyncio.sleep(min(0.05 * (tries + 1), 0.5))
@@ -201,6 +204,9 @@ class Frontend:
             try:
                 outcome = await _call(client.outcome(command.command_id, timeout=_OUTCOME_S),
                                       _OUTCOME_S + 5)
+            except grpc.aio.UsageError:  # as in _append: ask again on a fresh channel
+                self._forget(address, client)
+                continue
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
                 if not (isinstance(exc, grpc.aio.AioRpcError)
                         and exc.code() == grpc.StatusCode.NOT_FOUND):
@@ -236,6 +242,9 @@ class Frontend:
         if isinstance(exc, grpc.aio.AioRpcError) and exc.code() not in _TRANSIENT:
             raise _Fatal(f"{address}: {exc.code().name}: {exc.details()}")
         self._down[address] = time.monotonic() + _DOWN_S
+        self._forget(address, client)
+
+    def _forget(self, address: str, client: GrpcClient) -> None:
         # A new channel next time: a failed one backs off its reconnects for up to minutes.
         # The old one is closed once the calls still on it have had their time.
         if self._clients.get(address) is client:
