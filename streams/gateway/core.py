@@ -5,7 +5,9 @@
 a face opens a :class:`Subscription` and writes the frames it yields, as fast
 as its client reads them. The frame is computed when the face asks for it,
 against what that client last received, so a slow reader costs one baseline of
-memory and gets the latest state, never a backlog. A subscription that names a
+memory and gets the latest state, never a backlog. Clients that hold the same
+(started alike, served the same ticks and views) share one computation of each
+frame (:class:`~.session.SharedFrames`). A subscription that names a
 ``session`` is kept a while after its connection ends (``resume_window_s``,
 at most ``max_parked``); a reconnect naming the session and the tick it last
 applied continues from that baseline instead of a snapshot (only for the
@@ -60,7 +62,7 @@ from .errors import (
 from .guard import Caller, Guard, outcome_of
 from .metrics import GatewayMetrics
 from .outcomes import Outcome, Outcomes, State
-from .session import Subscriber, warm
+from .session import SharedFrames, Subscriber, warm
 from .world import Area, BoxView, Grid, Tick, View
 
 # What the log side does with a validated command and its record's Avro encoding (None:
@@ -140,7 +142,7 @@ class Subscription:
                 tick = await self.core._next(self.world_id, self.subscriber)
                 guard.still_valid(self.identity)
                 since, started_ns = self.subscriber.last_tick, time.time_ns()
-                data = self.subscriber.frame_bytes(tick)
+                data = self.core._frame(self.world_id, self.subscriber, tick)
                 self.core.metrics.sent(len(data), tick.produced_ms, self.subscriber.deferred)
                 yield data
                 if self.core.tracer is not None:  # the face took it: delivered
@@ -172,6 +174,7 @@ class GatewayCore:
         guard.on_decision = self.metrics.decided
         self.tracer = tracing.tracer("streams.gateway")
         self._traced: dict[str, deque[tuple[int, tuple[Context, ...]]]] = {}
+        self._shared: dict[str, SharedFrames] = {}
 
     # The log side.
 
@@ -184,6 +187,13 @@ class GatewayCore:
                 ring = self._traced[tick.world_id] = deque(maxlen=TRACED_TICKS)
             ring.append((tick.tick, tick.traces))
         self._wake(tick.world_id)
+
+    def _frame(self, world_id: str, subscriber: Subscriber, tick: Tick) -> bytes:
+        """The subscriber's next frame, computed once for all who hold the same."""
+        shared = self._shared.get(world_id)
+        if shared is None:
+            shared = self._shared[world_id] = SharedFrames()
+        return shared.frame_bytes(subscriber, tick)
 
     def _delivered(self, world_id: str, since: int, tick: int, size: int, started_ns: int
                    ) -> None:

@@ -33,6 +33,17 @@ Per frame:
   an update carries only the non-zero residuals against that. A body whose
   residual is zero is left out, which on smooth orbits is most of them;
   either way, a body updated is exactly on the grid.
+
+**Shared encoding.** A frame is a pure function of the tick and of what the
+client holds, and what it holds is a pure function of how it started (view,
+budget, encoding) and of the ticks and views of its frames. So clients that
+started alike and were served alike hold the same baseline, and
+:class:`SharedFrames` computes their frame once per tick: the first asks the
+kernels, the others adopt its bytes and its new baseline (the arrays are never
+written in place, so they are shared as they are). :attr:`Subscriber.lineage`
+names that history; a client that fell behind (it skipped ticks, moved, or is
+new) is on a lineage of its own and gets its own snapshot or deltas, exactly as
+before, and joins others again only by starting alike.
 """
 
 from __future__ import annotations
@@ -93,6 +104,38 @@ def warm() -> None:
 _warmed = False
 
 
+_State = tuple[object, int, Ints, Ints, Ints, Floats, Ints, Floats, float, int | None, float]
+
+
+class SharedFrames:
+    """One world's frames of its latest tick, each computed once per :meth:`Subscriber.share_key`.
+
+    Only the latest tick's are kept: every subscriber is served the latest tick, and a
+    new tick starts afresh."""
+
+    def __init__(self) -> None:
+        self._tick: Tick | None = None
+        self._made: dict[tuple[object, ...], tuple[bytes, _State]] = {}
+        self.computed = 0  # frames the kernels computed
+        self.shared = 0  # frames adopted from another subscriber's
+
+    def frame_bytes(self, subscriber: Subscriber, tick: Tick) -> bytes:
+        """``subscriber.frame_bytes(tick)``, from another's work when it holds the same."""
+        if tick is not self._tick:
+            self._tick = tick
+            self._made = {}
+        key = subscriber.share_key()
+        made = self._made.get(key)
+        if made is None:
+            data = subscriber.frame_bytes(tick)
+            self._made[key] = (data, subscriber._state())
+            self.computed += 1
+            return data
+        subscriber._adopt(tick, *made)
+        self.shared += 1
+        return made[0]
+
+
 def _geometry(view: Area, grow: float) -> tuple[Floats, bool, float, float]:
     """What :func:`.framing.membership` needs of a view (its ``geom``), whether it is a
     box, and its grown x-slab; the same numbers :class:`.world.View` and
@@ -141,6 +184,14 @@ class Subscriber:
         self._geometry_of: tuple[Area, float] | None = None  # what _geometry is of
         self._geometry: tuple[Floats, bool, float, float] = (np.empty(0), False, 0.0, 0.0)
         self._size = 0.0
+        # What this client's baseline came from: None while it holds nothing yet, then
+        # the token of the frame that made it (see SharedFrames).
+        self.lineage: object | None = None
+
+    def share_key(self) -> tuple[object, ...]:
+        """Equal for two subscribers whose next frame of the same tick is the same bytes."""
+        return (self.lineage, self.view, self.hysteresis, self.predicted, self.bytes_per_s,
+                self.burst_bytes)
 
     def move(self, view: Area) -> None:
         """A new area of interest; it applies from the next frame."""
@@ -197,7 +248,21 @@ class Subscriber:
         data = buf.tobytes()
         self._tokens -= len(data)
         self.bytes_sent += len(data)
+        self.lineage = object()
         return data
+
+    def _state(self) -> _State:
+        return (self.lineage, self.deferred, self.ids, self.qpos, self.qvel, self.sent_at,
+                self.revisions, self.priority, self._tokens, self._last_ms, self._ratio)
+
+    def _adopt(self, tick: Tick, data: bytes, state: _State) -> None:
+        """Become what another subscriber with this :meth:`share_key` became by ``data``."""
+        (self.lineage, self.deferred, self.ids, self.qpos, self.qvel, self.sent_at,
+         self.revisions, self.priority, self._tokens, self._last_ms, self._ratio) = state
+        self.last_tick = tick.tick
+        self.sim_time = tick.sim_time
+        self._view_moved = False
+        self.bytes_sent += len(data)
 
     def pending(self, tick: Tick) -> npt.NDArray[np.int64]:
         """Ids held whose baseline differs from ``tick`` on the grid (not yet updated)."""
