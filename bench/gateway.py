@@ -28,7 +28,7 @@ prints the cores the gateway used, clients per core and p50/p99 latency from
 tick produced to frame read (see ``bench/gateway_ws.py``).
 
     .venv/bin/python bench/gateway.py [--bodies 10000] [--in-view 250] [--clients 200]
-        [--websocket 1000 [--ws-seconds 10] [--ws-deflate isal|zlib]]
+        [--websocket 1000 [--ws-seconds 10] [--ws-deflate isal|zlib] [--ws-views K]]
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def main() -> None:
     ap.add_argument("--websocket", type=int, default=0, metavar="N",
                     help="then serve N real WebSocket clients (another process) and measure")
     ap.add_argument("--ws-seconds", type=float, default=10.0)
+    ap.add_argument("--ws-views", type=int, default=0, metavar="K",
+                    help="only K distinct views among the WebSocket clients (clients "
+                         "watching the same places; default: each client its own)")
     ap.add_argument("--ws-deflate", choices=("isal", "zlib"), default="isal",
                     help="the gateway's deflate: its own (ISA-L) or aiohttp's default (zlib)")
     args = ap.parse_args()
@@ -166,7 +169,8 @@ def main() -> None:
 def websocket(args: argparse.Namespace, core_only: int, a: np.ndarray, phase: np.ndarray,
               z: np.ndarray) -> None:
     m = gateway_ws.measure(args.websocket, args.ws_seconds, args.bodies, args.in_view,
-                           lambda tick: delta(tick, a, phase, z), args.ws_deflate)
+                           lambda tick: delta(tick, a, phase, z), args.ws_deflate,
+                           args.ws_views)
     cpus = os.cpu_count() or 1
     print(f"websocket: {m.connected}/{m.clients} real clients (aiohttp, permessage-deflate: "
           f"{args.ws_deflate} on the gateway, zlib on the clients, "
@@ -178,6 +182,7 @@ def websocket(args: argparse.Namespace, core_only: int, a: np.ndarray, phase: np
     print(f"  clients per core at {HZ:g} Hz: {m.per_core:.0f} over WebSocket "
           f"({m.frames / m.cpu_s:.0f} frames per CPU second / {HZ:g}; core only, above: "
           f"{core_only})")
+    print(f"  frames shared (computed once for clients that hold the same): {m.shared:.0%}")
     print(f"  frames read {m.frames} of {expected} ticks x clients "
           f"({m.frames / max(expected, 1):.0%}); {m.skipped} ticks coalesced away")
     print(f"  latency tick produced -> frame read: p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, "
@@ -187,6 +192,8 @@ def websocket(args: argparse.Namespace, core_only: int, a: np.ndarray, phase: np
     work = (f"{args.bodies} bodies, {m.clients} WebSocket clients (another process), "
             f"~{args.in_view} in view, {m.seconds:.0f} s at {HZ:g} Hz, deflate {args.ws_deflate}, "
             f"{cpus} cores shared")
+    if args.ws_views:
+        work += f", {args.ws_views} distinct views"
     kept_up = m.frames >= 0.95 * expected
     met = m.per_core >= 1000 and m.p99_ms <= 100 and kept_up
     note = (f"p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms tick produced -> frame read; "

@@ -69,6 +69,7 @@ class Measured:
     p99_ms: float
     max_ms: float
     connected: int  # clients that got their snapshot
+    shared: float  # of the frames the gateway handed out, those computed for another client
 
     @property
     def cores(self) -> float:
@@ -81,20 +82,24 @@ class Measured:
         return self.frames / self.cpu_s / HZ if self.cpu_s > 0 else float("inf")
 
 
-def views(n: int, bodies: int, in_view: int, seed: int = 2) -> list[tuple[float, float, float]]:
-    """(x, y, radius) of each client's view: the same draw as the core-only section."""
+def views(n: int, bodies: int, in_view: int, seed: int = 2, distinct: int = 0
+          ) -> list[tuple[float, float, float]]:
+    """(x, y, radius) of each client's view: the same draw as the core-only section.
+    ``distinct``: only that many different views, client i taking view i % distinct
+    (clients watching the same place, whose frames the gateway computes once); 0: each
+    client its own."""
     radius = math.sqrt(in_view / bodies * (3.3**2 - 2.2**2))
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(n):
+    for _ in range(min(n, distinct) if distinct else n):
         r, ang = rng.uniform(2.4, 3.1), rng.uniform(0, 2 * math.pi)
         out.append((r * math.cos(ang), r * math.sin(ang), radius))
-    return out
+    return [out[i % len(out)] for i in range(n)] if out else out
 
 
 # ---------------------------------------------------------------- the clients' process
 
-async def _clients(url: str, n: int, bodies: int, in_view: int) -> None:
+async def _clients(url: str, n: int, bodies: int, in_view: int, distinct: int) -> None:
     lines: asyncio.Queue[str] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -137,7 +142,7 @@ async def _clients(url: str, n: int, bodies: int, in_view: int) -> None:
     tasks = [asyncio.create_task(stdin())]  # held, and cancelled at the end, with the clients'
     connector = TCPConnector(limit=0)
     async with ClientSession(connector=connector) as session:
-        for i, (x, y, r) in enumerate(views(n, bodies, in_view)):
+        for i, (x, y, r) in enumerate(views(n, bodies, in_view, distinct=distinct)):
             tasks.append(asyncio.create_task(client(i, x, y, r, session)))
             if i % 50 == 49:  # in batches: the listen backlog is finite
                 await asyncio.gather(*(e.wait() for e in snapshot[i - 49:i + 1]))
@@ -162,7 +167,7 @@ async def _clients(url: str, n: int, bodies: int, in_view: int) -> None:
 # ---------------------------------------------------------------- the gateway's process
 
 async def _serve(n: int, seconds: float, bodies: int, in_view: int, orbit: Any,
-                 deflater: str) -> Measured:
+                 deflater: str, distinct: int) -> Measured:
     """``orbit(tick) -> StateDelta record`` builds the world's deltas (bench/gateway.py's)."""
     auth = TestAuth(anonymous_watch=True, subscriptions_per_player=10 * n + 10)
     core = GatewayCore(GatewaySettings(), _no_commands, auth.guard)
@@ -193,7 +198,7 @@ async def _serve(n: int, seconds: float, bodies: int, in_view: int, orbit: Any,
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--clients-side", f"ws://127.0.0.1:{port}/ws", str(n),
-        str(bodies), str(in_view), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        str(bodies), str(in_view), str(distinct), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert child.stdin is not None and child.stdout is not None
     stop = threading.Event()
 
@@ -232,10 +237,12 @@ async def _serve(n: int, seconds: float, bodies: int, in_view: int, orbit: Any,
                 child.kill()
                 await child.wait()
         await runner.cleanup()
+    made = core._shared[WORLD]
+    shared = made.shared / max(1, made.shared + made.computed)
     if hello["failed"] or done["failed"]:
         print(f"  clients failed: {hello['failed'] or done['failed']}")
     return Measured(n, wall, cpu - built, built, ticks, done["frames"], done["skipped"],
-                    done["p50"], done["p99"], done["max"], hello["connected"])
+                    done["p50"], done["p99"], done["max"], hello["connected"], shared)
 
 
 async def _no_commands(command: Any, avro: bytes | None) -> tuple[int, int]:
@@ -243,14 +250,14 @@ async def _no_commands(command: Any, avro: bytes | None) -> tuple[int, int]:
 
 
 def measure(n: int, seconds: float, bodies: int, in_view: int, orbit: Any,
-            deflater: str = "isal") -> Measured:
+            deflater: str = "isal", distinct: int = 0) -> Measured:
     """``deflater``: "isal" (the gateway's) or "zlib" (aiohttp's own) for the gateway's side;
-    the clients inflate with zlib either way."""
-    return asyncio.run(_serve(n, seconds, bodies, in_view, orbit, deflater))
+    the clients inflate with zlib either way. ``distinct``: as :func:`views`."""
+    return asyncio.run(_serve(n, seconds, bodies, in_view, orbit, deflater, distinct))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--clients-side":
-        asyncio.run(_clients(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+    if len(sys.argv) == 7 and sys.argv[1] == "--clients-side":
+        asyncio.run(_clients(sys.argv[2], *(int(a) for a in sys.argv[3:7])))
     else:
         sys.exit("run by bench/gateway.py --websocket N")
